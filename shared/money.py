@@ -13,7 +13,12 @@ from decimal import Decimal, InvalidOperation
 from babel.numbers import get_currency_precision, list_currencies
 
 # Babel's CLDR data knows every active ISO 4217 code and its minor-unit precision.
-_KNOWN_CURRENCIES: frozenset[str] = frozenset(list_currencies())
+# Fund, metal and testing codes (XAU, XTS, XXX...) are not money a customer is billed in;
+# the CFA and CFP francs and the East Caribbean dollar are.
+_BILLABLE_X = frozenset({"XAF", "XOF", "XPF", "XCD"})
+_KNOWN_CURRENCIES: frozenset[str] = frozenset(
+    c for c in list_currencies() if not c.startswith("X") or c in _BILLABLE_X
+)
 
 
 class MoneyError(ValueError):
