@@ -1,0 +1,1 @@
+"""The pure lifecycle core: no I/O, no clock reads. See `decide.py`."""

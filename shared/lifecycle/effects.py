@@ -1,0 +1,68 @@
+"""What a decision asks the world to do, as plain data.
+
+The shell writes these as outbox rows in the same transaction as the new state, then carries
+them out; each has a deterministic key, so a retried decision produces the same rows and the
+outbox (not the caller) guarantees at most one email per kind and occasion and exactly one
+lifecycle event per transition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+LifecycleEventType = Literal[
+    "subscription.past_due", "subscription.disabled", "subscription.reactivated",
+    "subscription.canceled", "subscription.data_deleted",
+]
+EmailKind = Literal[
+    "payment_failed", "payment_reminder", "disable_warning", "service_disabled", "payment_settled",
+    "service_canceled", "deletion_warning", "data_deleted", "contact_changed",
+]
+
+
+def short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class EmitLifecycleEvent:
+    account_id: str
+    subscription_id: str
+    type: LifecycleEventType
+    reason: str
+    effective_at: datetime
+    occasion: str
+
+    @property
+    def key(self) -> str:
+        """Also the CloudEvent `id`, so a consumer can recognise a repeat."""
+        return f"evt-{short_hash(f'{self.account_id}|{self.subscription_id}|{self.type}|{self.occasion}')}"
+
+
+@dataclass(frozen=True)
+class SendEmail:
+    account_id: str
+    kind: EmailKind
+    occasion: str
+    recipient: str
+    subscription_ids: tuple[str, ...] = ()
+    facts: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def key(self) -> str:
+        """Also the ACS operation id: a resend after a crash is recognised, not delivered twice."""
+        return f"mail-{short_hash(f'{self.account_id}|{self.kind}|{self.occasion}|{self.recipient.lower()}')}"
+
+
+Effect = EmitLifecycleEvent | SendEmail
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    kind: str
+    detail: str
+    subscription_id: str | None = None

@@ -1,0 +1,132 @@
+"""The account as the lifecycle sees it: plain immutable values, no I/O.
+
+Personal data (`Profile`) is kept apart from the financial facts (`Charge`, credit, the
+subscriptions' states) so retention cleanup can erase the one and keep the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from shared.money import Money
+
+Locale = Literal["en", "zh-CN"]
+
+
+class SubscriptionState(StrEnum):
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    DISABLED = "disabled"
+    CANCELED = "canceled"
+    DELETED = "deleted"
+
+    @property
+    def recoverable(self) -> bool:
+        """Past due and disabled come back to active the moment nothing is owed; later ones do not."""
+        return self in (SubscriptionState.PAST_DUE, SubscriptionState.DISABLED)
+
+
+class ChargeStatus(StrEnum):
+    OUTSTANDING = "outstanding"
+    PAID = "paid"
+    VOIDED = "voided"
+
+
+@dataclass(frozen=True)
+class PaymentMethod:
+    """A gateway token and its display summary. Never a card number, never a CVV."""
+
+    type: Literal["card", "invoice"]
+    token: str | None = None
+    brand: str | None = None
+    last4: str | None = None
+    exp_month: int | None = None
+    exp_year: int | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    display_name: str
+    locale: Locale
+    billing_contacts: tuple[str, ...]
+    payment_method: PaymentMethod | None = None
+    unreachable: Mapping[str, datetime] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One charge of the billing engine. `applied` is what payments and credit covered so far."""
+
+    charge_id: str
+    subscription_id: str
+    amount: Money
+    status: ChargeStatus
+    reason: str
+    outstanding_since: datetime
+    applied: int = 0
+    settled_at: datetime | None = None
+    settled_by: str | None = None
+
+    @property
+    def remaining(self) -> Money:
+        return Money(self.amount.minor - self.applied, self.amount.currency)
+
+
+@dataclass(frozen=True)
+class ChargeNote:
+    """What is remembered of a charge that is not outstanding: enough to make late or repeated
+    events about it harmless (a `charge.failed` after its `charge.succeeded`)."""
+
+    charge_id: str
+    status: ChargeStatus
+    subscription_id: str | None = None
+    amount: Money | None = None
+    settled_at: datetime | None = None
+    settled_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    subscription_id: str
+    name: str
+    state: SubscriptionState = SubscriptionState.ACTIVE
+    past_due_since: datetime | None = None
+    disabled_at: datetime | None = None
+    canceled_at: datetime | None = None
+    deleted_at: datetime | None = None
+    steps_done: frozenset[str] = frozenset()
+    legal_hold: bool = False
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: str
+    profile: Profile | None = None
+    subscriptions: Mapping[str, Subscription] = field(default_factory=dict)
+    outstanding: Mapping[str, Charge] = field(default_factory=dict)
+    credit: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def registered(self) -> bool:
+        return self.profile is not None
+
+    def outstanding_of(self, subscription_id: str) -> list[Charge]:
+        return [c for c in self.outstanding.values() if c.subscription_id == subscription_id]
+
+    def balance(self) -> dict[str, Money]:
+        """What is owed, one total per currency."""
+        totals: dict[str, Money] = {}
+        for charge in self.outstanding.values():
+            cur = charge.amount.currency
+            totals[cur] = totals.get(cur, Money.zero(cur)) + charge.remaining
+        return totals
+
+    def credit_money(self) -> dict[str, Money]:
+        return {cur: Money(minor, cur) for cur, minor in sorted(self.credit.items()) if minor}
+
+    def with_subscription(self, sub: Subscription) -> Account:
+        return replace(self, subscriptions={**self.subscriptions, sub.subscription_id: sub})
