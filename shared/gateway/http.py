@@ -1,0 +1,209 @@
+"""The product's payment gateway adapter: a client for the gateway's REST API.
+
+Every call is retried on connection errors, timeouts, 429 and 5xx with exponential backoff. That
+is safe for charges because each one carries its idempotency key: a retried charge the gateway
+already made is answered from its record and charges nothing. The card token travels in request
+bodies only and is never logged, nor put in an exception message.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from shared.gateway.protocol import (
+    CardDetails,
+    CardRejected,
+    ChargeResult,
+    GatewayError,
+    GatewayRequestError,
+    GatewayUnavailable,
+    IdempotencyConflict,
+)
+from shared.money import Money, MoneyError
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class HttpPaymentGateway:
+    """`PaymentGateway` over HTTP. `timeout` is per attempt, in seconds; up to `max_attempts`
+    attempts are made, `backoff` seconds apart at first, doubling (with jitter) up to 2 s."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        timeout: float = 10,
+        *,
+        max_attempts: int = 4,
+        backoff: float = 0.2,
+        session: requests.Session | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self._session = session or requests.Session()
+        self._session.headers.update(
+            {
+                "Authorization": f"Bearer {api_key}",
+                "Accept": "application/json",
+                "User-Agent": "past-due-billing/1",
+            }
+        )
+
+    def __repr__(self) -> str:  # never show the API key
+        return f"HttpPaymentGateway({self.base_url!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- the PaymentGateway interface -----------------------------------------------------------
+
+    def save_card(self, token: str) -> CardDetails:
+        response = self._send("POST", "/v1/cards", body={"token": token})
+        if response.status_code == 200:
+            data = _json(response)
+            try:
+                return CardDetails(
+                    brand=str(data["brand"]),
+                    last4=str(data["last4"]),
+                    exp_month=int(data["expMonth"]),
+                    exp_year=int(data["expYear"]),
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise GatewayUnavailable("the gateway answered with an unreadable card") from exc
+        raise self._error(response)
+
+    def charge(
+        self, *, idempotency_key: str, amount: Money, token: str, account_id: str, description: str
+    ) -> ChargeResult:
+        response = self._send(
+            "POST",
+            "/v1/charges",
+            body={
+                "amount": amount.to_str(),
+                "currency": amount.currency,
+                "token": token,
+                "accountId": account_id,
+                "description": description,
+            },
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        if response.status_code in (200, 402):
+            result = _charge_result(response)
+            if response.headers.get("Idempotent-Replayed") == "true":
+                log.info("gateway replayed charge %s for key %s", result.gateway_charge_id, idempotency_key)
+            return result
+        raise self._error(response)
+
+    def find_charge(self, idempotency_key: str) -> ChargeResult | None:
+        response = self._send("GET", "/v1/charges/" + quote(idempotency_key, safe=""))
+        if response.status_code == 404:
+            return None
+        if response.status_code == 200:
+            return _charge_result(response)
+        raise self._error(response)
+
+    # -- transport ------------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
+        url = self.base_url + path
+        retrying = Retrying(
+            retry=retry_if_exception_type(GatewayUnavailable),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential_jitter(initial=self.backoff, max=2.0, jitter=self.backoff),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                try:
+                    response = self._session.request(
+                        method, url, json=body, headers=headers, timeout=self.timeout
+                    )
+                except requests.Timeout as exc:
+                    log.warning("gateway %s %s timed out (attempt %d)", method, path, number)
+                    raise GatewayUnavailable(f"the gateway did not answer within {self.timeout} s") from exc
+                except requests.ConnectionError as exc:
+                    log.warning("gateway %s %s: connection failed (attempt %d)", method, path, number)
+                    raise GatewayUnavailable("could not connect to the gateway") from exc
+                except requests.RequestException as exc:
+                    # Anything else from requests, without its text: it may quote the request.
+                    raise GatewayUnavailable(f"gateway request failed: {type(exc).__name__}") from exc
+                if response.status_code in _RETRYABLE_STATUS:
+                    log.warning(
+                        "gateway %s %s answered %d (attempt %d)", method, path, response.status_code, number
+                    )
+                    raise GatewayUnavailable(
+                        f"the gateway answered {response.status_code}", code=f"http_{response.status_code}"
+                    )
+                return response
+        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+    def _error(self, response: requests.Response) -> GatewayError:
+        status = response.status_code
+        code, message = "http_error", f"the gateway answered {status}"
+        try:
+            error = response.json()["error"]
+            code, message = str(error["code"]), str(error.get("message", message))
+        except (ValueError, KeyError, TypeError):
+            pass
+        if code == "invalid_token":
+            return CardRejected(code, message)
+        if status == 409 and code == "idempotency_conflict":
+            return IdempotencyConflict(code, message)
+        if 400 <= status < 500:
+            return GatewayRequestError(code, message, status)
+        return GatewayUnavailable(f"unexpected answer {status} from the gateway", code=code)
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise GatewayUnavailable("the gateway answered with something that is not JSON") from exc
+    if not isinstance(data, dict):
+        raise GatewayUnavailable("the gateway answered with something that is not a JSON object")
+    return data
+
+
+def _charge_result(response: requests.Response) -> ChargeResult:
+    """Read a charge. An unreadable answer leaves the outcome unknown, hence `GatewayUnavailable`:
+    the caller then retries with the same key or calls `find_charge`."""
+    data = _json(response)
+    try:
+        status = data["status"]
+        if status not in ("succeeded", "declined"):
+            raise ValueError(f"unknown charge status {status!r}")
+        created_at = datetime.fromisoformat(str(data["createdAt"]))
+        if created_at.tzinfo is None:
+            created_at = created_at.replace(tzinfo=UTC)
+        charge_id = data.get("id")
+        decline_code = data.get("declineCode")
+        return ChargeResult(
+            idempotency_key=str(data["idempotencyKey"]),
+            gateway_charge_id=str(charge_id) if charge_id else None,
+            status=status,
+            amount=Money.parse(data["amount"], str(data["currency"])),
+            decline_code=str(decline_code) if decline_code else None,
+            created_at=created_at,
+        )
+    except (KeyError, TypeError, ValueError, MoneyError) as exc:
+        raise GatewayUnavailable("the gateway answered with an unreadable charge") from exc

@@ -1,0 +1,158 @@
+"""The payment gateway as the product sees it: an interface, its value types and its errors.
+
+Shaped after real card processors (Stripe): a card is saved from a token, a charge carries an
+idempotency key, a decline is an answer (not an exception), and a charge can be read back by its
+key. That read-back is how the product recovers when the gateway charged but the answer was lost
+(timeout, crash) before our own commit: ask again with the same key, or `find_charge` it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+from shared.money import Money
+
+ChargeStatus = Literal["succeeded", "declined"]
+DeclineKind = Literal["soft", "hard"]
+
+# The one place that says which decline codes are worth retrying later (soft) and which need the
+# customer to act, for example by updating their card (hard). Codes are Stripe's.
+SOFT_DECLINE_CODES: frozenset[str] = frozenset(
+    {
+        "generic_decline",
+        "card_declined",
+        "do_not_honor",
+        "insufficient_funds",
+        "processing_error",
+        "authentication_required",
+        "try_again_later",
+        "issuer_not_available",
+        "reenter_transaction",
+        "approve_with_id",
+        "card_velocity_exceeded",
+        "withdrawal_count_limit_exceeded",
+    }
+)
+HARD_DECLINE_CODES: frozenset[str] = frozenset(
+    {
+        "expired_card",
+        "lost_card",
+        "stolen_card",
+        "pickup_card",
+        "incorrect_number",
+        "invalid_number",
+        "incorrect_cvc",
+        "invalid_cvc",
+        "invalid_expiry_month",
+        "invalid_expiry_year",
+        "restricted_card",
+        "fraudulent",
+        "security_violation",
+        "card_not_supported",
+        "currency_not_supported",
+        "invalid_account",
+        "new_account_information_available",
+        "revocation_of_authorization",
+        "revocation_of_all_authorizations",
+        "stop_payment_order",
+        "transaction_not_allowed",
+        "do_not_try_again",
+        "merchant_blacklist",
+    }
+)
+
+
+def decline_kind(decline_code: str | None) -> DeclineKind:
+    """Soft or hard. A code we do not know is hard: blind retries of a refused card cost fees and
+    can get a merchant flagged by the card networks, so an unknown refusal asks the customer."""
+    return "soft" if decline_code in SOFT_DECLINE_CODES else "hard"
+
+
+@dataclass(frozen=True)
+class CardDetails:
+    """What the gateway tells us about a saved card: never the number itself."""
+
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    """The outcome of one charge attempt, as the gateway recorded it under its idempotency key."""
+
+    idempotency_key: str
+    gateway_charge_id: str | None
+    status: ChargeStatus
+    amount: Money
+    decline_code: str | None
+    created_at: datetime
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def soft_decline(self) -> bool:
+        """True for a decline worth retrying later; False for a success or a hard decline."""
+        return self.status == "declined" and decline_kind(self.decline_code) == "soft"
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway adapters raise; `code` is machine-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class CardRejected(GatewayError):
+    """The token is unknown or invalid: there is no card to save or to charge."""
+
+
+class IdempotencyConflict(GatewayError):
+    """The idempotency key was already used for a different amount or currency. Nothing charged."""
+
+
+class GatewayUnavailable(GatewayError):
+    """Transient trouble (network, timeout, 5xx) that outlasted the retries. The outcome of a charge
+    is unknown: retry with the SAME idempotency key, or `find_charge` it, never a new key."""
+
+    def __init__(self, message: str, code: str = "gateway_unavailable") -> None:
+        super().__init__(code, message)
+
+
+class GatewayRequestError(GatewayError):
+    """The gateway refused the request itself (bad amount, bad credentials...): our bug or our
+    configuration, not the customer's card. Retrying will not help."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(code, message)
+        self.status = status
+
+
+@runtime_checkable
+class PaymentGateway(Protocol):
+    def save_card(self, token: str) -> CardDetails:
+        """Validate a card token and describe the card. Raises `CardRejected` if unknown/invalid."""
+        ...
+
+    def charge(
+        self, *, idempotency_key: str, amount: Money, token: str, account_id: str, description: str
+    ) -> ChargeResult:
+        """Charge the card once per idempotency key.
+
+        A decline is a `ChargeResult` with status "declined". A repeated key returns the FIRST
+        result and charges nothing; a repeated key with a different amount or currency may raise
+        `IdempotencyConflict`. Raises `CardRejected` for an unknown token, `GatewayRequestError` for
+        an amount the gateway refuses (zero, negative), `GatewayUnavailable` for transient trouble.
+        """
+        ...
+
+    def find_charge(self, idempotency_key: str) -> ChargeResult | None:
+        """The charge made under this key, or None if the gateway never recorded one."""
+        ...
