@@ -1,0 +1,390 @@
+"""The sandbox payment gateway: a small Stripe-like REST server for the local stack and the tests.
+
+Routes (JSON in, JSON out):
+  POST /v1/cards                      {"token"} -> 200 card | 400 invalid_token
+  POST /v1/charges                    Idempotency-Key header; {"amount","currency","token","accountId",
+                                      "description"} -> 200 succeeded | 402 declined | 400 | 409
+  GET  /v1/charges/{idempotencyKey}   -> 200 charge | 404
+  GET  /charges[?accountId=]          every charge, oldest first (no auth: dev inspection)
+  POST /faults, GET /faults, DELETE /faults    fault injection for tests
+  GET  /stats, GET /health
+/v1 routes need `Authorization: Bearer <api key>`. Card tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from devstack.sandbox_gateway.store import ChargeStore, StoredCharge, iso_utc
+from shared.gateway.fake import (
+    SANDBOX_CARDS,
+    amount_problem,
+    idempotency_key_problem,
+    new_charge_id,
+)
+from shared.money import Money, MoneyError, is_currency
+
+log = logging.getLogger("devstack.sandbox_gateway")
+
+DEFAULT_API_KEY = "sandbox-local-key"
+MAX_BODY_BYTES = 64 * 1024
+MAX_TEXT = {"accountId": 255, "description": 1000}
+
+_CARD_LIKE = re.compile(r"(?<!\d)\d(?:[ -]?\d){11,18}(?!\d)")
+_TOKEN_LIKE = re.compile(r"tok_\w+")
+
+
+def redact(text: str) -> str:
+    """Take card tokens and anything shaped like a card number out of a log line."""
+    return _TOKEN_LIKE.sub("tok_[redacted]", _CARD_LIKE.sub("[redacted]", text))
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class Faults:
+    """Injected failures, consumed one request at a time."""
+
+    fail_next: int = 0
+    fail_status: int = 503
+    timeout_after_charge: int = 0
+    timeout_seconds: float = 3.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_failure(self) -> int | None:
+        with self.lock:
+            if self.fail_next <= 0:
+                return None
+            self.fail_next -= 1
+            return self.fail_status
+
+    def take_timeout(self) -> float | None:
+        with self.lock:
+            if self.timeout_after_charge <= 0:
+                return None
+            self.timeout_after_charge -= 1
+            return self.timeout_seconds
+
+    def to_json(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "failNext": {"count": self.fail_next, "status": self.fail_status},
+                "timeoutAfterCharge": {"count": self.timeout_after_charge, "seconds": self.timeout_seconds},
+            }
+
+    def set(self, body: dict[str, Any]) -> None:
+        mode, count = body.get("mode"), body.get("count", 1)
+        if not _is_int(count) or count < 0:
+            raise ApiError(400, "invalid_fault", "count must be a non-negative integer")
+        if mode == "fail_next":
+            status = body.get("status", 503)
+            if not _is_int(status) or not 400 <= status <= 599:
+                raise ApiError(400, "invalid_fault", "status must be an HTTP error status (400-599)")
+            with self.lock:
+                self.fail_next, self.fail_status = count, status
+        elif mode == "timeout_after_charge":
+            seconds = body.get("seconds", 3)
+            if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not 0 < seconds <= 120:
+                raise ApiError(400, "invalid_fault", "seconds must be a number in (0, 120]")
+            with self.lock:
+                self.timeout_after_charge, self.timeout_seconds = count, float(seconds)
+        else:
+            raise ApiError(400, "invalid_fault", 'mode must be "fail_next" or "timeout_after_charge"')
+
+    def clear(self) -> None:
+        with self.lock:
+            self.fail_next = self.timeout_after_charge = 0
+
+
+@dataclass
+class Stats:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    routes: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+
+    def request(self, route: str) -> None:
+        with self.lock:
+            self.routes[route] += 1
+
+    def answered(self, status: int) -> None:
+        with self.lock:
+            self.statuses[str(status)] += 1
+
+    def event(self, name: str) -> None:
+        with self.lock:
+            self.events[name] += 1
+
+    def to_json(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "requests": sum(self.routes.values()),
+                "byRoute": dict(self.routes),
+                "byStatus": dict(self.statuses),
+                "chargesCreated": self.events["charge_created"],
+                "chargesReplayed": self.events["charge_replayed"],
+                "faultsInjected": self.events["fault_injected"],
+            }
+
+
+class SandboxGatewayServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], store: ChargeStore, api_key: str) -> None:
+        super().__init__(address, SandboxHandler)
+        self.store = store
+        self.api_key = api_key
+        self.faults = Faults()
+        self.stats = Stats()
+        self.stopping = threading.Event()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+
+class SandboxHandler(BaseHTTPRequestHandler):
+    server: SandboxGatewayServer
+    protocol_version = "HTTP/1.1"
+    server_version = "SandboxGateway/1"
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _dispatch(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        path, query = parts.path, parse_qs(parts.query)
+        route = _route_name(method, path)
+        self.server.stats.request(route)
+        try:
+            self._raw = self._read_body()
+            status, body, headers = self._handle(method, path, query)
+        except ApiError as err:
+            status, body, headers = err.status, _error(err.code, err.message), {}
+        except Exception:
+            log.exception("sandbox gateway: %s failed", route)
+            status, body, headers = 500, _error("internal_error", "the sandbox gateway failed"), {}
+        self._send(status, body, headers)
+
+    def _handle(self, method: str, path: str, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
+        srv = self.server
+        if path.startswith("/v1/"):
+            failure = srv.faults.take_failure()
+            if failure is not None:
+                srv.stats.event("fault_injected")
+                return failure, _error("injected_fault", "fault injected by POST /faults"), {}
+            self._authenticate()
+            if (method, path) == ("POST", "/v1/cards"):
+                return self._save_card()
+            if (method, path) == ("POST", "/v1/charges"):
+                return self._charge()
+            if method == "GET" and path.startswith("/v1/charges/"):
+                return self._find_charge(unquote(path.removeprefix("/v1/charges/")))
+        elif (method, path) == ("GET", "/charges"):
+            account = query.get("accountId", [None])[0]
+            return 200, [c.to_json() for c in srv.store.list(account)], {}
+        elif path == "/faults":
+            if method == "POST":
+                srv.faults.set(self._json_body())
+                return 200, srv.faults.to_json(), {}
+            if method == "DELETE":
+                srv.faults.clear()
+                return 200, srv.faults.to_json(), {}
+            if method == "GET":
+                return 200, srv.faults.to_json(), {}
+        elif (method, path) == ("GET", "/stats"):
+            return 200, srv.stats.to_json(), {}
+        elif (method, path) == ("GET", "/health"):
+            return 200, {"status": "ok"}, {}
+        raise ApiError(404, "not_found", "no such route")
+
+    def _authenticate(self) -> None:
+        header = self.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            key.strip().encode(), self.server.api_key.encode()
+        ):
+            raise ApiError(401, "unauthorized", "a valid `Authorization: Bearer <api key>` is required")
+
+    def _read_body(self) -> bytes:
+        """Read the whole (bounded) body up front, so that the connection stays usable whatever
+        the answer."""
+        self._raw = b""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            raise ApiError(400, "invalid_request", "bad Content-Length") from None
+        if length < 0 or length > MAX_BODY_BYTES:
+            self.close_connection = True
+            raise ApiError(413, "request_too_large", f"bodies are limited to {MAX_BODY_BYTES} bytes")
+        return self.rfile.read(length) if length else b""
+
+    def _json_body(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self._raw or b"null", parse_float=_keep_float_marker)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_json", "the body must be a JSON object")
+        return body
+
+    def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:
+        self.server.stats.answered(status)
+        payload = json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeouts)
+            self.close_connection = True
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = urlsplit(self.path).path
+        log.info(redact(f"{self.command} {path} -> {code}"))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info(redact(format % args))
+
+    # -- the API --------------------------------------------------------------------------------
+
+    def _save_card(self) -> tuple[int, Any, dict[str, str]]:
+        token = self._json_body().get("token")
+        sandbox = SANDBOX_CARDS.get(token) if isinstance(token, str) else None
+        if sandbox is None:
+            raise ApiError(400, "invalid_token", "No such token: the card token is unknown or invalid.")
+        card = sandbox.card
+        return (
+            200,
+            {"brand": card.brand, "last4": card.last4, "expMonth": card.exp_month, "expYear": card.exp_year},
+            {},
+        )
+
+    def _charge(self) -> tuple[int, Any, dict[str, str]]:
+        srv = self.server
+        key = self.headers.get("Idempotency-Key", "")
+        problem = idempotency_key_problem(key)
+        if problem:
+            code = "missing_idempotency_key" if not key else "invalid_idempotency_key"
+            raise ApiError(400, code, problem)
+        body = self._json_body()
+        amount = _parse_amount(body.get("amount"), body.get("currency"))
+        token = body.get("token")
+        sandbox = SANDBOX_CARDS.get(token) if isinstance(token, str) else None
+        if sandbox is None:
+            raise ApiError(400, "invalid_token", "No such token: the card token is unknown or invalid.")
+        account_id = _text(body, "accountId", required=True)
+        description = _text(body, "description", required=False)
+
+        decided = StoredCharge(
+            id=new_charge_id(),
+            idempotency_key=key,
+            status="declined" if sandbox.decline_code else "succeeded",
+            amount=amount.to_str(),
+            currency=amount.currency,
+            account_id=account_id,
+            description=description,
+            decline_code=sandbox.decline_code,
+            created_at=iso_utc(datetime.now(UTC)),
+        )
+        stored, inserted = srv.store.insert_if_absent(decided)
+        headers: dict[str, str] = {}
+        if inserted:
+            srv.stats.event("charge_created")
+            log.info("charge %s %s %s %s", stored.id, stored.status, stored.amount, stored.currency)
+        else:
+            if Money.parse(stored.amount, stored.currency) != amount:
+                raise ApiError(
+                    409,
+                    "idempotency_conflict",
+                    "This Idempotency-Key was already used with a different amount or currency.",
+                )
+            srv.stats.event("charge_replayed")
+            headers["Idempotent-Replayed"] = "true"
+        delay = srv.faults.take_timeout()
+        if delay is not None:
+            srv.stats.event("fault_injected")
+            srv.stopping.wait(delay)  # the charge is stored; the answer is "lost"
+        return (402 if stored.status == "declined" else 200), stored.to_json(), headers
+
+    def _find_charge(self, key: str) -> tuple[int, Any, dict[str, str]]:
+        charge = self.server.store.get(key) if key else None
+        if charge is None:
+            raise ApiError(404, "charge_not_found", "no charge was made under this Idempotency-Key")
+        return 200, charge.to_json(), {}
+
+
+class _FloatMarker:
+    """A JSON number with a fraction or exponent: money must never arrive as a float."""
+
+
+def _keep_float_marker(_text: str) -> _FloatMarker:
+    return _FloatMarker()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_amount(amount: Any, currency: Any) -> Money:
+    if not isinstance(currency, str) or not is_currency(currency):
+        raise ApiError(400, "invalid_currency", 'currency must be an ISO 4217 code such as "USD"')
+    if not isinstance(amount, str):
+        raise ApiError(400, "invalid_amount", 'amount must be a decimal string such as "12.34"')
+    try:
+        money = Money.parse(amount, currency)
+    except MoneyError as exc:
+        raise ApiError(400, "invalid_amount", str(exc)) from None
+    problem = amount_problem(money)
+    if problem:
+        raise ApiError(400, "invalid_amount", problem)
+    return money
+
+
+def _text(body: dict[str, Any], name: str, *, required: bool) -> str:
+    value = body.get(name, None if required else "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ApiError(400, "invalid_request", f"{name} must be a{' non-empty' if required else ''} string")
+    if len(value) > MAX_TEXT[name] or not value.isprintable():
+        raise ApiError(400, "invalid_request", f"{name} must be printable, at most {MAX_TEXT[name]} chars")
+    return value
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _route_name(method: str, path: str) -> str:
+    if path.startswith("/v1/charges/"):
+        path = "/v1/charges/{idempotencyKey}"
+    return f"{method} {path}"
