@@ -1,0 +1,13 @@
+"""The Function App: registers one blueprint per trigger family. Runs under `func start` and under
+the project's local host (`python -m devstack.host`) unchanged."""
+
+import azure.functions as func
+
+from functions.accounts_api import bp as accounts_api
+from functions.operations_api import bp as operations_api
+from functions.payment_events import bp as payment_events
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(payment_events)
+app.register_functions(accounts_api)
+app.register_functions(operations_api)

@@ -1,0 +1,1 @@
+"""Entry points: one blueprint per trigger family, each a thin parse → load → decide → commit → dispatch."""

@@ -1,0 +1,85 @@
+"""HTTP API on accounts (contract §2): register, view, timeline."""
+
+from __future__ import annotations
+
+import re
+
+import azure.functions as func
+
+from functions.problems import invalid, json_response, not_found, problem, read_json
+from shared.bootstrap import services
+from shared.gateway.protocol import CardRejected, GatewayUnavailable
+from shared.handlers import register_account
+from shared.intake import ID_PATTERN
+from shared.lifecycle.decide import Registration
+from shared.lifecycle.model import PaymentMethod, Profile
+from shared.registration import AccountBody, CardMethodBody, FieldProblem, InvalidRequest, parse_body
+from shared.views import account_view
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
+_ID = re.compile(ID_PATTERN)
+
+
+def _account_id(req: func.HttpRequest) -> str:
+    account_id = str(req.route_params.get("accountId", ""))
+    if not _ID.match(account_id):
+        raise InvalidRequest([FieldProblem("accountId", f"must match {ID_PATTERN}")])
+    return account_id
+
+
+@bp.function_name("put_account")
+@bp.route(route="accounts/{accountId}", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+def put_account(req: func.HttpRequest) -> func.HttpResponse:
+    svc = services()
+    try:
+        account_id = _account_id(req)
+        body: AccountBody = parse_body(AccountBody, read_json(req))
+    except InvalidRequest as exc:
+        return invalid(exc)
+    method: PaymentMethod | None = None
+    if isinstance(body.paymentMethod, CardMethodBody):
+        if svc.gateway is None:
+            return problem(503, "Payment gateway not configured", "set PAYMENT_GATEWAY_URL")
+        try:
+            card = svc.gateway.save_card(body.paymentMethod.token)
+        except CardRejected as exc:
+            return invalid(InvalidRequest([FieldProblem("paymentMethod.token", exc.message)]))
+        except GatewayUnavailable:
+            return problem(503, "Payment gateway unavailable", "the card could not be checked; try again")
+        method = PaymentMethod("card", body.paymentMethod.token, card.brand, card.last4, card.exp_month,
+                               card.exp_year)
+    elif body.paymentMethod is not None:
+        method = PaymentMethod("invoice")
+    reg = Registration(
+        Profile(body.displayName, body.locale, tuple(body.billingContacts), method),
+        tuple((s.id, s.name) for s in body.subscriptions),
+    )
+    account = register_account(svc.lifecycle, account_id, reg)
+    return json_response(account_view(account, svc.settings.policy))
+
+
+@bp.function_name("get_account")
+@bp.route(route="accounts/{accountId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_account(req: func.HttpRequest) -> func.HttpResponse:
+    svc = services()
+    try:
+        account_id = _account_id(req)
+    except InvalidRequest as exc:
+        return invalid(exc)
+    snap = svc.store.load(account_id)
+    if snap.etag is None:
+        return not_found(f"no account {account_id}")
+    return json_response(account_view(snap.account, svc.settings.policy))
+
+
+@bp.function_name("get_timeline")
+@bp.route(route="accounts/{accountId}/timeline", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_timeline(req: func.HttpRequest) -> func.HttpResponse:
+    svc = services()
+    try:
+        account_id = _account_id(req)
+    except InvalidRequest as exc:
+        return invalid(exc)
+    if not svc.store.exists(account_id):
+        return not_found(f"no account {account_id}")
+    return json_response({"accountId": account_id, "entries": svc.store.timeline(account_id)})

@@ -1,0 +1,60 @@
+"""Operator routes: dead letters, health, and the test clock (contract §2)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import azure.functions as func
+
+from functions.problems import invalid, json_response, not_found, problem, read_json
+from shared.bootstrap import services
+from shared.registration import FieldProblem, InvalidRequest
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
+
+
+@bp.function_name("get_deadletters")
+@bp.route(route="deadletters", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_deadletters(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response({"items": services().deadletters.list()})
+
+
+@bp.function_name("health")
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        services().store.exists("health-probe")
+    except Exception as exc:  # any storage failure means unhealthy; say which
+        return problem(503, "Storage unreachable", type(exc).__name__)
+    return json_response({"status": "ok"})
+
+
+@bp.function_name("testing_clock")
+@bp.route(route="testing/clock", methods=["PUT", "DELETE", "GET"], auth_level=func.AuthLevel.FUNCTION)
+def testing_clock(req: func.HttpRequest) -> func.HttpResponse:
+    clock = services().test_clock
+    if clock is None:
+        return not_found("the test clock is not enabled (BILLING_TEST_CLOCK)")
+    if req.method == "DELETE":
+        clock.reset()
+    elif req.method == "PUT":
+        try:
+            body = read_json(req)
+            now = _parse_now(body)
+        except InvalidRequest as exc:
+            return invalid(exc)
+        clock.set(now)
+    return json_response({"now": clock.now().isoformat().replace("+00:00", "Z")})
+
+
+def _parse_now(body: object) -> datetime:
+    raw = body.get("now") if isinstance(body, dict) else None
+    if not isinstance(raw, str):
+        raise InvalidRequest([FieldProblem("now", "an RFC 3339 timestamp with an offset is required")])
+    try:
+        at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidRequest([FieldProblem("now", "not an RFC 3339 timestamp")]) from exc
+    if at.tzinfo is None:
+        raise InvalidRequest([FieldProblem("now", "the timestamp needs an offset (Z or +hh:mm)")])
+    return at

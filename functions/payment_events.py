@@ -1,0 +1,44 @@
+"""Queue triggers on `payment-events` and its poison queue (contract §1)."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.bootstrap import services
+from shared.handlers import apply_event
+from shared.intake import Rejected, parse_message
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
+log = logging.getLogger(__name__)
+
+
+@bp.function_name("payment_events")
+@bp.queue_trigger(arg_name="msg", queue_name="payment-events", connection="AzureWebJobsStorage")
+def payment_events(msg: func.QueueMessage) -> None:
+    """A malformed message is dead-lettered at once; a passing failure raises, so the host retries."""
+    svc = services()
+    body = msg.get_body()
+    try:
+        event, event_type = parse_message(body)
+    except Rejected as exc:
+        svc.deadletters.add(source="payment-events", reason=exc.reason, text=body.decode("utf-8", "replace"),
+                            received_at=svc.lifecycle.clock.now(), message_id=msg.id)
+        log.warning("dead-lettered message %s: %s", msg.id, exc.reason)
+        return
+    applied = apply_event(svc.lifecycle, event, event_type)
+    log.info("event %s (%s) for account %s %s", event.event_id, event_type, event.account_id,
+             "was a duplicate" if applied.duplicate else "applied")
+
+
+@bp.function_name("payment_events_poison")
+@bp.queue_trigger(arg_name="msg", queue_name="payment-events-poison", connection="AzureWebJobsStorage")
+def payment_events_poison(msg: func.QueueMessage) -> None:
+    """Messages that failed `maxDequeueCount` times: kept in the dead-letter list, never dropped."""
+    svc = services()
+    svc.deadletters.add(
+        source="payment-events-poison",
+        reason="processing failed repeatedly (moved to payment-events-poison after maxDequeueCount attempts)",
+        text=msg.get_body().decode("utf-8", "replace"), received_at=svc.lifecycle.clock.now(), message_id=msg.id,
+    )

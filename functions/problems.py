@@ -1,0 +1,48 @@
+"""HTTP answers: JSON bodies and RFC 9457 problem details."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import azure.functions as func
+
+from shared.registration import InvalidRequest
+
+
+def json_response(body: Any, status: int = 200) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body, ensure_ascii=False), status_code=status,
+                             mimetype="application/json", charset="utf-8")
+
+
+def problem(status: int, title: str, detail: str, *, type_: str = "about:blank",
+            errors: list[dict[str, str]] | None = None, **extra: Any) -> func.HttpResponse:
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extra)
+    return func.HttpResponse(json.dumps(body, ensure_ascii=False), status_code=status,
+                             mimetype="application/problem+json", charset="utf-8")
+
+
+def invalid(exc: InvalidRequest) -> func.HttpResponse:
+    return problem(400, "Invalid request", str(exc) if len(exc.problems) == 1 else "the request has invalid fields",
+                   type_="https://billing.example/problems/validation",
+                   errors=[{"field": p.field, "message": p.message} for p in exc.problems])
+
+
+def not_found(detail: str) -> func.HttpResponse:
+    return problem(404, "Not found", detail)
+
+
+def read_json(req: func.HttpRequest) -> Any:
+    """The body as JSON, or `InvalidRequest` naming the body (never a 500 for bad input)."""
+    from shared.registration import FieldProblem
+
+    raw = req.get_body()
+    if not raw:
+        raise InvalidRequest([FieldProblem("body", "a JSON body is required")])
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest([FieldProblem("body", f"not valid JSON: {exc}")]) from exc

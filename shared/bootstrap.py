@@ -1,0 +1,63 @@
+"""Wiring: every adapter is built here once per process from the app settings.
+
+Functions call `services()`; tests call `build(settings, ...)` with their own Azurite and faults.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from shared.clock import Clock, SystemClock
+from shared.faults import Faults
+from shared.gateway.http import HttpPaymentGateway
+from shared.gateway.protocol import PaymentGateway
+from shared.handlers import Lifecycle
+from shared.outbox import OutboxDispatcher
+from shared.settings import Settings
+from shared.store import clients
+from shared.store.accounts import AccountStore
+from shared.store.system import DeadLetters, StoredTestClock
+
+
+@dataclass
+class Services:
+    settings: Settings
+    lifecycle: Lifecycle
+    deadletters: DeadLetters
+    test_clock: StoredTestClock | None
+    gateway: PaymentGateway | None
+
+    @property
+    def store(self) -> AccountStore:
+        return self.lifecycle.store
+
+
+def build(settings: Settings, *, faults: Faults | None = None, hook: clients.RequestHook | None = None,
+          gateway: PaymentGateway | None = None) -> Services:
+    tables = clients.table_service(settings, hook)
+    queues = clients.queue_service(settings, hook)
+    store = AccountStore(clients.ensure_table(tables, settings.billing_table))
+    system = clients.ensure_table(tables, settings.system_table)
+    test_clock = StoredTestClock(system, SystemClock()) if settings.test_clock_enabled else None
+    clock: Clock = test_clock or SystemClock()
+    dispatcher = OutboxDispatcher(
+        store,
+        clients.ensure_queue(queues, settings.lifecycle_queue),
+        clients.ensure_queue(queues, settings.email_queue),
+    )
+    if gateway is None and settings.gateway_url:
+        gateway = HttpPaymentGateway(settings.gateway_url, settings.gateway_api_key or "")
+    return Services(
+        settings=settings,
+        lifecycle=Lifecycle(store, dispatcher, clock, settings.policy, faults or Faults()),
+        deadletters=DeadLetters(system),
+        test_clock=test_clock,
+        gateway=gateway,
+    )
+
+
+@functools.cache
+def services() -> Services:
+    """The process-wide services, built on first use (not at import, so indexing never needs storage)."""
+    return build(Settings.from_env())

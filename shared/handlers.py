@@ -1,0 +1,102 @@
+"""The service layer: parse is done, now load → decide → commit → dispatch, one function per use.
+
+Every handler can run twice, crash halfway, or race a twin: the event marker and the account
+row's ETag, both in the decision's transaction, make the second run a no-op or a clean retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from shared.clock import Clock
+from shared.faults import Faults
+from shared.lifecycle.decide import Decision, Registration, apply_payment_event, register
+from shared.lifecycle.facts import PaymentEvent, charge_ids_of
+from shared.lifecycle.model import Account
+from shared.outbox import OutboxDispatcher
+from shared.policy import DunningPolicy
+from shared.store.accounts import AccountStore, AlreadyApplied, ConcurrencyConflict, OutboxRow, Snapshot
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+on_conflict = retry(
+    retry=retry_if_exception_type(ConcurrencyConflict),
+    stop=stop_after_attempt(30),
+    wait=wait_random_exponential(multiplier=0.005, max=0.25),
+    reraise=True,
+)
+
+
+@dataclass
+class Lifecycle:
+    """What a handler needs, wired once per process (see shared/bootstrap.py)."""
+
+    store: AccountStore
+    dispatcher: OutboxDispatcher
+    clock: Clock
+    policy: DunningPolicy
+    faults: Faults
+
+
+@dataclass(frozen=True)
+class Applied:
+    account: Account
+    duplicate: bool
+
+
+def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str) -> Applied:
+    """Apply one payment event exactly once, whatever the delivery."""
+    now = lc.clock.now()
+
+    @on_conflict
+    def attempt() -> tuple[Account, list[OutboxRow] | None]:
+        snap = lc.store.load(event.account_id, event_id=event.event_id, charge_ids=charge_ids_of(event))
+        if snap.already_applied:
+            return snap.account, None
+        decision = apply_payment_event(snap.account, event, snap.notes, now, lc.policy)
+        lc.faults.before_commit()
+        try:
+            rows = lc.store.commit(snap, decision, event_id=event.event_id, event_type=event_type, now=now)
+        except AlreadyApplied:
+            return snap.account, None
+        return decision.account, rows
+
+    account, rows = attempt()
+    duplicate = rows is None
+    if rows is None:
+        # A redelivery also finishes what a crashed first delivery committed but never sent.
+        rows = lc.store.pending_outbox(event.account_id)
+    lc.faults.before_dispatch()
+    lc.dispatcher.dispatch(rows)
+    return Applied(account, duplicate)
+
+
+def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot], Decision]) -> Decision:
+    """Load, decide and commit under the account's ETag, retrying on conflict; then dispatch."""
+    now = lc.clock.now()
+
+    @on_conflict
+    def attempt() -> tuple[Decision, list[OutboxRow]]:
+        snap = lc.store.load(account_id)
+        decision = decide(snap)
+        if not decision.changed and snap.etag is not None:
+            return decision, []
+        lc.faults.before_commit()
+        return decision, lc.store.commit(snap, decision, now=now)
+
+    decision, rows = attempt()
+    lc.faults.before_dispatch()
+    lc.dispatcher.dispatch(rows)
+    return decision
+
+
+def register_account(lc: Lifecycle, account_id: str, reg: Registration) -> Account:
+    now = lc.clock.now()
+    decision = commit_decision(lc, account_id, lambda snap: register(snap.account, reg, now, lc.policy))
+    return decision.account

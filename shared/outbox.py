@@ -1,0 +1,78 @@
+"""Carrying out the effects a decision committed as outbox rows.
+
+A row is deleted only after its effect has left, so a crash leaves it to be carried out by the
+redelivery; what leaves carries the row's deterministic key (the CloudEvent `id`, the ACS
+operation id) so the one unavoidable window — sent, then crashed before the delete — is
+recognisable downstream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from azure.storage.queue import QueueClient
+
+from shared.store.accounts import AccountStore, OutboxRow
+
+log = logging.getLogger(__name__)
+EVENT_SOURCE = "/billing/past-due-lifecycle"
+
+
+def lifecycle_cloudevent(payload: dict[str, Any]) -> str:
+    """Contract §4: CloudEvents JSON on `subscription-lifecycle`."""
+    return json.dumps({
+        "specversion": "1.0",
+        "id": payload["id"],
+        "type": payload["type"],
+        "source": EVENT_SOURCE,
+        "subject": f"accounts/{payload['accountId']}/subscriptions/{payload['subscriptionId']}",
+        "time": payload["effectiveAt"],
+        "datacontenttype": "application/json",
+        "data": {
+            "accountId": payload["accountId"],
+            "subscriptionId": payload["subscriptionId"],
+            "reason": payload["reason"],
+            "effectiveAt": payload["effectiveAt"],
+        },
+    }, separators=(",", ":"))
+
+
+def email_handoff(row: OutboxRow) -> str:
+    return json.dumps({"accountId": row.account_id, "key": row.key})
+
+
+class OutboxDispatcher:
+    def __init__(self, store: AccountStore, lifecycle_queue: QueueClient, email_queue: QueueClient) -> None:
+        self.store = store
+        self.lifecycle_queue = lifecycle_queue
+        self.email_queue = email_queue
+        self._carry: dict[str, Callable[[OutboxRow], bool]] = {
+            "lifecycle": self._send_lifecycle,
+            "charge_notes": self._write_notes,
+            "email": self._hand_off_email,
+        }
+
+    def dispatch(self, rows: Iterable[OutboxRow]) -> None:
+        for row in rows:
+            done = self._carry[row.kind](row)
+            if done:
+                self.store.delete_outbox(row)
+
+    def _send_lifecycle(self, row: OutboxRow) -> bool:
+        self.lifecycle_queue.send_message(lifecycle_cloudevent(row.payload))
+        log.info("lifecycle event %s %s for %s/%s", row.payload["type"], row.key, row.account_id,
+                 row.payload["subscriptionId"])
+        return True
+
+    def _write_notes(self, row: OutboxRow) -> bool:
+        self.store.write_notes(row.account_id, row.payload["notes"])
+        return True
+
+    def _hand_off_email(self, row: OutboxRow) -> bool:
+        # Emails go out from their own queue so a slow or throttled send never holds up events;
+        # the row stays until the sender has sent it (see functions/email_outbox.py).
+        self.email_queue.send_message(email_handoff(row))
+        return False

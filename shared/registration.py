@@ -1,0 +1,128 @@
+"""Reading the body of `PUT /api/accounts/{id}` into a `Registration`, refusing card data.
+
+Only gateway tokens are accepted. Something that looks like a card number or carries a CVV is
+refused with the field named and is never echoed back or logged.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+
+from shared.intake import ID_PATTERN
+
+EMAIL_PATTERN = r"^[^@\s<>()\[\],;:\"]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+TOKEN_PATTERN = r"^tok_[A-Za-z0-9_]{1,96}$"
+_CARD_LIKE = re.compile(r"\d(?:[ -]?\d){12,18}")
+_FORBIDDEN_KEYS = {"number", "cardnumber", "card_number", "pan", "cvv", "cvc", "cvv2", "cvc2", "securitycode"}
+
+
+class FieldProblem(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class InvalidRequest(ValueError):
+    """Validation problems, each naming its field (problem+json `errors`)."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def refuse_card_data(body: Any, path: str = "") -> None:
+    """Raise if any key or string value in the body looks like raw card data."""
+    if isinstance(body, dict):
+        for key, value in body.items():
+            where = f"{path}.{key}" if path else str(key)
+            if str(key).replace("-", "").replace("_", "").lower() in {k.replace("_", "") for k in _FORBIDDEN_KEYS}:
+                raise InvalidRequest([FieldProblem(where, "card numbers and security codes are never accepted; "
+                                                          "send a gateway token")])
+            refuse_card_data(value, where)
+    elif isinstance(body, list):
+        for i, value in enumerate(body):
+            refuse_card_data(value, f"{path}[{i}]")
+    elif isinstance(body, str) and any(_luhn(m.group()) for m in _CARD_LIKE.finditer(body)):
+        raise InvalidRequest([FieldProblem(path or "body", "a value that looks like a card number was refused "
+                                                           "and not stored; send a gateway token")])
+
+
+def _luhn(text: str) -> bool:
+    """A primary account number passes the Luhn check; most other long digit runs do not."""
+    digits = [int(c) for c in text if c.isdigit()]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class CardMethodBody(_Strict):
+    type: Literal["card"]
+    token: Annotated[StrictStr, Field(pattern=TOKEN_PATTERN)]
+
+
+class InvoiceMethodBody(_Strict):
+    type: Literal["invoice"]
+
+
+class SubscriptionBody(_Strict):
+    id: Annotated[StrictStr, Field(pattern=ID_PATTERN)]
+    name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+
+
+class AccountBody(_Strict):
+    displayName: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    locale: Literal["en", "zh-CN"] = "en"
+    billingContacts: Annotated[list[Annotated[StrictStr, Field(pattern=EMAIL_PATTERN, max_length=254)]],
+                               Field(min_length=1, max_length=5)]
+    paymentMethod: Annotated[CardMethodBody | InvoiceMethodBody, Field(discriminator="type")] | None = None
+    subscriptions: Annotated[list[SubscriptionBody], Field(max_length=200)] = []
+
+    @field_validator("subscriptions")
+    @classmethod
+    def _distinct_ids(cls, subs: list[SubscriptionBody]) -> list[SubscriptionBody]:
+        if len({s.id for s in subs}) != len(subs):
+            raise ValueError("subscription ids must be distinct")
+        return subs
+
+    @field_validator("billingContacts")
+    @classmethod
+    def _distinct_contacts(cls, contacts: list[str]) -> list[str]:
+        if len({c.lower() for c in contacts}) != len(contacts):
+            raise ValueError("billing contacts must be distinct")
+        return contacts
+
+
+class PaymentMethodBody(_Strict):
+    token: Annotated[StrictStr, Field(pattern=TOKEN_PATTERN)]
+
+
+def problems_of(exc: ValidationError) -> InvalidRequest:
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "tagged-union"))]
+        # pydantic puts the union tag in the path; a person wants the JSON path
+        loc = [p for p in loc if p not in ("card", "invoice")]
+        field = ".".join(loc) or "body"
+        problems.append(FieldProblem(field, err["msg"]))
+    return InvalidRequest(problems)
+
+
+def parse_body(model: type[_Strict], body: Any) -> Any:
+    refuse_card_data(body)
+    if not isinstance(body, dict):
+        raise InvalidRequest([FieldProblem("body", "must be a JSON object")])
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise problems_of(exc) from exc

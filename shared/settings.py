@@ -1,0 +1,57 @@
+"""App settings, read once per process and validated, so a bad setting fails at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shared.policy import DunningPolicy
+
+
+class SettingsError(ValueError):
+    """A missing or malformed app setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage_connection_string: str | None
+    storage_account_name: str | None
+    policy: DunningPolicy
+    test_clock_enabled: bool
+    acs_endpoint: str | None
+    acs_access_key: str | None
+    acs_connection_string: str | None
+    email_sender: str
+    gateway_url: str | None
+    gateway_api_key: str | None
+    billing_page_url: str
+    link_signing_key: str | None
+    support_url: str
+    billing_table: str = "billing"
+    system_table: str = "billingsystem"
+    lifecycle_queue: str = "subscription-lifecycle"
+    email_queue: str = "email-outbox"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        conn = env.get("AzureWebJobsStorage") or None
+        account = env.get("AzureWebJobsStorage__accountName") or None
+        if not conn and not account:
+            raise SettingsError("set AzureWebJobsStorage (connection string) or AzureWebJobsStorage__accountName")
+        return cls(
+            storage_connection_string=conn,
+            storage_account_name=account,
+            policy=DunningPolicy.from_settings(env),
+            test_clock_enabled=env.get("BILLING_TEST_CLOCK", "").strip().lower() == "enabled",
+            acs_endpoint=env.get("ACS_EMAIL_ENDPOINT") or None,
+            acs_access_key=env.get("ACS_EMAIL_ACCESS_KEY") or None,
+            acs_connection_string=env.get("ACS_EMAIL_CONNECTION_STRING") or None,
+            email_sender=env.get("ACS_EMAIL_SENDER", "DoNotReply@billing.localhost"),
+            gateway_url=env.get("PAYMENT_GATEWAY_URL") or None,
+            gateway_api_key=env.get("PAYMENT_GATEWAY_API_KEY") or None,
+            billing_page_url=env.get("BILLING_PAGE_URL", "http://127.0.0.1:7071/api/billing"),
+            link_signing_key=env.get("BILLING_LINK_SIGNING_KEY") or None,
+            support_url=env.get("SUPPORT_URL", "https://support.example.com/billing"),
+        )

@@ -1,0 +1,1 @@
+"""Azure Table Storage state: one partition per account, one transaction per decision."""

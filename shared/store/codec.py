@@ -1,0 +1,151 @@
+"""Account state to and from JSON-able dicts, and JSON to and from table properties.
+
+A table string property holds at most 64 KiB (32K UTF-16 units), so documents are split across
+numbered properties; an entity holds 1 MiB, which bounds an account at several thousand
+outstanding charges.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, cast
+
+from shared.lifecycle.model import (
+    Account,
+    Charge,
+    ChargeNote,
+    ChargeStatus,
+    Locale,
+    PaymentMethod,
+    Profile,
+    Subscription,
+    SubscriptionState,
+)
+from shared.money import Money
+
+CHUNK = 30_000
+
+
+def dt(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def parse_dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def money_doc(m: Money) -> dict[str, Any]:
+    return {"minor": m.minor, "currency": m.currency}
+
+
+def money_of(d: Mapping[str, Any]) -> Money:
+    return Money(int(d["minor"]), str(d["currency"]))
+
+
+def put_json(entity: dict[str, Any], name: str, value: Any) -> None:
+    """Store `value` as JSON under `name`, `name_1`, ... so no property passes the size limit."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    parts = [text[i:i + CHUNK] for i in range(0, len(text), CHUNK)] or [""]
+    entity[name] = parts[0]
+    for n, part in enumerate(parts[1:], start=1):
+        entity[f"{name}_{n}"] = part
+    entity[f"{name}_parts"] = len(parts)
+
+
+def get_json(entity: Mapping[str, Any], name: str) -> Any:
+    if name not in entity:
+        return None
+    parts = int(entity.get(f"{name}_parts", 1))
+    text = str(entity[name]) + "".join(str(entity[f"{name}_{n}"]) for n in range(1, parts))
+    return json.loads(text)
+
+
+def subscription_doc(s: Subscription) -> dict[str, Any]:
+    return {
+        "id": s.subscription_id, "name": s.name, "state": str(s.state),
+        "pastDueSince": dt(s.past_due_since), "disabledAt": dt(s.disabled_at),
+        "canceledAt": dt(s.canceled_at), "deletedAt": dt(s.deleted_at),
+        "steps": sorted(s.steps_done), "legalHold": s.legal_hold,
+    }
+
+
+def subscription_of(d: Mapping[str, Any]) -> Subscription:
+    return Subscription(
+        d["id"], d["name"], SubscriptionState(d["state"]), parse_dt(d["pastDueSince"]),
+        parse_dt(d["disabledAt"]), parse_dt(d["canceledAt"]), parse_dt(d["deletedAt"]),
+        frozenset(d.get("steps", ())), bool(d.get("legalHold", False)),
+    )
+
+
+def charge_doc(c: Charge) -> dict[str, Any]:
+    return {
+        "id": c.charge_id, "sub": c.subscription_id, "amount": money_doc(c.amount), "status": str(c.status),
+        "reason": c.reason, "since": dt(c.outstanding_since), "applied": c.applied,
+    }
+
+
+def charge_of(d: Mapping[str, Any]) -> Charge:
+    since = parse_dt(d["since"])
+    assert since is not None
+    return Charge(d["id"], d["sub"], money_of(d["amount"]), ChargeStatus(d["status"]), d["reason"], since,
+                  int(d["applied"]))
+
+
+def state_doc(a: Account) -> dict[str, Any]:
+    return {
+        "subscriptions": [subscription_doc(s) for s in a.subscriptions.values()],
+        "outstanding": [charge_doc(c) for c in a.outstanding.values()],
+        "credit": dict(a.credit),
+    }
+
+
+def profile_doc(p: Profile) -> dict[str, Any]:
+    pm = p.payment_method
+    return {
+        "displayName": p.display_name, "locale": p.locale, "billingContacts": list(p.billing_contacts),
+        "paymentMethod": None if pm is None else {
+            "type": pm.type, "token": pm.token, "brand": pm.brand, "last4": pm.last4,
+            "expMonth": pm.exp_month, "expYear": pm.exp_year,
+        },
+        "unreachable": {k: dt(v) for k, v in p.unreachable.items()},
+    }
+
+
+def profile_of(d: Mapping[str, Any]) -> Profile:
+    pm = d.get("paymentMethod")
+    method = None if pm is None else PaymentMethod(
+        pm["type"], pm.get("token"), pm.get("brand"), pm.get("last4"), pm.get("expMonth"), pm.get("expYear"),
+    )
+    unreachable = {k: cast(datetime, parse_dt(v)) for k, v in d.get("unreachable", {}).items()}
+    return Profile(d["displayName"], cast(Locale, d["locale"]), tuple(d["billingContacts"]), method, unreachable)
+
+
+def account_of(account_id: str, state: Mapping[str, Any] | None, profile: Mapping[str, Any] | None) -> Account:
+    if state is None:
+        return Account(account_id, profile_of(profile) if profile else None)
+    subs = [subscription_of(s) for s in state["subscriptions"]]
+    charges = [charge_of(c) for c in state["outstanding"]]
+    return Account(
+        account_id,
+        profile_of(profile) if profile else None,
+        {s.subscription_id: s for s in subs},
+        {c.charge_id: c for c in charges},
+        {k: int(v) for k, v in state["credit"].items()},
+    )
+
+
+def note_entity(n: ChargeNote) -> dict[str, Any]:
+    return {
+        "status": str(n.status), "subscriptionId": n.subscription_id,
+        "amountMinor": n.amount.minor if n.amount else None,
+        "currency": n.amount.currency if n.amount else None,
+        "settledAt": dt(n.settled_at), "settledBy": n.settled_by,
+    }
+
+
+def note_of(charge_id: str, e: Mapping[str, Any]) -> ChargeNote:
+    amount = Money(int(e["amountMinor"]), str(e["currency"])) if e.get("currency") else None
+    return ChargeNote(charge_id, ChargeStatus(e["status"]), e.get("subscriptionId"), amount,
+                      parse_dt(e.get("settledAt")), e.get("settledBy"))

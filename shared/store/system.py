@@ -1,0 +1,63 @@
+"""Rows that belong to no account: dead letters and the test clock (table `billingsystem`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.clock import Clock, ensure_utc
+from shared.store import codec
+
+DEADLETTER_PK = "deadletter"
+CLOCK_PK, CLOCK_RK = "clock", "test"
+
+
+class DeadLetters:
+    """Messages we could not apply, kept whole with the reason, for a person to read."""
+
+    def __init__(self, table: TableClient) -> None:
+        self.table = table
+
+    def add(self, *, source: str, reason: str, text: str, received_at: datetime, message_id: str | None) -> None:
+        # Keyed by the queue message id when there is one, so a redelivered message is listed once.
+        key = f"{received_at.strftime('%Y%m%dT%H%M%S%fZ')}-{message_id or uuid.uuid4().hex}"
+        if message_id:
+            key = f"msg-{source}-{message_id}"
+        entity: dict[str, Any] = {"PartitionKey": DEADLETTER_PK, "RowKey": key, "source": source,
+                                  "reason": reason[:4000], "receivedAt": received_at.isoformat()}
+        codec.put_json(entity, "text", text)
+        self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def list(self) -> list[dict[str, Any]]:
+        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": DEADLETTER_PK})
+        items = [{"id": r["RowKey"], "source": r["source"], "reason": r["reason"], "receivedAt": r["receivedAt"],
+                  "text": codec.get_json(r, "text")} for r in rows]
+        return sorted(items, key=lambda i: (i["receivedAt"], i["id"]))
+
+
+class StoredTestClock:
+    """The test clock of contract §2: an instant in storage that every instance reads."""
+
+    def __init__(self, table: TableClient, fallback: Clock) -> None:
+        self.table = table
+        self.fallback = fallback
+
+    def now(self) -> datetime:
+        try:
+            row = self.table.get_entity(CLOCK_PK, CLOCK_RK)
+        except ResourceNotFoundError:
+            return self.fallback.now()
+        return datetime.fromisoformat(row["now"]).astimezone(UTC)
+
+    def set(self, at: datetime) -> None:
+        self.table.upsert_entity({"PartitionKey": CLOCK_PK, "RowKey": CLOCK_RK, "now": ensure_utc(at).isoformat()})
+
+    def reset(self) -> None:
+        try:
+            self.table.delete_entity(CLOCK_PK, CLOCK_RK)
+        except ResourceNotFoundError:
+            pass
