@@ -1,0 +1,474 @@
+"""The local ACS email endpoint against the real azure-communication-email SDK, over real HTTP.
+
+No mocks: every send goes through EmailClient's pipeline (HMAC signing, retry policy, LRO poller)
+to an in-process endpoint on a free port, and the tests read back what it stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from azure.communication.email import EmailClient
+from azure.communication.email._shared.policy import HMACCredentialsPolicy
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.core.pipeline import Pipeline, PipelineRequest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.core.pipeline.transport import RequestsTransport
+from azure.core.rest import HttpRequest
+
+from devstack.email_endpoint import DEFAULT_ACCESS_KEY, EmailEndpoint, start_in_thread
+from devstack.email_endpoint.server import ApiError, compute_signature, content_hash, verify_hmac
+
+ROOT = Path(__file__).resolve().parents[2]
+API = "api-version=2025-09-01"
+SENDER = "DoNotReply@billing.example.com"
+SIGNED_HEADERS = "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256"
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[EmailEndpoint]:
+    server, _ = start_in_thread(port=0)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def url(endpoint: EmailEndpoint) -> str:
+    """The endpoint's base URL, emptied of messages, counters and faults for each test."""
+    assert requests.delete(f"{endpoint.url}/messages", timeout=5).status_code == 204
+    assert requests.delete(f"{endpoint.url}/faults", timeout=5).status_code == 204
+    return endpoint.url
+
+
+@pytest.fixture
+def client(url: str) -> EmailClient:
+    # Plain http: from_connection_string would rewrite the endpoint to https.
+    return EmailClient(url, AzureKeyCredential(DEFAULT_ACCESS_KEY))
+
+
+def message(subject: str = "Invoice INV-1001 is past due", **overrides: Any) -> dict[str, Any]:
+    msg: dict[str, Any] = {
+        "senderAddress": SENDER,
+        "recipients": {"to": [{"address": "ada@example.com", "displayName": "Ada Lovelace"}]},
+        "content": {
+            "subject": subject,
+            "plainText": "Your invoice INV-1001 of EUR 120.00 was due on 2025-01-31.",
+            "html": "<p>Your invoice <b>INV-1001</b> of EUR 120.00 was due on 2025-01-31.</p>",
+        },
+    }
+    msg.update(overrides)
+    return msg
+
+
+def messages(url: str) -> list[dict[str, Any]]:
+    response = requests.get(f"{url}/messages", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    return list(response.json())
+
+
+def stats(url: str) -> dict[str, int]:
+    return dict(requests.get(f"{url}/stats", timeout=5).json())
+
+
+def add_fault(url: str, **fault: Any) -> None:
+    response = requests.post(f"{url}/faults", json=fault, timeout=5)
+    assert response.status_code == 200, response.text
+
+
+# -- sending through the SDK ---------------------------------------------------------------
+
+
+def test_sent_message_is_stored_with_every_field(url: str, client: EmailClient) -> None:
+    operation_id = str(uuid.uuid4())
+    msg = message(
+        recipients={
+            "to": [
+                {"address": "ada@example.com", "displayName": "Ada Lovelace"},
+                {"address": "bob@example.com"},
+            ],
+            "cc": [{"address": "accounts@example.com", "displayName": "Accounts"}],
+            "bcc": [{"address": "audit@billing.example.com"}],
+        },
+        replyTo=[{"address": "billing@example.com", "displayName": "Billing team"}],
+        headers={"X-Invoice-Id": "INV-1001", "X-Reminder-Stage": "1"},
+        attachments=[
+            {"name": "INV-1001.txt", "contentType": "text/plain", "contentInBase64": "SU5WLTEwMDE="}
+        ],
+    )
+    before = datetime.now(UTC)
+    started = time.monotonic()
+
+    result = client.begin_send(msg, operation_id=operation_id).result()
+
+    # retry-after-ms makes the poller come back at once instead of after its 30 s default.
+    assert time.monotonic() - started < 5
+    assert result == {"id": operation_id, "status": "Succeeded"}
+    [stored] = messages(url)
+    assert stored == {
+        "operationId": operation_id,
+        "messageId": operation_id,
+        "sender": SENDER,
+        "to": [
+            {"address": "ada@example.com", "displayName": "Ada Lovelace"},
+            {"address": "bob@example.com", "displayName": None},
+        ],
+        "cc": [{"address": "accounts@example.com", "displayName": "Accounts"}],
+        "bcc": [{"address": "audit@billing.example.com", "displayName": None}],
+        "replyTo": [{"address": "billing@example.com", "displayName": "Billing team"}],
+        "subject": "Invoice INV-1001 is past due",
+        "plainText": msg["content"]["plainText"],
+        "html": msg["content"]["html"],
+        "headers": {"X-Invoice-Id": "INV-1001", "X-Reminder-Stage": "1"},
+        "attachments": [{"name": "INV-1001.txt", "contentType": "text/plain", "size": 8}],
+        "receivedAt": stored["receivedAt"],
+        "submissions": 1,
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stored["receivedAt"])
+    received = datetime.fromisoformat(stored["receivedAt"])
+    assert before - timedelta(seconds=1) <= received <= datetime.now(UTC)
+    one = requests.get(f"{url}/messages/{operation_id}", timeout=5)
+    assert one.status_code == 200 and one.json() == stored
+    assert requests.get(f"{url}/messages/{uuid.uuid4()}", timeout=5).status_code == 404
+    assert stats(url) == {
+        "sendRequests": 1,
+        "accepted": 1,
+        "duplicates": 0,
+        "faulted": 0,
+        "invalid": 0,
+        "unauthorized": 0,
+        "operationPolls": 1,
+        "messages": 1,
+    }
+
+
+def test_chinese_content_round_trips_exactly(url: str, client: EmailClient) -> None:
+    msg = message(
+        subject="逾期账单提醒:发票 INV-2002 已逾期",
+        recipients={"to": [{"address": "zhang.san@example.cn", "displayName": "张三"}]},
+        content={
+            "subject": "逾期账单提醒:发票 INV-2002 已逾期",
+            "plainText": "尊敬的张三:\n您的发票 INV-2002(金额 ¥1,280.00)已于 2025年1月31日 到期。",
+            "html": "<p>尊敬的张三:</p><p>您的发票 <b>INV-2002</b>(金额 ¥1,280.00)已逾期。😀</p>",
+        },
+    )
+
+    client.begin_send(msg).result()
+
+    [stored] = messages(url)
+    assert stored["subject"] == "逾期账单提醒:发票 INV-2002 已逾期"
+    assert stored["plainText"] == msg["content"]["plainText"]
+    assert stored["html"] == msg["content"]["html"]
+    assert stored["to"] == [{"address": "zhang.san@example.cn", "displayName": "张三"}]
+    # Without an Operation-Id the endpoint makes up a UUID, as ACS does.
+    assert str(uuid.UUID(stored["operationId"])) == stored["operationId"]
+
+
+def test_same_operation_id_twice_stores_one_message_submitted_twice(url: str, client: EmailClient) -> None:
+    operation_id = str(uuid.uuid4())
+    first = client.begin_send(message(), operation_id=operation_id).result()
+    # A crash between send and bookkeeping: the product sends the same operation again.
+    second = client.begin_send(message(), operation_id=operation_id).result()
+
+    assert first == second == {"id": operation_id, "status": "Succeeded"}
+    [stored] = messages(url)
+    assert stored["operationId"] == operation_id
+    assert stored["submissions"] == 2
+    counters = stats(url)
+    assert (counters["sendRequests"], counters["accepted"], counters["duplicates"]) == (2, 1, 1)
+
+
+def test_sends_without_operation_id_are_separate_messages_oldest_first(url: str, client: EmailClient) -> None:
+    first = client.begin_send(message("first")).result()
+    second = client.begin_send(message("second")).result()
+
+    stored = messages(url)
+    assert [m["subject"] for m in stored] == ["first", "second"]
+    assert [m["operationId"] for m in stored] == [first["id"], second["id"]]
+    assert first["id"] != second["id"]
+
+
+def test_202_answer_has_operation_location_and_quick_retry_after(url: str, client: EmailClient) -> None:
+    operation_id = str(uuid.uuid4())
+    request = HttpRequest(
+        "POST", f"{url}/emails:send?{API}", json=message(), headers={"Operation-Id": operation_id}
+    )
+
+    response = client.send_request(request)  # through the SDK's pipeline, so signed
+
+    assert response.status_code == 202
+    assert response.json() == {"id": operation_id, "status": "Running"}
+    assert response.headers["Operation-Location"] == f"{url}/emails/operations/{operation_id}?{API}"
+    assert int(response.headers["retry-after-ms"]) <= 100
+    status = client.send_request(HttpRequest("GET", response.headers["Operation-Location"]))
+    assert status.status_code == 200
+    assert status.json() == {"id": operation_id, "status": "Succeeded"}
+
+
+def test_unknown_operation_is_404(url: str, client: EmailClient) -> None:
+    response = client.send_request(HttpRequest("GET", f"{url}/emails/operations/{uuid.uuid4()}?{API}"))
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NotFound"
+
+
+# -- authentication ------------------------------------------------------------------------
+
+
+def test_wrong_key_is_refused_with_401_and_nothing_is_stored(url: str) -> None:
+    other_key = base64.b64encode(b"some-other-resource-key").decode()
+    client = EmailClient(url, AzureKeyCredential(other_key))
+
+    with pytest.raises(ClientAuthenticationError) as raised:
+        client.begin_send(message(), operation_id=str(uuid.uuid4()))
+
+    assert raised.value.status_code == 401
+    assert raised.value.error is not None and raised.value.error.code == "Denied"
+    assert messages(url) == []
+    assert stats(url)["unauthorized"] == 1
+
+
+def test_unsigned_request_is_refused_with_an_acs_error(url: str) -> None:
+    response = requests.post(f"{url}/emails:send?{API}", json=message(), timeout=5)
+
+    assert response.status_code == 401
+    assert response.headers["x-ms-error-code"] == "Denied"
+    assert response.json()["error"]["code"] == "Denied"
+    assert "Authorization" in response.json()["error"]["message"]
+    assert messages(url) == []
+
+
+class _TamperWithBody(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Runs after the SDK's signing policy and changes the body the signature covered."""
+
+    def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
+        request.http_request.data = request.http_request.body.replace("INV-1001", "INV-9999")
+
+
+def test_body_changed_after_signing_is_refused(url: str) -> None:
+    # The SDK's own HMAC policy signs; a policy after it alters the body in flight.
+    pipeline = Pipeline(
+        transport=RequestsTransport(),
+        policies=[HMACCredentialsPolicy(url, AzureKeyCredential(DEFAULT_ACCESS_KEY)), _TamperWithBody()],
+    )
+    request = HttpRequest("POST", f"{url}/emails:send?{API}", json=message())
+    with pipeline:
+        response = pipeline.run(request).http_response
+
+    assert response.status_code == 401
+    assert "x-ms-content-sha256" in response.json()["error"]["message"]
+    assert messages(url) == []
+
+
+def test_signature_check_covers_date_skew_path_and_host() -> None:
+    secret = base64.b64decode(DEFAULT_ACCESS_KEY)
+    now = datetime.now(UTC)
+    body = b'{"a": 1}'
+
+    def headers_for(path: str, host: str, signed_at: datetime) -> dict[str, str]:
+        date = format_datetime(signed_at, usegmt=True)
+        signature = compute_signature(secret, f"POST\n{path}\n{date};{host};{content_hash(body)}")
+        return {
+            "Authorization": f"{SIGNED_HEADERS}&Signature={signature}",
+            "x-ms-date": date,
+            "host": host,
+            "x-ms-content-sha256": content_hash(body),
+        }
+
+    def check(headers: dict[str, str], path: str = "/emails:send?api-version=2025-09-01") -> None:
+        verify_hmac(secret=secret, method="POST", path_and_query=path, headers=headers, body=body, now=now)
+
+    check(headers_for("/emails:send?api-version=2025-09-01", "127.0.0.1:7075", now))
+    for wrong in (
+        headers_for("/emails:send?api-version=2025-09-01", "127.0.0.1:7075", now - timedelta(minutes=16)),
+        headers_for("/emails:send?api-version=2023-03-31", "127.0.0.1:7075", now),
+        {
+            **headers_for("/emails:send?api-version=2025-09-01", "127.0.0.1:7075", now),
+            "host": "127.0.0.1:7076",
+        },
+    ):
+        with pytest.raises(ApiError) as raised:
+            check(wrong)
+        assert raised.value.status == 401
+
+
+# -- faults and retries --------------------------------------------------------------------
+
+
+def test_429_with_retry_after_is_retried_by_the_sdk_and_stored_once(url: str, client: EmailClient) -> None:
+    add_fault(url, status=429, count=1, retryAfter=1)
+    operation_id = str(uuid.uuid4())
+    started = time.monotonic()
+
+    result = client.begin_send(message(), operation_id=operation_id).result()
+
+    assert result == {"id": operation_id, "status": "Succeeded"}
+    assert time.monotonic() - started >= 0.9  # azure-core waited the Retry-After
+    [stored] = messages(url)
+    assert stored["operationId"] == operation_id and stored["submissions"] == 1
+    counters = stats(url)
+    assert (counters["sendRequests"], counters["faulted"], counters["accepted"]) == (2, 1, 1)
+    assert requests.get(f"{url}/faults", timeout=5).json() == {"faults": []}
+
+
+def test_429_without_retry_after_is_not_retried(url: str, client: EmailClient) -> None:
+    add_fault(url, status=429, count=1)
+
+    with pytest.raises(HttpResponseError) as raised:
+        client.begin_send(message(), operation_id=str(uuid.uuid4()))
+
+    assert raised.value.status_code == 429
+    assert messages(url) == []
+    assert stats(url)["sendRequests"] == 1
+
+
+def test_503_is_retried_even_for_post(url: str, client: EmailClient) -> None:
+    add_fault(url, status=503, count=1)
+
+    client.begin_send(message(), operation_id=str(uuid.uuid4())).result()
+
+    assert len(messages(url)) == 1
+    assert stats(url)["sendRequests"] == 2
+
+
+def test_fault_rules_are_listed_consumed_in_order_and_cleared(url: str) -> None:
+    add_fault(url, status=500, count=2)
+    add_fault(url, status=429, retryAfter=0.5)
+    assert requests.get(f"{url}/faults", timeout=5).json() == {
+        "faults": [{"status": 500, "count": 2}, {"status": 429, "count": 1, "retryAfter": 0.5}]
+    }
+    bad = requests.post(f"{url}/faults", json={"status": 200}, timeout=5)
+    assert bad.status_code == 400 and bad.json()["error"]["target"] == "status"
+
+    # Faults answer before any validation, and need a correctly signed request like ACS throttling.
+    client = EmailClient(url, AzureKeyCredential(DEFAULT_ACCESS_KEY), retry_total=0)
+    statuses = []
+    for _ in range(3):
+        response = client.send_request(HttpRequest("POST", f"{url}/emails:send?{API}", json=message()))
+        statuses.append((response.status_code, response.headers.get("Retry-After")))
+    assert statuses == [(500, None), (500, None), (429, "0.5")]
+
+    add_fault(url, status=503)
+    assert requests.delete(f"{url}/faults", timeout=5).status_code == 204
+    assert requests.get(f"{url}/faults", timeout=5).json() == {"faults": []}
+    assert messages(url) == []
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "target"),
+    [
+        (lambda m: m.pop("senderAddress"), "senderAddress"),
+        (lambda m: m.update(senderAddress="not-an-address"), "senderAddress"),
+        (lambda m: m.pop("recipients"), "recipients"),
+        (lambda m: m["recipients"].update(to=[]), "recipients.to"),
+        (lambda m: m["recipients"].update(to=[{"displayName": "No Address"}]), "recipients.to[0].address"),
+        (lambda m: m["recipients"].update(cc=[{"address": ""}]), "recipients.cc[0].address"),
+        (lambda m: m["content"].pop("subject"), "content.subject"),
+        (lambda m: m["content"].update(plainText=None, html=None), "content"),
+        (lambda m: m.update(headers={"X-Count": 3}), "headers"),
+    ],
+)
+def test_invalid_message_is_refused_with_400_naming_the_problem(
+    url: str, client: EmailClient, change: Any, target: str
+) -> None:
+    msg = message()
+    change(msg)
+
+    with pytest.raises(HttpResponseError) as raised:
+        client.begin_send(msg, operation_id=str(uuid.uuid4()))
+
+    assert raised.value.status_code == 400
+    assert raised.value.error is not None
+    assert raised.value.error.code == "BadRequest"
+    assert raised.value.error.target == target
+    assert target.split("[")[0] in raised.value.error.message
+    assert messages(url) == []
+    assert stats(url)["invalid"] == 1
+
+
+def test_operation_id_must_be_a_uuid_as_in_the_acs_spec(url: str, client: EmailClient) -> None:
+    with pytest.raises(HttpResponseError) as raised:
+        client.begin_send(message(), operation_id="invoice-1001-reminder-1")
+
+    assert raised.value.status_code == 400
+    assert raised.value.error is not None and raised.value.error.code == "InvalidOperationId"
+    assert messages(url) == []
+
+
+def test_missing_or_unknown_api_version_is_400(url: str, client: EmailClient) -> None:
+    for query in ("", "?api-version=2099-01-01"):
+        response = client.send_request(HttpRequest("POST", f"{url}/emails:send{query}", json=message()))
+        assert response.status_code == 400
+    assert messages(url) == []
+
+
+def test_delete_messages_clears_messages_and_counters(url: str, client: EmailClient) -> None:
+    client.begin_send(message()).result()
+    assert len(messages(url)) == 1
+
+    assert requests.delete(f"{url}/messages", timeout=5).status_code == 204
+
+    assert messages(url) == []
+    assert stats(url)["sendRequests"] == 0
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_command_line_serves_on_the_given_port_with_the_given_key() -> None:
+    port = _free_port()
+    key = base64.b64encode(b"cli-test-key").decode()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack.email_endpoint", "--port", str(port), "--access-key", key],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                requests.get(f"{base}/stats", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                assert time.monotonic() < deadline, "the endpoint did not start listening"
+                time.sleep(0.05)
+
+        EmailClient(base, AzureKeyCredential(key)).begin_send(message("from the CLI")).result()
+        with pytest.raises(ClientAuthenticationError):
+            EmailClient(base, AzureKeyCredential(DEFAULT_ACCESS_KEY)).begin_send(message("wrong key"))
+
+        assert [m["subject"] for m in messages(base)] == ["from the CLI"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
