@@ -144,6 +144,7 @@ class Stats:
 class SandboxGatewayServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # listen backlog: bursts of concurrent clients must not be reset
 
     def __init__(self, address: tuple[str, int], store: ChargeStore, api_key: str) -> None:
         super().__init__(address, SandboxHandler)

@@ -128,7 +128,7 @@ class HttpPaymentGateway:
         retrying = Retrying(
             retry=retry_if_exception_type(GatewayUnavailable),
             stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential_jitter(initial=self.backoff, max=2.0, jitter=self.backoff),
+            wait=wait_exponential_jitter(multiplier=self.backoff, max=2.0, jitter=self.backoff),
             reraise=True,
         )
         for attempt in retrying:

@@ -1,0 +1,557 @@
+"""HttpPaymentGateway against the sandbox gateway over real HTTP, on the session's real Azurite."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from devstack import azurite
+from devstack.sandbox_gateway import RunningSandbox, redact, start_in_thread
+from shared.gateway import (
+    CardDetails,
+    CardRejected,
+    ChargeResult,
+    GatewayRequestError,
+    GatewayUnavailable,
+    IdempotencyConflict,
+    PaymentGateway,
+)
+from shared.gateway.http import HttpPaymentGateway
+from shared.money import Money
+
+ROOT = Path(__file__).resolve().parents[2]
+USD = Money.parse("12.34", "USD")
+
+
+@pytest.fixture(scope="module")
+def sandbox(storage_connection_string: str) -> Iterator[RunningSandbox]:
+    with start_in_thread(storage_connection_string) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _no_faults(sandbox: RunningSandbox) -> Iterator[None]:
+    requests.delete(sandbox.url + "/faults", timeout=5).raise_for_status()
+    yield
+    requests.delete(sandbox.url + "/faults", timeout=5).raise_for_status()
+
+
+@pytest.fixture
+def gateway(sandbox: RunningSandbox) -> Iterator[HttpPaymentGateway]:
+    gw = HttpPaymentGateway(sandbox.url, sandbox.api_key, timeout=5, backoff=0.05)
+    yield gw
+    gw.close()
+
+
+@pytest.fixture
+def account() -> str:
+    return f"acc-{uuid.uuid4().hex[:12]}"
+
+
+def new_key() -> str:
+    return f"charge/{uuid.uuid4()}"
+
+
+def charges_of(sandbox: RunningSandbox | str, account_id: str) -> list[dict[str, Any]]:
+    url = sandbox if isinstance(sandbox, str) else sandbox.url
+    response = requests.get(url + "/charges", params={"accountId": account_id}, timeout=5)
+    response.raise_for_status()
+    data: list[dict[str, Any]] = response.json()
+    return data
+
+
+def stats(sandbox: RunningSandbox) -> dict[str, Any]:
+    data: dict[str, Any] = requests.get(sandbox.url + "/stats", timeout=5).json()
+    return data
+
+
+def raw_charge(
+    sandbox: RunningSandbox, key: str | None, body: dict[str, Any], api_key: str | None = None
+) -> requests.Response:
+    headers = {"Authorization": f"Bearer {api_key or sandbox.api_key}"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return requests.post(sandbox.url + "/v1/charges", json=body, headers=headers, timeout=10)
+
+
+def body(
+    account_id: str, amount: Any = "12.34", currency: Any = "USD", token: str = "tok_visa"
+) -> dict[str, Any]:
+    return {
+        "amount": amount,
+        "currency": currency,
+        "token": token,
+        "accountId": account_id,
+        "description": "t",
+    }
+
+
+def charge(
+    gw: PaymentGateway, key: str, account_id: str, token: str = "tok_visa", amount: Money = USD
+) -> ChargeResult:
+    return gw.charge(
+        idempotency_key=key, amount=amount, token=token, account_id=account_id, description="test"
+    )
+
+
+# -- cards ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "card"),
+    [
+        ("tok_visa", CardDetails("visa", "4242", 12, 2030)),
+        ("tok_mastercard", CardDetails("mastercard", "4444", 11, 2029)),
+        ("tok_chargeDeclined", CardDetails("visa", "0002", 12, 2030)),
+        ("tok_chargeDeclinedInsufficientFunds", CardDetails("visa", "9995", 12, 2030)),
+        ("tok_chargeDeclinedProcessingError", CardDetails("visa", "0119", 12, 2030)),
+        ("tok_chargeDeclinedExpiredCard", CardDetails("visa", "0069", 12, 2030)),
+    ],
+)
+def test_save_each_token(gateway: HttpPaymentGateway, token: str, card: CardDetails) -> None:
+    assert gateway.save_card(token) == card
+
+
+def test_save_unknown_token_is_rejected(gateway: HttpPaymentGateway, sandbox: RunningSandbox) -> None:
+    with pytest.raises(CardRejected) as exc:
+        gateway.save_card("tok_doesNotExist")
+    assert exc.value.code == "invalid_token"
+    raw = requests.post(
+        sandbox.url + "/v1/cards",
+        json={"token": "tok_doesNotExist"},
+        headers={"Authorization": f"Bearer {sandbox.api_key}"},
+        timeout=5,
+    )
+    assert raw.status_code == 400
+    assert raw.json()["error"]["code"] == "invalid_token"
+
+
+# -- charges -------------------------------------------------------------------------------------
+
+
+def test_http_gateway_is_a_payment_gateway(gateway: HttpPaymentGateway) -> None:
+    assert isinstance(gateway, PaymentGateway)
+
+
+def test_charge_succeeds_and_is_listed(
+    gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str
+) -> None:
+    key = new_key()
+    result = charge(gateway, key, account, "tok_mastercard")
+    assert result.status == "succeeded" and result.decline_code is None and not result.soft_decline
+    assert result.amount == USD and result.idempotency_key == key
+    assert result.gateway_charge_id and result.gateway_charge_id.startswith("ch_")
+    assert result.created_at.tzinfo is not None
+    [listed] = charges_of(sandbox, account)
+    assert listed["idempotencyKey"] == key and listed["id"] == result.gateway_charge_id
+    assert (listed["amount"], listed["currency"], listed["status"]) == ("12.34", "USD", "succeeded")
+    assert listed["accountId"] == account and listed["createdAt"] and listed["declineCode"] is None
+    assert gateway.find_charge(key) == result
+
+
+@pytest.mark.parametrize(
+    ("token", "code", "soft"),
+    [
+        ("tok_chargeDeclined", "card_declined", True),
+        ("tok_chargeDeclinedInsufficientFunds", "insufficient_funds", True),
+        ("tok_chargeDeclinedProcessingError", "processing_error", True),
+        ("tok_chargeDeclinedExpiredCard", "expired_card", False),
+    ],
+)
+def test_declines(
+    gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str, token: str, code: str, soft: bool
+) -> None:
+    key = new_key()
+    result = charge(gateway, key, account, token)
+    assert result.status == "declined" and result.decline_code == code and result.soft_decline is soft
+    assert result.gateway_charge_id
+    [listed] = charges_of(sandbox, account)  # declines are stored too
+    assert listed["status"] == "declined" and listed["declineCode"] == code
+    replay = raw_charge(sandbox, key, body(account, token=token))
+    assert replay.status_code == 402
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json()["declineCode"] == code
+
+
+def test_repeated_key_charges_once(
+    gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str
+) -> None:
+    key = new_key()
+    first = charge(gateway, key, account)
+    again = charge(gateway, key, account)
+    other_token = charge(gateway, key, account, "tok_chargeDeclined")  # the first result stands
+    assert again == first and other_token == first
+    raw = raw_charge(sandbox, key, body(account))
+    assert raw.status_code == 200 and raw.headers["Idempotent-Replayed"] == "true"
+    assert raw.json()["id"] == first.gateway_charge_id
+    assert len(charges_of(sandbox, account)) == 1
+
+
+def test_repeated_key_with_another_amount_is_a_conflict(
+    gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str
+) -> None:
+    key = new_key()
+    first = charge(gateway, key, account)
+    with pytest.raises(IdempotencyConflict):
+        charge(gateway, key, account, amount=Money.parse("99.00", "USD"))
+    raw = raw_charge(sandbox, key, body(account, "12.34", "EUR"))
+    assert raw.status_code == 409 and raw.json()["error"]["code"] == "idempotency_conflict"
+    assert charge(gateway, key, account, amount=Money(1234, "USD")) == first  # same amount
+    assert len(charges_of(sandbox, account)) == 1
+
+
+def test_twenty_concurrent_requests_with_one_key_charge_once(sandbox: RunningSandbox, account: str) -> None:
+    key = new_key()
+    barrier = threading.Barrier(20)
+    responses: list[requests.Response] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            responses.append(raw_charge(sandbox, key, body(account)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    before = stats(sandbox)["chargesCreated"]
+    threads = [threading.Thread(target=worker) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert [r.status_code for r in responses] == [200] * 20
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert sum(1 for r in responses if r.headers.get("Idempotent-Replayed") != "true") == 1
+    assert len(charges_of(sandbox, account)) == 1
+    assert stats(sandbox)["chargesCreated"] - before == 1
+
+
+def test_concurrent_clients_with_one_key_charge_once(sandbox: RunningSandbox, account: str) -> None:
+    key = new_key()
+    barrier = threading.Barrier(20)
+    results: list[ChargeResult] = []
+
+    def worker() -> None:
+        gw = HttpPaymentGateway(sandbox.url, sandbox.api_key, timeout=10)
+        barrier.wait()
+        results.append(charge(gw, key, account))
+        gw.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 20 and len(set(results)) == 1
+    assert len(charges_of(sandbox, account)) == 1
+
+
+def test_two_sandboxes_on_one_storage_charge_a_key_once(
+    sandbox: RunningSandbox, storage_connection_string: str, account: str
+) -> None:
+    """Storage arbitrates idempotency, not a lock in one process: two servers race one key."""
+    key = new_key()
+    with start_in_thread(storage_connection_string) as other:
+        barrier = threading.Barrier(20)
+        responses: list[requests.Response] = []
+
+        def worker(target: RunningSandbox) -> None:
+            barrier.wait()
+            responses.append(raw_charge(target, key, body(account)))
+
+        threads = [threading.Thread(target=worker, args=(s,)) for s in [sandbox, other] * 10]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(responses) == 20 and len({r.json()["id"] for r in responses}) == 1
+    assert sum(1 for r in responses if r.headers.get("Idempotent-Replayed") != "true") == 1
+    assert len(charges_of(sandbox, account)) == 1
+
+
+def test_find_charge_unknown_key(gateway: HttpPaymentGateway) -> None:
+    assert gateway.find_charge(new_key()) is None
+
+
+@pytest.mark.parametrize("key", ["a/b\\c#d?e%f", "spaces and ünïcödé", "x" * 255])
+def test_keys_with_any_characters_round_trip(gateway: HttpPaymentGateway, account: str, key: str) -> None:
+    key = key[:-8] + uuid.uuid4().hex[:8]
+    result = charge(gateway, key, account)
+    assert gateway.find_charge(key) == result
+
+
+def test_charges_listed_oldest_first(
+    gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str
+) -> None:
+    keys = [new_key() for _ in range(3)]
+    for key in keys:
+        charge(gateway, key, account)
+    assert [c["idempotencyKey"] for c in charges_of(sandbox, account)] == keys
+    everything = requests.get(sandbox.url + "/charges", timeout=5).json()
+    created = [c["createdAt"] for c in everything]
+    assert created == sorted(created)
+    assert set(keys) <= {c["idempotencyKey"] for c in everything}
+
+
+# -- faults and recovery ---------------------------------------------------------------------------
+
+
+def test_lost_answer_then_find_charge_recovers(sandbox: RunningSandbox, account: str) -> None:
+    """The gateway charges, the answer never arrives: find_charge tells us what happened."""
+    gw = HttpPaymentGateway(sandbox.url, sandbox.api_key, timeout=0.5, max_attempts=2, backoff=0.05)
+    requests.post(
+        sandbox.url + "/faults", json={"mode": "timeout_after_charge", "count": 2, "seconds": 3}, timeout=5
+    ).raise_for_status()
+    key = new_key()
+    with pytest.raises(GatewayUnavailable):
+        charge(gw, key, account)
+    found = gw.find_charge(key)
+    assert found is not None and found.status == "succeeded" and found.amount == USD
+    assert charge(gw, key, account) == found  # a retry with the same key replays, charges nothing
+    assert len(charges_of(sandbox, account)) == 1
+    gw.close()
+
+
+def test_lost_answer_is_retried_with_the_same_key(sandbox: RunningSandbox, account: str) -> None:
+    gw = HttpPaymentGateway(sandbox.url, sandbox.api_key, timeout=0.5, backoff=0.05)
+    requests.post(
+        sandbox.url + "/faults", json={"mode": "timeout_after_charge", "count": 1, "seconds": 2}, timeout=5
+    ).raise_for_status()
+    result = charge(gw, new_key(), account)
+    assert result.status == "succeeded"
+    assert len(charges_of(sandbox, account)) == 1
+    gw.close()
+
+
+def test_503s_are_retried(gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str) -> None:
+    requests.post(
+        sandbox.url + "/faults", json={"mode": "fail_next", "count": 2, "status": 503}, timeout=5
+    ).raise_for_status()
+    before = stats(sandbox)
+    result = charge(gateway, new_key(), account)
+    after = stats(sandbox)
+    assert result.status == "succeeded"
+    assert after["byRoute"]["POST /v1/charges"] - before["byRoute"].get("POST /v1/charges", 0) == 3
+    assert after["faultsInjected"] - before["faultsInjected"] == 2
+    assert len(charges_of(sandbox, account)) == 1
+
+
+def test_persistent_503_surfaces_as_unavailable_and_charges_nothing(
+    sandbox: RunningSandbox, account: str
+) -> None:
+    gw = HttpPaymentGateway(sandbox.url, sandbox.api_key, max_attempts=3, backoff=0.01)
+    requests.post(
+        sandbox.url + "/faults", json={"mode": "fail_next", "count": 5}, timeout=5
+    ).raise_for_status()
+    key = new_key()
+    with pytest.raises(GatewayUnavailable):
+        charge(gw, key, account)
+    assert charges_of(sandbox, account) == []
+    requests.delete(sandbox.url + "/faults", timeout=5)
+    assert gw.find_charge(key) is None
+    gw.close()
+
+
+def test_unreachable_gateway_is_unavailable() -> None:
+    gw = HttpPaymentGateway(
+        f"http://127.0.0.1:{azurite.free_port()}", "k", timeout=1, max_attempts=2, backoff=0.01
+    )
+    with pytest.raises(GatewayUnavailable):
+        gw.save_card("tok_visa")
+
+
+# -- validation and auth --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency"),
+    [
+        ("1.5", "JPY"),
+        (1.5, "USD"),
+        (12, "USD"),
+        ("-1.00", "USD"),
+        ("0", "USD"),
+        ("0.00", "USD"),
+        ("12.345", "USD"),
+        ("1e3", "USD"),
+        ("abc", "USD"),
+        ("", "USD"),
+        (None, "USD"),
+        ("12.34", "XYZ"),
+        ("12.34", None),
+        ("1000000.00", "USD"),
+    ],
+)
+def test_bad_amounts_are_400(sandbox: RunningSandbox, account: str, amount: Any, currency: Any) -> None:
+    key = new_key()
+    response = raw_charge(sandbox, key, body(account, amount, currency))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] in ("invalid_amount", "invalid_currency")
+    assert charges_of(sandbox, account) == []
+
+
+@pytest.mark.parametrize("minor", [0, -500])
+def test_client_surfaces_bad_amounts(gateway: HttpPaymentGateway, account: str, minor: int) -> None:
+    with pytest.raises(GatewayRequestError) as exc:
+        charge(gateway, new_key(), account, amount=Money(minor, "USD"))
+    assert exc.value.code == "invalid_amount" and exc.value.status == 400
+
+
+def test_whole_yen_are_fine(gateway: HttpPaymentGateway, account: str) -> None:
+    result = charge(gateway, new_key(), account, amount=Money.parse("1500", "JPY"))
+    assert result.amount == Money(1500, "JPY")
+
+
+def test_missing_idempotency_key_is_400(sandbox: RunningSandbox, account: str) -> None:
+    response = raw_charge(sandbox, None, body(account))
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "missing_idempotency_key"
+    assert raw_charge(sandbox, "", body(account)).status_code == 400
+    assert raw_charge(sandbox, "k" * 256, body(account)).status_code == 400
+    assert charges_of(sandbox, account) == []
+
+
+def test_unknown_token_at_charge_is_rejected(
+    gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str
+) -> None:
+    key = new_key()
+    with pytest.raises(CardRejected):
+        charge(gateway, key, account, "tok_nope")
+    assert raw_charge(sandbox, key, body(account, token="tok_nope")).status_code == 400
+    assert charges_of(sandbox, account) == []
+
+
+def test_invalid_json_and_missing_account_are_400(sandbox: RunningSandbox) -> None:
+    headers = {"Authorization": f"Bearer {sandbox.api_key}", "Idempotency-Key": new_key()}
+    response = requests.post(sandbox.url + "/v1/charges", data=b"{not json", headers=headers, timeout=5)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+    no_account = {"amount": "1.00", "currency": "USD", "token": "tok_visa"}
+    response = requests.post(sandbox.url + "/v1/charges", json=no_account, headers=headers, timeout=5)
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wrong-key", "Basic sandbox-local-key", "sandbox-local-key", "Bearer "]
+)
+def test_bad_auth_is_401(sandbox: RunningSandbox, account: str, authorization: str | None) -> None:
+    headers = {"Idempotency-Key": new_key()}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    for method, path, payload in [
+        ("POST", "/v1/cards", {"token": "tok_visa"}),
+        ("POST", "/v1/charges", body(account)),
+        ("GET", "/v1/charges/whatever", None),
+    ]:
+        response = requests.request(method, sandbox.url + path, json=payload, headers=headers, timeout=5)
+        assert response.status_code == 401, (method, path)
+        assert response.json()["error"]["code"] == "unauthorized"
+    assert charges_of(sandbox, account) == []
+
+
+def test_client_with_wrong_key_gets_a_request_error(sandbox: RunningSandbox) -> None:
+    gw = HttpPaymentGateway(sandbox.url, "wrong-key", backoff=0.01)
+    with pytest.raises(GatewayRequestError) as exc:
+        gw.save_card("tok_visa")
+    assert exc.value.status == 401
+
+
+# -- secrecy ------------------------------------------------------------------------------------
+
+
+def test_tokens_are_never_logged(
+    gateway: HttpPaymentGateway, account: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    gateway.save_card("tok_visa")
+    charge(gateway, new_key(), account, "tok_chargeDeclinedExpiredCard")
+    with pytest.raises(CardRejected):
+        gateway.save_card("tok_secretUnknown")
+    assert "devstack.sandbox_gateway" in {r.name for r in caplog.records}
+    assert "tok_" not in caplog.text
+
+
+def test_redaction() -> None:
+    assert redact("card 4242 4242 4242 4242 and 4000-0000-0000-0002, tok_visa") == (
+        "card [redacted] and [redacted], tok_[redacted]"
+    )
+    assert redact("GET /v1/charges/abc-123 -> 200") == "GET /v1/charges/abc-123 -> 200"
+
+
+# -- durability across a restart of the sandbox process ------------------------------------------------
+
+
+def _start_process(connection_string: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "AzureWebJobsStorage": connection_string, "PAYMENT_GATEWAY_API_KEY": "proc-key"}
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "devstack.sandbox_gateway", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
+                return proc
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("the sandbox process did not start:\n" + log_path.read_text())
+        time.sleep(0.1)
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> int:
+    proc.terminate()
+    try:
+        return proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def test_charges_survive_a_restart(storage_connection_string: str, account: str, tmp_path: Path) -> None:
+    log_path = tmp_path / "sandbox.log"
+    port = azurite.free_port()
+    url = f"http://127.0.0.1:{port}"
+    key = new_key()
+    proc = _start_process(storage_connection_string, port, log_path)
+    try:
+        gw = HttpPaymentGateway(url, "proc-key", timeout=5)
+        first = charge(gw, key, account)
+        declined = charge(gw, key + "-d", account, "tok_chargeDeclinedInsufficientFunds")
+        gw.close()
+    finally:
+        assert _stop_process(proc) == 0
+
+    port = azurite.free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start_process(storage_connection_string, port, log_path)
+    try:
+        gw = HttpPaymentGateway(url, "proc-key", timeout=5)
+        assert gw.find_charge(key) == first
+        assert gw.find_charge(key + "-d") == declined
+        assert charge(gw, key, account) == first  # replayed from storage, not charged again
+        assert [c["idempotencyKey"] for c in charges_of(url, account)] == [key, key + "-d"]
+        assert requests.get(url + "/stats", timeout=5).json()["chargesCreated"] == 0
+        assert requests.post(url + "/v1/cards", json={"token": "tok_visa"}, timeout=5).status_code == 401
+        gw.close()
+    finally:
+        assert _stop_process(proc) == 0
+    log_text = log_path.read_text()
+    assert "listening on" in log_text and "POST /v1/charges -> 200" in log_text
+    assert "tok_" not in log_text
