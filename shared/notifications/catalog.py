@@ -47,9 +47,6 @@ class Catalog:
             message = message.get(form, message["other"])
         return message.format_map(params)
 
-    def has(self, key: str) -> bool:
-        return key in self.messages
-
 
 def _flatten(table: Mapping[str, object], prefix: str, into: dict[str, Message], source: Path) -> None:
     for name, value in table.items():

@@ -6,6 +6,7 @@ import html as html_lib
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from html.parser import HTMLParser
 
 import pytest
 from hypothesis import given, settings
@@ -123,6 +124,46 @@ def test_every_kind_and_locale_has_the_facts_and_the_links(kind: EmailKind, loca
         assert PAY_URL in email.text
     assert "acct-1" in email.html and "acct-1" in email.text
     assert "<h1" in email.html and "<table" in email.html
+
+
+class _TagBalance(HTMLParser):
+    """Fails on an end tag that does not close the innermost open element."""
+
+    VOID = frozenset({"meta", "br"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.open and self.open[-1] == tag:
+            self.open.pop()
+        else:
+            self.errors.append(f"</{tag}> inside {self.open}")
+
+
+SPARSE = replace(CTX, subscriptions=(), balance=(), paid=(), reactivated=(), old_contacts=(), reason=None)
+
+
+@pytest.mark.parametrize("ctx", [CTX, SPARSE], ids=["full", "sparse"])
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("kind", EMAIL_KINDS)
+def test_html_is_well_nested_and_text_has_no_markup(
+    kind: EmailKind, locale: Locale, ctx: EmailContext
+) -> None:
+    email = render_email(kind, locale, ctx)
+    parser = _TagBalance()
+    parser.feed(email.html)
+    parser.close()
+    assert parser.errors == [] and parser.open == []
+    assert email.html.startswith("<!DOCTYPE html>")
+    assert "<" not in email.text and "&amp;" not in email.text
+    assert "\n\n\n" not in email.text
 
 
 @pytest.mark.parametrize("locale", LOCALES)
