@@ -28,9 +28,7 @@ class Services:
     test_clock: StoredTestClock | None
     gateway: PaymentGateway | None
 
-    @property
-    def store(self) -> AccountStore:
-        return self.lifecycle.store
+    store: AccountStore
 
 
 def build(settings: Settings, *, faults: Faults | None = None, hook: clients.RequestHook | None = None,
@@ -52,6 +50,7 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
         settings=settings,
         lifecycle=Lifecycle(store, dispatcher, clock, settings.policy, faults or Faults()),
         deadletters=DeadLetters(system),
+        store=store,
         test_clock=test_clock,
         gateway=gateway,
     )

@@ -18,9 +18,9 @@ from shared.faults import Faults
 from shared.lifecycle.decide import Decision, Registration, apply_payment_event, register
 from shared.lifecycle.facts import PaymentEvent, charge_ids_of
 from shared.lifecycle.model import Account
-from shared.outbox import OutboxDispatcher
+from shared.outbox import Dispatcher
 from shared.policy import DunningPolicy
-from shared.store.accounts import AccountStore, AlreadyApplied, ConcurrencyConflict, OutboxRow, Snapshot
+from shared.store.accounts import AccountRepository, AlreadyApplied, ConcurrencyConflict, OutboxRow, Snapshot
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,8 +37,8 @@ on_conflict = retry(
 class Lifecycle:
     """What a handler needs, wired once per process (see shared/bootstrap.py)."""
 
-    store: AccountStore
-    dispatcher: OutboxDispatcher
+    store: AccountRepository
+    dispatcher: Dispatcher
     clock: Clock
     policy: DunningPolicy
     faults: Faults

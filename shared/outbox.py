@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from azure.storage.queue import QueueClient
 
-from shared.store.accounts import AccountStore, OutboxRow
+from shared.store.accounts import AccountRepository, OutboxRow
 
 log = logging.getLogger(__name__)
 EVENT_SOURCE = "/billing/past-due-lifecycle"
@@ -44,8 +44,25 @@ def email_handoff(row: OutboxRow) -> str:
     return json.dumps({"accountId": row.account_id, "key": row.key})
 
 
+class Dispatcher(Protocol):
+    def dispatch(self, rows: Iterable[OutboxRow]) -> None: ...
+
+
+class RecordingDispatcher:
+    """A dispatcher for unit tests: keeps what would have left, and clears the outbox like the real one."""
+
+    def __init__(self, store: AccountRepository) -> None:
+        self.store = store
+        self.sent: list[OutboxRow] = []
+
+    def dispatch(self, rows: Iterable[OutboxRow]) -> None:
+        for row in rows:
+            self.sent.append(row)
+            self.store.delete_outbox(row)
+
+
 class OutboxDispatcher:
-    def __init__(self, store: AccountStore, lifecycle_queue: QueueClient, email_queue: QueueClient) -> None:
+    def __init__(self, store: AccountRepository, lifecycle_queue: QueueClient, email_queue: QueueClient) -> None:
         self.store = store
         self.lifecycle_queue = lifecycle_queue
         self.email_queue = email_queue

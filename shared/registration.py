@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 
 from shared.intake import ID_PATTERN
 
-EMAIL_PATTERN = r"^[^@\s<>()\[\],;:\"]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL_PATTERN = rf"^[^@\s<>()\[\],;:\"]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$"
 TOKEN_PATTERN = r"^tok_[A-Za-z0-9_]{1,96}$"
 _CARD_LIKE = re.compile(r"\d(?:[ -]?\d){12,18}")
 _FORBIDDEN_KEYS = {"number", "cardnumber", "card_number", "pan", "cvv", "cvc", "cvv2", "cvc2", "securitycode"}

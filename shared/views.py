@@ -12,7 +12,7 @@ from typing import Any
 from shared.lifecycle import schedule
 from shared.lifecycle.model import Account, Subscription, SubscriptionState
 from shared.money import Money
-from shared.notifications.alerts import AlertParams, alert_message
+from shared.notifications.alerts import AlertCode, AlertParams, alert_message
 from shared.policy import DunningPolicy
 
 
@@ -67,9 +67,9 @@ def alerts(account: Account, policy: DunningPolicy) -> list[dict[str, Any]]:
     locale = account.profile.locale if account.profile else "en"
     found: list[dict[str, Any]] = []
 
-    def add(code: str, severity: str, since: datetime | None, params: AlertParams) -> None:
+    def add(code: AlertCode, severity: str, since: datetime | None, params: AlertParams) -> None:
         found.append({"code": code, "severity": severity, "since": _iso(since),
-                      "message": alert_message(code, locale, params)})  # type: ignore[arg-type]
+                      "message": alert_message(code, locale, params)})
 
     balance = tuple(m for _, m in sorted(account.balance().items()))
     by_state: dict[SubscriptionState, list[Subscription]] = {}
@@ -79,16 +79,16 @@ def alerts(account: Account, policy: DunningPolicy) -> list[dict[str, Any]]:
         first = min(past_due, key=lambda s: s.past_due_since or datetime.max)
         add("payment_failed", "error", first.past_due_since, AlertParams(
             balance=balance, disable_at=schedule.disable_at(first, policy),
-            subscription_names=tuple(s.name for s in past_due)))
+            subscriptions=tuple(s.name for s in past_due)))
     if disabled := by_state.get(SubscriptionState.DISABLED):
         first = min(disabled, key=lambda s: s.disabled_at or datetime.max)
         add("service_disabled", "error", first.disabled_at, AlertParams(
             balance=balance, delete_at=schedule.delete_at(first, policy),
-            subscription_names=tuple(s.name for s in disabled)))
+            subscriptions=tuple(s.name for s in disabled)))
     if canceled := by_state.get(SubscriptionState.CANCELED):
         first = min(canceled, key=lambda s: s.canceled_at or datetime.max)
         add("service_canceled", "warning", first.canceled_at, AlertParams(
-            delete_at=schedule.delete_at(first, policy), subscription_names=tuple(s.name for s in canceled)))
+            delete_at=schedule.delete_at(first, policy), subscriptions=tuple(s.name for s in canceled)))
     if account.profile is not None:
         for contact, since in sorted(account.profile.unreachable.items()):
             add("contact_unreachable", "warning", since, AlertParams(contact=contact))

@@ -87,6 +87,8 @@ class ChargeNote:
     amount: Money | None = None
     settled_at: datetime | None = None
     settled_by: str | None = None
+    paid_by_card: bool = False
+    """A card payment is a fact about the charge: a second report of it must not count twice."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ class Subscription:
     deleted_at: datetime | None = None
     steps_done: frozenset[str] = frozenset()
     legal_hold: bool = False
+    episode: int = 0
+    """How many times it has gone past due: names each occasion, even under a frozen test clock."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,8 @@ class Account:
     subscriptions: Mapping[str, Subscription] = field(default_factory=dict)
     outstanding: Mapping[str, Charge] = field(default_factory=dict)
     credit: Mapping[str, int] = field(default_factory=dict)
+    earmarks: Mapping[str, Money] = field(default_factory=dict)
+    """Money paid for a named charge we have not heard of yet, held for it."""
 
     @property
     def registered(self) -> bool:

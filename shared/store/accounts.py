@@ -14,11 +14,12 @@ at most (account, event marker, named charges not outstanding) and one `$batch`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
@@ -60,6 +61,21 @@ class Snapshot:
 
 def marker_key(event_id: str) -> str:
     return "event|" + hashlib.sha256(event_id.encode()).hexdigest()
+
+
+class AccountRepository(Protocol):
+    """What the service layer needs of account storage (Table Storage, or in memory for tests)."""
+
+    def load(self, account_id: str, *, event_id: str | None = None,
+             charge_ids: Sequence[str] = ()) -> Snapshot: ...
+    def exists(self, account_id: str) -> bool: ...
+    def commit(self, snapshot: Snapshot, decision: Decision, *, event_id: str | None = None,
+               event_type: str | None = None, now: datetime) -> list[OutboxRow]: ...
+    def pending_outbox(self, account_id: str) -> list[OutboxRow]: ...
+    def delete_outbox(self, row: OutboxRow) -> None: ...
+    def timeline(self, account_id: str) -> list[dict[str, Any]]: ...
+    def charge_notes(self, account_id: str) -> list[ChargeNote]: ...
+    def write_notes(self, account_id: str, notes: Iterable[dict[str, Any]]) -> None: ...
 
 
 class AccountStore:
@@ -130,7 +146,7 @@ class AccountStore:
         if event_id is not None:
             ops.append(("create", {"PartitionKey": pk, "RowKey": marker_key(event_id), "eventId": event_id[:1024],
                                    "type": event_type or "", "appliedAt": now}))
-        outbox = [_outbox_row(pk, e) for e in decision.effects]
+        outbox = [outbox_row(pk, e) for e in decision.effects]
         room = MAX_BATCH - len(ops) - len(outbox) - 1 - 1
         notes = list(decision.notes)
         inline, overflow = notes[:max(room, 0)], notes[max(room, 0):]
@@ -181,10 +197,8 @@ class AccountStore:
             self.table.submit_transaction(ops[start:start + MAX_BATCH])
 
     def delete_outbox(self, row: OutboxRow) -> None:
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             self.table.delete_entity(row.account_id, f"outbox|{row.key}")
-        except ResourceNotFoundError:
-            pass
 
 
 def _note_payload(n: ChargeNote) -> dict[str, Any]:
@@ -196,7 +210,7 @@ def _note_entity(pk: str, n: ChargeNote) -> dict[str, Any]:
     return {"PartitionKey": pk, "RowKey": f"charge|{n.charge_id}", **body}
 
 
-def _outbox_row(pk: str, effect: Effect) -> OutboxRow:
+def outbox_row(pk: str, effect: Effect) -> OutboxRow:
     if isinstance(effect, EmitLifecycleEvent):
         return OutboxRow(pk, effect.key, "lifecycle", {
             "id": effect.key, "type": effect.type, "accountId": effect.account_id,
@@ -217,8 +231,8 @@ def _outbox_entity(row: OutboxRow) -> dict[str, Any]:
 
 
 def _timeline_entity(pk: str, entries: Sequence[TimelineEntry], occasion: str) -> dict[str, Any]:
-    at = entries[0].at
-    entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": f"tl|{at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}|{short_hash(occasion)}"}
+    stamp = entries[0].at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # fixed width, so row keys sort by time
+    entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": f"tl|{stamp}|{short_hash(occasion)}"}
     codec.put_json(entity, "entries", [
         {"at": e.at.isoformat(), "kind": e.kind, "subscriptionId": e.subscription_id, "detail": e.detail}
         for e in entries

@@ -3,6 +3,7 @@ with `DefaultAzureCredential` (Azure, managed identity): one place to change eit
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -36,17 +37,13 @@ def queue_service(settings: Settings, hook: RequestHook | None = None) -> QueueS
 
 
 def ensure_table(service: TableServiceClient, name: str) -> TableClient:
-    try:
+    with contextlib.suppress(ResourceExistsError):
         service.create_table(name)
-    except ResourceExistsError:
-        pass
     return service.get_table_client(name)
 
 
 def ensure_queue(service: QueueServiceClient, name: str) -> QueueClient:
     client = service.get_queue_client(name)
-    try:
+    with contextlib.suppress(ResourceExistsError):
         client.create_queue()
-    except ResourceExistsError:
-        pass
     return client

@@ -67,7 +67,7 @@ def subscription_doc(s: Subscription) -> dict[str, Any]:
         "id": s.subscription_id, "name": s.name, "state": str(s.state),
         "pastDueSince": dt(s.past_due_since), "disabledAt": dt(s.disabled_at),
         "canceledAt": dt(s.canceled_at), "deletedAt": dt(s.deleted_at),
-        "steps": sorted(s.steps_done), "legalHold": s.legal_hold,
+        "steps": sorted(s.steps_done), "legalHold": s.legal_hold, "episode": s.episode,
     }
 
 
@@ -75,7 +75,7 @@ def subscription_of(d: Mapping[str, Any]) -> Subscription:
     return Subscription(
         d["id"], d["name"], SubscriptionState(d["state"]), parse_dt(d["pastDueSince"]),
         parse_dt(d["disabledAt"]), parse_dt(d["canceledAt"]), parse_dt(d["deletedAt"]),
-        frozenset(d.get("steps", ())), bool(d.get("legalHold", False)),
+        frozenset(d.get("steps", ())), bool(d.get("legalHold", False)), int(d.get("episode", 0)),
     )
 
 
@@ -98,6 +98,7 @@ def state_doc(a: Account) -> dict[str, Any]:
         "subscriptions": [subscription_doc(s) for s in a.subscriptions.values()],
         "outstanding": [charge_doc(c) for c in a.outstanding.values()],
         "credit": dict(a.credit),
+        "earmarks": {cid: money_doc(m) for cid, m in a.earmarks.items()},
     }
 
 
@@ -133,6 +134,7 @@ def account_of(account_id: str, state: Mapping[str, Any] | None, profile: Mappin
         {s.subscription_id: s for s in subs},
         {c.charge_id: c for c in charges},
         {k: int(v) for k, v in state["credit"].items()},
+        {cid: money_of(m) for cid, m in state.get("earmarks", {}).items()},
     )
 
 
@@ -141,11 +143,11 @@ def note_entity(n: ChargeNote) -> dict[str, Any]:
         "status": str(n.status), "subscriptionId": n.subscription_id,
         "amountMinor": n.amount.minor if n.amount else None,
         "currency": n.amount.currency if n.amount else None,
-        "settledAt": dt(n.settled_at), "settledBy": n.settled_by,
+        "settledAt": dt(n.settled_at), "settledBy": n.settled_by, "paidByCard": n.paid_by_card,
     }
 
 
 def note_of(charge_id: str, e: Mapping[str, Any]) -> ChargeNote:
     amount = Money(int(e["amountMinor"]), str(e["currency"])) if e.get("currency") else None
     return ChargeNote(charge_id, ChargeStatus(e["status"]), e.get("subscriptionId"), amount,
-                      parse_dt(e.get("settledAt")), e.get("settledBy"))
+                      parse_dt(e.get("settledAt")), e.get("settledBy"), bool(e.get("paidByCard", False)))

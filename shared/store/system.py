@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -57,7 +58,5 @@ class StoredTestClock:
         self.table.upsert_entity({"PartitionKey": CLOCK_PK, "RowKey": CLOCK_RK, "now": ensure_utc(at).isoformat()})
 
     def reset(self) -> None:
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             self.table.delete_entity(CLOCK_PK, CLOCK_RK)
-        except ResourceNotFoundError:
-            pass
