@@ -1,0 +1,103 @@
+"""`python -m devstack.host`: run a v2 Python Functions app locally, in place of `func start`.
+
+    python -m devstack.host [--app-dir DIR] [--port 7071] [--host 127.0.0.1]
+                            [--no-http | --no-triggers] [--grace 5] [--access-log] [-v]
+
+The working directory becomes the app dir, as for the real worker (relative paths in the app
+resolve the same way). Exit status: 0 after a signal-initiated shutdown, 1 when the app cannot
+be loaded or the port cannot be bound, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from .loader import LoadError
+from .routing import RouteError
+from .runtime import DEFAULT_GRACE, Host
+from .settings import ConfigError
+
+
+class _UtcFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
+
+
+def configure_logging(verbose: bool) -> None:
+    """Timestamps in UTC like Core Tools; the storage SDK's per-request logging stays quiet."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UtcFormatter("[%(asctime)s] %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("azure", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m devstack.host", description="Local Azure Functions host (Python v2 apps)."
+    )
+    p.add_argument(
+        "--app-dir", default=".", help="folder with function_app.py, host.json, local.settings.json"
+    )
+    p.add_argument(
+        "--port", type=int, default=None, help="HTTP port (default: Host.LocalHttpPort or 7071; 0 = any)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--no-http", action="store_true", help="run only queue and timer triggers (a worker)")
+    mode.add_argument("--no-triggers", action="store_true", help="run only HTTP (incl. admin and Event Grid)")
+    p.add_argument(
+        "--grace", type=float, default=DEFAULT_GRACE, help="seconds in-flight work gets at shutdown"
+    )
+    p.add_argument("--access-log", action="store_true", help="log every HTTP request (uvicorn access log)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(args.verbose)
+    log = logging.getLogger("devstack.host")
+    host = Host(
+        args.app_dir,
+        host=args.host,
+        port=args.port,
+        http=not args.no_http,
+        triggers=not args.no_triggers,
+        grace=args.grace,
+        access_log=args.access_log,
+    )
+    try:
+        os.chdir(host.app_dir)
+        host.load()
+    except (LoadError, ConfigError, RouteError) as exc:
+        log.error("Cannot load the app: %s", exc)
+        return 1
+    except Exception:
+        log.exception("The app failed to import")
+        return 1
+    try:
+        asyncio.run(host.run())
+    except OSError as exc:
+        log.error("Cannot start the host: %s", exc)
+        return 1
+    if host.abandoned:
+        # Their threads cannot be killed, and the interpreter would wait for them at exit.
+        logging.shutdown()
+        os._exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

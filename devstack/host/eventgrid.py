@@ -1,0 +1,135 @@
+"""The Event Grid webhook the Functions host exposes: `/runtime/webhooks/eventgrid?functionName=`.
+
+Event Grid POSTs a JSON array and says what it is in the `aeg-event-type` header:
+`SubscriptionValidation` (echo `data.validationCode` back), `Notification` (run the function
+once per event, in order; 200 only if every one succeeded, else 500 so Event Grid retries the
+batch) or `Unsubscribe` (202). Events in the Event Grid schema become `func.EventGridEvent`;
+events carrying `specversion` become `func.CloudEvent`, as the worker's converter does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.functions as func
+
+from .exchange import Reply, Request
+from .invoker import Invoker
+from .loader import FunctionSpec
+
+PATH = "runtime/webhooks/eventgrid"
+_CLOUD_EVENT_FIELDS = {
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "subject",
+    "datacontenttype",
+    "dataschema",
+    "data",
+}
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 with 'Z' and Event Grid's 7 fractional digits (Python accepts at most 6)."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"event time must be a string, got {value!r}")
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value.strip()).replace("Z", "+00:00").replace("z", "+00:00")
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def build_event(event: Mapping[str, Any]) -> func.EventGridEvent | func.CloudEvent:
+    """The object the worker would pass for one event; ValueError when it is not an event."""
+    if "specversion" in event:
+        extensions = {k: v for k, v in event.items() if k not in _CLOUD_EVENT_FIELDS}
+        return func.CloudEvent(
+            id=event.get("id"),
+            source=event.get("source"),
+            type=event.get("type"),
+            specversion=event.get("specversion"),
+            time=parse_time(event.get("time")),
+            subject=event.get("subject"),
+            datacontenttype=event.get("datacontenttype"),
+            dataschema=event.get("dataschema"),
+            data=event.get("data"),
+            **extensions,
+        )
+    return func.EventGridEvent(
+        id=event.get("id"),
+        data=event.get("data"),
+        topic=event.get("topic"),
+        subject=event.get("subject"),
+        event_type=event.get("eventType"),
+        event_time=parse_time(event.get("eventTime")),
+        data_version=event.get("dataVersion"),
+    )
+
+
+class EventGridWebhook:
+    """Delivers webhook batches to the named `eventGridTrigger` function."""
+
+    def __init__(self, functions: Mapping[str, FunctionSpec], invoker: Invoker) -> None:
+        self._functions = {name.lower(): spec for name, spec in functions.items()}
+        self._invoker = invoker
+
+    @staticmethod
+    def owns(path: str) -> bool:
+        return path.strip("/").lower() == PATH
+
+    async def handle(self, request: Request) -> Reply:
+        if request.method == "OPTIONS":  # CloudEvents webhook abuse-protection handshake
+            origin = request.header("webhook-request-origin") or "*"
+            return Reply.empty(200, [("webhook-allowed-origin", origin), ("allow", "OPTIONS, POST")])
+        if request.method != "POST":
+            return Reply.empty(405, [("allow", "OPTIONS, POST")])
+        name = request.query().get("functionName", "")
+        spec = self._functions.get(name.lower())
+        if spec is None:
+            return Reply.text(404, f"no eventGridTrigger function named {name!r}")
+        try:
+            body = json.loads(request.body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return Reply.text(400, f"body is not JSON: {exc}")
+        events = body if isinstance(body, list) else [body]
+        if not all(isinstance(e, dict) for e in events):
+            return Reply.text(400, "body must be a JSON array of event objects")
+        kind = (request.header("aeg-event-type") or "").strip().lower()
+        if kind == "subscriptionvalidation":
+            return self._validate(events)
+        if kind == "unsubscribe":
+            return Reply.empty(202)
+        if kind != "notification":
+            return Reply.text(
+                400, "aeg-event-type must be SubscriptionValidation, Notification or Unsubscribe"
+            )
+        return await self._deliver(spec, events)
+
+    @staticmethod
+    def _validate(events: list[dict[str, Any]]) -> Reply:
+        data = events[0].get("data") if events else None
+        code = data.get("validationCode") if isinstance(data, dict) else None
+        if not code:
+            return Reply.text(400, "SubscriptionValidation without data.validationCode")
+        return Reply.json(200, {"validationResponse": code})
+
+    async def _deliver(self, spec: FunctionSpec, events: list[dict[str, Any]]) -> Reply:
+        try:
+            built = [build_event(e) for e in events]
+        except (ValueError, TypeError) as exc:
+            return Reply.text(400, f"not an Event Grid event: {exc}")
+        failed = 0
+        for raw, event in zip(events, built, strict=True):
+            reason = f"(Event Grid event {raw.get('id')!r}, type {raw.get('eventType') or raw.get('type')!r})"
+            outcome = await self._invoker.invoke(spec, event, reason)
+            failed += not outcome.ok
+        if failed:
+            return Reply.text(500, f"{failed} of {len(events)} event(s) failed")
+        return Reply.empty(200)
