@@ -101,6 +101,7 @@ class _Work:
         account = replace(
             self.account, subscriptions=self.subs, outstanding=self.open,
             credit={c: m for c, m in self.credit.items() if m}, earmarks=self.earmarks,
+            revision=self.account.revision + 1,
         )
         return Decision(account, tuple(self.notes.values()), tuple(self.effects), tuple(self.timeline))
 

@@ -115,6 +115,8 @@ class Account:
     credit: Mapping[str, int] = field(default_factory=dict)
     earmarks: Mapping[str, Money] = field(default_factory=dict)
     """Money paid for a named charge we have not heard of yet, held for it."""
+    revision: int = 0
+    """Counts committed decisions: orders the timeline even when the test clock stands still."""
 
     @property
     def registered(self) -> bool:

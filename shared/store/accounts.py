@@ -157,7 +157,7 @@ class AccountStore:
         ops += [("upsert", _note_entity(pk, n), {"mode": UpdateMode.REPLACE}) for n in inline]
         ops += [("upsert", _outbox_entity(r), {"mode": UpdateMode.REPLACE}) for r in outbox]
         if decision.timeline:
-            ops.append(("upsert", _timeline_entity(pk, decision.timeline, event_id or str(now)),
+            ops.append(("upsert", _timeline_entity(pk, decision.timeline, account.revision),
                         {"mode": UpdateMode.REPLACE}))
         if len(ops) > MAX_BATCH:
             raise ValueError(f"a decision of {len(ops)} writes does not fit one transaction")
@@ -230,9 +230,9 @@ def _outbox_entity(row: OutboxRow) -> dict[str, Any]:
     return entity
 
 
-def _timeline_entity(pk: str, entries: Sequence[TimelineEntry], occasion: str) -> dict[str, Any]:
-    stamp = entries[0].at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # fixed width, so row keys sort by time
-    entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": f"tl|{stamp}|{short_hash(occasion)}"}
+def _timeline_entity(pk: str, entries: Sequence[TimelineEntry], revision: int) -> dict[str, Any]:
+    # One row per decision, keyed by the account's revision: ordered by commit, written once.
+    entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": f"tl|{revision:012d}"}
     codec.put_json(entity, "entries", [
         {"at": e.at.isoformat(), "kind": e.kind, "subscriptionId": e.subscription_id, "detail": e.detail}
         for e in entries

@@ -99,6 +99,7 @@ def state_doc(a: Account) -> dict[str, Any]:
         "outstanding": [charge_doc(c) for c in a.outstanding.values()],
         "credit": dict(a.credit),
         "earmarks": {cid: money_doc(m) for cid, m in a.earmarks.items()},
+        "revision": a.revision,
     }
 
 
@@ -135,6 +136,7 @@ def account_of(account_id: str, state: Mapping[str, Any] | None, profile: Mappin
         {c.charge_id: c for c in charges},
         {k: int(v) for k, v in state["credit"].items()},
         {cid: money_of(m) for cid, m in state.get("earmarks", {}).items()},
+        int(state.get("revision", 0)),
     )
 
 
