@@ -1,0 +1,112 @@
+"""The scripted story the README's first command plays on the running local stack:
+an account registers, a charge fails, the account shows the subscription past due with its
+alert, a payment arrives, the subscription is active again. Everything goes through the public
+surface: the HTTP API, the `payment-events` queue, and what comes out."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import requests
+from azure.storage.queue import QueueClient
+
+if TYPE_CHECKING:
+    from devstack.stack import LocalStack
+
+ACCOUNT = "acc-contoso"
+SUB = "sub-web"
+
+
+class Story:
+    def __init__(self, stack: LocalStack) -> None:
+        self.api = f"{stack.functions_url}/api"
+        self.stack = stack
+        self.queue = QueueClient.from_connection_string(stack.connection_string, "payment-events")
+        self.seen = 0
+
+    def say(self, text: str) -> None:
+        print(f"\n== {text}", flush=True)
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        r = requests.request(method, f"{self.api}{path}", json=body, timeout=30)
+        if r.status_code >= 400:
+            raise RuntimeError(f"{method} {path} answered {r.status_code}: {r.text}")
+        return r.json()
+
+    def send_event(self, type_: str, data: dict[str, Any]) -> None:
+        event = {"specversion": "1.0", "id": str(uuid.uuid4()), "type": type_, "source": "/billing-engine",
+                 "time": "2026-12-01T09:00:00Z", "data": data}
+        self.queue.send_message(json.dumps(event))
+        print(f"   queued {type_} {json.dumps(data)}")
+
+    def wait_for(self, predicate: Any, what: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            view: dict[str, Any] = self.call("GET", f"/accounts/{ACCOUNT}")
+            if predicate(view):
+                return view
+            time.sleep(0.2)
+        raise RuntimeError(f"timed out waiting for {what}")
+
+    def timeline(self) -> None:
+        entries = self.call("GET", f"/accounts/{ACCOUNT}/timeline")["entries"]
+        for e in entries[self.seen:]:
+            sub = f" [{e['subscriptionId']}]" if e.get("subscriptionId") else ""
+            print(f"   timeline {e['at']} {e['kind']}{sub}: {e['detail']}")
+        self.seen = len(entries)
+
+    def show(self, view: dict[str, Any]) -> None:
+        for s in view["subscriptions"]:
+            print(f"   subscription {s['id']} ({s['name']}): {s['state']}, outstanding {s['outstanding'] or '{}'}"
+                  + (f", disable at {s['disableAt']}" if s["disableAt"] else ""))
+        print(f"   balance {view['balance'] or '{}'}, credit {view['credit'] or '{}'}")
+        for a in view["alerts"]:
+            print(f"   alert {a['code']} ({a['severity']}): {a['message']}")
+        if not view["alerts"]:
+            print("   no alerts")
+
+
+def play(stack: LocalStack) -> int:
+    s = Story(stack)
+    s.say("the test clock is set to 2026-12-01 09:00 UTC")
+    s.call("PUT", "/testing/clock", {"now": "2026-12-01T09:00:00Z"})
+
+    s.say(f"account {ACCOUNT} registers with one subscription")
+    view = s.call("PUT", f"/accounts/{ACCOUNT}", {
+        "displayName": "Contoso Ltd", "locale": "en",
+        "billingContacts": ["billing@contoso.example", "cfo@contoso.example"],
+        "paymentMethod": {"type": "card", "token": "tok_visa"},
+        "subscriptions": [{"id": SUB, "name": "Contoso web front end"}],
+    })
+    pm = view["paymentMethod"]
+    print(f"   registered; card {pm['brand']} ending {pm['last4']}")
+    s.show(view)
+    s.timeline()
+
+    s.say("the billing engine reports a failed charge")
+    s.send_event("billing.charge.failed", {"accountId": ACCOUNT, "subscriptionId": SUB, "chargeId": "ch-1001",
+                                           "amount": "42.00", "currency": "USD", "reason": "card_declined"})
+    view = s.wait_for(lambda v: v["subscriptions"][0]["state"] == "past_due", "the subscription to be past due")
+    s.show(view)
+    s.timeline()
+
+    s.say("a wire transfer arrives for that charge")
+    s.send_event("billing.payment.received", {"accountId": ACCOUNT, "paymentId": "pay-2001", "amount": "42.00",
+                                              "currency": "USD", "method": "wire", "chargeIds": ["ch-1001"]})
+    view = s.wait_for(lambda v: v["subscriptions"][0]["state"] == "active", "the subscription to be active")
+    s.show(view)
+    s.timeline()
+
+    s.say("what went out")
+    lifecycle = QueueClient.from_connection_string(stack.connection_string, "subscription-lifecycle")
+    for m in lifecycle.peek_messages(max_messages=32):
+        event = json.loads(m.content)
+        print(f"   lifecycle event {event['type']} for {event['data']['subscriptionId']} (id {event['id']})")
+    messages = requests.get(f"{stack.email_url}/messages", timeout=10).json()
+    for m in messages:
+        print(f"   email to {', '.join(r['address'] for r in m['to'])}: {m['subject']}")
+    print(f"\nthe story is over: {ACCOUNT} was past due and is active again.")
+    return 0
