@@ -47,19 +47,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m devstack.host", description="Local Azure Functions host (Python v2 apps)."
     )
-    p.add_argument(
-        "--app-dir", default=".", help="folder with function_app.py, host.json, local.settings.json"
-    )
-    p.add_argument(
-        "--port", type=int, default=None, help="HTTP port (default: Host.LocalHttpPort or 7071; 0 = any)"
-    )
+    p.add_argument("--app-dir", default=".", help="folder with function_app.py, host.json, local.settings.json")
+    p.add_argument("--port", type=int, default=None, help="HTTP port (default: Host.LocalHttpPort or 7071; 0 = any)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--no-http", action="store_true", help="run only queue and timer triggers (a worker)")
     mode.add_argument("--no-triggers", action="store_true", help="run only HTTP (incl. admin and Event Grid)")
-    p.add_argument(
-        "--grace", type=float, default=DEFAULT_GRACE, help="seconds in-flight work gets at shutdown"
-    )
+    p.add_argument("--grace", type=float, default=DEFAULT_GRACE, help="seconds in-flight work gets at shutdown")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request (uvicorn access log)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)

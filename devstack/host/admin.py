@@ -38,9 +38,7 @@ class Admin:
         if [p.lower() for p in parts] == ["admin", "host", "status"]:
             if request.method not in ("GET", "HEAD"):
                 return Reply.empty(405, [("allow", "GET, HEAD")])
-            return Reply.json(
-                200, {"state": "Running", "functions": sorted(s.name for s in self._functions.values())}
-            )
+            return Reply.json(200, {"state": "Running", "functions": sorted(s.name for s in self._functions.values())})
         return None
 
     def _run(self, name: str, body: bytes) -> Reply:

@@ -107,9 +107,7 @@ class EventGridWebhook:
         if kind == "unsubscribe":
             return Reply.empty(202)
         if kind != "notification":
-            return Reply.text(
-                400, "aeg-event-type must be SubscriptionValidation, Notification or Unsubscribe"
-            )
+            return Reply.text(400, "aeg-event-type must be SubscriptionValidation, Notification or Unsubscribe")
         return await self._deliver(spec, events)
 
     @staticmethod

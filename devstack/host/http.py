@@ -71,14 +71,10 @@ def to_reply(result: Any, function_name: str) -> Reply:
             type(result).__name__,
         )
         return Reply.text(500, "Internal Server Error")
-    headers = [
-        (k, v) for k, v in result.headers.items() if k.lower() not in ("content-length", "transfer-encoding")
-    ]
+    headers = [(k, v) for k, v in result.headers.items() if k.lower() not in ("content-length", "transfer-encoding")]
     if not any(k.lower() == "content-type" for k, _ in headers):
         mime = result.mimetype
-        headers.append(
-            ("content-type", f"{mime}; charset={result.charset}" if mime.startswith("text/") else mime)
-        )
+        headers.append(("content-type", f"{mime}; charset={result.charset}" if mime.startswith("text/") else mime))
     return Reply(int(result.status_code), result.get_body(), headers)
 
 
@@ -211,9 +207,7 @@ async def _read_request(scope: Scope, receive: Receive) -> Request | None:
         host = f"{server[0]}:{server[1]}"
     raw_path = scope.get("raw_path") or scope["path"].encode()
     query = scope.get("query_string", b"").decode("latin-1")
-    url = f"{scope.get('scheme', 'http')}://{host}{raw_path.decode('latin-1')}" + (
-        f"?{query}" if query else ""
-    )
+    url = f"{scope.get('scheme', 'http')}://{host}{raw_path.decode('latin-1')}" + (f"?{query}" if query else "")
     return Request(
         method=scope["method"].upper(),
         path=scope["path"],

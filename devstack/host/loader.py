@@ -110,9 +110,7 @@ def _check_annotation(name: str, fn: Callable[..., Any], arg: str, trigger: str)
         return
     if not issubclass(hint, _EXPECTED_TYPES[trigger]):
         expected = " or ".join(t.__name__ for t in _EXPECTED_TYPES[trigger])
-        raise LoadError(
-            f"function {name}: parameter {arg!r} is annotated {hint.__name__}, {trigger} passes {expected}"
-        )
+        raise LoadError(f"function {name}: parameter {arg!r} is annotated {hint.__name__}, {trigger} passes {expected}")
 
 
 def _spec(f: Any) -> FunctionSpec:
@@ -121,9 +119,7 @@ def _spec(f: Any) -> FunctionSpec:
     bindings = [json.loads(b) for b in f.get_raw_bindings()]
     fn = f.get_user_function()
     if trigger not in SUPPORTED_TRIGGERS:
-        raise LoadError(
-            f"function {name}: trigger {trigger!r} is not supported (only {', '.join(SUPPORTED_TRIGGERS)})"
-        )
+        raise LoadError(f"function {name}: trigger {trigger!r} is not supported (only {', '.join(SUPPORTED_TRIGGERS)})")
     if getattr(f, "http_type", "function") != "function":
         raise LoadError(f"function {name}: http_type {f.http_type!r} (HTTP streaming) is not supported")
     trigger_binding = next(b for b in bindings if b["type"] == trigger)

@@ -51,9 +51,7 @@ def resolve_connection(name: str | None) -> str:
         value = os.environ.get(candidate)
         if value:
             return value
-    raise ConfigError(
-        f"storage connection setting {name!r} is not set (checked {name} and AzureWebJobs{name})"
-    )
+    raise ConfigError(f"storage connection setting {name!r} is not set (checked {name} and AzureWebJobs{name})")
 
 
 def storage_client(connection_string: str, queue: str) -> QueueClient:
@@ -124,9 +122,7 @@ class QueueListener:
                 client.create_queue()
 
     def _receive(self, count: int) -> list[StorageMessage]:
-        pages = self._client.receive_messages(
-            messages_per_page=count, visibility_timeout=LEASE_SECONDS
-        ).by_page()
+        pages = self._client.receive_messages(messages_per_page=count, visibility_timeout=LEASE_SECONDS).by_page()
         try:
             return list(next(pages))
         except StopIteration:
@@ -148,9 +144,7 @@ class QueueListener:
                     ready = True
                 messages = await self._io(self._receive, opts.batch_size)
             except Exception as exc:
-                log.warning(
-                    "Queue %s: storage unreachable (%s: %s); retrying", self.queue, type(exc).__name__, exc
-                )
+                log.warning("Queue %s: storage unreachable (%s: %s); retrying", self.queue, type(exc).__name__, exc)
                 await pause(self._stopping, max(delay, 1.0))
                 delay = min(delay * 2, max_poll)
                 continue
@@ -171,9 +165,7 @@ class QueueListener:
         try:
             await self._process_unguarded(message)
         except Exception:
-            log.exception(
-                "Queue %s: message %s could not be settled; it will reappear", self.queue, message.id
-            )
+            log.exception("Queue %s: message %s could not be settled; it will reappear", self.queue, message.id)
 
     async def _process_unguarded(self, message: StorageMessage) -> None:
         opts = self._options
@@ -228,9 +220,7 @@ class QueueListener:
 
     async def _renew(self, message_id: str, receipt: str | None) -> str | None:
         try:
-            updated = await self._io(
-                self._client.update_message, message_id, receipt, visibility_timeout=LEASE_SECONDS
-            )
+            updated = await self._io(self._client.update_message, message_id, receipt, visibility_timeout=LEASE_SECONDS)
         except Exception as exc:
             log.warning(
                 "Queue %s: could not extend message %s (%s); it may be redelivered",

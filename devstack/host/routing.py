@@ -29,9 +29,7 @@ class RouteError(ValueError):
     """A route template this host cannot understand; raised at startup, never per request."""
 
 
-def _number(
-    kind: type[int] | type[float], lo: float | None = None, hi: float | None = None
-) -> Callable[[str], bool]:
+def _number(kind: type[int] | type[float], lo: float | None = None, hi: float | None = None) -> Callable[[str], bool]:
     def check(v: str) -> bool:
         try:
             n = kind(v)
@@ -171,15 +169,7 @@ def compile_route(template: str, methods: Iterable[str] | None, target: T) -> Ro
                 parts.append(f"(?:{sep}(?P<{p.group}>{value}))?")
             else:
                 parts.append(f"{sep}(?P<{p.group}>{value})")
-            rank = (
-                _CATCH_ALL
-                if p.catch_all
-                else _OPTIONAL
-                if p.optional
-                else _CONSTRAINED
-                if p.checks
-                else _PLAIN
-            )
+            rank = _CATCH_ALL if p.catch_all else _OPTIONAL if p.optional else _CONSTRAINED if p.checks else _PLAIN
             precedence.append(rank)
             continue
         if "{" not in seg and "}" not in seg:

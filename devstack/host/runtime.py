@@ -122,10 +122,10 @@ class Host:
         if spec.trigger == HTTP:
             methods = ",".join(spec.binding.get("methods") or ["ALL"])
             prefix = f"/{self._host_json.route_prefix}" if self._host_json.route_prefix else ""
-            text = (
-                f"[{methods}] http://{self.bind_host}:{self.port}{prefix}/{function_route(spec).strip('/')}"
-            )
-            return text if self.http else f"{text} (not served: --no-http)"
+            path = f"{prefix}/{function_route(spec).strip('/')}"
+            if not self.http:
+                return f"[{methods}] {path} (not served: --no-http)"
+            return f"[{methods}] http://{self.bind_host}:{self.port}{path}"
         text = spec.describe()
         if spec.trigger == EVENT_GRID and self.http:
             text += f" (POST http://{self.bind_host}:{self.port}/runtime/webhooks/eventgrid?functionName={spec.name})"
@@ -151,9 +151,7 @@ class Host:
     def _lease(self, spec: FunctionSpec, io: ThreadPoolExecutor) -> Lease:
         conn = os.environ.get("AzureWebJobsStorage")  # noqa: SIM112 (exact name)
         if not conn:
-            log.warning(
-                "AzureWebJobsStorage is not set: timer %s runs without a lock (one worker only!)", spec.name
-            )
+            log.warning("AzureWebJobsStorage is not set: timer %s runs without a lock (one worker only!)", spec.name)
             return NoLease()
         return TableLease(conn, host_id(self.app_dir), spec.name, io)
 

@@ -124,9 +124,7 @@ def _queue_options(raw: Mapping[str, Any]) -> QueueOptions:
         raise ConfigError(f"host.json extensions.queues.batchSize must be 1..32, got {batch}")
     encoding = str(lower.get("messageencoding", "base64")).lower()
     if encoding not in ("base64", "none"):
-        raise ConfigError(
-            f"host.json extensions.queues.messageEncoding must be base64 or none, got {encoding!r}"
-        )
+        raise ConfigError(f"host.json extensions.queues.messageEncoding must be base64 or none, got {encoding!r}")
     return QueueOptions(
         batch_size=batch,
         new_batch_threshold=int(lower.get("newbatchthreshold", batch // 2)),

@@ -65,9 +65,7 @@ def parse_schedule(expression: str) -> Schedule:
     return CronSchedule(expression)
 
 
-def timer_request(
-    past_due: bool, last: datetime | None = None, next_due: datetime | None = None
-) -> TimerRequest:
+def timer_request(past_due: bool, last: datetime | None = None, next_due: datetime | None = None) -> TimerRequest:
     now = datetime.now(UTC)
     status = {
         "Last": (last or now).isoformat(),
