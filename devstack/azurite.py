@@ -54,8 +54,12 @@ def is_listening(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def start(endpoints: AzuriteEndpoints, location: Path | None = None, silent: bool = True) -> subprocess.Popen[bytes]:
-    """Start Azurite; in memory unless `location` is given. Waits until all three ports answer."""
+def start(endpoints: AzuriteEndpoints, location: Path | None = None, silent: bool = True,
+          access_log: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start Azurite; in memory unless `location` is given. Waits until all three ports answer.
+
+    With `access_log`, Azurite's access log (one line per storage request, `$batch` counting
+    once) goes to that file: the benchmark counts storage round trips with it."""
     if not AZURITE_JS.exists():
         raise RuntimeError(f"Azurite is not installed at {AZURITE_JS}: run `npm ci` first")
     args = [
@@ -65,14 +69,15 @@ def start(endpoints: AzuriteEndpoints, location: Path | None = None, silent: boo
         "--tableHost", endpoints.host, "--tablePort", str(endpoints.table_port),
         "--disableTelemetry", "--skipApiVersionCheck", "--loose",
     ]
-    if silent:
+    if silent and access_log is None:
         args.append("--silent")
     if location is None:
         args.append("--inMemoryPersistence")
     else:
         location.mkdir(parents=True, exist_ok=True)
         args += ["--location", str(location)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "AZURITE_ACCEPT_EULA": "true"})
+    out = open(access_log, "ab") if access_log else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
+    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.PIPE, env={**os.environ, "AZURITE_ACCEPT_EULA": "true"})
     deadline = time.monotonic() + 30
     ports = (endpoints.blob_port, endpoints.queue_port, endpoints.table_port)
     while not all(is_listening(p, endpoints.host) for p in ports):

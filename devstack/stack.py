@@ -50,6 +50,7 @@ class LocalStack:
     workers: int = 0
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     log_dir: Path = STATE_DIR / "logs"
+    storage_access_log: Path | None = None
 
     @property
     def functions_url(self) -> str:
@@ -89,7 +90,8 @@ class LocalStack:
         if azurite.is_listening(self.ports.storage.table_port):
             raise RuntimeError(f"port {self.ports.storage.table_port} is taken: is another Azurite running?")
         location = STATE_DIR / "azurite" if self.persist else None
-        self.procs.append(("azurite", azurite.start(self.ports.storage, location=location)))
+        self.procs.append(("azurite", azurite.start(self.ports.storage, location=location,
+                                                    access_log=self.storage_access_log)))
         py = sys.executable
         self._spawn("email", [py, "-m", "devstack.email_endpoint", "--port", str(self.ports.email),
                               "--access-key", DEV_ACS_KEY])
