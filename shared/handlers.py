@@ -15,9 +15,10 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ra
 
 from shared.clock import Clock
 from shared.faults import Faults
-from shared.lifecycle.decide import Decision, Registration, apply_payment_event, register
+from shared.lifecycle.decide import Registration, apply_payment_event, register
 from shared.lifecycle.facts import PaymentEvent, charge_ids_of
 from shared.lifecycle.model import Account
+from shared.lifecycle.work import Decision
 from shared.outbox import Dispatcher
 from shared.policy import DunningPolicy
 from shared.store.accounts import AccountRepository, AlreadyApplied, ConcurrencyConflict, OutboxRow, Snapshot

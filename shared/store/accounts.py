@@ -25,9 +25,9 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.lifecycle.decide import Decision
 from shared.lifecycle.effects import Effect, EmitLifecycleEvent, SendEmail, TimelineEntry, short_hash
 from shared.lifecycle.model import Account, ChargeNote
+from shared.lifecycle.work import Decision
 from shared.store import codec
 
 ACCOUNT_ROW = "account"

@@ -8,8 +8,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from shared.lifecycle.decide import Decision
 from shared.lifecycle.model import Account, ChargeNote
+from shared.lifecycle.work import Decision
 from shared.store import codec
 from shared.store.accounts import AlreadyApplied, ConcurrencyConflict, OutboxRow, Snapshot, outbox_row
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.lifecycle.decide import Decision, Registration, apply_payment_event, register
+from shared.lifecycle.decide import Registration, apply_payment_event, register
 from shared.lifecycle.effects import EmitLifecycleEvent, SendEmail
 from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
 from shared.lifecycle.model import Account, ChargeStatus, Profile, SubscriptionState
+from shared.lifecycle.work import Decision
 from shared.money import Money
 from shared.policy import DunningPolicy
 
