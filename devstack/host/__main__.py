@@ -15,32 +15,13 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 
 from .loader import LoadError
+from .logs import configure_logging
 from .routing import RouteError
 from .runtime import DEFAULT_GRACE, Host
 from .settings import ConfigError
-
-
-class _UtcFormatter(logging.Formatter):
-    converter = time.gmtime
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created))
-        return f"{stamp}.{int(record.msecs):03d}Z"
-
-
-def configure_logging(verbose: bool) -> None:
-    """Timestamps in UTC like Core Tools; the storage SDK's per-request logging stays quiet."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_UtcFormatter("[%(asctime)s] %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("azure", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

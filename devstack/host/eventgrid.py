@@ -46,30 +46,35 @@ def parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _get(event: Mapping[str, Any], key: str) -> Any:
+    """A field or None; the SDK's constructors are typed for complete events, ours may not be."""
+    return event.get(key)
+
+
 def build_event(event: Mapping[str, Any]) -> func.EventGridEvent | func.CloudEvent:
     """The object the worker would pass for one event; ValueError when it is not an event."""
     if "specversion" in event:
         extensions = {k: v for k, v in event.items() if k not in _CLOUD_EVENT_FIELDS}
         return func.CloudEvent(
-            id=event.get("id"),
-            source=event.get("source"),
-            type=event.get("type"),
-            specversion=event.get("specversion"),
-            time=parse_time(event.get("time")),
-            subject=event.get("subject"),
-            datacontenttype=event.get("datacontenttype"),
-            dataschema=event.get("dataschema"),
-            data=event.get("data"),
+            id=_get(event, "id"),
+            source=_get(event, "source"),
+            type=_get(event, "type"),
+            specversion=_get(event, "specversion"),
+            time=parse_time(_get(event, "time")),
+            subject=_get(event, "subject"),
+            datacontenttype=_get(event, "datacontenttype"),
+            dataschema=_get(event, "dataschema"),
+            data=_get(event, "data"),
             **extensions,
         )
     return func.EventGridEvent(
-        id=event.get("id"),
-        data=event.get("data"),
-        topic=event.get("topic"),
-        subject=event.get("subject"),
-        event_type=event.get("eventType"),
-        event_time=parse_time(event.get("eventTime")),
-        data_version=event.get("dataVersion"),
+        id=_get(event, "id"),
+        data=_get(event, "data"),
+        topic=_get(event, "topic"),
+        subject=_get(event, "subject"),
+        event_type=_get(event, "eventType"),
+        event_time=parse_time(_get(event, "eventTime")),
+        data_version=_get(event, "dataVersion"),
     )
 
 

@@ -103,8 +103,10 @@ class TableLease:
                 failing = False
             except Exception as exc:
                 ours = False
+                self._table_ready = False  # a restarted in-memory Azurite has lost the table
                 if not failing:
-                    log.warning("Timer lock %s: storage unreachable (%s); retrying", self._name, exc)
+                    why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    log.warning("Timer lock %s: storage error (%s); retrying", self._name, why)
                 failing = True
             if ours and not self.held:
                 log.info("Timer lock %s acquired by %s", self._name, self._owner)

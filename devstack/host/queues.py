@@ -19,6 +19,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -54,6 +55,18 @@ def resolve_connection(name: str | None) -> str:
     raise ConfigError(f"storage connection setting {name!r} is not set (checked {name} and AzureWebJobs{name})")
 
 
+_QUEUE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
+
+
+def check_queue_name(name: str) -> None:
+    """Storage's naming rule, checked at startup: otherwise every poll fails with a 400."""
+    if not _QUEUE_NAME.match(name) or len(name) > 63 - len("-poison"):
+        raise ConfigError(
+            f"invalid queue name {name!r}: 3-56 characters (room for '-poison'), lowercase letters, "
+            "digits and single hyphens, starting and ending with a letter or digit"
+        )
+
+
 def storage_client(connection_string: str, queue: str) -> QueueClient:
     """A client that fails fast: the polling loop retries, so the SDK's 15 s backoffs only hurt."""
     return QueueClient.from_connection_string(
@@ -78,7 +91,7 @@ def decode_body(text: str, encoding: str) -> bytes:
 def manual_message(body: str) -> QueueMessage:
     """A message for a run through the admin endpoint: the input is the body as is."""
     now = datetime.now(UTC)
-    return QueueMessage(
+    return QueueMessage(  # type: ignore[no-untyped-call]
         id=str(uuid.uuid4()),
         body=body.encode("utf-8"),
         dequeue_count=1,
@@ -132,7 +145,7 @@ class QueueListener:
         opts = self._options
         max_poll = max(opts.max_polling_interval, MIN_POLL)
         delay = MIN_POLL
-        ready = False
+        ready = failing = False
         in_flight: set[asyncio.Task[None]] = set()
         while not self._stopping.is_set():
             if len(in_flight) > opts.new_batch_threshold:
@@ -144,10 +157,17 @@ class QueueListener:
                     ready = True
                 messages = await self._io(self._receive, opts.batch_size)
             except Exception as exc:
-                log.warning("Queue %s: storage unreachable (%s: %s); retrying", self.queue, type(exc).__name__, exc)
+                # Log the first failure loudly and the rest quietly; re-create the queues after,
+                # since an in-memory Azurite that restarted has lost them.
+                level = logging.DEBUG if failing else logging.WARNING
+                log.log(level, "Queue %s: storage error (%s: %s); retrying", self.queue, type(exc).__name__, exc)
+                ready, failing = False, True
                 await pause(self._stopping, max(delay, 1.0))
                 delay = min(delay * 2, max_poll)
                 continue
+            if failing:
+                log.info("Queue %s: storage reachable again", self.queue)
+                failing = False
             if not messages:
                 await pause(self._stopping, delay)
                 delay = min(delay * 2, max_poll)
@@ -186,7 +206,7 @@ class QueueListener:
             )
             await self._to_poison(message, message.pop_receipt)
             return
-        value = QueueMessage(
+        value = QueueMessage(  # type: ignore[no-untyped-call]
             id=message.id,
             body=body,
             dequeue_count=count,

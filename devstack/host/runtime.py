@@ -31,7 +31,8 @@ from .http import Cors, HttpApp, build_router, function_route
 from .invoker import Invoker
 from .leases import Lease, NoLease, TableLease, host_id
 from .loader import EVENT_GRID, HTTP, QUEUE, TIMER, FunctionSpec, LoadError, import_app, load_functions
-from .queues import QueueListener, resolve_connection
+from .logs import configure_logging
+from .queues import QueueListener, check_queue_name, resolve_connection
 from .timers import TimerListener, parse_schedule
 
 log = logging.getLogger("devstack.host")
@@ -104,6 +105,7 @@ class Host:
         if self.triggers:
             for spec in self.functions:
                 if spec.trigger == QUEUE:
+                    check_queue_name(str(spec.binding.get("queueName")))
                     self._connections[spec.name] = resolve_connection(spec.binding.get("connection"))
                 if spec.trigger == TIMER:
                     try:
@@ -297,6 +299,8 @@ def serve(
     grace: float = DEFAULT_GRACE,
 ) -> Host:
     """Run a host in this process until SIGINT/SIGTERM; returns the stopped Host."""
+    if not logging.getLogger().handlers:
+        configure_logging()
     h = Host(app_dir, host=host, port=port, http=http, triggers=triggers, grace=grace)
     h.load()
     asyncio.run(h.run())
