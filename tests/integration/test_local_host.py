@@ -151,6 +151,7 @@ def test_route_precedence_and_constraints() -> None:
     router: Router[str] = Router()
     for template, methods in [
         ("accounts/{id}", ["GET"]),
+        ("accounts/{id}", ["PUT"]),
         ("accounts/search", ["GET"]),
         ("accounts/{id:int}/items", None),
         ("files/{*path}", None),
@@ -172,7 +173,8 @@ def test_route_precedence_and_constraints() -> None:
     assert target("/files/a/b.txt") == ("files/{*path}", {"path": "a/b.txt"})
     assert target("/greet") == ("greet/{name?}", {})
     assert target("/reports/2026.csv") == ("reports/{year}.{ext}", {"year": "2026", "ext": "csv"})
-    assert router.resolve("/accounts/1", "POST") == NotAllowed(("GET",))
+    assert target("/accounts/Ab1", "PUT") == ("accounts/{id}", {"id": "Ab1"})
+    assert router.resolve("/accounts/1", "POST") == NotAllowed(("GET", "PUT"))
     assert router.resolve("/nothing", "GET") is None
 
 
@@ -225,6 +227,12 @@ def test_route_param_and_query_param(host: RunningHost) -> None:
     assert r.json() == {"accountId": "acc-42", "verbose": "yes"}
 
 
+def test_same_route_different_methods(host: RunningHost) -> None:
+    put = requests.put(host.url("/api/accounts/acc-9"), data=b"{}", timeout=5)
+    assert (put.status_code, put.headers["x-account"], put.content) == (204, "acc-9", b"")
+    assert requests.get(host.url("/api/accounts/acc-9"), timeout=5).json()["accountId"] == "acc-9"
+
+
 def test_literal_segment_wins_and_nested_routes(host: RunningHost) -> None:
     assert requests.get(host.url("/api/accounts/search"), timeout=5).text == "search"
     timeline = requests.get(host.url("/api/accounts/acc-7/timeline"), timeout=5)
@@ -250,7 +258,7 @@ def test_wrong_method_is_405_with_allow(host: RunningHost) -> None:
     for method, path, allow in [
         ("GET", "/api/echo", "POST"),
         ("TRACE", "/api/echo", "POST"),
-        ("BREW", "/api/accounts/a1", "GET"),
+        ("BREW", "/api/accounts/a1", "GET, PUT"),
         ("POST", "/api/accounts/a1/timeline", "DELETE, GET"),
         ("GET", "/admin/functions/record_item", "POST"),
     ]:

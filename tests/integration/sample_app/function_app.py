@@ -34,6 +34,11 @@ def get_account(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body), mimetype="application/json")
 
 
+@http_bp.route(route="accounts/{accountId}", methods=["PUT"])
+def put_account(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(status_code=204, headers={"X-Account": req.route_params["accountId"]})
+
+
 @http_bp.route(route="accounts/search", methods=["GET"])
 def search_accounts(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse("search", status_code=200)
