@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -240,7 +240,3 @@ def split_prefix(path: str, prefix: str) -> str | None:
     if path.lower().startswith(head.lower() + "/"):
         return path[len(head) :]
     return None
-
-
-def all_methods(routes: Sequence[Route[T]]) -> set[str]:
-    return {m for r in routes for m in (r.methods or ())}

@@ -102,6 +102,7 @@ def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "SAMPLE_FROM_FILE": "read from local.settings.json",
             "SAMPLE_OVERRIDDEN": "from the file",
         },
+        "Host": {"CORS": "http://billing.localhost"},
     }
     (target / "local.settings.json").write_text(json.dumps(settings))
     return target
@@ -218,6 +219,20 @@ def test_root_page(host: RunningHost) -> None:
     r = requests.get(host.url("/"), timeout=5)
     assert r.status_code == 200
     assert "local Functions host" in r.text
+    assert requests.head(host.url("/"), timeout=5).status_code == 200
+
+
+def test_cors_from_local_settings(host: RunningHost) -> None:
+    origin = {"Origin": "http://billing.localhost"}
+    preflight = requests.options(
+        host.url("/api/echo"), headers={**origin, "Access-Control-Request-Method": "POST"}, timeout=5
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "http://billing.localhost"
+    allowed = requests.get(host.url("/api/accounts/a1"), headers=origin, timeout=5)
+    assert allowed.headers["access-control-allow-origin"] == "http://billing.localhost"
+    other = requests.get(host.url("/api/accounts/a1"), headers={"Origin": "http://evil.example"}, timeout=5)
+    assert "access-control-allow-origin" not in other.headers
 
 
 def test_route_param_and_query_param(host: RunningHost) -> None:
