@@ -6,8 +6,10 @@ import azure.functions as func
 from functions.accounts_api import bp as accounts_api
 from functions.operations_api import bp as operations_api
 from functions.payment_events import bp as payment_events
+from functions.payment_method_api import bp as payment_method_api
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(payment_events)
 app.register_functions(accounts_api)
 app.register_functions(operations_api)
+app.register_functions(payment_method_api)

@@ -20,7 +20,7 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init_
 _ID = re.compile(ID_PATTERN)
 
 
-def _account_id(req: func.HttpRequest) -> str:
+def account_id_of(req: func.HttpRequest) -> str:
     account_id = str(req.route_params.get("accountId", ""))
     if not _ID.match(account_id):
         raise InvalidRequest([FieldProblem("accountId", f"must match {ID_PATTERN}")])
@@ -32,7 +32,7 @@ def _account_id(req: func.HttpRequest) -> str:
 def put_account(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     try:
-        account_id = _account_id(req)
+        account_id = account_id_of(req)
         body: AccountBody = parse_body(AccountBody, read_json(req))
     except InvalidRequest as exc:
         return invalid(exc)
@@ -63,7 +63,7 @@ def put_account(req: func.HttpRequest) -> func.HttpResponse:
 def get_account(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     try:
-        account_id = _account_id(req)
+        account_id = account_id_of(req)
     except InvalidRequest as exc:
         return invalid(exc)
     snap = svc.store.load(account_id)
@@ -77,7 +77,7 @@ def get_account(req: func.HttpRequest) -> func.HttpResponse:
 def get_timeline(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     try:
-        account_id = _account_id(req)
+        account_id = account_id_of(req)
     except InvalidRequest as exc:
         return invalid(exc)
     if not svc.store.exists(account_id):

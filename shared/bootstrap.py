@@ -17,6 +17,7 @@ from shared.outbox import OutboxDispatcher
 from shared.settings import Settings
 from shared.store import clients
 from shared.store.accounts import AccountStore
+from shared.store.leases import AccountLeases
 from shared.store.system import DeadLetters, StoredTestClock
 
 
@@ -29,6 +30,7 @@ class Services:
     gateway: PaymentGateway | None
 
     store: AccountStore
+    leases: AccountLeases
 
 
 def build(settings: Settings, *, faults: Faults | None = None, hook: clients.RequestHook | None = None,
@@ -51,6 +53,7 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
         lifecycle=Lifecycle(store, dispatcher, clock, settings.policy, faults or Faults()),
         deadletters=DeadLetters(system),
         store=store,
+        leases=AccountLeases(store.table),
         test_clock=test_clock,
         gateway=gateway,
     )

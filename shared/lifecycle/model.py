@@ -107,6 +107,18 @@ class Subscription:
 
 
 @dataclass(frozen=True)
+class PendingCharge:
+    """A card charge recorded *before* the gateway is called, under a deterministic idempotency key.
+    If we crash after the gateway charged, the record is how we ask the gateway instead of
+    charging again."""
+
+    idempotency_key: str
+    amount: Money
+    parts: tuple[tuple[str, int], ...]  # (charge id, minor units of it this charge pays)
+    started_at: datetime
+
+
+@dataclass(frozen=True)
 class Account:
     account_id: str
     profile: Profile | None = None
@@ -117,6 +129,9 @@ class Account:
     """Money paid for a named charge we have not heard of yet, held for it."""
     revision: int = 0
     """Counts committed decisions: orders the timeline even when the test clock stands still."""
+    settling: Mapping[str, PendingCharge] = field(default_factory=dict)
+    """Card charges in flight, one per currency at most."""
+    settlement_attempts: int = 0
 
     @property
     def registered(self) -> bool:

@@ -50,6 +50,7 @@ class Work:
         self.open = dict(account.outstanding)
         self.credit = dict(account.credit)
         self.earmarks = dict(account.earmarks)
+        self.settling = dict(account.settling)
         self.notes: dict[str, ChargeNote] = {}
         self.effects: list[Effect] = []
         self.timeline: list[TimelineEntry] = []
@@ -86,7 +87,7 @@ class Work:
                             {"reactivated": ",".join(self.reactivated)})
         account = replace(
             self.account, subscriptions=self.subs, outstanding=self.open,
-            credit={c: m for c, m in self.credit.items() if m}, earmarks=self.earmarks,
+            credit={c: m for c, m in self.credit.items() if m}, earmarks=self.earmarks, settling=self.settling,
             revision=self.account.revision + 1,
         )
         return Decision(account, tuple(self.notes.values()), tuple(self.effects), tuple(self.timeline))

@@ -19,6 +19,7 @@ from shared.lifecycle.model import (
     ChargeStatus,
     Locale,
     PaymentMethod,
+    PendingCharge,
     Profile,
     Subscription,
     SubscriptionState,
@@ -100,6 +101,9 @@ def state_doc(a: Account) -> dict[str, Any]:
         "credit": dict(a.credit),
         "earmarks": {cid: money_doc(m) for cid, m in a.earmarks.items()},
         "revision": a.revision,
+        "settling": {cur: {"key": p.idempotency_key, "amount": money_doc(p.amount), "parts": [list(x) for x in p.parts],
+                           "startedAt": dt(p.started_at)} for cur, p in a.settling.items()},
+        "settlementAttempts": a.settlement_attempts,
     }
 
 
@@ -137,7 +141,14 @@ def account_of(account_id: str, state: Mapping[str, Any] | None, profile: Mappin
         {k: int(v) for k, v in state["credit"].items()},
         {cid: money_of(m) for cid, m in state.get("earmarks", {}).items()},
         int(state.get("revision", 0)),
+        {cur: _pending_of(p) for cur, p in state.get("settling", {}).items()},
+        int(state.get("settlementAttempts", 0)),
     )
+
+
+def _pending_of(d: Mapping[str, Any]) -> PendingCharge:
+    return PendingCharge(d["key"], money_of(d["amount"]), tuple((str(c), int(m)) for c, m in d["parts"]),
+                         cast(datetime, parse_dt(d["startedAt"])))
 
 
 def note_entity(n: ChargeNote) -> dict[str, Any]:

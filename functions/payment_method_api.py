@@ -1,0 +1,58 @@
+"""`PUT /api/accounts/{accountId}/payment-method`: save the card, then settle everything at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.functions as func
+
+from functions.accounts_api import account_id_of
+from functions.problems import invalid, json_response, not_found, problem, read_json
+from shared.bootstrap import services
+from shared.gateway.protocol import CardRejected, GatewayUnavailable
+from shared.lifecycle.model import PaymentMethod
+from shared.registration import FieldProblem, InvalidRequest, PaymentMethodBody, parse_body
+from shared.settlement import save_card, settle_account
+from shared.store.leases import LeaseBusy
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
+
+
+@bp.function_name("put_payment_method")
+@bp.route(route="accounts/{accountId}/payment-method", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+def put_payment_method(req: func.HttpRequest) -> func.HttpResponse:
+    svc = services()
+    try:
+        account_id = account_id_of(req)
+        body: PaymentMethodBody = parse_body(PaymentMethodBody, read_json(req))
+    except InvalidRequest as exc:
+        return invalid(exc)
+    if not svc.store.load(account_id).account.registered:
+        return not_found(f"no account {account_id}")
+    if svc.gateway is None:
+        return problem(503, "Payment gateway not configured", "set PAYMENT_GATEWAY_URL")
+    try:
+        card = svc.gateway.save_card(body.token)
+    except CardRejected as exc:
+        return invalid(InvalidRequest([FieldProblem("token", exc.message)]))
+    except GatewayUnavailable:
+        return problem(503, "Payment gateway unavailable", "the card could not be saved; nothing was charged")
+    save_card(svc.lifecycle, account_id, PaymentMethod("card", body.token, card.brand, card.last4, card.exp_month,
+                                                       card.exp_year))
+    try:
+        result = settle_account(svc.lifecycle, svc.gateway, svc.leases, account_id)
+    except LeaseBusy:
+        return problem(409, "Settlement in progress", "another payment attempt for this account is in flight; "
+                       "retry shortly", type_="https://billing.example/problems/settlement-in-progress")
+    except GatewayUnavailable:
+        return problem(503, "Payment outcome unknown", "the gateway did not answer; the card is saved and the "
+                       "charge is recorded, so retrying this request never charges twice")
+    body_out: dict[str, Any] = {"settled": not result.declines, "paid": result.paid, "totals": result.totals(),
+                "charged": {cur: m.to_str() for cur, m in sorted(result.charged.items())},
+                "reactivated": result.reactivated}
+    if result.declines:
+        currency, code = result.declines[0]
+        return problem(402, "Card declined", f"the card was declined ({code}) for the {currency} balance; "
+                       "the card is saved, nothing declined was marked paid",
+                       type_="https://billing.example/problems/card-declined", declineCode=code, **body_out)
+    return json_response(body_out)
