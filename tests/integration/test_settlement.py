@@ -1,0 +1,142 @@
+"""Settlement against real Table Storage and the sandbox gateway over HTTP."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+import requests
+
+from devstack.sandbox_gateway import start_in_thread
+from shared.bootstrap import Services
+from shared.faults import CrashInjected, Faults
+from shared.gateway.http import HttpPaymentGateway
+from shared.handlers import apply_event, commit_decision, register_account
+from shared.lifecycle.decide import Registration
+from shared.lifecycle.facts import ChargeFailed
+from shared.lifecycle.model import PaymentMethod, Profile, SubscriptionState
+from shared.lifecycle.work import Decision
+from shared.money import Money
+from shared.settlement import save_card, settle_account
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def sandbox(storage_connection_string: str) -> Iterator[str]:
+    with start_in_thread(storage_connection_string) as sb:
+        yield sb.url
+
+
+def charges(sandbox: str, account_id: str) -> list[dict[str, object]]:
+    return list(requests.get(f"{sandbox}/charges", params={"accountId": account_id}, timeout=10).json())
+
+
+def prepared(make_services: Callable[..., Services], sandbox: str, account_id: str,
+             faults: Faults | None = None) -> Services:
+    """Three subscriptions: two past due (USD and JPY), one disabled (USD)."""
+    svc = make_services(faults=faults, gateway=HttpPaymentGateway(sandbox, "sandbox-local-key"))
+    svc.test_clock.set(NOW)  # type: ignore[union-attr]
+    register_account(svc.lifecycle, account_id, Registration(
+        Profile("Contoso", "en", ("ap@contoso.example",)), (("s1", "Web"), ("s2", "DB"), ("s3", "Cache"))))
+    for cid, sub, amount, cur in [("c1", "s1", "10.00", "USD"), ("c2", "s1", "2.50", "USD"),
+                                  ("c3", "s2", "1200", "JPY"), ("c4", "s3", "7.25", "USD")]:
+        apply_event(svc.lifecycle, ChargeFailed(f"e-{cid}", account_id, sub, cid, Money.parse(amount, cur),
+                                                "card_expired"), "billing.charge.failed")
+
+    def disable_s3(snap_account: object) -> Decision:
+        acc = svc.store.load(account_id).account
+        s3 = replace(acc.subscriptions["s3"], state=SubscriptionState.DISABLED, disabled_at=NOW)
+        return Decision(replace(acc.with_subscription(s3), revision=acc.revision + 1))
+
+    commit_decision(svc.lifecycle, account_id, disable_s3)
+    return svc
+
+
+def with_card(svc: Services, account_id: str, token: str = "tok_visa") -> None:
+    card = svc.gateway.save_card(token)  # type: ignore[union-attr]
+    save_card(svc.lifecycle, account_id, PaymentMethod("card", token, card.brand, card.last4, card.exp_month,
+                                                       card.exp_year))
+
+
+def test_card_update_settles_everything_with_one_charge_per_currency(
+        make_services: Callable[..., Services], sandbox: str) -> None:
+    svc = prepared(make_services, sandbox, "acc-settle")
+    with_card(svc, "acc-settle")
+    result = settle_account(svc.lifecycle, svc.gateway, svc.leases, "acc-settle")  # type: ignore[arg-type]
+    assert sorted(p["chargeId"] for p in result.paid) == ["c1", "c2", "c3", "c4"]
+    assert result.totals() == {"JPY": "1200", "USD": "19.75"}
+    assert sorted(result.reactivated) == ["s1", "s2", "s3"]
+    account = svc.store.load("acc-settle").account
+    assert {s.state for s in account.subscriptions.values()} == {SubscriptionState.ACTIVE}
+    assert account.balance() == {} and account.settling == {}
+    made = charges(sandbox, "acc-settle")
+    assert sorted((c["currency"], c["amount"], c["status"]) for c in made) == [
+        ("JPY", "1200", "succeeded"), ("USD", "19.75", "succeeded")]
+    again = settle_account(svc.lifecycle, svc.gateway, svc.leases, "acc-settle")  # type: ignore[arg-type]
+    assert again.paid == [] and len(charges(sandbox, "acc-settle")) == 2
+
+
+def test_a_decline_changes_nothing_but_the_saved_card(make_services: Callable[..., Services], sandbox: str) -> None:
+    svc = prepared(make_services, sandbox, "acc-decline")
+    with_card(svc, "acc-decline", "tok_chargeDeclinedInsufficientFunds")
+    before = svc.store.load("acc-decline").account
+    result = settle_account(svc.lifecycle, svc.gateway, svc.leases, "acc-decline")  # type: ignore[arg-type]
+    assert result.paid == [] and {code for _, code in result.declines} == {"insufficient_funds"}
+    after = svc.store.load("acc-decline").account
+    assert after.balance() == before.balance() and after.settling == {}
+    assert {k: s.state for k, s in after.subscriptions.items()} == {k: s.state for k, s in before.subscriptions.items()}
+    assert after.profile.payment_method.last4 == "9995"  # type: ignore[union-attr]
+
+
+class CrashAfterCharge(Faults):
+    def __init__(self) -> None:
+        self.armed = True
+
+    def after_gateway_charge(self) -> None:
+        if self.armed:
+            self.armed = False
+            raise CrashInjected("after the gateway charged, before our commit")
+
+
+def test_a_crash_after_the_gateway_charged_is_recovered_without_a_second_charge(
+        make_services: Callable[..., Services], sandbox: str) -> None:
+    svc = prepared(make_services, sandbox, "acc-crash", faults=CrashAfterCharge())
+    with_card(svc, "acc-crash")
+    with pytest.raises(CrashInjected):
+        settle_account(svc.lifecycle, svc.gateway, svc.leases, "acc-crash")  # type: ignore[arg-type]
+    assert len(charges(sandbox, "acc-crash")) == 1  # money moved, our record is still pending
+    assert svc.store.load("acc-crash").account.settling
+    result = settle_account(svc.lifecycle, svc.gateway, svc.leases, "acc-crash")  # type: ignore[arg-type]
+    assert sorted(p["chargeId"] for p in result.paid) == ["c1", "c2", "c3", "c4"]
+    made = charges(sandbox, "acc-crash")
+    assert sorted(c["currency"] for c in made) == ["JPY", "USD"]  # one each: the first was recovered, not repeated
+    assert svc.store.load("acc-crash").account.balance() == {}
+
+
+def test_twenty_concurrent_settlements_charge_once_per_currency(
+        make_services: Callable[..., Services], sandbox: str) -> None:
+    svc = prepared(make_services, sandbox, "acc-race")
+    with_card(svc, "acc-race")
+    results: list[object] = []
+
+    def settle() -> None:
+        own = make_services(gateway=HttpPaymentGateway(sandbox, "sandbox-local-key"))
+        try:
+            results.append(settle_account(own.lifecycle, own.gateway, own.leases, "acc-race"))  # type: ignore[arg-type]
+        except BaseException as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=settle) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not [r for r in results if isinstance(r, BaseException)]
+    assert sorted(c["currency"] for c in charges(sandbox, "acc-race")) == ["JPY", "USD"]
+    paid = sorted(p["chargeId"] for r in results for p in r.paid)  # type: ignore[attr-defined]
+    assert paid == ["c1", "c2", "c3", "c4"]  # each charge paid by exactly one of the twenty
+    assert svc.store.load("acc-race").account.balance() == {}
