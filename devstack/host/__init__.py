@@ -3,7 +3,7 @@
 It imports `function_app.py` (the worker's way: app dir first on sys.path, one FunctionApp),
 applies `local.settings.json` `Values` to os.environ - variables already set in the environment
 win, so a launcher or a test can override any setting - and reads `host.json`
-(`extensions.http.routePrefix`, `extensions.queues`, `functionTimeout`).
+(`extensions.http.routePrefix` and `extensions.queues`).
 
 Supported: HTTP triggers (ASP.NET-style routes, 405/404 like the host, CORS from
 local.settings.json), queue triggers on Azurite/Storage with the host's batching, retry and

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_ROUTE_PREFIX = "api"
-DEFAULT_FUNCTION_TIMEOUT = 300.0
 
 _TIMESPAN = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2})(?::(?P<s>\d{1,2}(?:\.\d+)?))?$")
 
@@ -67,7 +66,6 @@ class HostSettings:
 
     route_prefix: str = DEFAULT_ROUTE_PREFIX
     queues: QueueOptions = field(default_factory=QueueOptions)
-    function_timeout: float | None = DEFAULT_FUNCTION_TIMEOUT
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -144,14 +142,9 @@ def load_host_json(app_dir: Path) -> HostSettings:
     extensions = data.get("extensions") or {}
     http = extensions.get("http") or {}
     prefix = http.get("routePrefix", DEFAULT_ROUTE_PREFIX)
-    timeout_raw = data.get("functionTimeout")
-    timeout: float | None = DEFAULT_FUNCTION_TIMEOUT
-    if timeout_raw is not None:
-        timeout = None if str(timeout_raw).strip() == "-1" else parse_timespan(str(timeout_raw))
     return HostSettings(
         route_prefix=str(prefix).strip("/"),
         queues=_queue_options(extensions.get("queues") or {}),
-        function_timeout=timeout,
     )
 
 
