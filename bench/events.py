@@ -1,0 +1,344 @@
+"""Throughput of the `payment-events` queue function on a private local stack.
+
+    python -m bench.events [-n 500] [--accounts 50] [--concurrency 1] [--workers 0]
+
+Registers `--accounts` accounts (billing contacts, two subscriptions, no card), then puts `-n`
+valid CloudEvents on `payment-events`, round-robin over the accounts: per account, two
+`billing.charge.failed` then one `billing.payment.received` that pays the first of the two by
+name, and so on. It waits until the queue is empty (a message is deleted only after its event
+was applied), checks every account's balance against the expected one, and prints events/s,
+storage requests per event, and Azurite's raw single-entity write and queue send rates measured
+in the same run as the ceiling. See bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from azure.storage.queue import QueueClient
+
+from bench.common import (
+    Api,
+    BenchError,
+    BenchStack,
+    StorageLog,
+    StorageRequest,
+    cloudevent,
+    count_kinds,
+    cpu_diff,
+    cpu_seconds,
+    invocations,
+    kinds_json,
+    machine,
+    print_table,
+    private_stack,
+    raw_queue_send_rate,
+    raw_upsert_rate,
+    summary,
+    write_results,
+)
+
+QUEUE = "payment-events"
+SUBSCRIPTIONS = ("s1", "s2")
+MAX_EVENTS = 20_000
+MAX_ACCOUNTS = 1_000
+MAX_CONCURRENCY = 32
+MAX_WORKERS = 4
+
+
+@dataclass
+class Plan:
+    """The events to send, in order, and the balance each account must end with."""
+
+    accounts: list[str]
+    messages: list[str] = field(default_factory=list)
+    types: Counter[str] = field(default_factory=Counter)
+    expected: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+
+
+def cents(k: int) -> Decimal:
+    """A deterministic USD amount between 1.00 and 9.99 for the k-th event of an account."""
+    return Decimal(100 + (k * 37) % 900) / 100
+
+
+def build_plan(n: int, n_accounts: int) -> Plan:
+    plan = Plan([f"acc-{i:04d}" for i in range(n_accounts)])
+    owed: dict[str, dict[str, Decimal]] = {a: {} for a in plan.accounts}
+    for i in range(n):
+        account = plan.accounts[i % n_accounts]
+        k = i // n_accounts  # the k-th event of this account
+        if k % 3 == 2:
+            paid = f"ch-{k - 2}"
+            amount = owed[account].pop(paid)
+            data: dict[str, Any] = {"accountId": account, "paymentId": f"pay-{k}", "amount": f"{amount:.2f}",
+                                    "currency": "USD", "method": "wire", "chargeIds": [paid]}
+            type_ = "billing.payment.received"
+        else:
+            charge = f"ch-{k}"
+            owed[account][charge] = cents(k)
+            data = {"accountId": account, "subscriptionId": SUBSCRIPTIONS[k % 2], "chargeId": charge,
+                    "amount": f"{cents(k):.2f}", "currency": "USD", "reason": "card_declined"}
+            type_ = "billing.charge.failed"
+        plan.messages.append(cloudevent(type_, data))
+        plan.types[type_] += 1
+    for account, charges in owed.items():
+        total = sum(charges.values(), Decimal(0))
+        plan.expected[account] = {"USD": total} if total else {}
+    return plan
+
+
+def register(api: Api, accounts: list[str]) -> None:
+    for i, account in enumerate(accounts):
+        api.call("PUT", f"/accounts/{account}", {
+            "displayName": f"Bench customer {i}", "locale": "en",
+            "billingContacts": [f"billing-{i}@bench.example"],
+            "subscriptions": [{"id": s, "name": f"Service {s}"} for s in SUBSCRIPTIONS],
+        })
+
+
+def enqueue(connection_string: str, messages: list[str], concurrency: int) -> int:
+    """Send every message, `concurrency` threads each with its own client; returns the count sent."""
+    shares = [messages[t::concurrency] for t in range(concurrency)]
+
+    def send(share: list[str]) -> int:
+        with QueueClient.from_connection_string(connection_string, QUEUE) as q:
+            for text in share:
+                q.send_message(text)
+        return len(share)
+
+    if concurrency == 1:
+        return send(shares[0])
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="enqueue") as pool:
+        return sum(pool.map(send, shares))
+
+
+@dataclass
+class Drain:
+    done_at: float
+    polls: int
+
+
+def wait_drained(connection_string: str, total: int, timeout: float) -> Drain:
+    """Poll the queue's approximate message count (it counts invisible, in-flight messages too,
+    and the host deletes a message only after its function succeeded) until it is zero."""
+    polls = 0
+    deadline = time.perf_counter() + timeout
+    last_report = time.perf_counter()
+    with QueueClient.from_connection_string(connection_string, QUEUE) as q:
+        while True:
+            left = q.get_queue_properties().approximate_message_count
+            polls += 1
+            now = time.perf_counter()
+            if left == 0:
+                return Drain(now, polls)
+            if now > deadline:
+                raise BenchError(f"{left} of {total} messages still on {QUEUE} after {timeout:.0f} s")
+            if now - last_report > 5:
+                print(f"  ... {left} messages left on the queue", flush=True)
+                last_report = now
+            time.sleep(0.05)
+
+
+def verify(api: Api, plan: Plan) -> None:
+    wrong = []
+    for account in plan.accounts:
+        view = api.call("GET", f"/accounts/{account}")
+        balance = {cur: Decimal(v) for cur, v in view["balance"].items()}
+        if balance != plan.expected[account]:
+            wrong.append(f"{account}: balance {view['balance']}, expected {plan.expected[account]}")
+    dead = api.call("GET", "/deadletters")["items"]
+    if dead:
+        wrong.append(f"{len(dead)} dead-lettered messages, first: {dead[0]['reason']}")
+    if wrong:
+        raise BenchError("the events were not all applied as expected:\n  " + "\n  ".join(wrong[:10]))
+
+
+def is_own(req: StorageRequest) -> bool:
+    """The benchmark's own requests in the window: its enqueues and its queue-length polls.
+    The product never sends to `payment-events`, nor reads that queue's metadata."""
+    service, op, name = req.kind
+    return service == "queue" and name == QUEUE and op in ("send", "properties")
+
+
+def breakdown(window: list[StorageRequest]) -> tuple[Counter[tuple[str, str, str]], Counter[tuple[str, str, str]]]:
+    own = count_kinds(r for r in window if is_own(r))
+    product = count_kinds(r for r in window if not is_own(r))
+    return product, own
+
+
+@dataclass
+class Measurement:
+    sent: int
+    wall: float
+    enqueue_s: float
+    drain: Drain
+    product: Counter[tuple[str, str, str]]
+    own: Counter[tuple[str, str, str]]
+    durations: list[float]
+    failed: int
+    cpu: dict[str, float]
+    upserts: float = 0.0
+    sends: float = 0.0
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    plan = build_plan(args.n, args.accounts)
+    with private_stack("events", workers=args.workers, keep_logs=args.keep_logs) as bs:
+        m = measure(bs, plan, args)
+    return report(args, plan, m)
+
+
+def measure(bs: BenchStack, plan: Plan, args: argparse.Namespace) -> Measurement:
+    api = Api(bs.api)
+    log = StorageLog(bs.access_log, bs.connection_string)
+    print(f"registering {len(plan.accounts)} accounts ...", flush=True)
+    register(api, plan.accounts)
+    with QueueClient.from_connection_string(bs.connection_string, QUEUE) as q:
+        q.get_queue_properties()  # the host created it at start; fail here, not in the window
+    log_offsets = bs.log_offsets()
+
+    print(f"sending {len(plan.messages)} events ({dict(plan.types)}) with {args.concurrency} "
+          f"sender thread(s) ...", flush=True)
+    cpu_before = cpu_seconds(bs.stack)
+    open_mark = log.mark()
+    started = time.perf_counter()
+    sent = enqueue(bs.connection_string, plan.messages, args.concurrency)
+    enqueued = time.perf_counter()
+    drain = wait_drained(bs.connection_string, sent, args.timeout)
+    close_mark = log.mark()
+    cpu = cpu_diff(cpu_before, cpu_seconds(bs.stack))
+    wall = drain.done_at - started
+    print(f"queue drained in {wall:.2f} s; checking balances ...", flush=True)
+    verify(api, plan)
+
+    window = log.window(open_mark, close_mark)
+    product, own = breakdown(window)
+    if own[("queue", "send", QUEUE)] < sent or own[("queue", "properties", QUEUE)] < drain.polls:
+        print(f"warning: the log shows fewer own requests than were made: {kinds_json(own)}", file=sys.stderr)
+    durations, failed = invocations(log_offsets, "payment_events")
+    m = Measurement(sent, wall, enqueued - started, drain, product, own, durations, failed, cpu)
+
+    print(f"measuring Azurite's raw rates ({args.n} sequential upserts, {args.n} queue sends) ...", flush=True)
+    m.upserts = raw_upsert_rate(bs.connection_string, args.n)
+    m.sends = raw_queue_send_rate(bs.connection_string, args.n)
+    return m
+
+
+def report(args: argparse.Namespace, plan: Plan, m: Measurement) -> dict[str, Any]:
+    n = m.sent
+    rate = n / m.wall
+    product = m.product
+
+    def per_event(pred: Any) -> float:
+        return sum(v for k, v in product.items() if pred(*k)) / n
+
+    total = per_event(lambda s, o, t: s in ("table", "queue"))
+    table_reads = per_event(lambda s, o, t: s == "table" and o in ("read", "query"))
+    table_batch = per_event(lambda s, o, t: s == "table" and o == "batch")
+    table_single = per_event(lambda s, o, t: s == "table" and o in ("write", "delete", "admin"))
+    queue_ops = per_event(lambda s, o, t: s == "queue")
+    other = per_event(lambda s, o, t: s not in ("table", "queue"))
+    fn = summary(m.durations) if m.durations else None
+    ceiling_ratio = rate / m.upserts
+
+    rows = [
+        ("events", f"{n}", f"{dict(plan.types)} over {len(plan.accounts)} accounts"),
+        ("wall time", f"{m.wall:.2f} s", f"first enqueue to queue empty (enqueue alone {m.enqueue_s:.2f} s, "
+                                         f"{args.concurrency} sender thread(s), {args.workers} extra worker(s))"),
+        ("throughput", f"{rate:.1f} events/s", ""),
+        ("storage requests / event", f"{total:.2f}", "product side only: own enqueues and queue-length polls "
+                                                     "excluded"),
+        ("  table reads", f"{table_reads:.2f}", "point reads + queries"),
+        ("  table $batch", f"{table_batch:.2f}", "entity group transactions (one request each)"),
+        ("  table single writes", f"{table_single:.2f}", "upserts, deletes outside a batch"),
+        ("  queue operations", f"{queue_ops:.2f}", "receive (incl. empty polls), delete, send to other queues"),
+    ]
+    if other:
+        rows.append(("  other", f"{other:.2f}", "neither table nor queue"))
+    if fn:
+        rows.append(("function duration", f"{fn['median']:.0f} ms", f"median; p95 {fn['p95']:.0f} ms, max "
+                                                                    f"{fn['max']:.0f} ms, {m.failed} failed"))
+    for name, used in sorted(m.cpu.items(), key=lambda kv: -kv[1]):
+        rows.append((f"CPU {name}", f"{used * 1000 / n:.1f} ms/event",
+                     f"{used:.2f} s in the window ({used / m.wall:.0%} of one core)"))
+    rows += [
+        ("raw upsert_entity", f"{m.upserts:.0f} entities/s", f"sequential, {args.n} calls, same Azurite"),
+        ("raw send_message", f"{m.sends:.0f} messages/s", f"sequential, {args.n} calls"),
+        ("events/s / raw upserts/s", f"{ceiling_ratio:.3f}", ""),
+    ]
+    print_table("bench.events", rows)
+    print("\nstorage requests in the window, by operation (product side):")
+    for (service, op, name), count in sorted(product.items(), key=lambda kv: -kv[1]):
+        print(f"  {service:<5} {op:<10} {name:<28} {count:>7}  {count / n:6.2f} per event")
+    print(f"excluded as the benchmark's own: {kinds_json(m.own)}")
+    return {
+        "benchmark": "events",
+        "machine": machine(),
+        "args": vars(args),
+        "events": n,
+        "event_types": dict(plan.types),
+        "accounts": len(plan.accounts),
+        "wall_s": round(m.wall, 3),
+        "enqueue_s": round(m.enqueue_s, 3),
+        "events_per_s": round(rate, 2),
+        "queue_length_polls": m.drain.polls,
+        "storage_requests_per_event": {
+            "total": round(total, 3),
+            "table_reads": round(table_reads, 3),
+            "table_batch": round(table_batch, 3),
+            "table_single_writes": round(table_single, 3),
+            "queue_operations": round(queue_ops, 3),
+            "other": round(other, 3),
+        },
+        "storage_requests_by_operation": kinds_json(product),
+        "excluded_own_requests": kinds_json(m.own),
+        "function_duration_ms": fn,
+        "function_failures": m.failed,
+        "cpu_seconds_in_window": m.cpu,
+        "raw_upsert_entities_per_s": round(m.upserts, 1),
+        "raw_queue_send_per_s": round(m.sends, 1),
+        "events_per_s_over_raw_upserts_per_s": round(ceiling_ratio, 4),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.events", description=__doc__.splitlines()[0])
+    p.add_argument("-n", type=int, default=500, help="events to send (default %(default)s)")
+    p.add_argument("--accounts", type=int, default=50, help="accounts to spread them over (default %(default)s)")
+    p.add_argument("--concurrency", type=int, default=1, help="threads sending to the queue (default %(default)s)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="extra queue-worker host processes besides the HTTP host (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds to wait for the queue to drain")
+    p.add_argument("--keep-logs", action="store_true", help="keep the stack's logs and Azurite's access log")
+    args = p.parse_args(argv)
+    if not 1 <= args.n <= MAX_EVENTS:
+        p.error(f"-n must be 1..{MAX_EVENTS}")
+    if not 1 <= args.accounts <= min(args.n, MAX_ACCOUNTS):
+        p.error(f"--accounts must be 1..min(n, {MAX_ACCOUNTS})")
+    if not 1 <= args.concurrency <= MAX_CONCURRENCY:
+        p.error(f"--concurrency must be 1..{MAX_CONCURRENCY}")
+    if not 0 <= args.workers <= MAX_WORKERS:
+        p.error(f"--workers must be 0..{MAX_WORKERS}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        results = run(args)
+    except BenchError as exc:
+        print(f"bench.events failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"\nresults written to {write_results('events', results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
