@@ -23,9 +23,7 @@ def main(argv: list[str] | None = None) -> None:
         description="Local, dev-only Azure Communication Services Email endpoint with an inbox page.",
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)"
-    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
     parser.add_argument(
         "--access-key",
         type=_base64_key,

@@ -17,6 +17,7 @@ import json
 import socket
 import sys
 import threading
+import traceback
 import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -25,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import jinja2
@@ -263,9 +264,7 @@ def _addresses(value: Any, target: str, *, required: bool) -> list[dict[str, str
             raise _bad_request(f"{where} must be an object with an address.", where)
         address = item.get("address")
         if not isinstance(address, str) or not _looks_like_address(address):
-            raise _bad_request(
-                f"{where}.address is missing or not a valid email address.", f"{where}.address"
-            )
+            raise _bad_request(f"{where}.address is missing or not a valid email address.", f"{where}.address")
         display = item.get("displayName")
         if display is not None and not isinstance(display, str):
             raise _bad_request(f"{where}.displayName must be a string.", f"{where}.displayName")
@@ -309,9 +308,7 @@ def parse_message(payload: Any, operation_id: str, received_at: datetime) -> Sto
         raise _bad_request("Either content.plainText or content.html is required.", "content")
 
     headers = payload.get("headers") or {}
-    if not isinstance(headers, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-    ):
+    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
         raise _bad_request("headers must be an object of string values.", "headers")
 
     attachments: list[dict[str, Any]] = []
@@ -327,9 +324,7 @@ def parse_message(payload: Any, operation_id: str, received_at: datetime) -> Sto
         try:
             size = len(base64.b64decode(item["contentInBase64"], validate=True))
         except binascii.Error:
-            raise _bad_request(
-                f"{where}.contentInBase64 is not valid base64.", f"{where}.contentInBase64"
-            ) from None
+            raise _bad_request(f"{where}.contentInBase64 is not valid base64.", f"{where}.contentInBase64") from None
         attachment: dict[str, Any] = {"name": item["name"], "contentType": item["contentType"], "size": size}
         if isinstance(item.get("contentId"), str):
             attachment["contentId"] = item["contentId"]
@@ -356,6 +351,12 @@ def parse_message(payload: Any, operation_id: str, received_at: datetime) -> Sto
 # --------------------------------------------------------------------------------------------
 
 
+class HeaderLookup(Protocol):
+    """Case-insensitive header access: ``http.client.HTTPMessage`` (or a dict in unit tests)."""
+
+    def get(self, name: str, /) -> str | None: ...
+
+
 def content_hash(body: bytes) -> str:
     return base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
 
@@ -370,7 +371,7 @@ def verify_hmac(
     secret: bytes,
     method: str,
     path_and_query: str,
-    headers: Mapping[str, str],
+    headers: HeaderLookup,
     body: bytes,
     now: datetime,
     max_skew: timedelta | None = MAX_CLOCK_SKEW,
@@ -400,24 +401,22 @@ def verify_hmac(
 
     values: list[str] = []
     for name in signed_headers:
-        value = headers.get(name)
-        if value is None:
+        header = headers.get(name)
+        if header is None:
             raise _denied(f"signed header {name} is missing from the request")
-        values.append(value)
+        values.append(header)
 
     if headers.get("x-ms-content-sha256") != content_hash(body):
         raise _denied("x-ms-content-sha256 does not match the SHA-256 of the body")
 
     try:
-        signed_at = parsedate_to_datetime(headers.get("x-ms-date", ""))
+        signed_at = parsedate_to_datetime(headers.get("x-ms-date") or "")
     except (TypeError, ValueError):
         raise _denied("x-ms-date is not an RFC 1123 date") from None
     if signed_at.tzinfo is None:
         signed_at = signed_at.replace(tzinfo=UTC)
     if max_skew is not None and abs(now - signed_at) > max_skew:
-        raise _denied(
-            f"x-ms-date {headers.get('x-ms-date')} is more than {max_skew} away from the server clock"
-        )
+        raise _denied(f"x-ms-date {headers.get('x-ms-date')} is more than {max_skew} away from the server clock")
 
     string_to_sign = f"{method.upper()}\n{path_and_query}\n{';'.join(values)}"
     expected = compute_signature(secret, string_to_sign)
@@ -475,6 +474,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._route(path, query, body)
         except ApiError as error:
             self._send_json(error.status, error.body(), {"x-ms-error-code": error.code, **error.headers})
+        except Exception as exc:  # a bug here: answer like a server error instead of dropping the socket
+            traceback.print_exc(file=sys.stderr)
+            self.close_connection = True
+            bug = ApiError(500, "InternalServerError", f"Local endpoint bug: {exc!r}")
+            self._send_json(bug.status, bug.body(), {"x-ms-error-code": bug.code})
 
     def _read_body(self, limit: int) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -613,9 +617,7 @@ class _Handler(BaseHTTPRequestHandler):
             to = ", ".join(r["address"] or "" for r in stored.to)
             note = "stored" if stored is message else f"duplicate #{stored.submissions}, not stored again"
             self.log_message("email %s to %s %r: %s", operation_id, to, stored.subject, note)
-        location = (
-            f"{self._base_url()}/emails/operations/{quote(operation_id, safe='')}?api-version={api_version}"
-        )
+        location = f"{self._base_url()}/emails/operations/{quote(operation_id, safe='')}?api-version={api_version}"
         self._send_json(
             202,
             {"id": operation_id, "status": "Running"},
@@ -639,11 +641,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.retry_after is not None:
             value = fault.retry_after
             headers["Retry-After"] = str(int(value)) if float(value).is_integer() else str(value)
-        phrase = (
-            http.HTTPStatus(fault.status).phrase
-            if fault.status in http.HTTPStatus._value2member_map_
-            else "Error"
-        )
+        phrase = http.HTTPStatus(fault.status).phrase if fault.status in http.HTTPStatus._value2member_map_ else "Error"
         error = ApiError(
             fault.status,
             phrase.replace(" ", ""),
@@ -682,7 +680,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _inbox(self, query: dict[str, list[str]]) -> None:
         messages = list(reversed(self.server.mailbox.snapshot()))  # newest first
-        wanted = (query.get("id") or [None])[0]
+        wanted = query["id"][0] if query.get("id") else None
         selected = next((m for m in messages if m.operation_id == wanted), None) if wanted else None
         missing = wanted is not None and selected is None
         if selected is None and not missing and messages:
@@ -709,9 +707,7 @@ def _parse_fault(body: bytes) -> Fault:
     try:
         spec = json.loads(body.decode("utf-8") or "null")
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise _bad_request(
-            'The fault must be JSON like {"status": 429, "count": 2, "retryAfter": 1}.'
-        ) from None
+        raise _bad_request('The fault must be JSON like {"status": 429, "count": 2, "retryAfter": 1}.') from None
     if not isinstance(spec, dict):
         raise _bad_request("The fault must be a JSON object.")
     status, count, retry_after = spec.get("status"), spec.get("count", 1), spec.get("retryAfter")
@@ -780,8 +776,8 @@ class EmailEndpoint(ThreadingHTTPServer):
 
     @property
     def authority(self) -> str:
-        host, port = self.server_address[0], self.server_address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+        host, port = str(self.server_address[0]), int(self.server_address[1])
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @property
     def url(self) -> str:

@@ -171,9 +171,7 @@ class _Beacon(ThreadingHTTPServer):
 class _BeaconHandler(BaseHTTPRequestHandler):
     server: _Beacon
     # 1x1 transparent GIF, so an <img> pointing here loads.
-    GIF = bytes.fromhex(
-        "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
-    )
+    GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
 
     def do_GET(self) -> None:
         self.server.hits.append(self.path)
@@ -227,9 +225,7 @@ def test_screenshot_of_the_inbox_is_a_real_rendered_page(chromium: str, url: str
     assert min(levels) < 60 and max(levels) > 230
 
 
-def test_inbox_dom_lists_the_message_with_subject_recipient_and_bodies(
-    chromium: str, url: str, tmp_path: Path
-) -> None:
+def test_inbox_dom_lists_the_message_with_subject_recipient_and_bodies(chromium: str, url: str, tmp_path: Path) -> None:
     token = uuid.uuid4().hex[:8]
     send(url, subject="Older message", plainText="older")
     operation_id = send(
@@ -251,9 +247,7 @@ def test_inbox_dom_lists_the_message_with_subject_recipient_and_bodies(
     assert f'data-operation-id="{operation_id}"' in dom
 
 
-def test_scripts_in_an_email_do_not_run_in_the_inbox(
-    chromium: str, url: str, tmp_path: Path, beacon: _Beacon
-) -> None:
+def test_scripts_in_an_email_do_not_run_in_the_inbox(chromium: str, url: str, tmp_path: Path, beacon: _Beacon) -> None:
     beacon_url = f"http://127.0.0.1:{beacon.server_address[1]}"
     operation_id = send(
         url,

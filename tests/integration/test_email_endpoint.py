@@ -109,9 +109,7 @@ def test_sent_message_is_stored_with_every_field(url: str, client: EmailClient) 
         },
         replyTo=[{"address": "billing@example.com", "displayName": "Billing team"}],
         headers={"X-Invoice-Id": "INV-1001", "X-Reminder-Stage": "1"},
-        attachments=[
-            {"name": "INV-1001.txt", "contentType": "text/plain", "contentInBase64": "SU5WLTEwMDE="}
-        ],
+        attachments=[{"name": "INV-1001.txt", "contentType": "text/plain", "contentInBase64": "SU5WLTEwMDE="}],
     )
     before = datetime.now(UTC)
     started = time.monotonic()
@@ -207,9 +205,7 @@ def test_sends_without_operation_id_are_separate_messages_oldest_first(url: str,
 
 def test_202_answer_has_operation_location_and_quick_retry_after(url: str, client: EmailClient) -> None:
     operation_id = str(uuid.uuid4())
-    request = HttpRequest(
-        "POST", f"{url}/emails:send?{API}", json=message(), headers={"Operation-Id": operation_id}
-    )
+    request = HttpRequest("POST", f"{url}/emails:send?{API}", json=message(), headers={"Operation-Id": operation_id})
 
     response = client.send_request(request)  # through the SDK's pipeline, so signed
 
