@@ -4,6 +4,7 @@ the project's local host (`python -m devstack.host`) unchanged."""
 import azure.functions as func
 
 from functions.accounts_api import bp as accounts_api
+from functions.email_outbox import bp as email_outbox
 from functions.operations_api import bp as operations_api
 from functions.payment_events import bp as payment_events
 from functions.payment_method_api import bp as payment_method_api
@@ -13,3 +14,4 @@ app.register_functions(payment_events)
 app.register_functions(accounts_api)
 app.register_functions(operations_api)
 app.register_functions(payment_method_api)
+app.register_functions(email_outbox)

@@ -87,8 +87,12 @@ class LocalStack:
     def start(self) -> LocalStack:
         ensure_local_settings()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        if azurite.is_listening(self.ports.storage.table_port):
-            raise RuntimeError(f"port {self.ports.storage.table_port} is taken: is another Azurite running?")
+        storage = self.ports.storage
+        for name, port in [("functions host", self.ports.functions), ("email endpoint", self.ports.email),
+                           ("sandbox gateway", self.ports.gateway), ("Azurite blob", storage.blob_port),
+                           ("Azurite queue", storage.queue_port), ("Azurite table", storage.table_port)]:
+            if azurite.is_listening(port):
+                raise RuntimeError(f"port {port} for the {name} is taken: is another local stack running?")
         location = STATE_DIR / "azurite" if self.persist else None
         self.procs.append(("azurite", azurite.start(self.ports.storage, location=location,
                                                     access_log=self.storage_access_log)))

@@ -58,6 +58,15 @@ class Story:
             print(f"   timeline {e['at']} {e['kind']}{sub}: {e['detail']}")
         self.seen = len(entries)
 
+    def emails(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+        """Wait until the local email endpoint holds `count` messages, oldest first."""
+        deadline = time.monotonic() + timeout
+        while len(messages := requests.get(f"{self.stack.email_url}/messages", timeout=10).json()) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"expected {count} emails at {self.stack.email_url}, found {len(messages)}")
+            time.sleep(0.2)
+        return list(messages)
+
     def show(self, view: dict[str, Any]) -> None:
         for s in view["subscriptions"]:
             print(f"   subscription {s['id']} ({s['name']}): {s['state']}, outstanding {s['outstanding'] or '{}'}"
@@ -92,6 +101,10 @@ def play(stack: LocalStack) -> int:
     view = s.wait_for(lambda v: v["subscriptions"][0]["state"] == "past_due", "the subscription to be past due")
     s.show(view)
     s.timeline()
+    s.say("the billing contacts are told, in the account's language")
+    for m in s.emails(2):
+        print(f"   email to {', '.join(r['address'] for r in m['to'])}: {m['subject']}")
+    s.timeline()
 
     s.say("a wire transfer arrives for that charge")
     s.send_event("billing.payment.received", {"accountId": ACCOUNT, "paymentId": "pay-2001", "amount": "42.00",
@@ -105,8 +118,9 @@ def play(stack: LocalStack) -> int:
     for m in lifecycle.peek_messages(max_messages=32):
         event = json.loads(m.content)
         print(f"   lifecycle event {event['type']} for {event['data']['subscriptionId']} (id {event['id']})")
-    messages = requests.get(f"{stack.email_url}/messages", timeout=10).json()
-    for m in messages:
+    for m in s.emails(4)[2:]:  # the receipts, after the two failure notices
         print(f"   email to {', '.join(r['address'] for r in m['to'])}: {m['subject']}")
+    s.timeline()
+    print(f"   (read them at {stack.email_url}/ )")
     print(f"\nthe story is over: {ACCOUNT} was past due and is active again.")
     return 0

@@ -13,12 +13,14 @@ from shared.faults import Faults
 from shared.gateway.http import HttpPaymentGateway
 from shared.gateway.protocol import PaymentGateway
 from shared.handlers import Lifecycle
+from shared.mailer.acs import AcsMailer
+from shared.mailer.protocol import Mailer
 from shared.outbox import OutboxDispatcher
 from shared.settings import Settings
 from shared.store import clients
 from shared.store.accounts import AccountStore
 from shared.store.leases import AccountLeases
-from shared.store.system import DeadLetters, StoredTestClock
+from shared.store.system import DeadLetters, MailIndex, StoredTestClock
 
 
 @dataclass
@@ -31,10 +33,12 @@ class Services:
 
     store: AccountStore
     leases: AccountLeases
+    mailer: Mailer | None
+    mail_index: MailIndex
 
 
 def build(settings: Settings, *, faults: Faults | None = None, hook: clients.RequestHook | None = None,
-          gateway: PaymentGateway | None = None) -> Services:
+          gateway: PaymentGateway | None = None, mailer: Mailer | None = None) -> Services:
     tables = clients.table_service(settings, hook)
     queues = clients.queue_service(settings, hook)
     store = AccountStore(clients.ensure_table(tables, settings.billing_table))
@@ -54,6 +58,8 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
         deadletters=DeadLetters(system),
         store=store,
         leases=AccountLeases(store.table),
+        mailer=mailer if mailer is not None else AcsMailer.from_settings(settings),
+        mail_index=MailIndex(system),
         test_clock=test_clock,
         gateway=gateway,
     )

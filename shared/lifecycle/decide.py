@@ -184,7 +184,7 @@ def register(account: Account, reg: Registration, now: datetime, policy: Dunning
 
 def _contacts_changed(work: Work, old: tuple[str, ...], new: tuple[str, ...]) -> None:
     occasion = f"{work.now.isoformat()}|{','.join(sorted(new))}"
-    facts = {"oldContacts": ",".join(old), "newContacts": ",".join(new)}
+    facts = {"oldContacts": list(old), "newContacts": list(new)}
     work.log("contacts_changed", f"billing contacts changed from {', '.join(old)} to {', '.join(new)}")
     seen: set[str] = set()
     for contact in (*old, *new):

@@ -9,9 +9,10 @@ lifecycle event per transition.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 LifecycleEventType = Literal[
     "subscription.past_due", "subscription.disabled", "subscription.reactivated",
@@ -21,6 +22,9 @@ EmailKind = Literal[
     "payment_failed", "payment_reminder", "disable_warning", "service_disabled", "payment_settled",
     "service_canceled", "deletion_warning", "data_deleted", "contact_changed",
 ]
+
+
+_MAIL_NAMESPACE = uuid.UUID("6f1c2a52-8d1e-4c55-9a57-3f0c0b7e9a41")
 
 
 def short_hash(text: str) -> str:
@@ -49,12 +53,14 @@ class SendEmail:
     occasion: str
     recipient: str
     subscription_ids: tuple[str, ...] = ()
-    facts: dict[str, str] = field(default_factory=dict, compare=False)
+    facts: dict[str, Any] = field(default_factory=dict, compare=False)  # JSON-able
 
     @property
     def key(self) -> str:
-        """Also the ACS operation id: a resend after a crash is recognised, not delivered twice."""
-        return f"mail-{short_hash(f'{self.account_id}|{self.kind}|{self.occasion}|{self.recipient.lower()}')}"
+        """Also the ACS operation id (a UUID, as ACS requires): a resend after a crash is recognised by
+        ACS, not delivered twice."""
+        name = f"{self.account_id}|{self.kind}|{self.occasion}|{self.recipient.lower()}"
+        return str(uuid.uuid5(_MAIL_NAMESPACE, name))
 
 
 Effect = EmitLifecycleEvent | SendEmail

@@ -25,15 +25,28 @@ from shared.policy import DunningPolicy
 
 
 @dataclass(frozen=True)
+class MailRecord:
+    """An email's outbox row, closed: sent (with the ACS operation id) or given up."""
+
+    key: str
+    outcome: str  # "sent" or "failed"
+    recipient: str
+    kind: str
+    operation_id: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Decision:
     account: Account
     notes: tuple[ChargeNote, ...] = ()
     effects: tuple[Effect, ...] = ()
     timeline: tuple[TimelineEntry, ...] = ()
+    mail: tuple[MailRecord, ...] = ()
 
     @property
     def changed(self) -> bool:
-        return bool(self.notes or self.effects or self.timeline)
+        return bool(self.notes or self.effects or self.timeline or self.mail)
 
 
 class Work:
@@ -54,6 +67,7 @@ class Work:
         self.notes: dict[str, ChargeNote] = {}
         self.effects: list[Effect] = []
         self.timeline: list[TimelineEntry] = []
+        self.mail: list[MailRecord] = []
 
     def log(self, kind: str, detail: str, subscription_id: str | None = None) -> None:
         self.timeline.append(TimelineEntry(self.now, kind, detail, subscription_id))
@@ -90,7 +104,8 @@ class Work:
             credit={c: m for c, m in self.credit.items() if m}, earmarks=self.earmarks, settling=self.settling,
             revision=self.account.revision + 1,
         )
-        return Decision(account, tuple(self.notes.values()), tuple(self.effects), tuple(self.timeline))
+        return Decision(account, tuple(self.notes.values()), tuple(self.effects), tuple(self.timeline),
+                        tuple(self.mail))
 
 
 def to_credit(work: Work, money: Money, why: str) -> None:

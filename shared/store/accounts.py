@@ -18,16 +18,16 @@ import contextlib
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.lifecycle.effects import Effect, EmitLifecycleEvent, SendEmail, TimelineEntry, short_hash
 from shared.lifecycle.model import Account, ChargeNote
-from shared.lifecycle.work import Decision
+from shared.lifecycle.work import Decision, MailRecord
 from shared.store import codec
 
 ACCOUNT_ROW = "account"
@@ -120,6 +120,34 @@ class AccountStore:
         return [OutboxRow(account_id, r["RowKey"][len("outbox|"):], r["kind"], codec.get_json(r, "payload"))
                 for r in rows]
 
+    def outbox_row(self, account_id: str, key: str) -> tuple[OutboxRow, str] | None:
+        """One outbox row and its ETag (the email sender claims rows by ETag)."""
+        r = self._get(account_id, f"outbox|{key}")
+        if r is None:
+            return None
+        return OutboxRow(account_id, key, r["kind"], codec.get_json(r, "payload")), str(r.metadata["etag"])
+
+    def claim_outbox(self, row: OutboxRow, etag: str, holder: str, until: datetime) -> bool:
+        """Take an email row for sending; False if a twin took it first and its claim still stands."""
+        current = self._get(row.account_id, f"outbox|{row.key}")
+        if current is None:
+            return False
+        claimed = current.get("claimedUntil")
+        if claimed and datetime.fromisoformat(claimed) > datetime.now(UTC) and current.get("claimedBy") != holder:
+            return False
+        current["claimedBy"], current["claimedUntil"] = holder, until.isoformat()
+        current["attempts"] = int(current.get("attempts", 0)) + 1
+        try:
+            self.table.update_entity(current, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                                     match_condition=MatchConditions.IfNotModified)
+        except HttpResponseError:
+            return False
+        return True
+
+    def mail_record(self, account_id: str, key: str) -> dict[str, Any] | None:
+        r = self._get(account_id, f"mail|{key}")
+        return dict(r) if r is not None else None
+
     def timeline(self, account_id: str) -> list[dict[str, Any]]:
         rows = self.table.query_entities(
             "PartitionKey eq @pk and RowKey ge 'tl|' and RowKey lt 'tl}'", parameters={"pk": account_id},
@@ -159,9 +187,12 @@ class AccountStore:
         if decision.timeline:
             ops.append(("upsert", _timeline_entity(pk, decision.timeline, account.revision),
                         {"mode": UpdateMode.REPLACE}))
+        ops += [("upsert", _mail_entity(pk, m, now), {"mode": UpdateMode.REPLACE}) for m in decision.mail]
         if len(ops) > MAX_BATCH:
             raise ValueError(f"a decision of {len(ops)} writes does not fit one transaction")
         self._submit(ops, has_marker=event_id is not None)
+        for record in decision.mail:  # closed by the `mail|` row just committed; the delete is tidying
+            self.delete_outbox(OutboxRow(pk, record.key, "email", {}))
         return outbox
 
     def _account_op(self, snapshot: Snapshot, account: Account) -> tuple[Any, ...]:
@@ -199,6 +230,11 @@ class AccountStore:
     def delete_outbox(self, row: OutboxRow) -> None:
         with contextlib.suppress(ResourceNotFoundError):
             self.table.delete_entity(row.account_id, f"outbox|{row.key}")
+
+
+def _mail_entity(pk: str, m: MailRecord, now: datetime) -> dict[str, Any]:
+    return {"PartitionKey": pk, "RowKey": f"mail|{m.key}", "outcome": m.outcome, "recipient": m.recipient,
+            "kind": m.kind, "operationId": m.operation_id, "detail": m.detail[:2000], "closedAt": now.isoformat()}
 
 
 def _note_payload(n: ChargeNote) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.lifecycle.model import Account, ChargeNote
-from shared.lifecycle.work import Decision
+from shared.lifecycle.work import Decision, MailRecord
 from shared.store import codec
 from shared.store.accounts import AlreadyApplied, ConcurrencyConflict, OutboxRow, Snapshot, outbox_row
 
@@ -22,6 +22,7 @@ class InMemoryAccountStore:
         self.outbox: dict[tuple[str, str], OutboxRow] = {}
         self.timelines: dict[str, list[dict[str, Any]]] = {}
         self.commits = 0
+        self.mail: dict[tuple[str, str], MailRecord] = {}
 
     def load(self, account_id: str, *, event_id: str | None = None, charge_ids: Sequence[str] = ()) -> Snapshot:
         found = self.accounts.get(account_id)
@@ -52,6 +53,9 @@ class InMemoryAccountStore:
         rows = [outbox_row(pk, e) for e in decision.effects]
         for row in rows:
             self.outbox[(pk, row.key)] = row
+        for record in decision.mail:
+            self.mail[(pk, record.key)] = record
+            self.outbox.pop((pk, record.key), None)
         self.timelines.setdefault(pk, []).extend(
             {"at": t.at.isoformat(), "kind": t.kind, "subscriptionId": t.subscription_id, "detail": t.detail}
             for t in decision.timeline)

@@ -60,3 +60,23 @@ class StoredTestClock:
     def reset(self) -> None:
         with contextlib.suppress(ResourceNotFoundError):
             self.table.delete_entity(CLOCK_PK, CLOCK_RK)
+
+
+class MailIndex:
+    """ACS operation id → account and recipient: delivery reports name only the message."""
+
+    PK = "mailindex"
+
+    def __init__(self, table: TableClient) -> None:
+        self.table = table
+
+    def remember(self, operation_id: str, account_id: str, recipient: str) -> None:
+        self.table.upsert_entity({"PartitionKey": self.PK, "RowKey": operation_id, "accountId": account_id,
+                                  "recipient": recipient})
+
+    def find(self, operation_id: str) -> tuple[str, str] | None:
+        try:
+            row = self.table.get_entity(self.PK, operation_id)
+        except ResourceNotFoundError:
+            return None
+        return str(row["accountId"]), str(row["recipient"])

@@ -1,0 +1,65 @@
+"""Sending billing emails from the outbox (queue `email-outbox`), and hearing back from ACS.
+
+Emails leave through their own queue so a slow or throttled send never holds up payment events;
+a throttled send raises, and the host retries the message later without blocking other accounts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+
+import azure.functions as func
+
+from shared.bootstrap import services
+from shared.email_sending import give_up, record_delivery_report, send_outbox_email
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
+log = logging.getLogger(__name__)
+DELIVERY_REPORT = "Microsoft.Communication.EmailDeliveryReportReceived"
+
+
+@bp.function_name("email_outbox")
+@bp.queue_trigger(arg_name="msg", queue_name="email-outbox", connection="AzureWebJobsStorage")
+def email_outbox(msg: func.QueueMessage) -> None:
+    svc = services()
+    if svc.mailer is None:
+        raise RuntimeError("no mailer configured: set ACS_EMAIL_ENDPOINT or ACS_EMAIL_CONNECTION_STRING")
+    handoff = json.loads(msg.get_body())
+    outcome = send_outbox_email(svc.lifecycle, svc.store, svc.mailer, svc.mail_index, svc.settings,
+                                handoff["accountId"], handoff["key"], holder=msg.id or uuid.uuid4().hex)
+    log.info("email %s for account %s: %s", handoff["key"], handoff["accountId"], outcome)
+
+
+@bp.function_name("email_outbox_poison")
+@bp.queue_trigger(arg_name="msg", queue_name="email-outbox-poison", connection="AzureWebJobsStorage")
+def email_outbox_poison(msg: func.QueueMessage) -> None:
+    """An email that kept failing: recorded on the account and shown as an alert, never dropped."""
+    svc = services()
+    handoff = json.loads(msg.get_body())
+    found = svc.store.outbox_row(handoff["accountId"], handoff["key"])
+    if found is None or svc.store.mail_record(handoff["accountId"], handoff["key"]) is not None:
+        return
+    row, _ = found
+    give_up(svc.lifecycle, row.account_id, row.key, row.payload["kind"], row.payload["recipient"],
+            "the send kept failing (throttled or unavailable) until the retries ran out")
+
+
+@bp.function_name("email_delivery_reports")
+@bp.event_grid_trigger(arg_name="event")
+def email_delivery_reports(event: func.EventGridEvent) -> None:
+    if event.event_type != DELIVERY_REPORT:
+        log.info("ignored Event Grid event of type %s", event.event_type)
+        return
+    data = event.get_json()
+    stamp = data.get("deliveryAttemptTimeStamp") or data.get("deliveryAttemptTimestamp") or event.event_time
+    at = stamp if isinstance(stamp, datetime) else datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    detail = (data.get("deliveryStatusDetails") or {}).get("statusMessage") or ""
+    svc = services()
+    known = record_delivery_report(svc.lifecycle, svc.mail_index, str(data["messageId"]), str(data["recipient"]),
+                                   str(data["status"]), at, str(detail))
+    if not known:
+        log.info("delivery report for message %s, not one of ours", data.get("messageId"))

@@ -1,0 +1,75 @@
+"""Sending the emails decisions committed, at most once each, and hearing back about delivery.
+
+An email outbox row is claimed (by the hand-off message's id, so the host's retries of that
+message keep the claim), rendered, sent under the row's deterministic operation id, and closed by
+a `mail|` record in the account's transaction. A crash anywhere repeats at most the send, which
+ACS recognises by the operation id.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from shared.handlers import Lifecycle, commit_decision
+from shared.lifecycle.mail import delivery_reported, email_failed, email_sent, email_skipped, still_relevant
+from shared.mail_content import compose
+from shared.mailer.protocol import Mailer, MailRejected
+from shared.settings import Settings
+from shared.store.accounts import AccountStore
+from shared.store.system import MailIndex
+
+log = logging.getLogger(__name__)
+CLAIM = timedelta(minutes=2)
+Outcome = Literal["sent", "already_sent", "gone", "claimed_by_twin", "failed", "skipped"]
+
+
+def send_outbox_email(lc: Lifecycle, store: AccountStore, mailer: Mailer, index: MailIndex, settings: Settings,
+                      account_id: str, key: str, holder: str) -> Outcome:
+    found = store.outbox_row(account_id, key)
+    if found is None:
+        return "gone"
+    row, etag = found
+    if store.mail_record(account_id, key) is not None:
+        store.delete_outbox(row)
+        return "already_sent"
+    if not store.claim_outbox(row, etag, holder, datetime.now(UTC) + CLAIM):
+        return "claimed_by_twin"
+    recipient, kind = row.payload["recipient"], row.payload["kind"]
+    index.remember(key, account_id, recipient)
+    now = lc.clock.now()
+    account = store.load(account_id).account
+    if not still_relevant(account, kind, row.payload.get("facts") or {}):
+        commit_decision(lc, account_id, lambda snap: email_skipped(snap.account, key, kind, recipient, now, lc.policy))
+        return "skipped"
+    try:
+        email = compose(account, row.payload, settings, lc.policy, now)
+        operation = mailer.send(email, operation_id=key)
+    except (MailRejected, ValueError) as exc:
+        give_up(lc, account_id, key, kind, recipient, str(exc))
+        return "failed"
+    commit_decision(lc, account_id, lambda snap: email_sent(snap.account, key, kind, recipient, operation, now,
+                                                            lc.policy))
+    log.info("account %s: %s email sent to %s (operation %s)", account_id, kind, recipient, operation)
+    return "sent"
+
+
+def give_up(lc: Lifecycle, account_id: str, key: str, kind: str, recipient: str, reason: str) -> None:
+    now = lc.clock.now()
+    log.warning("account %s: %s email to %s given up: %s", account_id, kind, recipient, reason)
+    commit_decision(lc, account_id, lambda snap: email_failed(snap.account, key, kind, recipient, reason, now,
+                                                              lc.policy))
+
+
+def record_delivery_report(lc: Lifecycle, index: MailIndex, message_id: str, recipient: str, status: str,
+                           at: datetime, detail: str) -> bool:
+    """False when the message is not one of ours (another sender on the same ACS resource)."""
+    found = index.find(message_id)
+    if found is None:
+        return False
+    account_id, _ = found
+    now = lc.clock.now()
+    commit_decision(lc, account_id, lambda snap: delivery_reported(snap.account, recipient, status, at, detail, now,
+                                                                   lc.policy))
+    return True

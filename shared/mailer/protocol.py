@@ -1,0 +1,38 @@
+"""The mailer as the product sees it. The operation id is ours and deterministic, so a resend
+after a crash is recognised by ACS rather than delivered twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    recipient: str
+    subject: str
+    html: str
+    text: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class MailError(Exception):
+    """Base of mailer errors."""
+
+
+class MailTransient(MailError):
+    """Throttled (429), unavailable, or timed out: try again later with the same operation id."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class MailRejected(MailError):
+    """The service refused this message for good (bad address, content refused, send failed)."""
+
+
+class Mailer(Protocol):
+    def send(self, email: OutgoingEmail, operation_id: str) -> str:
+        """Send once per operation id; return the ACS message id (the operation id)."""
+        ...
