@@ -18,7 +18,8 @@ def make_services(storage_connection_string: str) -> Callable[..., Services]:
     """Services on fresh tables and queues, so tests never see each other's rows."""
     suffix = uuid.uuid4().hex[:10]
     base = replace(
-        Settings.from_env({"AzureWebJobsStorage": storage_connection_string, "BILLING_TEST_CLOCK": "enabled"}),
+        Settings.from_env({"AzureWebJobsStorage": storage_connection_string, "BILLING_TEST_CLOCK": "enabled",
+                           "BILLING_LINK_SIGNING_KEY": "integration-test-key"}),
         billing_table=f"billing{suffix}", system_table=f"system{suffix}",
         lifecycle_queue=f"lifecycle-{suffix}", email_queue=f"email-{suffix}",
     )

@@ -1,0 +1,154 @@
+"""Billing emails through the real ACS SDK to the local endpoint, driven by the outbox in Azurite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import pytest
+import requests
+from azure.communication.email import EmailClient
+from azure.core.credentials import AzureKeyCredential
+
+from devstack.email_endpoint import DEFAULT_ACCESS_KEY, running
+from shared.bootstrap import Services
+from shared.email_sending import record_delivery_report, send_outbox_email
+from shared.handlers import apply_event, register_account
+from shared.lifecycle.decide import Registration
+from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded
+from shared.lifecycle.model import Profile
+from shared.mailer.acs import AcsMailer
+from shared.mailer.protocol import MailTransient, OutgoingEmail
+from shared.money import Money
+from shared.views import account_view
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+CONTACTS = ("ap@contoso.example", "cfo@contoso.example")
+
+
+@pytest.fixture
+def endpoint() -> Iterator[str]:
+    with running() as server:
+        yield server.url
+
+
+def mailer_for(url: str) -> AcsMailer:
+    return AcsMailer(EmailClient(url, AzureKeyCredential(DEFAULT_ACCESS_KEY)), "billing@contoso.example",
+                     poll_seconds=0.05)
+
+
+def messages(url: str) -> list[dict[str, object]]:
+    return list(requests.get(f"{url}/messages", timeout=10).json())
+
+
+@pytest.fixture
+def svc(make_services: Callable[..., Services], endpoint: str) -> Services:
+    s = make_services(mailer=mailer_for(endpoint))
+    s.test_clock.set(NOW)  # type: ignore[union-attr]
+    register_account(s.lifecycle, "acc-1", Registration(Profile("Contoso 有限公司", "zh-CN", CONTACTS),
+                                                       (("s1", "网站"),)))
+    return s
+
+
+def fail_charge(s: Services) -> list[str]:
+    apply_event(s.lifecycle, ChargeFailed("e-1", "acc-1", "s1", "c1", Money.parse("1000", "JPY"), "card_expired"),
+                "billing.charge.failed")
+    return [r.key for r in s.store.pending_outbox("acc-1") if r.kind == "email"]
+
+
+def send_all(s: Services, keys: list[str], holder: str = "test") -> list[str]:
+    return [send_outbox_email(s.lifecycle, s.store, s.mailer, s.mail_index, s.settings,  # type: ignore[arg-type]
+                              "acc-1", k, holder) for k in keys]
+
+
+def test_a_failed_charge_sends_one_email_per_contact_in_the_accounts_language(svc: Services, endpoint: str) -> None:
+    keys = fail_charge(svc)
+    assert send_all(svc, keys) == ["sent", "sent"]
+    got = messages(endpoint)
+    assert sorted(m["to"][0]["address"] for m in got) == sorted(CONTACTS)  # type: ignore[index]
+    for m in got:
+        assert "付款" in str(m["subject"]) and "JP¥1,000" in str(m["plainText"])
+        assert "/api/billing/acc-1?expires=" in str(m["html"])
+    assert send_all(svc, keys) == ["gone", "gone"]  # the rows are closed: nothing more goes out
+    assert len(messages(endpoint)) == 2
+    kinds = [e["kind"] for e in svc.store.timeline("acc-1")]
+    assert kinds.count("email_sent") == 2
+
+
+def test_a_crash_after_the_send_and_before_the_record_sends_nothing_more(
+        svc: Services, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    [first, _] = fail_charge(svc)
+    real_send = svc.mailer.send  # type: ignore[union-attr]
+
+    def send_then_crash(email: OutgoingEmail, operation_id: str) -> str:
+        real_send(email, operation_id)
+        raise RuntimeError("the process died right after ACS accepted the message")
+
+    monkeypatch.setattr(svc.mailer, "send", send_then_crash)
+    with pytest.raises(RuntimeError):
+        send_all(svc, [first], holder="msg-1")
+    monkeypatch.setattr(svc.mailer, "send", real_send)
+    assert send_all(svc, [first], holder="msg-1") == ["sent"]  # the host's redelivery of the same message
+    got = [m for m in messages(endpoint) if m["operationId"] == first]
+    assert len(got) == 1 and got[0]["submissions"] == 2  # resent under the same operation id, stored once
+
+
+def test_throttling_backs_off_and_sends_one_email(svc: Services, endpoint: str) -> None:
+    [first, _] = fail_charge(svc)
+    requests.post(f"{endpoint}/faults", json={"status": 429, "count": 1}, timeout=10)
+    with pytest.raises(MailTransient):
+        send_all(svc, [first], holder="msg-1")  # the host will redeliver after its visibility timeout
+    assert send_all(svc, [first], holder="msg-1") == ["sent"]
+    stats = requests.get(f"{endpoint}/stats", timeout=10).json()
+    assert stats["sendRequests"] == 2 and stats["faulted"] == 1 and len(messages(endpoint)) == 1
+    requests.post(f"{endpoint}/faults", json={"status": 429, "count": 1, "retryAfter": 1}, timeout=10)
+    [second] = [r.key for r in svc.store.pending_outbox("acc-1") if r.kind == "email"]
+    assert send_all(svc, [second]) == ["sent"]  # with Retry-After the SDK itself waits and retries
+    assert len(messages(endpoint)) == 2
+
+
+def test_a_twin_holding_the_claim_makes_a_duplicate_hand_off_send_nothing(svc: Services, endpoint: str) -> None:
+    [first, _] = fail_charge(svc)
+    row, etag = svc.store.outbox_row("acc-1", first)  # type: ignore[misc]
+    assert svc.store.claim_outbox(row, etag, "twin", datetime.now(UTC).replace(year=2100))
+    assert send_all(svc, [first], holder="me") == ["claimed_by_twin"]
+    assert messages(endpoint) == []
+
+
+def test_a_failure_notice_overtaken_by_the_payment_is_not_sent(svc: Services, endpoint: str) -> None:
+    keys = fail_charge(svc)
+    apply_event(svc.lifecycle, ChargeSucceeded("e-2", "acc-1", "s1", "c1", Money.parse("1000", "JPY")),
+                "billing.charge.succeeded")
+    outcomes = send_all(svc, keys)
+    assert outcomes == ["skipped", "skipped"]
+    receipts = [r.key for r in svc.store.pending_outbox("acc-1") if r.kind == "email"]
+    assert send_all(svc, receipts) == ["sent", "sent"]
+    assert {m["subject"] for m in messages(endpoint)} and all("付款" in str(m["subject"]) for m in messages(endpoint))
+
+
+def test_a_permanently_refused_send_is_recorded_and_raises_an_alert(svc: Services, endpoint: str) -> None:
+    [first, _] = fail_charge(svc)
+    requests.post(f"{endpoint}/faults", json={"status": 400, "count": 1}, timeout=10)
+    assert send_all(svc, [first]) == ["failed"]
+    view = account_view(svc.store.load("acc-1").account, svc.settings.policy)
+    assert "contact_unreachable" in [a["code"] for a in view["alerts"]]
+
+
+def test_a_bounce_marks_the_contact_unreachable_and_a_later_delivery_clears_it(svc: Services) -> None:
+    [first, _] = fail_charge(svc)
+    assert send_all(svc, [first]) == ["sent"]
+    recipient = svc.store.mail_record("acc-1", first)["recipient"]  # type: ignore[index]
+    bounced = datetime(2026, 12, 1, 9, 5, tzinfo=UTC)
+    assert record_delivery_report(svc.lifecycle, svc.mail_index, first, recipient, "Bounced", bounced, "mailbox full")
+    alerts = account_view(svc.store.load("acc-1").account, svc.settings.policy)["alerts"]
+    unreachable = [a for a in alerts if a["code"] == "contact_unreachable"]
+    assert len(unreachable) == 1 and recipient in unreachable[0]["message"]
+    # An older Delivered report arriving late does not clear a newer bounce.
+    record_delivery_report(svc.lifecycle, svc.mail_index, first, recipient, "Delivered", NOW, "")
+    assert "contact_unreachable" in [a["code"] for a in account_view(svc.store.load("acc-1").account,
+                                                                     svc.settings.policy)["alerts"]]
+    later = datetime(2026, 12, 2, tzinfo=UTC)
+    record_delivery_report(svc.lifecycle, svc.mail_index, first, recipient, "Delivered", later, "")
+    assert "contact_unreachable" not in [a["code"] for a in account_view(svc.store.load("acc-1").account,
+                                                                         svc.settings.policy)["alerts"]]
+    assert not record_delivery_report(svc.lifecycle, svc.mail_index, "not-ours", recipient, "Bounced", later, "")
