@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,21 +165,58 @@ def cloudevent(type_: str, data: dict[str, Any], source: str = "/bench") -> str:
     }, separators=(",", ":"))
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float, interval: float = 0.05) -> float:
-    """Poll `check` until true; return when it became true (perf_counter); BenchError on timeout."""
+@dataclass
+class Drained:
+    at: float  # perf_counter when the last queue was seen empty
+    polls: int  # queue-length reads made (each one storage request, on `<queue>?comp=metadata`)
+
+
+def wait_drained(connection_string: str, queues: Sequence[str], timeout: float, interval: float = 0.05,
+                 progress: bool = False) -> Drained:
+    """Poll the queues' approximate message counts until all are zero, in order.
+
+    Azurite's count includes invisible (in-flight) messages, and the host deletes a message only
+    after its function succeeded, so zero means every message was processed (or moved to the
+    poison queue, which the callers check for). The product itself never reads queue metadata,
+    so these polls are told apart from its requests in the access log by URL."""
+    polls = 0
     deadline = time.perf_counter() + timeout
-    while True:
-        if check():
-            return time.perf_counter()
-        if time.perf_counter() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    last_report = time.perf_counter()
+    for name in queues:
+        with QueueClient.from_connection_string(connection_string, name) as q:
+            while True:
+                left = q.get_queue_properties().approximate_message_count
+                polls += 1
+                now = time.perf_counter()
+                if left == 0:
+                    break
+                if now > deadline:
+                    raise BenchError(f"{left} messages still on {name} after {timeout:.0f} s")
+                if progress and now - last_report > 5:
+                    print(f"  ... {left} messages left on {name}", flush=True)
+                    last_report = now
+                time.sleep(interval)
+    return Drained(time.perf_counter(), polls)
 
 
 # -- counting storage requests --------------------------------------------------------------------
 
 _LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<target>\S+) HTTP/[\d.]+" (?P<status>\d{3})')
 _ENTITY = re.compile(r"^(?P<table>[A-Za-z][A-Za-z0-9]*)\((?P<keys>.*)\)$")
+_ROW_KEY = re.compile(r"RowKey='(?P<rk>[^']*)'")
+_QUERY_ROWS = re.compile(r"RowKey ge '(?P<rk>[^']*)'")
+_WORD = re.compile(r"^[A-Za-z]{1,20}$")
+
+
+def _row_kind(m: re.Match[str] | None) -> str:
+    """`[kind]` of a row from its RowKey: the part before `|` (`event|…` → `[event]`), or a short
+    all-letter key as is (`account`); nothing for other keys (hashes, ids)."""
+    if m is None:
+        return ""
+    rk = m["rk"]
+    if "|" in rk:
+        return f"[{rk.split('|', 1)[0]}]"
+    return f"[{rk}]" if _WORD.match(rk) else ""
 
 
 @dataclass(frozen=True)
@@ -210,7 +247,9 @@ def classify(req: StorageRequest) -> tuple[str, str, str]:
     """(service, operation, table or queue) from the URL alone, since the log names no port.
 
     Table: `$batch` (one entity group transaction), `Tables` (table admin), `t(PK,RK)` (point
-    read, or a single-entity write/delete), `t()?$filter` (query), `POST t` (insert).
+    read, or a single-entity write/delete), `t()?$filter` (query), `POST t` (insert). Rows of the
+    product's account partitions are told apart by their RowKey prefix: `billing[account]`,
+    `billing[event]`, `billing[charge]`, `billing[outbox]`, ...; a query by the prefix it scans.
     Queue: `q/messages` (GET receive or peek, POST send), `q/messages/id` (DELETE, PUT update),
     `q?comp=metadata` (properties, also the markers), `PUT/DELETE q` (admin)."""
     method, path = req.method, req.path
@@ -220,9 +259,10 @@ def classify(req: StorageRequest) -> tuple[str, str, str]:
         return ("table", "admin", "Tables")
     if m := _ENTITY.match(path):
         table, keys = m["table"], m["keys"]
-        if method == "GET":
-            return ("table", "read" if keys else "query", table)
-        return ("table", "delete" if method == "DELETE" else "write", table)
+        if method == "GET" and not keys:
+            return ("table", "query", table + _row_kind(_QUERY_ROWS.search(unquote(req.query))))
+        op = "read" if method == "GET" else "delete" if method == "DELETE" else "write"
+        return ("table", op, table + _row_kind(_ROW_KEY.search(keys)))
     parts = path.split("/")
     if len(parts) == 1 and method == "POST":
         return ("table", "write", parts[0])

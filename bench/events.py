@@ -6,9 +6,10 @@ Registers `--accounts` accounts (billing contacts, two subscriptions, no card), 
 valid CloudEvents on `payment-events`, round-robin over the accounts: per account, two
 `billing.charge.failed` then one `billing.payment.received` that pays the first of the two by
 name, and so on. It waits until the queue is empty (a message is deleted only after its event
-was applied), checks every account's balance against the expected one, and prints events/s,
-storage requests per event, and Azurite's raw single-entity write and queue send rates measured
-in the same run as the ceiling. See bench/README.md for what each figure means.
+was applied), then until `email-outbox` is empty too (the emails those events caused were
+sent), checks every account's balance against the expected one, and prints events/s, storage
+requests per event, and Azurite's raw single-entity write and queue send rates measured in the
+same run as the ceiling. See bench/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ from bench.common import (
     raw_queue_send_rate,
     raw_upsert_rate,
     summary,
+    wait_drained,
     write_results,
 )
 
 QUEUE = "payment-events"
+EMAIL_QUEUE = "email-outbox"
 SUBSCRIPTIONS = ("s1", "s2")
 MAX_EVENTS = 20_000
 MAX_ACCOUNTS = 1_000
@@ -119,33 +122,6 @@ def enqueue(connection_string: str, messages: list[str], concurrency: int) -> in
         return sum(pool.map(send, shares))
 
 
-@dataclass
-class Drain:
-    done_at: float
-    polls: int
-
-
-def wait_drained(connection_string: str, total: int, timeout: float) -> Drain:
-    """Poll the queue's approximate message count (it counts invisible, in-flight messages too,
-    and the host deletes a message only after its function succeeded) until it is zero."""
-    polls = 0
-    deadline = time.perf_counter() + timeout
-    last_report = time.perf_counter()
-    with QueueClient.from_connection_string(connection_string, QUEUE) as q:
-        while True:
-            left = q.get_queue_properties().approximate_message_count
-            polls += 1
-            now = time.perf_counter()
-            if left == 0:
-                return Drain(now, polls)
-            if now > deadline:
-                raise BenchError(f"{left} of {total} messages still on {QUEUE} after {timeout:.0f} s")
-            if now - last_report > 5:
-                print(f"  ... {left} messages left on the queue", flush=True)
-                last_report = now
-            time.sleep(0.05)
-
-
 def verify(api: Api, plan: Plan) -> None:
     wrong = []
     for account in plan.accounts:
@@ -161,28 +137,23 @@ def verify(api: Api, plan: Plan) -> None:
 
 
 def is_own(req: StorageRequest) -> bool:
-    """The benchmark's own requests in the window: its enqueues and its queue-length polls.
-    The product never sends to `payment-events`, nor reads that queue's metadata."""
+    """The benchmark's own requests in the window: its enqueues on `payment-events` and its
+    queue-length polls. The product never sends to `payment-events`, nor reads queue metadata."""
     service, op, name = req.kind
-    return service == "queue" and name == QUEUE and op in ("send", "properties")
-
-
-def breakdown(window: list[StorageRequest]) -> tuple[Counter[tuple[str, str, str]], Counter[tuple[str, str, str]]]:
-    own = count_kinds(r for r in window if is_own(r))
-    product = count_kinds(r for r in window if not is_own(r))
-    return product, own
+    return service == "queue" and (op == "properties" or (op == "send" and name == QUEUE))
 
 
 @dataclass
 class Measurement:
     sent: int
-    wall: float
     enqueue_s: float
-    drain: Drain
+    applied_s: float  # first enqueue to `payment-events` empty: every event applied
+    followed_s: float  # ... to `email-outbox` empty too: every email they caused sent
+    polls: int
     product: Counter[tuple[str, str, str]]
     own: Counter[tuple[str, str, str]]
-    durations: list[float]
-    failed: int
+    durations: dict[str, list[float]]
+    failed: dict[str, int]
     cpu: dict[str, float]
     upserts: float = 0.0
     sends: float = 0.0
@@ -200,9 +171,8 @@ def measure(bs: BenchStack, plan: Plan, args: argparse.Namespace) -> Measurement
     log = StorageLog(bs.access_log, bs.connection_string)
     print(f"registering {len(plan.accounts)} accounts ...", flush=True)
     register(api, plan.accounts)
-    with QueueClient.from_connection_string(bs.connection_string, QUEUE) as q:
-        q.get_queue_properties()  # the host created it at start; fail here, not in the window
-    log_offsets = bs.log_offsets()
+    wait_drained(bs.connection_string, [QUEUE, EMAIL_QUEUE], args.timeout)  # nothing left over from setup
+    offsets = bs.log_offsets()
 
     print(f"sending {len(plan.messages)} events ({dict(plan.types)}) with {args.concurrency} "
           f"sender thread(s) ...", flush=True)
@@ -211,19 +181,25 @@ def measure(bs: BenchStack, plan: Plan, args: argparse.Namespace) -> Measurement
     started = time.perf_counter()
     sent = enqueue(bs.connection_string, plan.messages, args.concurrency)
     enqueued = time.perf_counter()
-    drain = wait_drained(bs.connection_string, sent, args.timeout)
+    applied = wait_drained(bs.connection_string, [QUEUE], args.timeout, progress=True)
+    followed = wait_drained(bs.connection_string, [EMAIL_QUEUE], args.timeout, progress=True)
     close_mark = log.mark()
     cpu = cpu_diff(cpu_before, cpu_seconds(bs.stack))
-    wall = drain.done_at - started
-    print(f"queue drained in {wall:.2f} s; checking balances ...", flush=True)
+    print(f"events applied in {applied.at - started:.2f} s, their emails sent {followed.at - applied.at:.2f} s "
+          "later; checking balances ...", flush=True)
     verify(api, plan)
 
     window = log.window(open_mark, close_mark)
-    product, own = breakdown(window)
-    if own[("queue", "send", QUEUE)] < sent or own[("queue", "properties", QUEUE)] < drain.polls:
-        print(f"warning: the log shows fewer own requests than were made: {kinds_json(own)}", file=sys.stderr)
-    durations, failed = invocations(log_offsets, "payment_events")
-    m = Measurement(sent, wall, enqueued - started, drain, product, own, durations, failed, cpu)
+    product = count_kinds(r for r in window if not is_own(r))
+    own = count_kinds(r for r in window if is_own(r))
+    if own[("queue", "send", QUEUE)] < sent:
+        print(f"warning: the log shows fewer enqueues than were made: {kinds_json(own)}", file=sys.stderr)
+    durations: dict[str, list[float]] = {}
+    failed: dict[str, int] = {}
+    for fn in ("payment_events", "email_outbox"):
+        durations[fn], failed[fn] = invocations(offsets, fn)
+    m = Measurement(sent, enqueued - started, applied.at - started, followed.at - started,
+                    applied.polls + followed.polls, product, own, durations, failed, cpu)
 
     print(f"measuring Azurite's raw rates ({args.n} sequential upserts, {args.n} queue sends) ...", flush=True)
     m.upserts = raw_upsert_rate(bs.connection_string, args.n)
@@ -233,41 +209,48 @@ def measure(bs: BenchStack, plan: Plan, args: argparse.Namespace) -> Measurement
 
 def report(args: argparse.Namespace, plan: Plan, m: Measurement) -> dict[str, Any]:
     n = m.sent
-    rate = n / m.wall
+    rate = n / m.applied_s
     product = m.product
 
     def per_event(pred: Any) -> float:
         return sum(v for k, v in product.items() if pred(*k)) / n
 
     total = per_event(lambda s, o, t: s in ("table", "queue"))
-    table_reads = per_event(lambda s, o, t: s == "table" and o in ("read", "query"))
-    table_batch = per_event(lambda s, o, t: s == "table" and o == "batch")
-    table_single = per_event(lambda s, o, t: s == "table" and o in ("write", "delete", "admin"))
-    queue_ops = per_event(lambda s, o, t: s == "queue")
-    other = per_event(lambda s, o, t: s not in ("table", "queue"))
-    fn = summary(m.durations) if m.durations else None
+    split = {
+        "table_reads": per_event(lambda s, o, t: s == "table" and o in ("read", "query")),
+        "table_batch": per_event(lambda s, o, t: s == "table" and o == "batch"),
+        "table_single_writes": per_event(lambda s, o, t: s == "table" and o in ("write", "delete", "admin")),
+        "queue_operations": per_event(lambda s, o, t: s == "queue"),
+        "other": per_event(lambda s, o, t: s not in ("table", "queue")),
+    }
+    emails = product[("queue", "delete", EMAIL_QUEUE)]
     ceiling_ratio = rate / m.upserts
+    fns = {name: summary(d) for name, d in m.durations.items() if d}
 
     rows = [
         ("events", f"{n}", f"{dict(plan.types)} over {len(plan.accounts)} accounts"),
-        ("wall time", f"{m.wall:.2f} s", f"first enqueue to queue empty (enqueue alone {m.enqueue_s:.2f} s, "
-                                         f"{args.concurrency} sender thread(s), {args.workers} extra worker(s))"),
-        ("throughput", f"{rate:.1f} events/s", ""),
-        ("storage requests / event", f"{total:.2f}", "product side only: own enqueues and queue-length polls "
-                                                     "excluded"),
-        ("  table reads", f"{table_reads:.2f}", "point reads + queries"),
-        ("  table $batch", f"{table_batch:.2f}", "entity group transactions (one request each)"),
-        ("  table single writes", f"{table_single:.2f}", "upserts, deletes outside a batch"),
-        ("  queue operations", f"{queue_ops:.2f}", "receive (incl. empty polls), delete, send to other queues"),
+        ("applied in", f"{m.applied_s:.2f} s", f"first enqueue to {QUEUE} empty (enqueue alone "
+                                               f"{m.enqueue_s:.2f} s, {args.concurrency} sender thread(s), "
+                                               f"{args.workers} extra worker(s))"),
+        ("throughput", f"{rate:.1f} events/s", "applied"),
+        ("emails sent by", f"{m.followed_s:.2f} s", f"{EMAIL_QUEUE} empty too ({emails} emails, "
+                                                    f"{n / m.followed_s:.1f} events/s including them)"),
+        ("storage requests / event", f"{total:.2f}", "everything the product did in the window, emails included"),
+        ("  table reads", f"{split['table_reads']:.2f}", "point reads + queries"),
+        ("  table $batch", f"{split['table_batch']:.2f}", "entity group transactions (one request each)"),
+        ("  table single writes", f"{split['table_single_writes']:.2f}", "inserts, updates, deletes outside a "
+                                                                         "batch"),
+        ("  queue operations", f"{split['queue_operations']:.2f}", "receives (incl. empty polls), deletes, sends"),
     ]
-    if other:
-        rows.append(("  other", f"{other:.2f}", "neither table nor queue"))
-    if fn:
-        rows.append(("function duration", f"{fn['median']:.0f} ms", f"median; p95 {fn['p95']:.0f} ms, max "
-                                                                    f"{fn['max']:.0f} ms, {m.failed} failed"))
+    if split["other"]:
+        rows.append(("  other", f"{split['other']:.2f}", "neither table nor queue"))
+    for name, fn in fns.items():
+        rows.append((f"{name} duration", f"{fn['median']:.0f} ms", f"median of {fn['n']}; p95 {fn['p95']:.0f} ms, "
+                                                                   f"max {fn['max']:.0f} ms, {m.failed[name]} failed"))
     for name, used in sorted(m.cpu.items(), key=lambda kv: -kv[1]):
-        rows.append((f"CPU {name}", f"{used * 1000 / n:.1f} ms/event",
-                     f"{used:.2f} s in the window ({used / m.wall:.0%} of one core)"))
+        if used >= 0.005:
+            rows.append((f"CPU {name}", f"{used * 1000 / n:.1f} ms/event",
+                         f"{used:.2f} s in the window ({used / m.followed_s:.0%} of one core)"))
     rows += [
         ("raw upsert_entity", f"{m.upserts:.0f} entities/s", f"sequential, {args.n} calls, same Azurite"),
         ("raw send_message", f"{m.sends:.0f} messages/s", f"sequential, {args.n} calls"),
@@ -275,7 +258,7 @@ def report(args: argparse.Namespace, plan: Plan, m: Measurement) -> dict[str, An
     ]
     print_table("bench.events", rows)
     print("\nstorage requests in the window, by operation (product side):")
-    for (service, op, name), count in sorted(product.items(), key=lambda kv: -kv[1]):
+    for (service, op, name), count in sorted(product.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {service:<5} {op:<10} {name:<28} {count:>7}  {count / n:6.2f} per event")
     print(f"excluded as the benchmark's own: {kinds_json(m.own)}")
     return {
@@ -285,21 +268,16 @@ def report(args: argparse.Namespace, plan: Plan, m: Measurement) -> dict[str, An
         "events": n,
         "event_types": dict(plan.types),
         "accounts": len(plan.accounts),
-        "wall_s": round(m.wall, 3),
         "enqueue_s": round(m.enqueue_s, 3),
+        "applied_s": round(m.applied_s, 3),
         "events_per_s": round(rate, 2),
-        "queue_length_polls": m.drain.polls,
-        "storage_requests_per_event": {
-            "total": round(total, 3),
-            "table_reads": round(table_reads, 3),
-            "table_batch": round(table_batch, 3),
-            "table_single_writes": round(table_single, 3),
-            "queue_operations": round(queue_ops, 3),
-            "other": round(other, 3),
-        },
+        "emails_sent": emails,
+        "emails_sent_s": round(m.followed_s, 3),
+        "queue_length_polls": m.polls,
+        "storage_requests_per_event": {"total": round(total, 3), **{k: round(v, 3) for k, v in split.items()}},
         "storage_requests_by_operation": kinds_json(product),
         "excluded_own_requests": kinds_json(m.own),
-        "function_duration_ms": fn,
+        "function_duration_ms": fns,
         "function_failures": m.failed,
         "cpu_seconds_in_window": m.cpu,
         "raw_upsert_entities_per_s": round(m.upserts, 1),
