@@ -1,0 +1,224 @@
+// The Function App on a Flex Consumption plan (Linux, Python 3.11), running as a user-assigned
+// identity with identity-based connections only. App settings live in siteConfig.appSettings.
+
+param name string
+param planName string
+param location string
+param tags object = {}
+
+@description('The azd service this app hosts (azure.yaml).')
+param serviceName string = 'api'
+
+param identityId string
+param identityClientId string
+param storageAccountName string
+param storageBlobEndpoint string
+param deploymentContainerName string
+
+@secure()
+@description('Application Insights connection string: the ingestion address and instrumentation key. Not a credential here (local auth is disabled on the component).')
+param applicationInsightsConnectionString string
+
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Spread the plan over availability zones. Flex Consumption offers this only in some regions, so it is opt-in.')
+param zoneRedundant bool = false
+
+// --- settings read by shared/settings.py ---------------------------------------------------------
+param acsEmailEndpoint string
+param acsEmailSender string
+param billingPageUrl string
+param supportUrl string
+param paymentGatewayUrl string
+param linkSigningKeySecretUri string
+param gatewayApiKeySecretUri string
+
+// Dunning policy (shared/policy.py). Defaults are the contract's; tests/unit/test_infra.py checks
+// they equal DunningPolicy() so the deployed policy cannot drift from the code's.
+param dunningRetryDays string = '1,3,5,7'
+param dunningReminderDays string = '7,14,21'
+param dunningDisableWarningDay string = '27'
+param dunningDisableDay string = '30'
+param dunningCancelDay string = '90'
+param dunningDeletionWarningDays string = '60,83,89'
+param dunningDeleteAfterCancelDays string = '90'
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    // checkov:skip=CKV_AZURE_225:Opt-in through the zoneRedundant parameter: Flex Consumption zone redundancy exists only in some regions, and this template deploys to any Flex region.
+    reserved: true
+    zoneRedundant: zoneRedundant
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': serviceName
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    // checkov:skip=CKV_AZURE_222:The HTTP API (function keys) and Event Grid delivery reach the app over its public endpoint; there is no private endpoint or gateway in front of it in this template.
+    // checkov:skip=CKV_AZURE_17:Callers authenticate with function keys over HTTPS; client certificates would have to be issued to the gateway and every operator, which the API contract does not provide for.
+    // checkov:skip=CKV_AZURE_212:Worker count and failover instances are App Service plan settings; Flex Consumption scales instances per trigger from zero and has no fixed instance count.
+    // checkov:skip=CKV_AZURE_213:Not set: App Service health check replaces unhealthy instances of a fixed-size plan; Flex Consumption instances are platform-managed and scale to zero (untested on Azure here). GET /api/health is there for an external probe.
+    serverFarmId: plan.id
+    httpsOnly: true
+    keyVaultReferenceIdentity: identityId
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: [
+        // Host storage (triggers, leases, deployment) with the identity, no connection string.
+        {
+          name: 'AzureWebJobsStorage__accountName'
+          value: storageAccountName
+        }
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'AzureWebJobsStorage__clientId'
+          value: identityClientId
+        }
+        // DefaultAzureCredential in the app (tables, queues, ACS) picks the user-assigned identity.
+        {
+          name: 'AZURE_CLIENT_ID'
+          value: identityClientId
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: applicationInsightsConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'ClientId=${identityClientId};Authorization=AAD'
+        }
+        {
+          name: 'ACS_EMAIL_ENDPOINT'
+          value: acsEmailEndpoint
+        }
+        {
+          name: 'ACS_EMAIL_SENDER'
+          value: acsEmailSender
+        }
+        {
+          name: 'BILLING_PAGE_URL'
+          value: billingPageUrl
+        }
+        {
+          name: 'SUPPORT_URL'
+          value: supportUrl
+        }
+        {
+          name: 'PAYMENT_GATEWAY_URL'
+          value: paymentGatewayUrl
+        }
+        {
+          name: 'BILLING_LINK_SIGNING_KEY'
+          value: '@Microsoft.KeyVault(SecretUri=${linkSigningKeySecretUri})'
+        }
+        {
+          name: 'PAYMENT_GATEWAY_API_KEY'
+          value: '@Microsoft.KeyVault(SecretUri=${gatewayApiKeySecretUri})'
+        }
+        {
+          name: 'DUNNING_RETRY_DAYS'
+          value: dunningRetryDays
+        }
+        {
+          name: 'DUNNING_REMINDER_DAYS'
+          value: dunningReminderDays
+        }
+        {
+          name: 'DUNNING_DISABLE_WARNING_DAY'
+          value: dunningDisableWarningDay
+        }
+        {
+          name: 'DUNNING_DISABLE_DAY'
+          value: dunningDisableDay
+        }
+        {
+          name: 'DUNNING_CANCEL_DAY'
+          value: dunningCancelDay
+        }
+        {
+          name: 'DUNNING_DELETION_WARNING_DAYS'
+          value: dunningDeletionWarningDays
+        }
+        {
+          name: 'DUNNING_DELETE_AFTER_CANCEL_DAYS'
+          value: dunningDeleteAfterCancelDays
+        }
+      ]
+    }
+  }
+}
+
+// No basic-auth (publishing profile) deployments: azd deploys with an Entra ID token.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output id string = functionApp.id
+output name string = functionApp.name
+output defaultHostName string = functionApp.properties.defaultHostName
