@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from shared.lifecycle import schedule
 from shared.lifecycle.effects import Effect, EmailKind, EmitLifecycleEvent, SendEmail, TimelineEntry
@@ -97,8 +98,11 @@ class Work:
         recompute_states(self, policy)
         tell_new_failures(self, policy)
         if self.reactivated:
+            paid = [{"chargeId": n.charge_id, "subscriptionId": n.subscription_id, "minor": n.amount.minor,
+                     "currency": n.amount.currency}
+                    for n in self.notes.values() if n.status is ChargeStatus.PAID and n.amount is not None]
             email_contacts(self, "payment_settled", self.occasion, tuple(self.reactivated),
-                            {"reactivated": ",".join(self.reactivated)})
+                           {"reactivated": list(self.reactivated), "paid": paid})
         account = replace(
             self.account, subscriptions=self.subs, outstanding=self.open,
             credit={c: m for c, m in self.credit.items() if m}, earmarks=self.earmarks, settling=self.settling,
@@ -187,7 +191,7 @@ def reactivate(work: Work, sub: Subscription) -> None:
 
 
 def email_contacts(work: Work, kind: EmailKind, occasion: str, subscription_ids: tuple[str, ...],
-                    facts: dict[str, str]) -> None:
+                   facts: dict[str, Any]) -> None:
     profile = work.account.profile
     contacts = profile.billing_contacts if profile else ()
     if not contacts:

@@ -123,7 +123,8 @@ def test_a_failure_notice_overtaken_by_the_payment_is_not_sent(svc: Services, en
     assert outcomes == ["skipped", "skipped"]
     receipts = [r.key for r in svc.store.pending_outbox("acc-1") if r.kind == "email"]
     assert send_all(svc, receipts) == ["sent", "sent"]
-    assert {m["subject"] for m in messages(endpoint)} and all("付款" in str(m["subject"]) for m in messages(endpoint))
+    got = messages(endpoint)
+    assert len(got) == 2 and all("JP¥1,000" in str(m["plainText"]) and "c1" in str(m["plainText"]) for m in got)
 
 
 def test_a_permanently_refused_send_is_recorded_and_raises_an_alert(svc: Services, endpoint: str) -> None:

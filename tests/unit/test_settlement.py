@@ -50,7 +50,7 @@ def test_credit_is_spent_first_and_only_the_rest_is_charged() -> None:
 def test_success_pays_every_planned_charge_reactivates_and_sends_one_receipt() -> None:
     acc = owing(fail("c1", "s1", "10.00"), fail("c2", "s2", "5.00"))
     acc = acc.with_subscription(replace(acc.subscriptions["s2"], state=SubscriptionState.DISABLED, disabled_at=NOW))
-    planned, [pending] = plan_settlement(acc, NOW, POLICY)
+    planned, [_] = plan_settlement(acc, NOW, POLICY)
     done = record_outcome(planned.account, "USD", ChargeOutcome("succeeded", "ch_1"), NOW, POLICY)
     assert done.account.outstanding == {} and done.account.settling == {}
     assert {s.state for s in done.account.subscriptions.values()} == {SubscriptionState.ACTIVE}
