@@ -8,6 +8,7 @@ from functions.email_outbox import bp as email_outbox
 from functions.operations_api import bp as operations_api
 from functions.payment_events import bp as payment_events
 from functions.payment_method_api import bp as payment_method_api
+from functions.sweeps import bp as sweeps
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(payment_events)
@@ -15,3 +16,4 @@ app.register_functions(accounts_api)
 app.register_functions(operations_api)
 app.register_functions(payment_method_api)
 app.register_functions(email_outbox)
+app.register_functions(sweeps)

@@ -19,6 +19,7 @@ from shared.outbox import OutboxDispatcher
 from shared.settings import Settings
 from shared.store import clients
 from shared.store.accounts import AccountStore
+from shared.store.indexes import Indexes
 from shared.store.leases import AccountLeases
 from shared.store.system import DeadLetters, MailIndex, StoredTestClock
 
@@ -35,6 +36,7 @@ class Services:
     leases: AccountLeases
     mailer: Mailer | None
     mail_index: MailIndex
+    indexes: Indexes
 
 
 def build(settings: Settings, *, faults: Faults | None = None, hook: clients.RequestHook | None = None,
@@ -45,10 +47,12 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
     system = clients.ensure_table(tables, settings.system_table)
     test_clock = StoredTestClock(system, SystemClock()) if settings.test_clock_enabled else None
     clock: Clock = test_clock or SystemClock()
+    indexes = Indexes(clients.ensure_table(tables, settings.index_table))
     dispatcher = OutboxDispatcher(
         store,
         clients.ensure_queue(queues, settings.lifecycle_queue),
         clients.ensure_queue(queues, settings.email_queue),
+        indexes,
     )
     if gateway is None and settings.gateway_url:
         gateway = HttpPaymentGateway(settings.gateway_url, settings.gateway_api_key or "")
@@ -60,6 +64,7 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
         leases=AccountLeases(store.table),
         mailer=mailer if mailer is not None else AcsMailer.from_settings(settings),
         mail_index=MailIndex(system),
+        indexes=indexes,
         test_clock=test_clock,
         gateway=gateway,
     )

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, Protocol
 
 from azure.storage.queue import QueueClient
 
 from shared.store.accounts import AccountRepository, OutboxRow
+from shared.store.indexes import Indexes
 
 log = logging.getLogger(__name__)
 EVENT_SOURCE = "/billing/past-due-lifecycle"
@@ -62,14 +64,17 @@ class RecordingDispatcher:
 
 
 class OutboxDispatcher:
-    def __init__(self, store: AccountRepository, lifecycle_queue: QueueClient, email_queue: QueueClient) -> None:
+    def __init__(self, store: AccountRepository, lifecycle_queue: QueueClient, email_queue: QueueClient,
+                 indexes: Indexes) -> None:
         self.store = store
+        self.indexes = indexes
         self.lifecycle_queue = lifecycle_queue
         self.email_queue = email_queue
         self._carry: dict[str, Callable[[OutboxRow], bool]] = {
             "lifecycle": self._send_lifecycle,
             "charge_notes": self._write_notes,
             "email": self._hand_off_email,
+            "index": self._update_index,
         }
 
     def dispatch(self, rows: Iterable[OutboxRow]) -> None:
@@ -86,6 +91,14 @@ class OutboxDispatcher:
 
     def _write_notes(self, row: OutboxRow) -> bool:
         self.store.write_notes(row.account_id, row.payload["notes"])
+        return True
+
+    def _update_index(self, row: OutboxRow) -> bool:
+        p = row.payload
+        if p["index"] == "due" and p["at"]:
+            self.indexes.mark_due(row.account_id, datetime.fromisoformat(p["at"]))
+        elif p["index"] == "disabled":
+            self.indexes.set_disabled(row.account_id, bool(p["present"]))
         return True
 
     def _hand_off_email(self, row: OutboxRow) -> bool:

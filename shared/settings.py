@@ -30,6 +30,7 @@ class Settings:
     support_url: str
     billing_table: str = "billing"
     system_table: str = "billingsystem"
+    index_table: str = "billingindex"
     lifecycle_queue: str = "subscription-lifecycle"
     email_queue: str = "email-outbox"
 

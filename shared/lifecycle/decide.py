@@ -17,6 +17,7 @@ from datetime import datetime
 
 from shared.lifecycle.effects import SendEmail
 from shared.lifecycle.facts import (
+    SOFT_DECLINES,
     ChargeFailed,
     ChargeSucceeded,
     ChargeVoided,
@@ -63,6 +64,8 @@ def _charge_failed(work: Work, event: ChargeFailed) -> None:
         return
     charge = Charge(event.charge_id, event.subscription_id, event.amount, ChargeStatus.OUTSTANDING,
                     event.reason, outstanding_since=work.now)
+    if event.reason not in SOFT_DECLINES:
+        work.account = replace(work.account, retry_blocked=True)
     work.open[event.charge_id] = charge
     work.new_failures.append(event.charge_id)
     work.note(charge)

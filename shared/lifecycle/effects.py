@@ -63,7 +63,24 @@ class SendEmail:
         return str(uuid.uuid5(_MAIL_NAMESPACE, name))
 
 
-Effect = EmitLifecycleEvent | SendEmail
+@dataclass(frozen=True)
+class UpdateIndex:
+    """Keep a cross-account index (another partition, so not in the decision's transaction) in
+    step with the account: `due` points the dunning sweep at accounts with work due; `disabled`
+    lists accounts with disabled subscriptions for the reconciliation sweep. Both are hints."""
+
+    account_id: str
+    index: Literal["due", "disabled"]
+    at: datetime | None
+    present: bool
+    revision: int
+
+    @property
+    def key(self) -> str:
+        return f"idx-{short_hash(f'{self.account_id}|{self.index}|{self.revision}')}"
+
+
+Effect = EmitLifecycleEvent | SendEmail | UpdateIndex
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,10 @@ class Account:
     settling: Mapping[str, PendingCharge] = field(default_factory=dict)
     """Card charges in flight, one per currency at most."""
     settlement_attempts: int = 0
+    next_due_at: datetime | None = None
+    """When the dunning sweep next has work for this account (mirrored into the due index)."""
+    retry_blocked: bool = False
+    """The saved card was hard-declined: no automatic retries until a new card is saved."""
 
     @property
     def registered(self) -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from shared.lifecycle.model import Subscription, SubscriptionState
 from shared.policy import DunningPolicy
@@ -28,3 +31,40 @@ def delete_at(sub: Subscription, policy: DunningPolicy) -> datetime | None:
         return sub.canceled_at + timedelta(days=policy.delete_after_cancel_days)
     base = cancel_at(sub, policy)
     return None if base is None else base + timedelta(days=policy.delete_after_cancel_days)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One rung of the dunning ladder for one subscription's past-due episode."""
+
+    name: str
+    at: datetime
+    kind: StepKind
+
+
+StepKind = Literal["retry", "payment_reminder", "disable_warning", "disable", "cancel"]
+
+
+def steps_for(sub: Subscription, policy: DunningPolicy) -> list[Step]:
+    """Contract §3, days counted from `pastDueSince`. What happens after cancellation (deletion
+    warnings, data deletion) belongs to the retention sweep."""
+    since = sub.past_due_since
+    if since is None or sub.state not in (SubscriptionState.PAST_DUE, SubscriptionState.DISABLED):
+        return []
+
+    def day(n: int) -> datetime:
+        return since + timedelta(days=n)
+
+    steps = [Step(f"cancel-{policy.cancel_day}", day(policy.cancel_day), "cancel")]
+    if sub.state is SubscriptionState.PAST_DUE:
+        steps += [Step(f"retry-{d}", day(d), "retry") for d in policy.retry_days]
+        steps += [Step(f"reminder-{d}", day(d), "payment_reminder") for d in policy.reminder_days]
+        steps.append(Step(f"disable-warning-{policy.disable_warning_day}", day(policy.disable_warning_day),
+                          "disable_warning"))
+        steps.append(Step(f"disable-{policy.disable_day}", day(policy.disable_day), "disable"))
+    return sorted(steps, key=lambda s: (s.at, s.name))
+
+
+def next_due(subs: Iterable[Subscription], policy: DunningPolicy) -> datetime | None:
+    pending = [s.at for sub in subs for s in steps_for(sub, policy) if s.name not in sub.steps_done]
+    return min(pending, default=None)

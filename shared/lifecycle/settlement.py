@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
+from shared.gateway.protocol import decline_kind
 from shared.lifecycle.effects import short_hash
 from shared.lifecycle.model import Account, PaymentMethod, PendingCharge
 from shared.lifecycle.work import Decision, Work, apply_money, oldest_first, to_credit
@@ -33,8 +34,8 @@ def save_payment_method(account: Account, method: PaymentMethod, now: datetime, 
     """The new card becomes the payment method of the account, and so of all its subscriptions."""
     if account.profile is None:
         raise ValueError("only a registered account has a payment method")
-    work = Work(replace(account, profile=replace(account.profile, payment_method=method)), {}, now,
-                occasion=f"card@{now.isoformat()}")
+    work = Work(replace(account, profile=replace(account.profile, payment_method=method), retry_blocked=False), {},
+                now, occasion=f"card@{now.isoformat()}")
     work.log("payment_method_updated", f"card {method.brand} ending {method.last4} saved for every subscription")
     return work.finish(policy)
 
@@ -79,6 +80,8 @@ def record_outcome(account: Account, currency: str, outcome: ChargeOutcome, now:
     del work.settling[currency]
     if outcome.status == "declined":
         work.log("charge_declined", f"card charge of {pending.amount} declined: {outcome.decline_code}")
+        if decline_kind(outcome.decline_code) == "hard":
+            work.account = replace(work.account, retry_blocked=True)
         return work.finish(policy)
     work.log("charge_succeeded", f"card charge of {pending.amount} succeeded ({outcome.gateway_charge_id})")
     for charge_id, minor in pending.parts:

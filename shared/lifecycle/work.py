@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.lifecycle import schedule
-from shared.lifecycle.effects import Effect, EmailKind, EmitLifecycleEvent, SendEmail, TimelineEntry
+from shared.lifecycle.effects import Effect, EmailKind, EmitLifecycleEvent, SendEmail, TimelineEntry, UpdateIndex
 from shared.lifecycle.model import (
     Account,
     Charge,
@@ -103,10 +103,18 @@ class Work:
                     for n in self.notes.values() if n.status is ChargeStatus.PAID and n.amount is not None]
             email_contacts(self, "payment_settled", self.occasion, tuple(self.reactivated),
                            {"reactivated": list(self.reactivated), "paid": paid})
+        revision = self.account.revision + 1
+        due = schedule.next_due(self.subs.values(), policy)
+        if due is not None and due != self.account.next_due_at:
+            self.effects.append(UpdateIndex(self.account.account_id, "due", due, True, revision))
+        was_disabled = any(s.state is SubscriptionState.DISABLED for s in self.account.subscriptions.values())
+        is_disabled = any(s.state is SubscriptionState.DISABLED for s in self.subs.values())
+        if was_disabled != is_disabled:
+            self.effects.append(UpdateIndex(self.account.account_id, "disabled", None, is_disabled, revision))
         account = replace(
             self.account, subscriptions=self.subs, outstanding=self.open,
             credit={c: m for c, m in self.credit.items() if m}, earmarks=self.earmarks, settling=self.settling,
-            revision=self.account.revision + 1,
+            revision=revision, next_due_at=due,
         )
         return Decision(account, tuple(self.notes.values()), tuple(self.effects), tuple(self.timeline),
                         tuple(self.mail))

@@ -25,7 +25,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.lifecycle.effects import Effect, EmitLifecycleEvent, SendEmail, TimelineEntry, short_hash
+from shared.lifecycle.effects import Effect, EmitLifecycleEvent, TimelineEntry, UpdateIndex, short_hash
 from shared.lifecycle.model import Account, ChargeNote
 from shared.lifecycle.work import Decision, MailRecord
 from shared.store import codec
@@ -253,7 +253,10 @@ def outbox_row(pk: str, effect: Effect) -> OutboxRow:
             "subscriptionId": effect.subscription_id, "reason": effect.reason,
             "effectiveAt": effect.effective_at.isoformat(),
         })
-    assert isinstance(effect, SendEmail)
+    if isinstance(effect, UpdateIndex):
+        return OutboxRow(pk, effect.key, "index", {
+            "index": effect.index, "at": effect.at.isoformat() if effect.at else None, "present": effect.present,
+        })
     return OutboxRow(pk, effect.key, "email", {
         "operationId": effect.key, "kind": effect.kind, "occasion": effect.occasion,
         "recipient": effect.recipient, "subscriptionIds": list(effect.subscription_ids), "facts": effect.facts,

@@ -104,6 +104,8 @@ def state_doc(a: Account) -> dict[str, Any]:
         "settling": {cur: {"key": p.idempotency_key, "amount": money_doc(p.amount), "parts": [list(x) for x in p.parts],
                            "startedAt": dt(p.started_at)} for cur, p in a.settling.items()},
         "settlementAttempts": a.settlement_attempts,
+        "nextDueAt": dt(a.next_due_at),
+        "retryBlocked": a.retry_blocked,
     }
 
 
@@ -143,6 +145,8 @@ def account_of(account_id: str, state: Mapping[str, Any] | None, profile: Mappin
         int(state.get("revision", 0)),
         {cur: _pending_of(p) for cur, p in state.get("settling", {}).items()},
         int(state.get("settlementAttempts", 0)),
+        parse_dt(state.get("nextDueAt")),
+        bool(state.get("retryBlocked", False)),
     )
 
 
