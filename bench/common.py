@@ -109,13 +109,22 @@ class BenchStack:
         return {path: file_size(path) for path in self.host_logs()}
 
 
+# Timer functions (contract §5 names and the project's own): switched off with the standard
+# `AzureWebJobs.<name>.Disabled` app setting unless asked for, so a sweep that happens to fire
+# inside a measured window does not count as the work being measured.
+TIMER_FUNCTIONS = ("dunning_sweep", "retention_sweep", "reconciliation_sweep")
+
+
 @contextlib.contextmanager
-def private_stack(name: str, *, workers: int = 0, keep_logs: bool = False) -> Iterator[BenchStack]:
+def private_stack(name: str, *, workers: int = 0, keep_logs: bool = False,
+                  timers: bool = False) -> Iterator[BenchStack]:
     """A local stack of its own on free loopback ports, with Azurite's access log on; stopped at
     the end. Its logs are deleted after a clean run unless `keep_logs`, kept after a failure."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     access_log = workdir / "azurite-access.log"
-    stack = LocalStack(StackPorts.free(), log_dir=workdir / "logs", storage_access_log=access_log, workers=workers)
+    env = {} if timers else {f"AzureWebJobs.{fn}.Disabled": "true" for fn in TIMER_FUNCTIONS}
+    stack = LocalStack(StackPorts.free(), log_dir=workdir / "logs", storage_access_log=access_log, workers=workers,
+                       extra_env=env)
     print(f"starting a private local stack on free ports (logs in {workdir}) ...", flush=True)
     started = time.perf_counter()
     ok = False
@@ -364,12 +373,11 @@ _EXECUTED = re.compile(r"Executed 'Functions\.(?P<name>[\w.-]+)' \((?P<outcome>\
                        r"Duration=(?P<ms>\d+)ms\)")
 
 
-def invocations(offsets: dict[Path, int], name: str) -> tuple[list[float], int]:
-    """Durations (ms) of the successful invocations of function `name` the host logs show after
-    the given byte offsets (see `BenchStack.log_offsets`), and how many failed (the host
-    retries a failed queue invocation)."""
-    durations: list[float] = []
-    failed = 0
+def invocations(offsets: dict[Path, int]) -> dict[str, tuple[list[float], int]]:
+    """Per function: the durations (ms) of the successful invocations the host logs show after
+    the given byte offsets (see `BenchStack.log_offsets`), and how many failed (the host retries
+    a failed queue invocation)."""
+    found: dict[str, tuple[list[float], int]] = {}
     for path, offset in offsets.items():
         if not path.exists():
             continue
@@ -377,13 +385,22 @@ def invocations(offsets: dict[Path, int], name: str) -> tuple[list[float], int]:
             f.seek(offset)
             text = f.read().decode("utf-8", "replace")
         for m in _EXECUTED.finditer(text):
-            if m["name"] != name:
-                continue
+            durations, failed = found.get(m["name"], ([], 0))
             if m["outcome"] == "Succeeded":
                 durations.append(float(m["ms"]))
             else:
                 failed += 1
-    return durations, failed
+            found[m["name"]] = (durations, failed)
+    return found
+
+
+def warn_unexpected(found: dict[str, tuple[list[float], int]], expected: Iterable[str]) -> list[str]:
+    """Functions that ran in the window but are not part of the measured work (a timer sweep)."""
+    others = sorted(set(found) - set(expected))
+    if others:
+        print(f"warning: these functions also ran in the measured window, their storage requests are counted: "
+              f"{', '.join(others)}", file=sys.stderr)
+    return others
 
 
 def cpu_seconds(stack: LocalStack) -> dict[str, float]:
