@@ -16,6 +16,7 @@ from shared.faults import CrashInjected, Faults
 from shared.gateway.http import HttpPaymentGateway
 from shared.handlers import apply_event, commit_decision, register_account
 from shared.lifecycle.decide import Registration
+from shared.lifecycle.effects import TimelineEntry
 from shared.lifecycle.facts import ChargeFailed
 from shared.lifecycle.model import PaymentMethod, Profile, SubscriptionState
 from shared.lifecycle.work import Decision
@@ -50,7 +51,8 @@ def prepared(make_services: Callable[..., Services], sandbox: str, account_id: s
     def disable_s3(snap_account: object) -> Decision:
         acc = svc.store.load(account_id).account
         s3 = replace(acc.subscriptions["s3"], state=SubscriptionState.DISABLED, disabled_at=NOW)
-        return Decision(replace(acc.with_subscription(s3), revision=acc.revision + 1))
+        return Decision(replace(acc.with_subscription(s3), revision=acc.revision + 1),
+                        timeline=(TimelineEntry(NOW, "operator_edit", "disabled for the test"),))
 
     commit_decision(svc.lifecycle, account_id, disable_s3)
     return svc

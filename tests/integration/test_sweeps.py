@@ -1,0 +1,108 @@
+"""The dunning and reconciliation sweeps on real Table Storage, pointed by their indexes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from devstack.sandbox_gateway import start_in_thread
+from shared.bootstrap import Services
+from shared.gateway.http import HttpPaymentGateway
+from shared.handlers import apply_event, commit_decision, register_account
+from shared.lifecycle.decide import Registration
+from shared.lifecycle.effects import TimelineEntry
+from shared.lifecycle.facts import ChargeFailed
+from shared.lifecycle.model import PaymentMethod, Profile, SubscriptionState
+from shared.lifecycle.work import Decision
+from shared.money import Money
+from shared.sweeps import dunning_sweep, reconciliation_sweep
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def sandbox(storage_connection_string: str) -> Iterator[str]:
+    with start_in_thread(storage_connection_string) as sb:
+        yield sb.url
+
+
+@pytest.fixture
+def svc(make_services: Callable[..., Services], sandbox: str) -> Services:
+    s = make_services(gateway=HttpPaymentGateway(sandbox, "sandbox-local-key"))
+    s.test_clock.set(T0)  # type: ignore[union-attr]
+    return s
+
+
+def owing(s: Services, account_id: str, reason: str = "insufficient_funds", token: str | None = "tok_visa") -> None:
+    card = PaymentMethod("card", token, "visa", "4242", 12, 2030) if token else None
+    register_account(s.lifecycle, account_id, Registration(Profile("Contoso", "en", ("ap@contoso.example",), card),
+                                                          (("s1", "Web"),)))
+    apply_event(s.lifecycle, ChargeFailed(f"e-{account_id}", account_id, "s1", "c1", Money.parse("10.00", "USD"),
+                                          reason), "billing.charge.failed")  # type: ignore[arg-type]
+
+
+def lifecycle_types(s: Services, account_id: str) -> list[str]:
+    queue = s.lifecycle.dispatcher.lifecycle_queue  # type: ignore[attr-defined]
+    events = [json.loads(m.content) for m in queue.peek_messages(max_messages=32)]
+    return [e["type"] for e in events if e["data"]["accountId"] == account_id]
+
+
+def test_a_sweep_on_day_31_disables_and_reschedules_and_a_second_sweep_does_nothing(svc: Services) -> None:
+    owing(svc, "acc-late", reason="card_expired")  # hard decline: no retries get in the way
+    assert [e.account_id for e in svc.indexes.due(T0 + timedelta(days=1))] == ["acc-late"]
+    svc.test_clock.set(T0 + timedelta(days=31))  # type: ignore[union-attr]
+    report = dunning_sweep(svc.lifecycle, svc.indexes, svc.gateway, svc.leases)
+    assert report.accounts == 1 and report.retries == 0
+    account = svc.store.load("acc-late").account
+    assert account.subscriptions["s1"].state is SubscriptionState.DISABLED
+    assert account.next_due_at == T0 + timedelta(days=90)
+    assert lifecycle_types(svc, "acc-late") == ["subscription.past_due", "subscription.disabled"]
+    assert [e.at for e in svc.indexes.due(T0 + timedelta(days=365))] == [T0 + timedelta(days=90)]
+    again = dunning_sweep(svc.lifecycle, svc.indexes, svc.gateway, svc.leases)
+    assert again.accounts == 0 and lifecycle_types(svc, "acc-late") == ["subscription.past_due",
+                                                                         "subscription.disabled"]
+    assert "acc-late" in svc.indexes.disabled()
+
+
+def test_the_day_one_retry_charges_the_saved_card_and_reactivates(svc: Services, sandbox: str) -> None:
+    owing(svc, "acc-retry")
+    svc.test_clock.set(T0 + timedelta(days=1, hours=1))  # type: ignore[union-attr]
+    report = dunning_sweep(svc.lifecycle, svc.indexes, svc.gateway, svc.leases)
+    assert report.retries == 1 and report.retried_paid == 1
+    assert svc.store.load("acc-retry").account.subscriptions["s1"].state is SubscriptionState.ACTIVE
+    charges = requests.get(f"{sandbox}/charges", params={"accountId": "acc-retry"}, timeout=10).json()
+    assert [(c["amount"], c["status"]) for c in charges] == [("10.00", "succeeded")]
+
+
+def test_a_stale_index_entry_is_repaired_not_acted_on(svc: Services) -> None:
+    owing(svc, "acc-stale", token=None)
+    svc.indexes.mark_due("acc-stale", T0 - timedelta(days=5))  # a hint that no longer holds
+    report = dunning_sweep(svc.lifecycle, svc.indexes, svc.gateway, svc.leases)
+    assert report.stale == 1 and report.accounts == 0
+    assert [e.at for e in svc.indexes.due(T0 + timedelta(days=400))] == [T0 + timedelta(days=1)]
+
+
+def test_reconciliation_re_enables_a_disabled_subscription_with_nothing_owing(svc: Services) -> None:
+    register_account(svc.lifecycle, "acc-stuck", Registration(Profile("Contoso", "en", ("ap@contoso.example",)),
+                                                             (("s1", "Web"),)))
+
+    def stuck(snap: object) -> Decision:  # what a bug upstream could leave behind
+        acc = svc.store.load("acc-stuck").account
+        return Decision(replace(acc.with_subscription(replace(acc.subscriptions["s1"],
+                                                              state=SubscriptionState.DISABLED, disabled_at=T0)),
+                                revision=acc.revision + 1),
+                        timeline=(TimelineEntry(T0, "operator_edit", "disabled by hand, with nothing owing"),))
+
+    commit_decision(svc.lifecycle, "acc-stuck", stuck)
+    svc.indexes.set_disabled("acc-stuck", True)
+    report = reconciliation_sweep(svc.lifecycle, svc.indexes)
+    assert report.reconciled == ["acc-stuck/s1"]
+    assert svc.store.load("acc-stuck").account.subscriptions["s1"].state is SubscriptionState.ACTIVE
+    assert "reconciled" in [e["kind"] for e in svc.store.timeline("acc-stuck")]
+    assert lifecycle_types(svc, "acc-stuck") == ["subscription.reactivated"]
+    assert "acc-stuck" not in svc.indexes.disabled()
