@@ -138,3 +138,36 @@ def test_card_data_is_refused_and_never_echoed(api: str) -> None:
         assert "4242424242424242" not in r.text and "4242 4242" not in r.text and "123" not in r.text
     r = requests.put(f"{api}/accounts/{acc}/payment-method", json={"token": "tok_nope"}, timeout=10)
     assert r.status_code == 400 and r.json()["errors"][0]["field"] == "token"
+
+
+def test_issue_acceptance_two_past_due_and_one_disabled_settle_in_one_click(
+        api: str, stack: LocalStack, send_event: Callable[..., str]) -> None:
+    """Three subscriptions in two currencies: one disabled by the dunning sweep after 30 days, two
+    freshly past due; saving `tok_visa` settles all of them with one charge per currency."""
+    acc = new_account(api, subscriptions=3, token="tok_chargeDeclinedExpiredCard")
+    start = "2027-03-01T09:00:00Z"
+    try:
+        requests.put(f"{api}/testing/clock", json={"now": start}, timeout=10).raise_for_status()
+        fail(send_event, acc, "c3", "s3", "7.25")
+        wait_until(lambda: view(api, acc)["subscriptions"][2]["state"] == "past_due", "s3 past due")
+        requests.put(f"{api}/testing/clock", json={"now": "2027-04-01T09:00:00Z"}, timeout=10).raise_for_status()
+        r = requests.post(f"{stack.functions_url}/admin/functions/dunning_sweep", json={"input": ""}, timeout=10)
+        assert r.status_code == 202
+        wait_until(lambda: view(api, acc)["subscriptions"][2]["state"] == "disabled", "s3 disabled by the sweep")
+        assert "service_disabled" in [a["code"] for a in view(api, acc)["alerts"]]
+        fail(send_event, acc, "c1", "s1", "10.00")
+        fail(send_event, acc, "c2", "s2", "800", "JPY")
+        v = wait_until(lambda: (x := view(api, acc))["balance"] == {"JPY": "800", "USD": "17.25"} and x, "owing")
+        assert [s["state"] for s in v["subscriptions"]] == ["past_due", "past_due", "disabled"]
+        r = requests.put(f"{api}/accounts/{acc}/payment-method", json={"token": "tok_visa"}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert sorted(p["chargeId"] for p in r.json()["paid"]) == ["c1", "c2", "c3"]
+        assert sorted(r.json()["reactivated"]) == ["s1", "s2", "s3"]
+        v = view(api, acc)
+        assert [s["state"] for s in v["subscriptions"]] == ["active"] * 3 and v["alerts"] == []
+        assert sorted((c["currency"], c["amount"]) for c in gateway_charges(stack, acc)) == [("JPY", "800"),
+                                                                                             ("USD", "17.25")]
+        again = requests.put(f"{api}/accounts/{acc}/payment-method", json={"token": "tok_visa"}, timeout=60)
+        assert again.json()["paid"] == [] and len(gateway_charges(stack, acc)) == 2
+    finally:
+        requests.delete(f"{api}/testing/clock", timeout=10)
