@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
@@ -16,24 +16,25 @@ from shared.settings import Settings
 RequestHook = Callable[[Any], None]
 
 
-def table_service(settings: Settings, hook: RequestHook | None = None) -> TableServiceClient:
+ServiceT = TypeVar("ServiceT", TableServiceClient, QueueServiceClient)
+
+
+def _service(cls: type[ServiceT], kind: str, settings: Settings, hook: RequestHook | None) -> ServiceT:
     kwargs: dict[str, Any] = {"raw_request_hook": hook} if hook else {}
     if settings.storage_connection_string:
-        return TableServiceClient.from_connection_string(settings.storage_connection_string, **kwargs)
+        return cls.from_connection_string(settings.storage_connection_string, **kwargs)
     from azure.identity import DefaultAzureCredential
 
-    return TableServiceClient(f"https://{settings.storage_account_name}.table.core.windows.net",
-                              credential=DefaultAzureCredential(), **kwargs)
+    return cls(f"https://{settings.storage_account_name}.{kind}.core.windows.net",
+               credential=DefaultAzureCredential(), **kwargs)
+
+
+def table_service(settings: Settings, hook: RequestHook | None = None) -> TableServiceClient:
+    return _service(TableServiceClient, "table", settings, hook)
 
 
 def queue_service(settings: Settings, hook: RequestHook | None = None) -> QueueServiceClient:
-    kwargs: dict[str, Any] = {"raw_request_hook": hook} if hook else {}
-    if settings.storage_connection_string:
-        return QueueServiceClient.from_connection_string(settings.storage_connection_string, **kwargs)
-    from azure.identity import DefaultAzureCredential
-
-    return QueueServiceClient(f"https://{settings.storage_account_name}.queue.core.windows.net",
-                              credential=DefaultAzureCredential(), **kwargs)
+    return _service(QueueServiceClient, "queue", settings, hook)
 
 
 def ensure_table(service: TableServiceClient, name: str) -> TableClient:
