@@ -37,6 +37,11 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        unresolved = sorted(k for k, v in env.items() if v.startswith("@Microsoft.KeyVault("))
+        if unresolved:
+            # App Service passes the reference text itself when it cannot resolve a Key Vault
+            # reference: signing links with that text would be signing with a public string.
+            raise SettingsError(f"Key Vault references not resolved (check the identity's access): {unresolved}")
         conn = env.get("AzureWebJobsStorage") or None
         account = env.get("AzureWebJobsStorage__accountName") or None
         if not conn and not account:
