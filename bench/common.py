@@ -218,14 +218,13 @@ _WORD = re.compile(r"^[A-Za-z]{1,20}$")
 
 
 def _row_kind(m: re.Match[str] | None) -> str:
-    """`[kind]` of a row from its RowKey: the part before `|` (`event|…` → `[event]`), or a short
-    all-letter key as is (`account`); nothing for other keys (hashes, ids)."""
+    """`[kind]` of a row from its RowKey: the part before the first `|` (`event|…` → `[event]`,
+    `account` → `[account]`) when that is a short all-letter word; nothing for other keys (ids,
+    timestamps, hashes)."""
     if m is None:
         return ""
-    rk = m["rk"]
-    if "|" in rk:
-        return f"[{rk.split('|', 1)[0]}]"
-    return f"[{rk}]" if _WORD.match(rk) else ""
+    prefix = m["rk"].split("|", 1)[0]
+    return f"[{prefix}]" if _WORD.match(prefix) else ""
 
 
 @dataclass(frozen=True)
@@ -431,9 +430,18 @@ def file_size(path: Path) -> int:
 # -- output ---------------------------------------------------------------------------------------
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: other work on the machine skews every figure."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
+        "load_average_at_end": load_average(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

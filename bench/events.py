@@ -15,6 +15,7 @@ same run as the ceiling. See bench/README.md for what each figure means.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import Counter
@@ -37,6 +38,7 @@ from bench.common import (
     cpu_seconds,
     invocations,
     kinds_json,
+    load_average,
     machine,
     print_table,
     private_stack,
@@ -261,6 +263,8 @@ def report(args: argparse.Namespace, plan: Plan, m: Measurement) -> dict[str, An
         ("raw send_message", f"{m.sends:.0f} messages/s", f"sequential, {args.n} calls"),
         ("events/s / raw upserts/s", f"{ceiling_ratio:.3f}", ""),
     ]
+    rows.append(("load average", load_average(), f"1/5/15 min at the end, {os.cpu_count()} CPUs: more than "
+                                                  "that means other work competed for them"))
     print_table("bench.events", rows)
     print("\nstorage requests in the window, by operation (product side):")
     for (service, op, name), count in sorted(product.items(), key=lambda kv: (-kv[1], kv[0])):

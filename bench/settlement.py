@@ -15,6 +15,7 @@ max latency, the storage requests one settlement makes, and the gateway charges 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import Counter
@@ -37,6 +38,7 @@ from bench.common import (
     cpu_seconds,
     invocations,
     kinds_json,
+    load_average,
     machine,
     print_table,
     private_stack,
@@ -275,6 +277,8 @@ def report(args: argparse.Namespace, results: list[Result], server_ms: list[floa
          "$batch beyond one per event and per email: lost ETag races on the account row"),
         ("setup: storage requests", f"{sum(setup.storage.values()) / setup.events:.1f} per event", ""),
     ]
+    rows.append(("load average", load_average(), f"1/5/15 min at the end, {os.cpu_count()} CPUs: more than "
+                                                  "that means other work competed for them"))
     print_table("bench.settlement", rows)
     print("\nstorage requests per settlement, by operation:")
     for (service, op, name), count in sorted(storage.items(), key=lambda kv: -kv[1]):
