@@ -32,7 +32,7 @@ def send_outbox_email(lc: Lifecycle, store: AccountStore, mailer: Mailer, index:
         return "gone"
     row, etag = found
     if store.mail_record(account_id, key) is not None:
-        store.delete_outbox(row)
+        store.delete_outbox([row])
         return "already_sent"
     if not store.claim_outbox(row, etag, holder, datetime.now(UTC) + CLAIM):
         return "claimed_by_twin"

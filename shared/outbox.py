@@ -58,9 +58,9 @@ class RecordingDispatcher:
         self.sent: list[OutboxRow] = []
 
     def dispatch(self, rows: Iterable[OutboxRow]) -> None:
-        for row in rows:
-            self.sent.append(row)
-            self.store.delete_outbox(row)
+        rows = list(rows)
+        self.sent += rows
+        self.store.delete_outbox(rows)
 
 
 class OutboxDispatcher:
@@ -78,10 +78,13 @@ class OutboxDispatcher:
         }
 
     def dispatch(self, rows: Iterable[OutboxRow]) -> None:
-        for row in rows:
-            done = self._carry[row.kind](row)
-            if done:
-                self.store.delete_outbox(row)
+        done: list[OutboxRow] = []
+        try:
+            for row in rows:
+                if self._carry[row.kind](row):
+                    done.append(row)
+        finally:  # what left is cleared even if a later row failed: the redelivery repeats only the rest
+            self.store.delete_outbox(done)
 
     def _send_lifecycle(self, row: OutboxRow) -> bool:
         self.lifecycle_queue.send_message(lifecycle_cloudevent(row.payload))

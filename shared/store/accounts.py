@@ -72,7 +72,7 @@ class AccountRepository(Protocol):
     def commit(self, snapshot: Snapshot, decision: Decision, *, event_id: str | None = None,
                event_type: str | None = None, now: datetime) -> list[OutboxRow]: ...
     def pending_outbox(self, account_id: str) -> list[OutboxRow]: ...
-    def delete_outbox(self, row: OutboxRow) -> None: ...
+    def delete_outbox(self, rows: Sequence[OutboxRow]) -> None: ...
     def timeline(self, account_id: str) -> list[dict[str, Any]]: ...
     def charge_notes(self, account_id: str) -> list[ChargeNote]: ...
     def write_notes(self, account_id: str, notes: Iterable[dict[str, Any]]) -> None: ...
@@ -191,8 +191,8 @@ class AccountStore:
         if len(ops) > MAX_BATCH:
             raise ValueError(f"a decision of {len(ops)} writes does not fit one transaction")
         self._submit(ops, has_marker=event_id is not None)
-        for record in decision.mail:  # closed by the `mail|` row just committed; the delete is tidying
-            self.delete_outbox(OutboxRow(pk, record.key, "email", {}))
+        # Closed by the `mail|` rows just committed; deleting the outbox rows is tidying.
+        self.delete_outbox([OutboxRow(pk, record.key, "email", {}) for record in decision.mail])
         return outbox
 
     def _account_op(self, snapshot: Snapshot, account: Account) -> tuple[Any, ...]:
@@ -227,9 +227,21 @@ class AccountStore:
         for start in range(0, len(ops), MAX_BATCH):
             self.table.submit_transaction(ops[start:start + MAX_BATCH])
 
-    def delete_outbox(self, row: OutboxRow) -> None:
-        with contextlib.suppress(ResourceNotFoundError):
-            self.table.delete_entity(row.account_id, f"outbox|{row.key}")
+    def delete_outbox(self, rows: Sequence[OutboxRow]) -> None:
+        """Clear carried-out rows, one `$batch` per account; a row already gone is no error."""
+        by_account: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            by_account.setdefault(row.account_id, []).append(row)
+        for account_id, mine in by_account.items():
+            for start in range(0, len(mine), MAX_BATCH):
+                chunk = mine[start:start + MAX_BATCH]
+                try:
+                    self.table.submit_transaction([("delete", {"PartitionKey": account_id,
+                                                               "RowKey": f"outbox|{r.key}"}) for r in chunk])
+                except (TableTransactionError, ResourceNotFoundError):
+                    for r in chunk:  # one was gone already (a twin cleared it): delete the rest singly
+                        with contextlib.suppress(ResourceNotFoundError):
+                            self.table.delete_entity(account_id, f"outbox|{r.key}")
 
 
 def _mail_entity(pk: str, m: MailRecord, now: datetime) -> dict[str, Any]:

@@ -64,8 +64,9 @@ class InMemoryAccountStore:
     def pending_outbox(self, account_id: str) -> list[OutboxRow]:
         return [r for (pk, _), r in sorted(self.outbox.items()) if pk == account_id]
 
-    def delete_outbox(self, row: OutboxRow) -> None:
-        self.outbox.pop((row.account_id, row.key), None)
+    def delete_outbox(self, rows: Sequence[OutboxRow]) -> None:
+        for row in rows:
+            self.outbox.pop((row.account_id, row.key), None)
 
     def timeline(self, account_id: str) -> list[dict[str, Any]]:
         return list(self.timelines.get(account_id, []))
