@@ -34,6 +34,7 @@ param queueNames array = [
 param tableNames array = [
   'billing'
   'billingsystem'
+  'billingindex'
 ]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {

@@ -61,7 +61,7 @@ MIN_PASSED = 30
 
 GRS_FAMILY = {"Standard_GRS", "Standard_RAGRS", "Standard_GZRS", "Standard_RAGZRS"}
 QUEUES = {"payment-events", "payment-events-poison", "subscription-lifecycle", "email-outbox", "email-outbox-poison"}
-TABLES = {"billing", "billingsystem"}
+TABLES = {"billing", "billingsystem", "billingindex"}
 DELIVERY_REPORT_EVENT = "Microsoft.Communication.EmailDeliveryReportReceived"
 DELIVERY_REPORT_FUNCTION = "email_delivery_reports"
 
