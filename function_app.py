@@ -6,6 +6,7 @@ import azure.functions as func
 from functions.accounts_api import bp as accounts_api
 from functions.email_outbox import bp as email_outbox
 from functions.operations_api import bp as operations_api
+from functions.operator_api import bp as operator_api
 from functions.payment_events import bp as payment_events
 from functions.payment_method_api import bp as payment_method_api
 from functions.sweeps import bp as sweeps
@@ -17,3 +18,4 @@ app.register_functions(operations_api)
 app.register_functions(payment_method_api)
 app.register_functions(email_outbox)
 app.register_functions(sweeps)
+app.register_functions(operator_api)

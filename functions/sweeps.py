@@ -7,6 +7,7 @@ import logging
 import azure.functions as func
 
 from shared.bootstrap import services
+from shared.retention import retention_sweep as run_retention_sweep
 from shared.sweeps import dunning_sweep as run_dunning_sweep
 from shared.sweeps import reconciliation_sweep as run_reconciliation_sweep
 
@@ -28,3 +29,11 @@ def reconciliation_sweep(timer: func.TimerRequest) -> None:
     svc = services()
     report = run_reconciliation_sweep(svc.lifecycle, svc.indexes)
     log.info("reconciliation sweep: %s", report)
+
+
+@bp.function_name("retention_sweep")
+@bp.timer_trigger(arg_name="timer", schedule="0 30 * * * *")
+def retention_sweep(timer: func.TimerRequest) -> None:
+    svc = services()
+    report = run_retention_sweep(svc.lifecycle, svc.store, svc.indexes, svc.mail_index)
+    log.info("retention sweep: %s", report)

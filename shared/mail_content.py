@@ -32,8 +32,10 @@ def compose(account: Account, payload: dict[str, Any], settings: Settings, polic
     facts: dict[str, Any] = payload.get("facts") or {}
     sub_ids: list[str] = payload.get("subscriptionIds") or []
     subs = [account.subscriptions[s] for s in sub_ids if s in account.subscriptions]
+    names: dict[str, str] = facts.get("names") or {}  # deleted subscriptions' names travel with the email
     lines = tuple(
-        SubscriptionLine(s.subscription_id, s.name, tuple(_owed(account, s.subscription_id).values()))
+        SubscriptionLine(s.subscription_id, names.get(s.subscription_id, s.name),
+                         tuple(_owed(account, s.subscription_id).values()))
         for s in subs
     )
     first = subs[0] if subs else None

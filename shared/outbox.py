@@ -98,8 +98,8 @@ class OutboxDispatcher:
 
     def _update_index(self, row: OutboxRow) -> bool:
         p = row.payload
-        if p["index"] == "due" and p["at"]:
-            self.indexes.mark_due(row.account_id, datetime.fromisoformat(p["at"]))
+        if p["index"] in ("due", "retention") and p["at"]:
+            self.indexes.mark_due(row.account_id, datetime.fromisoformat(p["at"]), p["index"])
         elif p["index"] == "disabled":
             self.indexes.set_disabled(row.account_id, bool(p["present"]))
         return True

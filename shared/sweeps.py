@@ -32,6 +32,7 @@ class SweepReport:
     retries: int = 0
     retried_paid: int = 0
     reconciled: list[str] = field(default_factory=list)
+    erased: list[str] = field(default_factory=list)
 
 
 def dunning_sweep(lc: Lifecycle, indexes: Indexes, gateway: PaymentGateway | None, leases: AccountLeases,

@@ -37,6 +37,7 @@ def subscription_view(account: Account, sub: Subscription, policy: DunningPolicy
         "cancelAt": _iso(schedule.cancel_at(sub, policy)),
         "deleteAt": _iso(schedule.delete_at(sub, policy)),
         "outstanding": _amounts([c.remaining for c in account.outstanding_of(sub.subscription_id)]),
+        "legalHold": sub.legal_hold,
     }
 
 

@@ -66,11 +66,12 @@ class SendEmail:
 @dataclass(frozen=True)
 class UpdateIndex:
     """Keep a cross-account index (another partition, so not in the decision's transaction) in
-    step with the account: `due` points the dunning sweep at accounts with work due; `disabled`
+    step with the account: `due` and `retention` point the dunning and retention sweeps at accounts
+    with work due; `disabled`
     lists accounts with disabled subscriptions for the reconciliation sweep. Both are hints."""
 
     account_id: str
-    index: Literal["due", "disabled"]
+    index: Literal["due", "retention", "disabled"]
     at: datetime | None
     present: bool
     revision: int

@@ -134,6 +134,8 @@ class Account:
     settlement_attempts: int = 0
     next_due_at: datetime | None = None
     """When the dunning sweep next has work for this account (mirrored into the due index)."""
+    next_retention_at: datetime | None = None
+    """When the retention sweep next has work for this account (deletion warnings, deletions, erasure)."""
     retry_blocked: bool = False
     """The saved card was hard-declined: no automatic retries until a new card is saved."""
 
@@ -154,6 +156,13 @@ class Account:
 
     def credit_money(self) -> dict[str, Money]:
         return {cur: Money(minor, cur) for cur, minor in sorted(self.credit.items()) if minor}
+
+    def erasure_due_at(self) -> datetime | None:
+        """Once every subscription's data is deleted, the account's own customer data goes too."""
+        subs = list(self.subscriptions.values())
+        if self.profile is None or not subs or any(s.state is not SubscriptionState.DELETED for s in subs):
+            return None
+        return max((s.deleted_at for s in subs if s.deleted_at), default=None)
 
     def with_subscription(self, sub: Subscription) -> Account:
         return replace(self, subscriptions={**self.subscriptions, sub.subscription_id: sub})

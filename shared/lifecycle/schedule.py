@@ -42,7 +42,7 @@ class Step:
     kind: StepKind
 
 
-StepKind = Literal["retry", "payment_reminder", "disable_warning", "disable", "cancel"]
+StepKind = Literal["retry", "payment_reminder", "disable_warning", "disable", "cancel", "deletion_warning", "delete"]
 
 
 def steps_for(sub: Subscription, policy: DunningPolicy) -> list[Step]:
@@ -65,6 +65,24 @@ def steps_for(sub: Subscription, policy: DunningPolicy) -> list[Step]:
     return sorted(steps, key=lambda s: (s.at, s.name))
 
 
+def retention_steps(sub: Subscription, policy: DunningPolicy) -> list[Step]:
+    """After cancellation: deletion warnings, then the deletion of the subscription's customer data.
+    A legal hold stops the ladder; lifting it resumes where it stands."""
+    if sub.state is not SubscriptionState.CANCELED or sub.canceled_at is None or sub.legal_hold:
+        return []
+    canceled = sub.canceled_at
+    steps = [Step(f"deletion-warning-{d}", canceled + timedelta(days=d), "deletion_warning")
+             for d in policy.deletion_warning_days]
+    steps.append(Step(f"delete-{policy.delete_after_cancel_days}",
+                      canceled + timedelta(days=policy.delete_after_cancel_days), "delete"))
+    return sorted(steps, key=lambda s: (s.at, s.name))
+
+
 def next_due(subs: Iterable[Subscription], policy: DunningPolicy) -> datetime | None:
     pending = [s.at for sub in subs for s in steps_for(sub, policy) if s.name not in sub.steps_done]
+    return min(pending, default=None)
+
+
+def next_retention(subs: Iterable[Subscription], policy: DunningPolicy) -> datetime | None:
+    pending = [s.at for sub in subs for s in retention_steps(sub, policy) if s.name not in sub.steps_done]
     return min(pending, default=None)

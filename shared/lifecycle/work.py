@@ -109,12 +109,17 @@ class Work:
             self.effects.append(UpdateIndex(self.account.account_id, "due", due, True, revision))
         was_disabled = any(s.state is SubscriptionState.DISABLED for s in self.account.subscriptions.values())
         is_disabled = any(s.state is SubscriptionState.DISABLED for s in self.subs.values())
+        retention = min((t for t in (schedule.next_retention(self.subs.values(), policy),
+                                      replace(self.account, subscriptions=self.subs).erasure_due_at())
+                         if t is not None), default=None)
+        if retention is not None and retention != self.account.next_retention_at:
+            self.effects.append(UpdateIndex(self.account.account_id, "retention", retention, True, revision))
         if was_disabled != is_disabled:
             self.effects.append(UpdateIndex(self.account.account_id, "disabled", None, is_disabled, revision))
         account = replace(
             self.account, subscriptions=self.subs, outstanding=self.open,
             credit={c: m for c, m in self.credit.items() if m}, earmarks=self.earmarks, settling=self.settling,
-            revision=revision, next_due_at=due,
+            revision=revision, next_due_at=due, next_retention_at=retention,
         )
         return Decision(account, tuple(self.notes.values()), tuple(self.effects), tuple(self.timeline),
                         tuple(self.mail))

@@ -157,6 +157,32 @@ class AccountStore:
             entries.extend(codec.get_json(row, "entries"))
         return entries
 
+    def redact(self, account_id: str, secrets: Iterable[str], replacement: str) -> list[str]:
+        """Rewrite timeline and mail rows without the given personal data, in batches of at most
+        100 writes; idempotent, so a crash halfway is finished by running it again. Returns the
+        ACS operation ids of the account's emails (their index rows go too)."""
+        words = sorted({w for w in secrets if w}, key=len, reverse=True)
+        ops: list[tuple[Any, ...]] = []
+        operations: list[str] = []
+        for row in self.table.query_entities(
+                "PartitionKey eq @pk and RowKey ge 'mail|' and RowKey lt 'mail}'", parameters={"pk": account_id}):
+            operations.append(str(row.get("operationId", "")))
+            if row.get("recipient") != replacement:
+                ops.append(("upsert", {**row, "recipient": replacement, "detail": _scrub(str(row.get("detail", "")),
+                                                                                         words, replacement)},
+                            {"mode": UpdateMode.REPLACE}))
+        for row in self.table.query_entities(
+                "PartitionKey eq @pk and RowKey ge 'tl|' and RowKey lt 'tl}'", parameters={"pk": account_id}):
+            entries = codec.get_json(row, "entries")
+            clean = [{**e, "detail": _scrub(e["detail"], words, replacement)} for e in entries]
+            if clean != entries:
+                entity: dict[str, Any] = {"PartitionKey": account_id, "RowKey": row["RowKey"]}
+                codec.put_json(entity, "entries", clean)
+                ops.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+        for start in range(0, len(ops), MAX_BATCH):
+            self.table.submit_transaction(ops[start:start + MAX_BATCH])
+        return [o for o in operations if o]
+
     def charge_notes(self, account_id: str) -> list[ChargeNote]:
         rows = self.table.query_entities(
             "PartitionKey eq @pk and RowKey ge 'charge|' and RowKey lt 'charge}'", parameters={"pk": account_id},
@@ -242,6 +268,12 @@ class AccountStore:
                     for r in chunk:  # one was gone already (a twin cleared it): delete the rest singly
                         with contextlib.suppress(ResourceNotFoundError):
                             self.table.delete_entity(account_id, f"outbox|{r.key}")
+
+
+def _scrub(text: str, words: Sequence[str], replacement: str) -> str:
+    for word in words:
+        text = text.replace(word, replacement)
+    return text
 
 
 def _mail_entity(pk: str, m: MailRecord, now: datetime) -> dict[str, Any]:

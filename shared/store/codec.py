@@ -105,6 +105,7 @@ def state_doc(a: Account) -> dict[str, Any]:
                            "startedAt": dt(p.started_at)} for cur, p in a.settling.items()},
         "settlementAttempts": a.settlement_attempts,
         "nextDueAt": dt(a.next_due_at),
+        "nextRetentionAt": dt(a.next_retention_at),
         "retryBlocked": a.retry_blocked,
     }
 
@@ -146,6 +147,7 @@ def account_of(account_id: str, state: Mapping[str, Any] | None, profile: Mappin
         {cur: _pending_of(p) for cur, p in state.get("settling", {}).items()},
         int(state.get("settlementAttempts", 0)),
         parse_dt(state.get("nextDueAt")),
+        parse_dt(state.get("nextRetentionAt")),
         bool(state.get("retryBlocked", False)),
     )
 

@@ -1,10 +1,11 @@
 """Cross-account indexes the sweeps read, so their cost grows with the work due, not with the
 number of accounts (table `billingindex`).
 
-`due`: one row per (time an account next has dunning work, account), spread over shards so no
-single partition takes every write. `disabled`: accounts with a disabled subscription. Both are
-maintained from the outbox after the account's own transaction, idempotently, and are hints: a
-sweep re-reads the account and acts on what its state says, repairing a stale row.
+`due` and `retention`: one row per (time an account next has dunning or retention work,
+account), spread over shards so no single partition takes every write. `disabled`: accounts with
+a disabled subscription. All are maintained from the outbox after the account's own transaction,
+idempotently, and are hints: a sweep re-reads the account and acts on what its state says,
+repairing a stale row.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
@@ -24,8 +26,11 @@ def _stamp(at: datetime) -> str:
     return at.strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def _shard(account_id: str) -> str:
-    return f"due-{int(hashlib.sha256(account_id.encode()).hexdigest(), 16) % SHARDS}"
+Ladder = Literal["due", "retention"]
+
+
+def _shard(ladder: Ladder, account_id: str) -> str:
+    return f"{ladder}-{int(hashlib.sha256(account_id.encode()).hexdigest(), 16) % SHARDS}"
 
 
 @dataclass(frozen=True)
@@ -40,16 +45,16 @@ class Indexes:
     def __init__(self, table: TableClient) -> None:
         self.table = table
 
-    def mark_due(self, account_id: str, at: datetime) -> None:
-        self.table.upsert_entity({"PartitionKey": _shard(account_id), "RowKey": f"{_stamp(at)}|{account_id}",
+    def mark_due(self, account_id: str, at: datetime, ladder: Ladder = "due") -> None:
+        self.table.upsert_entity({"PartitionKey": _shard(ladder, account_id), "RowKey": f"{_stamp(at)}|{account_id}",
                                   "accountId": account_id, "at": at.isoformat()})
 
-    def due(self, now: datetime, limit: int = 500) -> list[DueEntry]:
+    def due(self, now: datetime, ladder: Ladder = "due", limit: int = 500) -> list[DueEntry]:
         """Entries due at or before `now`, oldest first: one range query per shard."""
         found: list[DueEntry] = []
         for n in range(SHARDS):
             rows = self.table.query_entities("PartitionKey eq @pk and RowKey le @hi",
-                                             parameters={"pk": f"due-{n}", "hi": f"{_stamp(now)}|~"},
+                                             parameters={"pk": f"{ladder}-{n}", "hi": f"{_stamp(now)}|~"},
                                              results_per_page=limit)
             for r in rows:
                 found.append(DueEntry(r["accountId"], datetime.fromisoformat(r["at"]), r["PartitionKey"],

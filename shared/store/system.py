@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,6 +74,11 @@ class MailIndex:
     def remember(self, operation_id: str, account_id: str, recipient: str) -> None:
         self.table.upsert_entity({"PartitionKey": self.PK, "RowKey": operation_id, "accountId": account_id,
                                   "recipient": recipient})
+
+    def forget(self, operation_ids: Iterable[str]) -> None:
+        for operation_id in operation_ids:
+            with contextlib.suppress(ResourceNotFoundError):
+                self.table.delete_entity(self.PK, operation_id)
 
     def find(self, operation_id: str) -> tuple[str, str] | None:
         try:

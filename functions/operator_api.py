@@ -1,0 +1,41 @@
+"""Operator actions on an account: a legal hold suspends the data deletion of a subscription."""
+
+from __future__ import annotations
+
+import re
+
+import azure.functions as func
+
+from functions.accounts_api import account_id_of
+from functions.problems import invalid, json_response, not_found, read_json
+from shared.bootstrap import services
+from shared.handlers import commit_decision
+from shared.intake import ID_PATTERN
+from shared.lifecycle.retention import set_legal_hold
+from shared.registration import FieldProblem, InvalidRequest
+from shared.views import account_view
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
+
+
+@bp.function_name("put_legal_hold")
+@bp.route(route="accounts/{accountId}/subscriptions/{subscriptionId}/legal-hold", methods=["PUT"],
+          auth_level=func.AuthLevel.FUNCTION)
+def put_legal_hold(req: func.HttpRequest) -> func.HttpResponse:
+    svc = services()
+    try:
+        account_id = account_id_of(req)
+        subscription_id = str(req.route_params.get("subscriptionId", ""))
+        body = read_json(req)
+        hold = body.get("hold") if isinstance(body, dict) else None
+        if not isinstance(hold, bool):
+            raise InvalidRequest([FieldProblem("hold", "must be true or false")])
+    except InvalidRequest as exc:
+        return invalid(exc)
+    account = svc.store.load(account_id).account
+    if not re.match(ID_PATTERN, subscription_id) or subscription_id not in account.subscriptions:
+        return not_found(f"no subscription {subscription_id} in account {account_id}")
+    now, policy = svc.lifecycle.clock.now(), svc.settings.policy
+    decision = commit_decision(svc.lifecycle, account_id,
+                               lambda snap: set_legal_hold(snap.account, subscription_id, hold, now, policy))
+    return json_response(account_view(decision.account, svc.settings.policy))
