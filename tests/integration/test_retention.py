@@ -1,0 +1,81 @@
+"""Retention on real Table Storage: warnings, deletion, then erasure that keeps the money."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from shared.bootstrap import Services
+from shared.email_sending import send_outbox_email
+from shared.handlers import apply_event, register_account
+from shared.lifecycle.decide import Registration
+from shared.lifecycle.facts import ChargeFailed
+from shared.lifecycle.model import PaymentMethod, Profile, SubscriptionState
+from shared.mailer.fake import FakeMailer
+from shared.money import Money
+from shared.retention import retention_sweep
+from shared.sweeps import dunning_sweep
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+CONTACT = "ap@contoso.example"
+
+
+def send_pending_mail(s: Services, account_id: str) -> int:
+    rows = [r for r in s.store.pending_outbox(account_id) if r.kind == "email"]
+    for r in rows:
+        send_outbox_email(s.lifecycle, s.store, s.mailer, s.mail_index, s.settings,  # type: ignore[arg-type]
+                          account_id, r.key, "test")
+    return len(rows)
+
+
+def at(s: Services, when: datetime) -> None:
+    s.test_clock.set(when)  # type: ignore[union-attr]
+
+
+def test_a_canceled_account_is_warned_deleted_and_erased_keeping_its_financial_records(
+        make_services: Callable[..., Services]) -> None:
+    mailer = FakeMailer()
+    s = make_services(mailer=mailer)
+    at(s, T0)
+    register_account(s.lifecycle, "acc-gone", Registration(
+        Profile("Contoso", "en", (CONTACT,), PaymentMethod("card", "tok_x", "visa", "0069", 1, 2027)),
+        (("s1", "Web shop"),)))
+    apply_event(s.lifecycle, ChargeFailed("e1", "acc-gone", "s1", "c1", Money.parse("10.00", "USD"), "card_expired"),
+                "billing.charge.failed")
+    at(s, T0 + timedelta(days=90))
+    dunning_sweep(s.lifecycle, s.indexes, s.gateway, s.leases)
+    canceled_at = T0 + timedelta(days=90)
+    assert s.store.load("acc-gone").account.subscriptions["s1"].state is SubscriptionState.CANCELED
+    send_pending_mail(s, "acc-gone")
+
+    at(s, canceled_at + timedelta(days=60))
+    assert retention_sweep(s.lifecycle, s.store, s.indexes, s.mail_index).accounts == 1
+    send_pending_mail(s, "acc-gone")
+    assert any("30" in m.text for m in mailer.sent.values() if "deleted" in m.subject.lower())
+
+    at(s, canceled_at + timedelta(days=90))
+    report = retention_sweep(s.lifecycle, s.store, s.indexes, s.mail_index)
+    assert report.erased == []  # the confirmation has not gone out yet: the contact is still needed
+    account = s.store.load("acc-gone").account
+    assert account.subscriptions["s1"].state is SubscriptionState.DELETED and account.profile is not None
+    queue = s.lifecycle.dispatcher.lifecycle_queue  # type: ignore[attr-defined]
+    assert "subscription.data_deleted" in [json.loads(m.content)["type"] for m in queue.peek_messages(32)]
+    assert send_pending_mail(s, "acc-gone") == 1
+
+    at(s, canceled_at + timedelta(days=90, hours=2))
+    report = retention_sweep(s.lifecycle, s.store, s.indexes, s.mail_index)
+    assert report.erased == ["acc-gone"]
+    account = s.store.load("acc-gone").account
+    assert account.profile is None
+    assert account.balance() == {"USD": Money.parse("10.00", "USD")}
+    assert [(n.charge_id, str(n.status)) for n in s.store.charge_notes("acc-gone")] == [("c1", "outstanding")]
+    timeline = json.dumps(s.store.timeline("acc-gone"))
+    assert CONTACT not in timeline and "0069" not in timeline and "Web shop" not in timeline
+    assert "customer_data_deleted" in timeline and "charge_failed" in timeline
+    operation_ids = [k for k in mailer.sent]
+    assert operation_ids and all(s.mail_index.find(o) is None for o in operation_ids)
+    assert all(s.store.mail_record("acc-gone", o)["recipient"] == "[deleted]"  # type: ignore[index]
+               for o in operation_ids)
+    again = retention_sweep(s.lifecycle, s.store, s.indexes, s.mail_index)
+    assert again.accounts == 0
