@@ -7,6 +7,10 @@ Before the run an account is registered (`new_account`) and its id becomes the e
 settle an account that exists instead of only meeting 404s. The fuzzer moves the test clock
 (`PUT /testing/clock` is in the document), so the clock is returned to real time afterwards.
 
+States the fuzzer cannot reach (subscriptions past due through queued events, a declined card, a
+settlement racing its twins, an account known only from events, dead letters) are driven on
+purpose, and each answer is checked against the document by Schemathesis's own validator.
+
 Bad input that Schemathesis does not generate by itself but that breaks the contract's "bad input
 never answers 5xx" is pinned below as strict xfails: each names the product bug, and turns into a
 failure (XPASS) the moment the product is fixed, so its mark is removed with the fix.
@@ -19,14 +23,17 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import schemathesis
 import yaml
 
-from tests.e2e.conftest import new_account
+from tests.e2e.conftest import new_account, wait_until
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "openapi.yaml"
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
@@ -96,6 +103,73 @@ def _operation_count() -> int:
 
 def _text(out: str | bytes | None) -> str:
     return out.decode("utf-8", "replace") if isinstance(out, bytes) else (out or "")
+
+
+# -- states the fuzzer cannot reach: past due, declined, settled, dead letters ---------------------
+
+def conforms(method: str, path: str, response: requests.Response) -> dict[str, Any]:
+    """Fail unless the answer is one the document lists for this operation, with a matching body."""
+    operation = schemathesis.openapi.from_path(str(DOCUMENT))[path][method]
+    assert str(response.status_code) in operation.definition.raw["responses"], (
+        f"{method} {path} answered {response.status_code}, which the document does not list: {response.text[:500]}")
+    try:
+        operation.validate_response(response)
+    except Exception as exc:  # Schemathesis's FailureGroup: its message says what does not match
+        pytest.fail(f"{method} {path} answered {response.status_code} unlike the document: {exc}\n"
+                    f"{response.text[:2000]}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_answers_in_states_the_fuzzer_cannot_reach_match_the_document(
+        api: str, send_event: Callable[..., str]) -> None:
+    acc = new_account(api, subscriptions=2, locale="zh-CN", token="tok_chargeDeclined")
+    for charge, sub, amount, currency in [("c1", "s1", "12.34", "USD"), ("c2", "s2", "500", "JPY")]:
+        send_event("billing.charge.failed", {"accountId": acc, "subscriptionId": sub, "chargeId": charge,
+                                             "amount": amount, "currency": currency, "reason": "card_declined"})
+    ghost = f"{acc}-unregistered"
+    send_event("billing.charge.failed", {"accountId": ghost, "subscriptionId": "s1", "chargeId": "g1",
+                                         "amount": "1.00", "currency": "USD", "reason": "card_declined"})
+    send_event("", {}, raw=f"not an event for {acc}")
+    account, timeline = "/accounts/{accountId}", "/accounts/{accountId}/timeline"
+    pm = "/accounts/{accountId}/payment-method"
+
+    def past_due() -> bool:
+        view = requests.get(f"{api}/accounts/{acc}", timeout=10).json()
+        return {s["state"] for s in view["subscriptions"]} == {"past_due"} and len(view["balance"]) == 2
+
+    wait_until(past_due, "both subscriptions past due")
+    view = conforms("GET", account, requests.get(f"{api}/accounts/{acc}", timeout=10))
+    assert view["alerts"] and all(s["disableAt"] for s in view["subscriptions"])
+    conforms("GET", timeline, requests.get(f"{api}/accounts/{acc}/timeline", timeout=10))
+
+    declined = conforms("PUT", pm, requests.put(f"{api}/accounts/{acc}/payment-method",
+                                                json={"token": "tok_chargeDeclined"}, timeout=60))
+    assert declined["status"] == 402 and declined["declineCode"] == "card_declined"
+
+    def settle(_: int) -> requests.Response:
+        return requests.put(f"{api}/accounts/{acc}/payment-method", json={"token": "tok_visa"}, timeout=60)
+
+    with ThreadPoolExecutor(6) as pool:  # racing requests: one settles, the others may meet the lease (409)
+        answers = [conforms("PUT", pm, r) for r in pool.map(settle, range(6))]
+    assert sorted(p["chargeId"] for a in answers if a.get("settled") for p in a["paid"]) == ["c1", "c2"]
+    view = conforms("GET", account, requests.get(f"{api}/accounts/{acc}", timeout=10))
+    assert view["balance"] == {} and view["alerts"] == []
+    conforms("GET", timeline, requests.get(f"{api}/accounts/{acc}/timeline", timeout=10))
+
+    wait_until(lambda: requests.get(f"{api}/accounts/{ghost}", timeout=10).status_code == 200, "the ghost account")
+    unregistered = conforms("GET", account, requests.get(f"{api}/accounts/{ghost}", timeout=10))
+    assert unregistered["registered"] is False and unregistered["displayName"] is None
+    conforms("GET", timeline, requests.get(f"{api}/accounts/{ghost}/timeline", timeout=10))
+
+    wait_until(lambda: any(i["text"] == f"not an event for {acc}"
+                           for i in requests.get(f"{api}/deadletters", timeout=10).json()["items"]), "the dead letter")
+    conforms("GET", "/deadletters", requests.get(f"{api}/deadletters", timeout=10))
+
+    invoiced = requests.put(f"{api}/accounts/{acc}-invoice", timeout=10, json={
+        "displayName": "Fabrikam", "billingContacts": ["ap@fabrikam.example"], "paymentMethod": {"type": "invoice"}})
+    assert conforms("PUT", account, invoiced)["paymentMethod"] == {"type": "invoice"}
+    conforms("GET", "/health", requests.get(f"{api}/health", timeout=10))
 
 
 # -- bad input the fuzzer does not reach: known product bugs ----------------------------------------
