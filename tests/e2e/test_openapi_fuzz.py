@@ -166,6 +166,13 @@ def test_answers_in_states_the_fuzzer_cannot_reach_match_the_document(
                            for i in requests.get(f"{api}/deadletters", timeout=10).json()["items"]), "the dead letter")
     conforms("GET", "/deadletters", requests.get(f"{api}/deadletters", timeout=10))
 
+    hold = "/accounts/{accountId}/subscriptions/{subscriptionId}/legal-hold"
+    held = conforms("PUT", hold, requests.put(f"{api}/accounts/{acc}/subscriptions/s1/legal-hold",
+                                              json={"hold": True}, timeout=10))
+    assert [s["legalHold"] for s in held["subscriptions"]] == [True, False]
+    conforms("PUT", hold, requests.put(f"{api}/accounts/{acc}/subscriptions/nope/legal-hold", json={"hold": True},
+                                       timeout=10))
+
     invoiced = requests.put(f"{api}/accounts/{acc}-invoice", timeout=10, json={
         "displayName": "Fabrikam", "billingContacts": ["ap@fabrikam.example"], "paymentMethod": {"type": "invoice"}})
     assert conforms("PUT", account, invoiced)["paymentMethod"] == {"type": "invoice"}
