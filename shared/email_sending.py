@@ -30,18 +30,20 @@ def send_outbox_email(lc: Lifecycle, store: AccountStore, mailer: Mailer, index:
     found = store.outbox_row(account_id, key)
     if found is None:
         return "gone"
-    row, etag = found
+    row, entity = found
     if store.mail_record(account_id, key) is not None:
         store.delete_outbox([row])
         return "already_sent"
-    if not store.claim_outbox(row, etag, holder, datetime.now(UTC) + CLAIM):
+    if not store.claim_outbox(entity, holder, datetime.now(UTC) + CLAIM):
         return "claimed_by_twin"
     recipient, kind = row.payload["recipient"], row.payload["kind"]
     index.remember(key, account_id, recipient)
     now = lc.clock.now()
-    account = store.load(account_id).account
+    snapshot = store.load(account_id)
+    account = snapshot.account
     if not still_relevant(account, kind, row.payload.get("facts") or {}):
-        commit_decision(lc, account_id, lambda snap: email_skipped(snap.account, key, kind, recipient, now, lc.policy))
+        commit_decision(lc, account_id, lambda snap: email_skipped(snap.account, key, kind, recipient, now, lc.policy),
+                        first=snapshot)
         return "skipped"
     try:
         email = compose(account, row.payload, settings, lc.policy, now)
@@ -50,7 +52,7 @@ def send_outbox_email(lc: Lifecycle, store: AccountStore, mailer: Mailer, index:
         give_up(lc, account_id, key, kind, recipient, str(exc))
         return "failed"
     commit_decision(lc, account_id, lambda snap: email_sent(snap.account, key, kind, recipient, operation, now,
-                                                            lc.policy))
+                                                            lc.policy), first=snapshot)
     log.info("account %s: %s email sent to %s (operation %s)", account_id, kind, recipient, operation)
     return "sent"
 

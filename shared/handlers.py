@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from shared.clock import Clock
 from shared.faults import Faults
@@ -30,6 +30,7 @@ on_conflict = retry(
     retry=retry_if_exception_type(ConcurrencyConflict),
     stop=stop_after_attempt(30),
     wait=wait_random_exponential(multiplier=0.005, max=0.25),
+    before_sleep=before_sleep_log(log, logging.INFO),  # lost races are visible, and countable
     reraise=True,
 )
 
@@ -78,13 +79,18 @@ def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str) -> Applied:
     return Applied(account, duplicate)
 
 
-def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot], Decision]) -> Decision:
-    """Load, decide and commit under the account's ETag, retrying on conflict; then dispatch."""
+def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot], Decision],
+                    first: Snapshot | None = None) -> Decision:
+    """Load, decide and commit under the account's ETag, retrying on conflict; then dispatch.
+
+    `first` is a snapshot the caller already loaded: the first attempt decides on it (saving a
+    read); if it is stale the ETag says so and the retry loads afresh."""
     now = lc.clock.now()
+    given = [first] if first is not None else []
 
     @on_conflict
     def attempt() -> tuple[Decision, list[OutboxRow]]:
-        snap = lc.store.load(account_id)
+        snap = given.pop() if given else lc.store.load(account_id)
         decision = decide(snap)
         if not decision.changed and snap.etag is not None:
             return decision, []

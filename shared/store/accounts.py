@@ -120,28 +120,25 @@ class AccountStore:
         return [OutboxRow(account_id, r["RowKey"][len("outbox|"):], r["kind"], codec.get_json(r, "payload"))
                 for r in rows]
 
-    def outbox_row(self, account_id: str, key: str) -> tuple[OutboxRow, str] | None:
-        """One outbox row and its ETag (the email sender claims rows by ETag)."""
+    def outbox_row(self, account_id: str, key: str) -> tuple[OutboxRow, Any] | None:
+        """One outbox row, and the stored entity (with its ETag) by which the sender claims it."""
         r = self._get(account_id, f"outbox|{key}")
         if r is None:
             return None
-        return OutboxRow(account_id, key, r["kind"], codec.get_json(r, "payload")), str(r.metadata["etag"])
+        return OutboxRow(account_id, key, r["kind"], codec.get_json(r, "payload")), r
 
-    def claim_outbox(self, row: OutboxRow, etag: str, holder: str, until: datetime) -> bool:
+    def claim_outbox(self, entity: Any, holder: str, until: datetime) -> bool:
         """Take an email row for sending; False if a twin took it first and its claim still stands."""
-        current = self._get(row.account_id, f"outbox|{row.key}")
-        if current is None:
+        claimed = entity.get("claimedUntil")
+        if claimed and datetime.fromisoformat(claimed) > datetime.now(UTC) and entity.get("claimedBy") != holder:
             return False
-        claimed = current.get("claimedUntil")
-        if claimed and datetime.fromisoformat(claimed) > datetime.now(UTC) and current.get("claimedBy") != holder:
-            return False
-        current["claimedBy"], current["claimedUntil"] = holder, until.isoformat()
-        current["attempts"] = int(current.get("attempts", 0)) + 1
+        claim = {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"], "claimedBy": holder,
+                 "claimedUntil": until.isoformat(), "attempts": int(entity.get("attempts", 0)) + 1}
         try:
-            self.table.update_entity(current, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+            self.table.update_entity(claim, mode=UpdateMode.MERGE, etag=entity.metadata["etag"],
                                      match_condition=MatchConditions.IfNotModified)
         except HttpResponseError:
-            return False
+            return False  # changed since we read it: a twin claimed or closed it
         return True
 
     def mail_record(self, account_id: str, key: str) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -42,25 +43,38 @@ class DeadLetters:
 
 
 class StoredTestClock:
-    """The test clock of contract §2: an instant in storage that every instance reads."""
+    """The test clock of contract §2: an instant in storage that every instance reads.
+
+    Read at most once a second per process (a storage read per `now()` would double the cost of
+    an event); a `set` in this process is seen at once, one in another process within a second.
+    """
+
+    TTL = 1.0
 
     def __init__(self, table: TableClient, fallback: Clock) -> None:
         self.table = table
         self.fallback = fallback
+        self._frozen: datetime | None = None
+        self._read_at = -self.TTL
 
     def now(self) -> datetime:
-        try:
-            row = self.table.get_entity(CLOCK_PK, CLOCK_RK)
-        except ResourceNotFoundError:
-            return self.fallback.now()
-        return datetime.fromisoformat(row["now"]).astimezone(UTC)
+        if time.monotonic() - self._read_at >= self.TTL:
+            try:
+                row = self.table.get_entity(CLOCK_PK, CLOCK_RK)
+                self._frozen = datetime.fromisoformat(row["now"]).astimezone(UTC)
+            except ResourceNotFoundError:
+                self._frozen = None
+            self._read_at = time.monotonic()
+        return self._frozen if self._frozen is not None else self.fallback.now()
 
     def set(self, at: datetime) -> None:
         self.table.upsert_entity({"PartitionKey": CLOCK_PK, "RowKey": CLOCK_RK, "now": ensure_utc(at).isoformat()})
+        self._frozen, self._read_at = ensure_utc(at), time.monotonic()
 
     def reset(self) -> None:
         with contextlib.suppress(ResourceNotFoundError):
             self.table.delete_entity(CLOCK_PK, CLOCK_RK)
+        self._frozen, self._read_at = None, time.monotonic()
 
 
 class MailIndex:

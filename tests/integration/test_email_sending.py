@@ -109,8 +109,8 @@ def test_throttling_backs_off_and_sends_one_email(svc: Services, endpoint: str) 
 
 def test_a_twin_holding_the_claim_makes_a_duplicate_hand_off_send_nothing(svc: Services, endpoint: str) -> None:
     [first, _] = fail_charge(svc)
-    row, etag = svc.store.outbox_row("acc-1", first)  # type: ignore[misc]
-    assert svc.store.claim_outbox(row, etag, "twin", datetime.now(UTC).replace(year=2100))
+    _, entity = svc.store.outbox_row("acc-1", first)  # type: ignore[misc]
+    assert svc.store.claim_outbox(entity, "twin", datetime.now(UTC).replace(year=2100))
     assert send_all(svc, [first], holder="me") == ["claimed_by_twin"]
     assert messages(endpoint) == []
 
