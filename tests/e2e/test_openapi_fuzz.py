@@ -201,6 +201,8 @@ DEEP_JSON = pytest.mark.xfail(strict=True, raises=AssertionError,
     pytest.param("PUT", f"/accounts/{_ACCOUNT}/payment-method", _DEEP, "body",
                  id="payment-method-deeply-nested-json", marks=DEEP_JSON),
     pytest.param("PUT", "/testing/clock", _DEEP, "body", id="clock-deeply-nested-json", marks=DEEP_JSON),
+    pytest.param("PUT", f"/accounts/{_ACCOUNT}/subscriptions/s1/legal-hold", _DEEP, "body",
+                 id="legal-hold-deeply-nested-json", marks=DEEP_JSON),
 ])
 def test_bad_input_is_a_400_problem_not_a_500(api: str, method: str, route: str, body: str, field: str) -> None:
     try:
