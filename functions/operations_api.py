@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import azure.functions as func
 
@@ -57,4 +57,10 @@ def _parse_now(body: object) -> datetime:
         raise InvalidRequest([FieldProblem("now", "not an RFC 3339 timestamp")]) from exc
     if at.tzinfo is None:
         raise InvalidRequest([FieldProblem("now", "the timestamp needs an offset (Z or +hh:mm)")])
+    try:
+        at = at.astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidRequest([FieldProblem("now", "out of range once converted to UTC")]) from exc
+    if not 1970 <= at.year <= 9998:
+        raise InvalidRequest([FieldProblem("now", "must be between 1970 and 9998")])
     return at

@@ -9,6 +9,8 @@ import azure.functions as func
 
 from shared.registration import InvalidRequest
 
+MAX_BODY_BYTES = 64 * 1024
+
 
 def json_response(body: Any, status: int = 200) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body, ensure_ascii=False), status_code=status,
@@ -42,7 +44,11 @@ def read_json(req: func.HttpRequest) -> Any:
     raw = req.get_body()
     if not raw:
         raise InvalidRequest([FieldProblem("body", "a JSON body is required")])
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidRequest([FieldProblem("body", f"at most {MAX_BODY_BYTES} bytes are accepted")])
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequest([FieldProblem("body", f"not valid JSON: {exc}")]) from exc
+    except RecursionError as exc:
+        raise InvalidRequest([FieldProblem("body", "JSON nested too deeply")]) from exc

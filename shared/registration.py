@@ -120,7 +120,10 @@ def problems_of(exc: ValidationError) -> InvalidRequest:
 
 
 def parse_body(model: type[_Strict], body: Any) -> Any:
-    refuse_card_data(body)
+    try:
+        refuse_card_data(body)
+    except RecursionError as exc:
+        raise InvalidRequest([FieldProblem("body", "JSON nested too deeply")]) from exc
     if not isinstance(body, dict):
         raise InvalidRequest([FieldProblem("body", "must be a JSON object")])
     try:
