@@ -4,6 +4,7 @@ the project's local host (`python -m devstack.host`) unchanged."""
 import azure.functions as func
 
 from functions.accounts_api import bp as accounts_api
+from functions.billing_page import bp as billing_page
 from functions.email_outbox import bp as email_outbox
 from functions.operations_api import bp as operations_api
 from functions.operator_api import bp as operator_api
@@ -19,3 +20,4 @@ app.register_functions(payment_method_api)
 app.register_functions(email_outbox)
 app.register_functions(sweeps)
 app.register_functions(operator_api)
+app.register_functions(billing_page)

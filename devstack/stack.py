@@ -80,6 +80,7 @@ class LocalStack:
             "PAYMENT_GATEWAY_URL": self.gateway_url,
             "PAYMENT_GATEWAY_API_KEY": "sandbox-local-key",
             "BILLING_PAGE_URL": f"{self.functions_url}/api/billing",
+            "BILLING_LINK_SIGNING_KEY": "local-only-signing-key-change-me",
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }

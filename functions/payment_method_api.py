@@ -9,11 +9,8 @@ import azure.functions as func
 from functions.accounts_api import account_id_of
 from functions.problems import invalid, json_response, not_found, problem, read_json
 from shared.bootstrap import services
-from shared.gateway.protocol import CardRejected, GatewayUnavailable
-from shared.lifecycle.model import PaymentMethod
 from shared.registration import FieldProblem, InvalidRequest, PaymentMethodBody, parse_body
-from shared.settlement import save_card, settle_account
-from shared.store.leases import LeaseBusy
+from shared.settlement import update_card_and_settle
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 
@@ -31,25 +28,21 @@ def put_payment_method(req: func.HttpRequest) -> func.HttpResponse:
         return not_found(f"no account {account_id}")
     if svc.gateway is None:
         return problem(503, "Payment gateway not configured", "set PAYMENT_GATEWAY_URL")
-    try:
-        card = svc.gateway.save_card(body.token)
-    except CardRejected as exc:
-        return invalid(InvalidRequest([FieldProblem("token", exc.message)]))
-    except GatewayUnavailable:
+    update = update_card_and_settle(svc.lifecycle, svc.gateway, svc.leases, account_id, body.token)
+    if update.status == "card_rejected":
+        return invalid(InvalidRequest([FieldProblem("token", update.detail)]))
+    if update.status == "gateway_unavailable":
         return problem(503, "Payment gateway unavailable", "the card could not be saved; nothing was charged")
-    save_card(svc.lifecycle, account_id, PaymentMethod("card", body.token, card.brand, card.last4, card.exp_month,
-                                                       card.exp_year))
-    try:
-        result = settle_account(svc.lifecycle, svc.gateway, svc.leases, account_id)
-    except LeaseBusy:
+    if update.status == "busy":
         return problem(409, "Settlement in progress", "another payment attempt for this account is in flight; "
                        "retry shortly", type_="https://billing.example/problems/settlement-in-progress")
-    except GatewayUnavailable:
+    if update.status == "outcome_unknown":
         return problem(503, "Payment outcome unknown", "the gateway did not answer; the card is saved and the "
                        "charge is recorded, so retrying this request never charges twice")
+    result = update.settlement
     body_out: dict[str, Any] = {"settled": not result.declines, "paid": result.paid, "totals": result.totals(),
-                "charged": {cur: m.to_str() for cur, m in sorted(result.charged.items())},
-                "reactivated": result.reactivated}
+                                "charged": {cur: m.to_str() for cur, m in sorted(result.charged.items())},
+                                "reactivated": result.reactivated}
     if result.declines:
         currency, code = result.declines[0]
         return problem(402, "Card declined", f"the card was declined ({code}) for the {currency} balance; "

@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
-from shared.gateway.protocol import ChargeResult, PaymentGateway
+from shared.gateway.protocol import CardRejected, ChargeResult, GatewayUnavailable, PaymentGateway
 from shared.handlers import Lifecycle, commit_decision
 from shared.lifecycle.model import Account, ChargeStatus, PaymentMethod, PendingCharge
 from shared.lifecycle.settlement import ChargeOutcome, plan_settlement, record_outcome, save_payment_method
 from shared.lifecycle.work import Decision
 from shared.money import Money
-from shared.store.leases import AccountLeases
+from shared.store.leases import AccountLeases, LeaseBusy
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,36 @@ class Settlement:
             m = Money.parse(p["amount"], p["currency"])
             sums[m.currency] = sums.get(m.currency, Money.zero(m.currency)) + m
         return {cur: m.to_str() for cur, m in sorted(sums.items())}
+
+
+CardUpdateStatus = Literal["settled", "declined", "card_rejected", "gateway_unavailable", "busy", "outcome_unknown"]
+
+
+@dataclass
+class CardUpdate:
+    status: CardUpdateStatus
+    settlement: Settlement = field(default_factory=Settlement)
+    detail: str = ""
+
+
+def update_card_and_settle(lc: Lifecycle, gateway: PaymentGateway, leases: AccountLeases, account_id: str,
+                           token: str) -> CardUpdate:
+    """The source document's heart, for the API and the hosted page alike: save the card (it stays
+    saved even if the charge is declined), then settle everything the account owes at once."""
+    try:
+        card = gateway.save_card(token)
+    except CardRejected as exc:
+        return CardUpdate("card_rejected", detail=exc.message)
+    except GatewayUnavailable:
+        return CardUpdate("gateway_unavailable")
+    save_card(lc, account_id, PaymentMethod("card", token, card.brand, card.last4, card.exp_month, card.exp_year))
+    try:
+        result = settle_account(lc, gateway, leases, account_id)
+    except LeaseBusy:
+        return CardUpdate("busy")
+    except GatewayUnavailable:
+        return CardUpdate("outcome_unknown")
+    return CardUpdate("declined" if result.declines else "settled", result)
 
 
 def save_card(lc: Lifecycle, account_id: str, method: PaymentMethod) -> Account:

@@ -1,0 +1,1 @@
+"""The hosted billing page: what the customer owes, and the card form that settles it at once."""
