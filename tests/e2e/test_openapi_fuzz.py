@@ -3,18 +3,19 @@ stack, seeded and bounded, and fails with Schemathesis's own report when a respo
 does not match the document.
 
 Before the run an account is registered (`new_account`) and its id becomes the example of the
-`accountId` parameter, so the examples phase (and the stateful links from it) read, update and
-settle an account that exists instead of only meeting 404s. The fuzzer moves the test clock
-(`PUT /testing/clock` is in the document), so the clock is returned to real time afterwards.
+`accountId` parameters, with a validly signed link to its billing page as the examples of
+`expires` and `sig`, so the examples phase (and the stateful links from it) read, update and
+settle an account that exists instead of only meeting 404s and 403s. The fuzzer moves the test
+clock (`PUT /testing/clock` is in the document), so the clock is returned to real time afterwards.
 
 States the fuzzer cannot reach (subscriptions past due through queued events, a declined card, a
-settlement racing its twins, an account known only from events, dead letters) are driven on
-purpose, and each answer is checked against the document by Schemathesis's own validator.
+settlement racing its twins, an account known only from events, dead letters, the billing page
+of an owing account) are driven on purpose, and each answer is checked against the document by
+Schemathesis's own validator.
 
-Bad input that Schemathesis does not generate by itself but that breaks the contract's "bad input
-never answers 5xx" is pinned below as strict xfails: each names the product bug, and turns into a
-failure (XPASS) the moment the product is fixed, so its mark is removed with the fix.
-"""
+Bad input that Schemathesis does not generate by itself is tried below: fixed bugs stay as
+regression cases; a bug still open is a strict xfail naming it, which turns into a failure
+(XPASS) the moment the product is fixed, so its mark goes with the fix."""
 
 from __future__ import annotations
 
@@ -25,14 +26,18 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 import schemathesis
 import yaml
 
+from devstack.stack import LocalStack
+from shared.links import billing_link
 from tests.e2e.conftest import new_account, wait_until
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "openapi.yaml"
@@ -46,12 +51,25 @@ DOCUMENT_WARNINGS = {"base_url_mismatch", "validation_mismatch", "missing_deseri
 BUDGET_S = 100  # the whole run, Schemathesis's start included; well under two minutes
 
 
+def signed_link(stack: LocalStack, account_id: str) -> tuple[int, str]:
+    """`expires` and `sig` of a billing link the app accepts (30 days ahead of real time)."""
+    link = billing_link(f"{stack.functions_url}/api/billing", stack.app_env()["BILLING_LINK_SIGNING_KEY"],
+                        account_id, datetime.now(UTC))
+    query = parse_qs(urlsplit(link).query)
+    return int(query["expires"][0]), query["sig"][0]
+
+
 @pytest.fixture
-def fuzz_document(api: str, tmp_path: Path) -> tuple[Path, str]:
-    """The document with a freshly registered account as the `accountId` example."""
+def fuzz_document(api: str, stack: LocalStack, tmp_path: Path) -> tuple[Path, str]:
+    """The document with a freshly registered account, and a signed link to its billing page, as examples."""
+    requests.delete(f"{api}/testing/clock", timeout=10)  # the link's expiry is judged by the app's clock
     account_id = new_account(api)
+    expires, sig = signed_link(stack, account_id)
     doc = yaml.safe_load(DOCUMENT.read_text(encoding="utf-8"))
     doc["components"]["parameters"]["AccountId"]["example"] = account_id
+    examples = {"accountId": account_id, "expires": expires, "sig": sig}
+    for parameter in doc["paths"]["/billing/{accountId}"]["parameters"]:
+        parameter["example"] = examples[parameter["name"]]
     path = tmp_path / "openapi.json"
     path.write_text(json.dumps(doc), encoding="utf-8")
     return path, account_id
@@ -93,6 +111,9 @@ def test_the_api_answers_as_its_openapi_document_says(api: str, fuzz_document: t
     hits = {(e["request"]["method"], e["response"]["status"]) for e in entries
             if e["request"]["url"].split("?")[0].endswith(f"/accounts/{account_id}")}
     assert ("GET", 200) in hits, "the registered example account was never read"
+    pages = {(e["request"]["method"], e["response"]["status"]) for e in entries
+             if e["request"]["url"].split("?")[0].endswith(f"/billing/{account_id}")}
+    assert ("GET", 200) in pages, "the billing page of the example account was never shown"
 
 
 def _operation_count() -> int:
@@ -107,7 +128,7 @@ def _text(out: str | bytes | None) -> str:
 
 # -- states the fuzzer cannot reach: past due, declined, settled, dead letters ---------------------
 
-def conforms(method: str, path: str, response: requests.Response) -> dict[str, Any]:
+def conforms(method: str, path: str, response: requests.Response, *, html: bool = False) -> dict[str, Any]:
     """Fail unless the answer is one the document lists for this operation, with a matching body."""
     operation = schemathesis.openapi.from_path(str(DOCUMENT))[path][method]
     assert str(response.status_code) in operation.definition.raw["responses"], (
@@ -117,12 +138,15 @@ def conforms(method: str, path: str, response: requests.Response) -> dict[str, A
     except Exception as exc:  # Schemathesis's FailureGroup: its message says what does not match
         pytest.fail(f"{method} {path} answered {response.status_code} unlike the document: {exc}\n"
                     f"{response.text[:2000]}")
+    if html:
+        assert response.headers["Content-Type"].startswith("text/html"), response.headers
+        return {}
     body: dict[str, Any] = response.json()
     return body
 
 
 def test_answers_in_states_the_fuzzer_cannot_reach_match_the_document(
-        api: str, send_event: Callable[..., str]) -> None:
+        api: str, stack: LocalStack, send_event: Callable[..., str]) -> None:
     acc = new_account(api, subscriptions=2, locale="zh-CN", token="tok_chargeDeclined")
     for charge, sub, amount, currency in [("c1", "s1", "12.34", "USD"), ("c2", "s2", "500", "JPY")]:
         send_event("billing.charge.failed", {"accountId": acc, "subscriptionId": sub, "chargeId": charge,
@@ -173,36 +197,40 @@ def test_answers_in_states_the_fuzzer_cannot_reach_match_the_document(
     conforms("PUT", hold, requests.put(f"{api}/accounts/{acc}/subscriptions/nope/legal-hold", json={"hold": True},
                                        timeout=10))
 
+    expires, sig = signed_link(stack, acc)
+    page = f"{api}/billing/{acc}"
+    billing = "/billing/{accountId}"
+    conforms("GET", billing, requests.get(page, params={"expires": expires, "sig": sig}, timeout=10), html=True)
+    conforms("POST", billing, requests.post(page, params={"expires": expires, "sig": sig}, timeout=30,
+                                            data={"token": "4242 4242 4242 4242"}), html=True)
+    conforms("GET", billing, requests.get(page, params={"expires": expires, "sig": "A" * 43}, timeout=10), html=True)
+
     invoiced = requests.put(f"{api}/accounts/{acc}-invoice", timeout=10, json={
         "displayName": "Fabrikam", "billingContacts": ["ap@fabrikam.example"], "paymentMethod": {"type": "invoice"}})
     assert conforms("PUT", account, invoiced)["paymentMethod"] == {"type": "invoice"}
     conforms("GET", "/health", requests.get(f"{api}/health", timeout=10))
 
 
-# -- bad input the fuzzer does not reach: known product bugs ----------------------------------------
+# -- bad input the fuzzer does not reach ----------------------------------------------------------
 
 _DEEP = "[" * 5000 + "]" * 5000  # nested deeper than the JSON decoder's recursion limit
+_LARGE = json.dumps({"displayName": "x" * 70_000, "billingContacts": ["a@b.example"]})  # over the 64 KiB limit
 _ACCOUNT = "acc-openapi-bad-input"
 
 
-# Strict: a fixed product makes these XPASS, which fails, so the mark goes with the fix.
-CLOCK_OVERFLOW = pytest.mark.xfail(strict=True, raises=AssertionError,
-                                   reason="product bug: 500 (OverflowError in shared.clock.ensure_utc)")
-DEEP_JSON = pytest.mark.xfail(strict=True, raises=AssertionError,
-                              reason="product bug: 500 (RecursionError escapes functions.problems.read_json)")
-
-
 @pytest.mark.parametrize("method, route, body, field", [
+    # Fixed in ec368bf (were 500s: OverflowError in the clock, RecursionError in read_json).
     pytest.param("PUT", "/testing/clock", '{"now": "0001-01-01T00:00:00+01:00"}', "now",
-                 id="clock-before-year-1-in-utc", marks=CLOCK_OVERFLOW),
+                 id="clock-before-year-1-in-utc"),
     pytest.param("PUT", "/testing/clock", '{"now": "9999-12-31T23:59:59-01:00"}', "now",
-                 id="clock-after-year-9999-in-utc", marks=CLOCK_OVERFLOW),
-    pytest.param("PUT", f"/accounts/{_ACCOUNT}", _DEEP, "body", id="account-deeply-nested-json", marks=DEEP_JSON),
-    pytest.param("PUT", f"/accounts/{_ACCOUNT}/payment-method", _DEEP, "body",
-                 id="payment-method-deeply-nested-json", marks=DEEP_JSON),
-    pytest.param("PUT", "/testing/clock", _DEEP, "body", id="clock-deeply-nested-json", marks=DEEP_JSON),
+                 id="clock-after-year-9999-in-utc"),
+    pytest.param("PUT", "/testing/clock", '{"now": "9999-12-20T00:00:00Z"}', "now", id="clock-where-dates-overflow"),
+    pytest.param("PUT", f"/accounts/{_ACCOUNT}", _DEEP, "body", id="account-deeply-nested-json"),
+    pytest.param("PUT", f"/accounts/{_ACCOUNT}/payment-method", _DEEP, "body", id="payment-method-deeply-nested-json"),
+    pytest.param("PUT", "/testing/clock", _DEEP, "body", id="clock-deeply-nested-json"),
     pytest.param("PUT", f"/accounts/{_ACCOUNT}/subscriptions/s1/legal-hold", _DEEP, "body",
-                 id="legal-hold-deeply-nested-json", marks=DEEP_JSON),
+                 id="legal-hold-deeply-nested-json"),
+    pytest.param("PUT", f"/accounts/{_ACCOUNT}", _LARGE, "body", id="account-body-over-64-kib"),
 ])
 def test_bad_input_is_a_400_problem_not_a_500(api: str, method: str, route: str, body: str, field: str) -> None:
     try:
@@ -213,3 +241,17 @@ def test_bad_input_is_a_400_problem_not_a_500(api: str, method: str, route: str,
     assert r.status_code == 400, f"{method} {route} answered {r.status_code}: {r.text[:300]}"
     assert r.headers["Content-Type"].startswith("application/problem+json")
     assert field in [e["field"] for e in r.json()["errors"]]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="product bug: 500 (hmac.compare_digest raises TypeError on a non-ASCII sig in "
+                          "shared.links.verify)")
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_forged_billing_link_with_a_non_ascii_signature_is_a_403(api: str, method: str) -> None:
+    requests.delete(f"{api}/testing/clock", timeout=10)
+    acc = new_account(api)
+    future = int(time.time()) + 86_400
+    r = requests.request(method, f"{api}/billing/{acc}", params={"expires": future, "sig": "é" * 43},
+                         data={"token": "tok_visa"} if method == "POST" else None, timeout=20)
+    assert r.status_code == 403, f"{method} /billing/{acc}?sig=é… answered {r.status_code}: {r.text[:200]}"
+    assert r.headers["Content-Type"].startswith("text/html")

@@ -210,13 +210,23 @@ def test_request_bodies_have_the_models_constraints(document: dict[str, Any], na
 
 
 def test_every_operation_documents_its_errors(document: dict[str, Any]) -> None:
+    """The JSON API answers errors as problem+json (contract §2); the billing page, HTML for a
+    person, answers them as HTML pages."""
+
+    def content_of(response: dict[str, Any]) -> list[str]:
+        ref = response.get("$ref")
+        return list((document["components"]["responses"][ref.rsplit("/", 1)[1]] if ref else response)
+                    .get("content", {}))
+
     for (path, method), op in documented_operations(document).items():
         responses = op["responses"]
         assert "200" in responses and "405" in responses, (method, path)
-        if "{accountId}" in path or "requestBody" in op:
+        html = content_of(responses["200"]) == ["text/html"]
+        if not html:
+            assert content_of(responses["200"]) == ["application/json"], (method, path)
+        if not html and ("{accountId}" in path or "requestBody" in op):
             assert "400" in responses, (method, path)
         for status, response in responses.items():
             if status.startswith(("4", "5")) and status not in ("401", "405"):
-                ref = response.get("$ref")
-                content = (document["components"]["responses"][ref.rsplit("/", 1)[1]] if ref else response)["content"]
-                assert list(content) == ["application/problem+json"], (method, path, status)
+                expected = ["text/html"] if html else ["application/problem+json"]
+                assert content_of(response) == expected, (method, path, status)
