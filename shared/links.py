@@ -36,4 +36,5 @@ def verify(key: str, account_id: str, expires: str, signature: str, now: datetim
         return False
     if when < now.timestamp():
         return False
-    return hmac.compare_digest(_signature(key, account_id, when), signature)
+    # Bytes, not str: compare_digest refuses non-ASCII text, and a forged link may carry some.
+    return hmac.compare_digest(_signature(key, account_id, when).encode(), signature.encode("utf-8", "replace"))
