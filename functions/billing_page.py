@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 import azure.functions as func
 
 from shared.bootstrap import Services, services
+from shared.gateway.protocol import contract_reason
 from shared.intake import ID_PATTERN
 from shared.lifecycle.model import Locale
 from shared.links import verify
@@ -81,7 +82,7 @@ def _notices(update: CardUpdate, locale: Locale, account: object) -> list[Notice
     result = update.settlement
     if update.status == "declined":
         reason = result.declines[0][1] or "declined"
-        return [Notice("error", t("page.declined", reason=t(f"reason.{_reason(reason)}")))]
+        return [Notice("error", t("page.declined", reason=t(f"reason.{contract_reason(reason)}")))]
     if update.status == "busy":
         return [Notice("error", t("page.busy"))]
     if update.status in ("gateway_unavailable", "outcome_unknown"):
@@ -95,13 +96,3 @@ def _notices(update: CardUpdate, locale: Locale, account: object) -> list[Notice
         names = ", ".join(subs[s].name if s in subs else s for s in result.reactivated)
         notices.append(Notice("ok", t("page.reactivated", names=names)))
     return notices
-
-
-_GATEWAY_TO_REASON = {"insufficient_funds": "insufficient_funds", "card_declined": "card_declined",
-                      "processing_error": "processing_error", "expired_card": "card_expired",
-                      "lost_card": "lost_or_stolen", "stolen_card": "lost_or_stolen",
-                      "authentication_required": "authentication_required"}
-
-
-def _reason(code: str) -> str:
-    return _GATEWAY_TO_REASON.get(code, "other")

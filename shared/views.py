@@ -81,6 +81,13 @@ def alerts(account: Account, policy: DunningPolicy) -> list[dict[str, Any]]:
         add("payment_failed", "error", first.past_due_since, AlertParams(
             balance=balance, disable_at=schedule.disable_at(first, policy),
             subscriptions=tuple(s.name for s in past_due)))
+    owing = [*by_state.get(SubscriptionState.PAST_DUE, []), *by_state.get(SubscriptionState.DISABLED, [])]
+    pm = account.profile.payment_method if account.profile else None
+    if owing and pm is not None and pm.type == "card" and account.retry_blocked:
+        # The saved card was refused for good: retries stopped, only a new card helps.
+        first = min(owing, key=lambda s: s.past_due_since or datetime.max)
+        add("payment_method_required", "error", first.past_due_since, AlertParams(
+            balance=balance, disable_at=schedule.disable_at(first, policy)))
     if disabled := by_state.get(SubscriptionState.DISABLED):
         first = min(disabled, key=lambda s: s.disabled_at or datetime.max)
         add("service_disabled", "error", first.disabled_at, AlertParams(

@@ -64,6 +64,19 @@ HARD_DECLINE_CODES: frozenset[str] = frozenset(
 )
 
 
+# Gateway decline codes in the contract's words (`reason` of `billing.charge.failed`).
+_CONTRACT_REASONS: dict[str, str] = {
+    "insufficient_funds": "insufficient_funds", "card_declined": "card_declined", "generic_decline": "card_declined",
+    "do_not_honor": "card_declined", "processing_error": "processing_error", "expired_card": "card_expired",
+    "lost_card": "lost_or_stolen", "stolen_card": "lost_or_stolen",
+    "authentication_required": "authentication_required",
+}
+
+
+def contract_reason(decline_code: str | None) -> str:
+    return _CONTRACT_REASONS.get(decline_code or "", "other")
+
+
 def decline_kind(decline_code: str | None) -> DeclineKind:
     """Soft or hard. A code we do not know is hard: blind retries of a refused card cost fees and
     can get a merchant flagged by the card networks, so an unknown refusal asks the customer."""
