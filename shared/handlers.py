@@ -7,6 +7,8 @@ row's ETag, both in the decision's transaction, make the second run a no-op or a
 from __future__ import annotations
 
 import logging
+import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -25,6 +27,15 @@ from shared.store.accounts import AccountRepository, AlreadyApplied, Concurrency
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+_STRIPES = [threading.RLock() for _ in range(256)]
+
+
+def account_lock(account_id: str) -> threading.RLock:
+    """Twins in one process take turns on an account instead of racing for its ETag (which they
+    would mostly lose, and retry). Across processes the ETag alone still decides."""
+    return _STRIPES[zlib.crc32(account_id.encode()) % len(_STRIPES)]
+
 
 on_conflict = retry(
     retry=retry_if_exception_type(ConcurrencyConflict),
@@ -69,7 +80,8 @@ def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str) -> Applied:
             return snap.account, None
         return decision.account, rows
 
-    account, rows = attempt()
+    with account_lock(event.account_id):
+        account, rows = attempt()
     duplicate = rows is None
     if rows is None:
         # A redelivery also finishes what a crashed first delivery committed but never sent.
@@ -97,7 +109,8 @@ def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot],
         lc.faults.before_commit()
         return decision, lc.store.commit(snap, decision, now=now)
 
-    decision, rows = attempt()
+    with account_lock(account_id):
+        decision, rows = attempt()
     lc.faults.before_dispatch()
     lc.dispatcher.dispatch(rows)
     return decision
