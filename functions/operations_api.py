@@ -8,6 +8,7 @@ import azure.functions as func
 
 from functions.problems import invalid, json_response, not_found, problem, read_json
 from shared.bootstrap import services
+from shared.intake import parse_rfc3339
 from shared.registration import FieldProblem, InvalidRequest
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
@@ -52,11 +53,9 @@ def _parse_now(body: object) -> datetime:
     if not isinstance(raw, str):
         raise InvalidRequest([FieldProblem("now", "an RFC 3339 timestamp with an offset is required")])
     try:
-        at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        at = parse_rfc3339(raw)
     except ValueError as exc:
-        raise InvalidRequest([FieldProblem("now", "not an RFC 3339 timestamp")]) from exc
-    if at.tzinfo is None:
-        raise InvalidRequest([FieldProblem("now", "the timestamp needs an offset (Z or +hh:mm)")])
+        raise InvalidRequest([FieldProblem("now", str(exc))]) from exc
     try:
         at = at.astimezone(UTC)
     except OverflowError as exc:

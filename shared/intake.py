@@ -8,6 +8,7 @@ person who must fix the producer.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,7 @@ from shared.money import Money, MoneyError
 
 MAX_MESSAGE_BYTES = 16 * 1024
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 Identifier = Annotated[StrictStr, Field(pattern=ID_PATTERN)]
 
 
@@ -107,13 +109,21 @@ class _Envelope(_Strict):
     @field_validator("time")
     @classmethod
     def _rfc3339(cls, value: str) -> str:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError as exc:
-            raise ValueError("time must be an RFC 3339 timestamp with an offset") from exc
-        if parsed.tzinfo is None or "T" not in value.upper():
-            raise ValueError("time must be an RFC 3339 timestamp with an offset")
+        parse_rfc3339(value)
         return value
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """RFC 3339 exactly (date, `T`, time, offset), as CloudEvents requires; ValueError otherwise."""
+    if not RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 timestamp with an offset, such as 2026-12-01T09:00:00Z")
+    fraction = re.search(r"\.(\d+)", value)
+    if fraction and len(fraction.group(1)) > 6:  # Python keeps microseconds
+        value = value.replace(fraction.group(0), "." + fraction.group(1)[:6])
+    try:
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"not a valid timestamp: {exc}") from exc
 
 
 def _first_error(exc: ValidationError, prefix: str = "") -> Rejected:

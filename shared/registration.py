@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 from shared.intake import ID_PATTERN
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-EMAIL_PATTERN = rf"^[^@\s<>()\[\],;:\"]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$"
+EMAIL_PATTERN = rf"^[^@\s<>()\[\],;:\"\x00-\x1f\x7f]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$"
 TOKEN_PATTERN = r"^tok_[A-Za-z0-9_]{1,96}$"
 _CARD_LIKE = re.compile(r"\d(?:[ -]?\d){12,18}")
 _FORBIDDEN_KEYS = {"number", "cardnumber", "card_number", "pan", "cvv", "cvc", "cvv2", "cvc2", "securitycode"}
@@ -46,7 +46,7 @@ def refuse_card_data(body: Any, path: str = "") -> None:
             refuse_card_data(value, where)
     elif isinstance(body, list):
         for i, value in enumerate(body):
-            refuse_card_data(value, f"{path}[{i}]")
+            refuse_card_data(value, f"{path}.{i}" if path else str(i))
     elif isinstance(body, str) and any(_luhn(m.group()) for m in _CARD_LIKE.finditer(body)):
         raise InvalidRequest([FieldProblem(path or "body", "a value that looks like a card number was refused "
                                                            "and not stored; send a gateway token")])

@@ -176,9 +176,14 @@ def register(account: Account, reg: Registration, now: datetime, policy: Dunning
     elif old != profile:
         work.log("profile_updated", "account details updated")
     for sub_id, name in reg.subscriptions:
+        known = sub_id in work.subs
         sub = work.ensure_subscription(sub_id)
         if sub.name != name:
             work.subs[sub_id] = replace(sub, name=name)
+        if not known:
+            work.log("subscription_added", "subscription added", sub_id)
+        elif sub.name != name:
+            work.log("subscription_renamed", "subscription renamed", sub_id)
     work.account = replace(account, profile=profile)
     if old is not None and set(old.billing_contacts) != set(profile.billing_contacts):
         _contacts_changed(work, old.billing_contacts, profile.billing_contacts)

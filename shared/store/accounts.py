@@ -314,7 +314,8 @@ def _timeline_entity(pk: str, entries: Sequence[TimelineEntry], revision: int) -
     # One row per decision, keyed by the account's revision: ordered by commit, written once.
     entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": f"tl|{revision:012d}"}
     codec.put_json(entity, "entries", [
-        {"at": e.at.isoformat(), "kind": e.kind, "subscriptionId": e.subscription_id, "detail": e.detail}
+        {"at": e.at.isoformat().replace("+00:00", "Z"), "kind": e.kind, "subscriptionId": e.subscription_id,
+         "detail": e.detail}
         for e in entries
     ])
     return entity

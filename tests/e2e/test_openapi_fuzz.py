@@ -255,9 +255,6 @@ def test_a_forged_billing_link_with_a_non_ascii_signature_is_a_403(api: str, met
     assert r.headers["Content-Type"].startswith("text/html")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="product bug: a registration that only adds or renames subscriptions logs nothing, so "
-                          "Decision.changed is false and commit_decision never stores it, yet answers it")
 def test_put_account_answers_the_account_as_stored(api: str) -> None:
     """The document says PUT answers "the account as it now stands": a GET right after shows the same."""
     acc = new_account(api)  # subscription s1 "Service 1"

@@ -14,6 +14,13 @@ from tests.e2e.conftest import new_account, wait_until
 from tests.malformed_cases import CASES
 
 
+def lifecycle_events(stack: LocalStack) -> list[dict[str, Any]]:
+    """Every message on `subscription-lifecycle`, oldest first: received (hidden for a minute, so
+    each is read once here) rather than peeked, which stops at 32 while other tests add theirs."""
+    queue = QueueClient.from_connection_string(stack.connection_string, "subscription-lifecycle")
+    return [json.loads(m.content) for m in queue.receive_messages(messages_per_page=32, visibility_timeout=60)]
+
+
 def view(api: str, account_id: str) -> dict[str, Any]:
     r = requests.get(f"{api}/accounts/{account_id}", timeout=10)
     assert r.status_code == 200, r.text
@@ -39,9 +46,9 @@ def test_failed_charge_then_payment_round_trip(api: str, send_event: Callable[..
     assert v["balance"] == {} and v["alerts"] == []
     kinds = [e["kind"] for e in requests.get(f"{api}/accounts/{acc}/timeline", timeout=10).json()["entries"]]
     assert kinds.index("charge_failed") < kinds.index("payment_received") < kinds.index("charge_paid")
-    lifecycle = QueueClient.from_connection_string(stack.connection_string, "subscription-lifecycle")
-    ours = [json.loads(m.content) for m in lifecycle.peek_messages(max_messages=32)]
-    ours = [e for e in ours if e["data"]["accountId"] == acc]
+    ours: list[dict[str, Any]] = []  # events leave just after the commit the view shows: collect until both are in
+    wait_until(lambda: ours.extend(e for e in lifecycle_events(stack) if e["data"]["accountId"] == acc)
+               or len(ours) >= 2, "both lifecycle events")
     assert [e["type"] for e in ours] == ["subscription.past_due", "subscription.reactivated"]
     assert all(e["specversion"] == "1.0" and e["data"]["effectiveAt"] for e in ours)
 
