@@ -202,3 +202,12 @@ def test_effect_keys_are_stable_across_a_retried_decision() -> None:
     a = apply_payment_event(account(), failed(), {}, NOW, POLICY)
     b = apply_payment_event(account(), failed(), {}, NOW, POLICY)
     assert [e.key for e in a.effects] == [e.key for e in b.effects]
+
+
+def test_adding_or_renaming_a_subscription_is_a_change_worth_storing() -> None:
+    acc = account()
+    reg = Registration(Profile("Contoso", "en", ("ap@contoso.example", "cfo@contoso.example")),
+                       (("s1", "Web shop"), ("s2", "DB"), ("s3", "Cache")))
+    d = register(acc, reg, NOW, POLICY)
+    assert d.changed and d.account.subscriptions["s1"].name == "Web shop" and "s3" in d.account.subscriptions
+    assert sorted(t.kind for t in d.timeline) == ["subscription_added", "subscription_renamed"]
