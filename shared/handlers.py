@@ -11,7 +11,6 @@ import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
@@ -26,7 +25,6 @@ from shared.policy import DunningPolicy
 from shared.store.accounts import AccountRepository, AlreadyApplied, ConcurrencyConflict, OutboxRow, Snapshot
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _STRIPES = [threading.RLock() for _ in range(256)]
 
