@@ -9,51 +9,29 @@ profile, which names what to redact, goes last.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from shared.handlers import Lifecycle, commit_decision
 from shared.lifecycle.retention import REDACTED, advance_retention, erase_profile
-from shared.lifecycle.work import Decision
-from shared.store.accounts import AccountStore, Snapshot
+from shared.store.accounts import AccountStore
 from shared.store.indexes import Indexes
 from shared.store.system import MailIndex
-from shared.sweeps import SweepReport
+from shared.sweeps import SweepReport, sweep_due
 
 log = logging.getLogger(__name__)
 WAIT_FOR_MAIL = timedelta(hours=1)
 
 
 def retention_sweep(lc: Lifecycle, store: AccountStore, indexes: Indexes, mail_index: MailIndex) -> SweepReport:
-    report = SweepReport()
-    now = lc.clock.now()
-    for entry in indexes.due(now, "retention"):
-        account = store.load(entry.account_id).account
-        if account.next_retention_at is None or account.next_retention_at > now:
-            report.stale += 1
-            indexes.done(entry)
-            continue
-        report.accounts += 1
-        if _advance(lc, entry.account_id, now):
-            if any(r.kind == "email" for r in store.pending_outbox(entry.account_id)):
-                # The deletion confirmation must reach the contacts before their addresses go.
-                indexes.mark_due(entry.account_id, now + WAIT_FOR_MAIL, "retention")
-            else:
-                erase_customer_data(lc, store, mail_index, entry.account_id)
-                report.erased.append(entry.account_id)
-        indexes.done(entry)
-    return report
+    def erase(account_id: str, report: SweepReport) -> None:
+        if any(r.kind == "email" for r in store.pending_outbox(account_id)):
+            # The deletion confirmation must reach the contacts before their addresses go.
+            indexes.mark_due(account_id, lc.clock.now() + WAIT_FOR_MAIL, "retention")
+            return
+        erase_customer_data(lc, store, mail_index, account_id)
+        report.erased.append(account_id)
 
-
-def _advance(lc: Lifecycle, account_id: str, now: datetime) -> bool:
-    erase = False
-
-    def decide(snap: Snapshot) -> Decision:
-        nonlocal erase
-        decision, erase = advance_retention(snap.account, now, lc.policy)
-        return decision
-
-    commit_decision(lc, account_id, decide)
-    return erase
+    return sweep_due(lc, indexes, "retention", lambda a: a.next_retention_at, advance_retention, erase)
 
 
 def erase_customer_data(lc: Lifecycle, store: AccountStore, mail_index: MailIndex, account_id: str) -> None:

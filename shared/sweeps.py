@@ -8,6 +8,7 @@ episode), so a sweep that runs twice, late, or on two instances at once does eac
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -19,7 +20,7 @@ from shared.lifecycle.work import Decision, Work
 from shared.policy import DunningPolicy
 from shared.settlement import NoCardOnFile, settle_account
 from shared.store.accounts import Snapshot
-from shared.store.indexes import Indexes
+from shared.store.indexes import Indexes, Ladder
 from shared.store.leases import AccountLeases, LeaseBusy
 
 log = logging.getLogger(__name__)
@@ -35,36 +36,48 @@ class SweepReport:
     erased: list[str] = field(default_factory=list)
 
 
-def dunning_sweep(lc: Lifecycle, indexes: Indexes, gateway: PaymentGateway | None, leases: AccountLeases,
-                  ) -> SweepReport:
+Step = Callable[[Account, datetime, DunningPolicy], tuple[Decision, bool]]
+
+
+def sweep_due(lc: Lifecycle, indexes: Indexes, ladder: Ladder, due_of: Callable[[Account], datetime | None],
+              step: Step, then: Callable[[str, SweepReport], None]) -> SweepReport:
+    """Walk the index entries of `ladder` that are due, re-read each account, commit `step` on it,
+    and call `then` for the accounts whose step asked for more (a retry, an erasure)."""
     report = SweepReport()
     now = lc.clock.now()
-    for entry in indexes.due(now):
-        account = lc.store.load(entry.account_id).account
-        if account.next_due_at is None or account.next_due_at > now:
+    for entry in indexes.due(now, ladder):
+        due = due_of(lc.store.load(entry.account_id).account)
+        if due is None or due > now:
             report.stale += 1  # paid, or rescheduled: the account's own state says there is nothing yet
             indexes.done(entry)
             continue
-        retry = _advance(lc, entry.account_id, now)
         report.accounts += 1
-        if retry and gateway is not None:
-            report.retries += 1
-            report.retried_paid += _retry(lc, gateway, leases, entry.account_id)
+        if _commit_step(lc, entry.account_id, now, step):
+            then(entry.account_id, report)
         indexes.done(entry)
     return report
 
 
-def _advance(lc: Lifecycle, account_id: str, now: datetime) -> bool:
-    """Commit the sweep's decision for one account; True when an automatic retry is due."""
-    retry = False
+def _commit_step(lc: Lifecycle, account_id: str, now: datetime, step: Step) -> bool:
+    more = False
 
     def decide(snap: Snapshot) -> Decision:
-        nonlocal retry
-        decision, retry = advance(snap.account, now, lc.policy)
+        nonlocal more
+        decision, more = step(snap.account, now, lc.policy)
         return decision
 
     commit_decision(lc, account_id, decide)
-    return retry
+    return more
+
+
+def dunning_sweep(lc: Lifecycle, indexes: Indexes, gateway: PaymentGateway | None, leases: AccountLeases,
+                  ) -> SweepReport:
+    def retry(account_id: str, report: SweepReport) -> None:
+        if gateway is not None:
+            report.retries += 1
+            report.retried_paid += _retry(lc, gateway, leases, account_id)
+
+    return sweep_due(lc, indexes, "due", lambda a: a.next_due_at, advance, retry)
 
 
 def _retry(lc: Lifecycle, gateway: PaymentGateway, leases: AccountLeases, account_id: str) -> int:

@@ -54,7 +54,7 @@ class AcsMailer:
         except HttpResponseError as exc:
             if exc.status_code in TRANSIENT_STATUS or exc.status_code in (401, 403):
                 # 401/403 is our configuration, not the message: retrying after a fix must work.
-                raise MailTransient(f"ACS answered {exc.status_code}: {exc.reason}", _retry_after(exc)) from exc
+                raise MailTransient(f"ACS answered {exc.status_code}: {exc.reason}") from exc
             raise MailRejected(f"ACS refused the message: {exc.status_code} {exc.message}") from exc
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise MailTransient(f"ACS unreachable: {exc}") from exc
@@ -65,12 +65,3 @@ class AcsMailer:
             error = result.get("error") or {}
             raise MailRejected(f"ACS send {status}: {error.get('message', 'no detail')}")
         return str(result.get("id", operation_id))
-
-
-def _retry_after(exc: HttpResponseError) -> float | None:
-    headers: Any = getattr(exc.response, "headers", None) or {}
-    value = headers.get("retry-after-ms") or headers.get("Retry-After")
-    try:
-        return float(value) / (1000 if "retry-after-ms" in headers else 1) if value else None
-    except ValueError:
-        return None

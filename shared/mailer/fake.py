@@ -13,6 +13,6 @@ class FakeMailer:
     def send(self, email: OutgoingEmail, operation_id: str) -> str:
         if self.fail_next:
             self.fail_next -= 1
-            raise MailTransient("throttled", retry_after=0.0)
+            raise MailTransient("throttled")
         self.sent.setdefault(operation_id, email)
         return operation_id

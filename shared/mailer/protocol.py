@@ -21,11 +21,8 @@ class MailError(Exception):
 
 
 class MailTransient(MailError):
-    """Throttled (429), unavailable, or timed out: try again later with the same operation id."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+    """Throttled (429), unavailable, or timed out: try again later with the same operation id.
+    (azure-core already honours Retry-After; what is left is retried by the queue's redelivery.)"""
 
 
 class MailRejected(MailError):
