@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import azure.functions as func
@@ -18,6 +19,22 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init_
 @bp.route(route="deadletters", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def get_deadletters(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"items": services().deadletters.list()})
+
+
+@bp.function_name("replay_deadletter")
+@bp.route(route="deadletters/{id}/replay", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+def replay_deadletter(req: func.HttpRequest) -> func.HttpResponse:
+    """Put a dead-lettered message back on `payment-events`, as it was: for messages that failed for
+    a passing reason (poison), or after a producer fix. The event id still guards against a second effect."""
+    svc = services()
+    item_id = str(req.route_params.get("id", ""))
+    item = svc.deadletters.get(item_id) if re.fullmatch(r"[A-Za-z0-9._-]{1,200}", item_id) else None
+    if item is None:
+        return not_found(f"no dead letter {item_id}")
+    svc.payment_events_queue.send_message(item["text"])
+    at = svc.lifecycle.clock.now()
+    svc.deadletters.mark_replayed(item_id, at)
+    return json_response({**item, "replayedAt": at.isoformat(), "replayed": True})
 
 
 @bp.function_name("health")

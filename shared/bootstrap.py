@@ -8,6 +8,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from azure.storage.queue import QueueClient
+
 from shared.clock import Clock, SystemClock
 from shared.faults import Faults
 from shared.gateway.http import HttpPaymentGateway
@@ -37,6 +39,7 @@ class Services:
     mailer: Mailer | None
     mail_index: MailIndex
     indexes: Indexes
+    payment_events_queue: QueueClient
 
 
 def build(settings: Settings, *, faults: Faults | None = None, hook: clients.RequestHook | None = None,
@@ -65,6 +68,7 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
         mailer=mailer if mailer is not None else AcsMailer.from_settings(settings),
         mail_index=MailIndex(system),
         indexes=indexes,
+        payment_events_queue=clients.ensure_queue(queues, settings.payment_events_queue),
         test_clock=test_clock,
         gateway=gateway,
     )

@@ -32,6 +32,7 @@ class Settings:
     system_table: str = "billingsystem"
     index_table: str = "billingindex"
     lifecycle_queue: str = "subscription-lifecycle"
+    payment_events_queue: str = "payment-events"
     email_queue: str = "email-outbox"
 
     @classmethod

@@ -37,9 +37,23 @@ class DeadLetters:
 
     def list(self) -> list[dict[str, Any]]:
         rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": DEADLETTER_PK})
-        items = [{"id": r["RowKey"], "source": r["source"], "reason": r["reason"], "receivedAt": r["receivedAt"],
-                  "text": codec.get_json(r, "text")} for r in rows]
+        items = [self._item(r) for r in rows]
         return sorted(items, key=lambda i: (i["receivedAt"], i["id"]))
+
+    def get(self, item_id: str) -> dict[str, Any] | None:
+        try:
+            return self._item(self.table.get_entity(DEADLETTER_PK, item_id))
+        except (ResourceNotFoundError, ValueError):
+            return None
+
+    def mark_replayed(self, item_id: str, at: datetime) -> None:
+        self.table.update_entity({"PartitionKey": DEADLETTER_PK, "RowKey": item_id, "replayedAt": at.isoformat()},
+                                 mode=UpdateMode.MERGE)
+
+    @staticmethod
+    def _item(r: Any) -> dict[str, Any]:
+        return {"id": r["RowKey"], "source": r["source"], "reason": r["reason"], "receivedAt": r["receivedAt"],
+                "replayedAt": r.get("replayedAt"), "text": codec.get_json(r, "text")}
 
 
 class StoredTestClock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -119,3 +120,24 @@ def test_health_and_view_hide_the_card_token(api: str) -> None:
     assert "tok_mastercard" not in text
     assert json.loads(text)["paymentMethod"] == {"type": "card", "brand": "mastercard", "last4": "4444",
                                                  "expMonth": 11, "expYear": 2029}
+
+
+def test_a_poison_message_is_kept_and_an_operator_can_replay_it(
+        api: str, stack: LocalStack, send_event: Callable[..., str]) -> None:
+    """A valid event that failed maxDequeueCount times for a passing reason (storage down) lands on
+    `payment-events-poison`; it is listed, and once the outage is over, replayed and applied once."""
+    acc = new_account(api)
+    event_id = f"evt-{uuid.uuid4().hex}"
+    text = json.dumps({"specversion": "1.0", "id": event_id, "type": "billing.charge.failed", "source": "/tests",
+                       "time": "2026-12-01T09:00:00Z", "data": failed(acc, "ch-poison")})
+    QueueClient.from_connection_string(stack.connection_string, "payment-events-poison").send_message(text)
+    item = wait_until(lambda: next((i for i in requests.get(f"{api}/deadletters", timeout=10).json()["items"]
+                                    if i["text"] == text), None), "the poison message in the dead-letter list")
+    assert "maxDequeueCount" in item["reason"] and item["replayedAt"] is None
+    r = requests.post(f"{api}/deadletters/{item['id']}/replay", timeout=10)
+    assert r.status_code == 200 and r.json()["replayedAt"]
+    wait_until(lambda: view(api, acc)["balance"] == {"USD": "42.00"}, "the replayed event applied")
+    requests.post(f"{api}/deadletters/{item['id']}/replay", timeout=10)  # twice: the event id guards
+    send_event("billing.charge.failed", failed(acc, "ch-marker", "1.00"))
+    wait_until(lambda: view(api, acc)["balance"] == {"USD": "43.00"}, "a later event, after the second replay")
+    assert requests.post(f"{api}/deadletters/no-such-item/replay", timeout=10).status_code == 404
