@@ -5,7 +5,9 @@ surface: the HTTP API, the `payment-events` queue, and what comes out."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -102,8 +104,12 @@ def play(stack: LocalStack) -> int:
     s.show(view)
     s.timeline()
     s.say("the billing contacts are told, in the account's language")
-    for m in s.emails(2):
+    mails = s.emails(2)
+    for m in mails:
         print(f"   email to {', '.join(r['address'] for r in m['to'])}: {m['subject']}")
+    link = re.search(r'href="([^"]*/api/billing/[^"]+)"', mails[0]["html"])
+    if link:
+        print(f"   each email links to the hosted billing page: {html.unescape(link.group(1))}")
     s.timeline()
 
     s.say("a wire transfer arrives for that charge")
