@@ -15,6 +15,7 @@ import azure.functions as func
 
 from shared.bootstrap import services
 from shared.email_sending import give_up, record_delivery_report, send_outbox_email
+from shared.log_context import log_context
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 log = logging.getLogger(__name__)
@@ -23,14 +24,15 @@ DELIVERY_REPORT = "Microsoft.Communication.EmailDeliveryReportReceived"
 
 @bp.function_name("email_outbox")
 @bp.queue_trigger(arg_name="msg", queue_name="email-outbox", connection="AzureWebJobsStorage")
-def email_outbox(msg: func.QueueMessage) -> None:
+def email_outbox(msg: func.QueueMessage, context: func.Context) -> None:
     svc = services()
     if svc.mailer is None:
         raise RuntimeError("no mailer configured: set ACS_EMAIL_ENDPOINT or ACS_EMAIL_CONNECTION_STRING")
     handoff = json.loads(msg.get_body())
-    outcome = send_outbox_email(svc.lifecycle, svc.store, svc.mailer, svc.mail_index, svc.settings,
-                                handoff["accountId"], handoff["key"], holder=msg.id or uuid.uuid4().hex)
-    log.info("email %s for account %s: %s", handoff["key"], handoff["accountId"], outcome)
+    with log_context(invocation_id=context.invocation_id, account_id=handoff["accountId"]):
+        outcome = send_outbox_email(svc.lifecycle, svc.store, svc.mailer, svc.mail_index, svc.settings,
+                                    handoff["accountId"], handoff["key"], holder=msg.id or uuid.uuid4().hex)
+        log.info("email %s for account %s: %s", handoff["key"], handoff["accountId"], outcome)
 
 
 @bp.function_name("email_outbox_poison")

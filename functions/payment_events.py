@@ -9,6 +9,7 @@ import azure.functions as func
 from shared.bootstrap import services
 from shared.handlers import apply_event
 from shared.intake import Rejected, parse_message
+from shared.log_context import log_context
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 log = logging.getLogger(__name__)
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 @bp.function_name("payment_events")
 @bp.queue_trigger(arg_name="msg", queue_name="payment-events", connection="AzureWebJobsStorage")
-def payment_events(msg: func.QueueMessage) -> None:
+def payment_events(msg: func.QueueMessage, context: func.Context) -> None:
     """A malformed message is dead-lettered at once; a passing failure raises, so the host retries."""
     svc = services()
     body = msg.get_body()
@@ -27,9 +28,11 @@ def payment_events(msg: func.QueueMessage) -> None:
                             received_at=svc.lifecycle.clock.now(), message_id=msg.id)
         log.warning("dead-lettered message %s: %s", msg.id, exc.reason)
         return
-    applied = apply_event(svc.lifecycle, event, event_type)
-    log.info("event %s (%s) for account %s %s", event.event_id, event_type, event.account_id,
-             "was a duplicate" if applied.duplicate else "applied")
+    with log_context(invocation_id=context.invocation_id, account_id=event.account_id, event_id=event.event_id,
+                     subscription_id=getattr(event, "subscription_id", None)):
+        applied = apply_event(svc.lifecycle, event, event_type)
+        log.info("event %s (%s) for account %s %s", event.event_id, event_type, event.account_id,
+                 "was a duplicate" if applied.duplicate else "applied")
 
 
 @bp.function_name("payment_events_poison")
