@@ -11,6 +11,7 @@ import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
@@ -53,6 +54,10 @@ class Lifecycle:
     clock: Clock
     policy: DunningPolicy
     faults: Faults
+    redelivery_grace: timedelta = timedelta(seconds=30)
+    """How old outbox rows must be before a duplicate delivery carries them out itself: younger ones
+    belong to a live twin that is sending them right now (a crashed one's message comes back only
+    after the host's visibility timeout, which is longer)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str) -> Applied:
     duplicate = rows is None
     if rows is None:
         # A redelivery also finishes what a crashed first delivery committed but never sent.
-        rows = lc.store.pending_outbox(event.account_id)
+        rows = lc.store.pending_outbox(event.account_id, settled_for=lc.redelivery_grace)
     lc.faults.before_dispatch()
     lc.dispatcher.dispatch(rows)
     return Applied(account, duplicate)

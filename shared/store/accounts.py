@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from azure.core import MatchConditions
@@ -71,7 +71,7 @@ class AccountRepository(Protocol):
     def exists(self, account_id: str) -> bool: ...
     def commit(self, snapshot: Snapshot, decision: Decision, *, event_id: str | None = None,
                event_type: str | None = None, now: datetime) -> list[OutboxRow]: ...
-    def pending_outbox(self, account_id: str) -> list[OutboxRow]: ...
+    def pending_outbox(self, account_id: str, settled_for: timedelta = timedelta(0)) -> list[OutboxRow]: ...
     def delete_outbox(self, rows: Sequence[OutboxRow]) -> None: ...
     def timeline(self, account_id: str) -> list[dict[str, Any]]: ...
     def charge_notes(self, account_id: str) -> list[ChargeNote]: ...
@@ -112,13 +112,16 @@ class AccountStore:
         except ResourceNotFoundError:
             return None
 
-    def pending_outbox(self, account_id: str) -> list[OutboxRow]:
+    def pending_outbox(self, account_id: str, settled_for: timedelta = timedelta(0)) -> list[OutboxRow]:
+        """Rows not yet carried out, written at least `settled_for` ago (by the server's clock): a
+        redelivery leaves a live twin's fresh rows to that twin, and takes over only stale ones."""
         rows = self.table.query_entities(
             "PartitionKey eq @pk and RowKey ge 'outbox|' and RowKey lt 'outbox}'",
             parameters={"pk": account_id},
         )
+        cutoff = datetime.now(UTC) - settled_for
         return [OutboxRow(account_id, r["RowKey"][len("outbox|"):], r["kind"], codec.get_json(r, "payload"))
-                for r in rows]
+                for r in rows if not settled_for or (r.metadata["timestamp"] or cutoff) <= cutoff]
 
     def outbox_row(self, account_id: str, key: str) -> tuple[OutboxRow, Any] | None:
         """One outbox row, and the stored entity (with its ETag) by which the sender claims it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.lifecycle.model import Account, ChargeNote
@@ -23,6 +23,7 @@ class InMemoryAccountStore:
         self.timelines: dict[str, list[dict[str, Any]]] = {}
         self.commits = 0
         self.mail: dict[tuple[str, str], MailRecord] = {}
+        self.written: dict[tuple[str, str], datetime] = {}
 
     def load(self, account_id: str, *, event_id: str | None = None, charge_ids: Sequence[str] = ()) -> Snapshot:
         found = self.accounts.get(account_id)
@@ -53,6 +54,7 @@ class InMemoryAccountStore:
         rows = [outbox_row(pk, e) for e in decision.effects]
         for row in rows:
             self.outbox[(pk, row.key)] = row
+            self.written[(pk, row.key)] = datetime.now(UTC)
         for record in decision.mail:
             self.mail[(pk, record.key)] = record
             self.outbox.pop((pk, record.key), None)
@@ -61,8 +63,10 @@ class InMemoryAccountStore:
             for t in decision.timeline)
         return rows
 
-    def pending_outbox(self, account_id: str) -> list[OutboxRow]:
-        return [r for (pk, _), r in sorted(self.outbox.items()) if pk == account_id]
+    def pending_outbox(self, account_id: str, settled_for: timedelta = timedelta(0)) -> list[OutboxRow]:
+        cutoff = datetime.now(UTC) - settled_for
+        return [r for (pk, key), r in sorted(self.outbox.items())
+                if pk == account_id and self.written[(pk, key)] <= cutoff]
 
     def delete_outbox(self, rows: Sequence[OutboxRow]) -> None:
         for row in rows:

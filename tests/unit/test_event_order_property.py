@@ -5,7 +5,7 @@ the event-id dedupe is the product's own."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,7 +39,8 @@ class World:
 def world() -> World:
     store = InMemoryAccountStore()
     dispatcher = RecordingDispatcher(store)
-    return World(store, Lifecycle(store, dispatcher, FixedClock(NOW), DunningPolicy(), Faults()), dispatcher)
+    return World(store, Lifecycle(store, dispatcher, FixedClock(NOW), DunningPolicy(), Faults(), timedelta(0)),
+                 dispatcher)
 
 
 @st.composite
