@@ -108,7 +108,9 @@ def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot],
         snap = given.pop() if given else lc.store.load(account_id)
         decision = decide(snap)
         if not decision.changed and snap.etag is not None:
-            return decision, []
+            # Nothing to change, typically a client retrying a request whose first run crashed
+            # after its commit: finish what that run left in the outbox.
+            return decision, lc.store.pending_outbox(account_id, settled_for=lc.redelivery_grace)
         lc.faults.before_commit()
         return decision, lc.store.commit(snap, decision, now=now)
 

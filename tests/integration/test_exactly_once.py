@@ -165,3 +165,17 @@ def test_a_payment_settling_more_charges_than_one_transaction_holds_keeps_every_
     notes = svc.store.charge_notes("acc-1")
     assert len(notes) == 130 and {str(n.status) for n in notes} == {"paid"}
     assert [r.kind for r in svc.store.pending_outbox("acc-1") if r.kind != "email"] == []
+
+
+def test_a_retried_request_finishes_what_a_crash_after_its_commit_left(
+        svc: Services, make_services: Callable[..., Services]) -> None:
+    crashing = make_services(faults=CrashOnce("before_dispatch"))
+    crashing.lifecycle.redelivery_grace = timedelta(0)  # the client retries at once
+    change = Registration(Profile("Contoso", "en", ("new@contoso.example",)), (("s1", "Web"),))
+    with pytest.raises(CrashInjected):
+        register_account(crashing.lifecycle, "acc-1", change)
+    assert [r.payload["kind"] for r in svc.store.pending_outbox("acc-1")] == ["contact_changed"] * 2
+    assert email_rows_handed_off(svc) == set()  # committed, never dispatched
+    register_account(crashing.lifecycle, "acc-1", change)  # the same PUT again: nothing to change
+    assert email_rows_handed_off(svc) == {r.key for r in svc.store.pending_outbox("acc-1")}
+    assert len(email_rows_handed_off(svc)) == 2
