@@ -14,6 +14,7 @@ from shared.intake import ID_PATTERN
 from shared.lifecycle.decide import Registration
 from shared.lifecycle.model import PaymentMethod, Profile
 from shared.registration import AccountBody, CardMethodBody, FieldProblem, InvalidRequest, parse_body
+from shared.settlement import check_card
 from shared.views import account_view
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
@@ -41,13 +42,11 @@ def put_account(req: func.HttpRequest) -> func.HttpResponse:
         if svc.gateway is None:
             return problem(503, "Payment gateway not configured", "set PAYMENT_GATEWAY_URL")
         try:
-            card = svc.gateway.save_card(body.paymentMethod.token)
+            method = check_card(svc.gateway, body.paymentMethod.token)
         except CardRejected as exc:
             return invalid(InvalidRequest([FieldProblem("paymentMethod.token", exc.message)]))
         except GatewayUnavailable:
             return problem(503, "Payment gateway unavailable", "the card could not be checked; try again")
-        method = PaymentMethod("card", body.paymentMethod.token, card.brand, card.last4, card.exp_month,
-                               card.exp_year)
     elif body.paymentMethod is not None:
         method = PaymentMethod("invoice")
     reg = Registration(

@@ -11,7 +11,7 @@ import azure.functions as func
 from shared.bootstrap import Services, services
 from shared.gateway.protocol import contract_reason
 from shared.intake import ID_PATTERN
-from shared.lifecycle.model import Locale
+from shared.lifecycle.model import Account, Locale
 from shared.links import verify
 from shared.notifications.catalog import catalog
 from shared.notifications.formatting import format_money
@@ -77,7 +77,7 @@ def _again(svc: Services, account_id: str, locale: Locale, error: str, status: i
                                      token_field_error=error), status)
 
 
-def _notices(update: CardUpdate, locale: Locale, account: object) -> list[Notice]:
+def _notices(update: CardUpdate, locale: Locale, account: Account) -> list[Notice]:
     t = catalog(locale).text
     result = update.settlement
     if update.status == "declined":
@@ -92,7 +92,7 @@ def _notices(update: CardUpdate, locale: Locale, account: object) -> list[Notice
         amount = ", ".join(format_money(m, locale) for _, m in sorted(result.charged.items()))
         notices.append(Notice("ok", t("page.paid", amount=amount)))
     if result.reactivated:
-        subs = getattr(account, "subscriptions", {})
+        subs = account.subscriptions
         names = ", ".join(subs[s].name if s in subs else s for s in result.reactivated)
         notices.append(Notice("ok", t("page.reactivated", names=names)))
     return notices

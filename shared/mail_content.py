@@ -13,7 +13,7 @@ from shared.lifecycle import schedule
 from shared.lifecycle.model import Account
 from shared.links import billing_link
 from shared.mailer.protocol import OutgoingEmail
-from shared.money import Money
+from shared.money import Money, totals
 from shared.notifications import EmailContext, PaidLine, SubscriptionLine, render_email
 from shared.policy import DunningPolicy
 from shared.settings import Settings
@@ -63,7 +63,4 @@ def compose(account: Account, payload: dict[str, Any], settings: Settings, polic
 
 
 def _owed(account: Account, subscription_id: str) -> dict[str, Money]:
-    totals: dict[str, Money] = {}
-    for c in account.outstanding_of(subscription_id):
-        totals[c.amount.currency] = totals.get(c.amount.currency, Money.zero(c.amount.currency)) + c.remaining
-    return totals
+    return totals(c.remaining for c in account.outstanding_of(subscription_id))

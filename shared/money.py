@@ -7,6 +7,7 @@ how ledgers drift.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -91,3 +92,11 @@ class Money:
 
     def __str__(self) -> str:
         return f"{self.to_str()} {self.currency}"
+
+
+def totals(amounts: Iterable[Money]) -> dict[str, Money]:
+    """One sum per currency, in currency order: money of different currencies never adds up."""
+    sums: dict[str, Money] = {}
+    for m in amounts:
+        sums[m.currency] = sums.get(m.currency, Money.zero(m.currency)) + m
+    return dict(sorted(sums.items()))

@@ -18,7 +18,7 @@ from shared.handlers import Lifecycle, commit_decision
 from shared.lifecycle.model import Account, ChargeStatus, PaymentMethod, PendingCharge
 from shared.lifecycle.settlement import ChargeOutcome, plan_settlement, record_outcome, save_payment_method
 from shared.lifecycle.work import Decision
-from shared.money import Money
+from shared.money import Money, totals
 from shared.store.leases import AccountLeases, LeaseBusy
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,8 @@ class Settlement:
                 self.reactivated.append(effect.subscription_id)  # type: ignore[union-attr]
 
     def totals(self) -> dict[str, str]:
-        sums: dict[str, Money] = {}
-        for p in self.paid:
-            m = Money.parse(p["amount"], p["currency"])
-            sums[m.currency] = sums.get(m.currency, Money.zero(m.currency)) + m
-        return {cur: m.to_str() for cur, m in sorted(sums.items())}
+        paid = totals(Money.parse(p["amount"], p["currency"]) for p in self.paid)
+        return {cur: m.to_str() for cur, m in paid.items()}
 
 
 CardUpdateStatus = Literal["settled", "declined", "card_rejected", "gateway_unavailable", "busy", "outcome_unknown"]
@@ -67,12 +64,12 @@ def update_card_and_settle(lc: Lifecycle, gateway: PaymentGateway, leases: Accou
     """The source document's heart, for the API and the hosted page alike: save the card (it stays
     saved even if the charge is declined), then settle everything the account owes at once."""
     try:
-        card = gateway.save_card(token)
+        method = check_card(gateway, token)
     except CardRejected as exc:
         return CardUpdate("card_rejected", detail=exc.message)
     except GatewayUnavailable:
         return CardUpdate("gateway_unavailable")
-    save_card(lc, account_id, PaymentMethod("card", token, card.brand, card.last4, card.exp_month, card.exp_year))
+    save_card(lc, account_id, method)
     try:
         result = settle_account(lc, gateway, leases, account_id)
     except LeaseBusy:
@@ -80,6 +77,13 @@ def update_card_and_settle(lc: Lifecycle, gateway: PaymentGateway, leases: Accou
     except GatewayUnavailable:
         return CardUpdate("outcome_unknown")
     return CardUpdate("declined" if result.declines else "settled", result)
+
+
+def check_card(gateway: PaymentGateway, token: str) -> PaymentMethod:
+    """The gateway's word on a token, as the payment method we keep (raises `CardRejected`,
+    `GatewayUnavailable`)."""
+    card = gateway.save_card(token)
+    return PaymentMethod("card", token, card.brand, card.last4, card.exp_month, card.exp_year)
 
 
 def save_card(lc: Lifecycle, account_id: str, method: PaymentMethod) -> Account:
@@ -111,10 +115,9 @@ def settle_account(lc: Lifecycle, gateway: PaymentGateway, leases: AccountLeases
 
 
 def _card_token(account: Account) -> str:
-    pm = account.profile.payment_method if account.profile else None
-    if pm is None or pm.type != "card" or not pm.token:
+    if account.card_token is None:
         raise NoCardOnFile(account.account_id)
-    return pm.token
+    return account.card_token
 
 
 def _charge(lc: Lifecycle, gateway: PaymentGateway, account_id: str, pending: PendingCharge, token: str,

@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.lifecycle import schedule
 from shared.lifecycle.model import Account, Subscription, SubscriptionState
-from shared.money import Money
+from shared.money import Money, totals
 from shared.notifications.alerts import AlertCode, AlertParams, alert_message
 from shared.policy import DunningPolicy
 
@@ -21,10 +21,7 @@ def _iso(at: datetime | None) -> str | None:
 
 
 def _amounts(monies: list[Money]) -> dict[str, str]:
-    totals: dict[str, Money] = {}
-    for m in monies:
-        totals[m.currency] = totals.get(m.currency, Money.zero(m.currency)) + m
-    return {cur: m.to_str() for cur, m in sorted(totals.items())}
+    return {cur: m.to_str() for cur, m in totals(monies).items()}
 
 
 def subscription_view(account: Account, sub: Subscription, policy: DunningPolicy) -> dict[str, Any]:

@@ -29,17 +29,12 @@ def advance(account: Account, now: datetime, policy: DunningPolicy) -> tuple[Dec
             continue
         work.subs[sub_id] = _take_steps(work, sub, due, policy)
         retry = retry or (any(s.kind == "retry" for s in due) and work.subs[sub_id].state is SubscriptionState.PAST_DUE)
-    if retry and (account.retry_blocked or not _card_on_file(account)):
+    if retry and (account.retry_blocked or account.card_token is None):
         work.log("retry_skipped", "automatic retry skipped: " + (
             "the saved card was declined for good; waiting for a new card" if account.retry_blocked
             else "no card on file"))
         retry = False
     return work.finish(policy), retry
-
-
-def _card_on_file(account: Account) -> bool:
-    pm = account.profile.payment_method if account.profile else None
-    return pm is not None and pm.type == "card" and bool(pm.token)
 
 
 def _take_steps(work: Work, sub: Subscription, due: list[Step], policy: DunningPolicy) -> Subscription:

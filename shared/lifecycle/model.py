@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from shared.money import Money
+from shared.money import Money, totals
 
 Locale = Literal["en", "zh-CN"]
 
@@ -148,14 +148,16 @@ class Account:
 
     def balance(self) -> dict[str, Money]:
         """What is owed, one total per currency."""
-        totals: dict[str, Money] = {}
-        for charge in self.outstanding.values():
-            cur = charge.amount.currency
-            totals[cur] = totals.get(cur, Money.zero(cur)) + charge.remaining
-        return totals
+        return totals(c.remaining for c in self.outstanding.values())
 
     def credit_money(self) -> dict[str, Money]:
         return {cur: Money(minor, cur) for cur, minor in sorted(self.credit.items()) if minor}
+
+    @property
+    def card_token(self) -> str | None:
+        """The gateway token of the saved card, if the account pays by card."""
+        pm = self.profile.payment_method if self.profile else None
+        return pm.token if pm is not None and pm.type == "card" and pm.token else None
 
     def erasure_due_at(self) -> datetime | None:
         """Once every subscription's data is deleted, the account's own customer data goes too."""
