@@ -23,7 +23,7 @@ from shared.lifecycle.facts import (
     PaymentMethodKind,
     PaymentReceived,
 )
-from shared.money import Money, MoneyError
+from shared.money import Money, MoneyError, is_currency
 
 MAX_MESSAGE_BYTES = 16 * 1024
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -49,12 +49,14 @@ class _MoneyData(_Strict):
     currency: Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$")]
 
     def money(self) -> Money:
+        if not is_currency(self.currency):
+            raise Rejected(f"data.currency: unknown ISO 4217 currency code {self.currency!r}", "data.currency")
         try:
             money = Money.parse(self.amount, self.currency)
         except MoneyError as exc:
-            raise Rejected(str(exc), "data.amount") from exc
+            raise Rejected(f"data.amount: {exc}", "data.amount") from exc
         if money.minor <= 0:
-            raise Rejected(f"amount must be greater than zero, got {self.amount!r}", "data.amount")
+            raise Rejected(f"data.amount: must be greater than zero, got {self.amount!r}", "data.amount")
         return money
 
 

@@ -21,7 +21,7 @@ from shared.gateway.protocol import (
     GatewayUnavailable,
     IdempotencyConflict,
 )
-from shared.money import Money
+from shared.money import MAX_MINOR, Money
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ SANDBOX_CARDS: Mapping[str, SandboxCard] = MappingProxyType(
 )
 
 # Stripe's ceiling for one charge, in minor units ($999,999.99).
-MAX_CHARGE_MINOR = 99_999_999
+MAX_CHARGE_MINOR = MAX_MINOR  # the product's largest amount: a VND bill of billions is charged whole
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 

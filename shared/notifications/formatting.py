@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import localcontext
 from typing import Literal, get_args
 
 from babel.dates import format_date as babel_format_date
@@ -35,8 +36,12 @@ def cldr_locale(locale: Locale) -> str:
 
 
 def format_money(m: Money, locale: Locale) -> str:
-    """`$12.34`, `¥1,000` (JPY has no decimals), `US$12.34` in zh-CN: as CLDR writes them."""
-    return format_currency(m.amount, m.currency, locale=cldr_locale(locale))
+    """`$12.34`, `¥1,000` (JPY has no decimals), `US$12.34` in zh-CN: as CLDR writes them.
+    Exact at any size: Babel quantizes in the current context, so give it room for every digit."""
+    amount = m.amount
+    with localcontext() as context:
+        context.prec = max(context.prec, len(amount.as_tuple().digits) + 8)
+        return format_currency(amount, m.currency, locale=cldr_locale(locale))
 
 
 def format_money_list(amounts: Iterable[Money], locale: Locale) -> str:

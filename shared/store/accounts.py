@@ -135,8 +135,9 @@ class AccountStore:
         claimed = entity.get("claimedUntil")
         if claimed and datetime.fromisoformat(claimed) > datetime.now(UTC) and entity.get("claimedBy") != holder:
             return False
+        attempts = codec.int_of(entity.get("attempts", 0)) + 1
         claim = {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"], "claimedBy": holder,
-                 "claimedUntil": until.isoformat(), "attempts": int(entity.get("attempts", 0)) + 1}
+                 "claimedUntil": until.isoformat(), "attempts": codec.int64(attempts)}
         try:
             self.table.update_entity(claim, mode=UpdateMode.MERGE, etag=entity.metadata["etag"],
                                      match_condition=MatchConditions.IfNotModified)
@@ -246,7 +247,7 @@ class AccountStore:
         """Carry out a `charge_notes` outbox row: idempotent upserts of final charge records."""
         ops: list[tuple[Any, ...]] = [
             ("upsert", {"PartitionKey": account_id, "RowKey": f"charge|{n['chargeId']}",
-                        **{k: v for k, v in n.items() if k != "chargeId" and v is not None}},
+                        **codec.typed({k: v for k, v in n.items() if k != "chargeId" and v is not None})},
              {"mode": UpdateMode.REPLACE})
             for n in notes
         ]
@@ -286,7 +287,7 @@ def _note_payload(n: ChargeNote) -> dict[str, Any]:
 
 
 def _note_entity(pk: str, n: ChargeNote) -> dict[str, Any]:
-    body = {k: v for k, v in codec.note_entity(n).items() if v is not None}
+    body = codec.typed({k: v for k, v in codec.note_entity(n).items() if v is not None})
     return {"PartitionKey": pk, "RowKey": f"charge|{n.charge_id}", **body}
 
 

@@ -3,6 +3,11 @@
 A table string property holds at most 64 KiB (32K UTF-16 units), so documents are split across
 numbered properties; an entity holds 1 MiB, which bounds an account at several thousand
 outstanding charges.
+
+Integers: inside a JSON document they are exact at any size. As table properties they are
+written as `Edm.Int64` (`typed`): the SDK writes a bare `int` as `Edm.Int32` and refuses
+anything past 2^31 - 1, which a VND amount or a sum passes easily. They come back as
+`EntityProperty(value, EdmType.INT64)`; `int_of` reads either kind.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
+
+from azure.data.tables import EdmType, EntityProperty
 
 from shared.lifecycle.model import (
     Account,
@@ -45,6 +52,25 @@ def money_of(d: Mapping[str, Any]) -> Money:
     return Money(int(d["minor"]), str(d["currency"]))
 
 
+def typed(props: Mapping[str, Any]) -> dict[str, Any]:
+    """Table properties with every integer (not a bool) as `Edm.Int64`; `ValueError` past its range."""
+    return {k: int64(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in props.items()}
+
+
+def int64(value: int) -> EntityProperty:
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{value} does not fit a table's Edm.Int64")
+    return EntityProperty(value, EdmType.INT64)
+
+
+def int_of(value: Any) -> int:
+    """An integer property as read back: `EntityProperty` for Int64, a bare `int` for Int32."""
+    raw = value.value if isinstance(value, EntityProperty) else value
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        raise ValueError(f"stored property {value!r} is not an integer")
+    return raw
+
+
 def put_json(entity: dict[str, Any], name: str, value: Any) -> None:
     """Store `value` as JSON under `name`, `name_1`, ... so no property passes the size limit."""
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
@@ -52,13 +78,13 @@ def put_json(entity: dict[str, Any], name: str, value: Any) -> None:
     entity[name] = parts[0]
     for n, part in enumerate(parts[1:], start=1):
         entity[f"{name}_{n}"] = part
-    entity[f"{name}_parts"] = len(parts)
+    entity[f"{name}_parts"] = int64(len(parts))
 
 
 def get_json(entity: Mapping[str, Any], name: str) -> Any:
     if name not in entity:
         return None
-    parts = int(entity.get(f"{name}_parts", 1))
+    parts = int_of(entity.get(f"{name}_parts", 1))
     text = str(entity[name]) + "".join(str(entity[f"{name}_{n}"]) for n in range(1, parts))
     return json.loads(text)
 
@@ -167,6 +193,6 @@ def note_entity(n: ChargeNote) -> dict[str, Any]:
 
 
 def note_of(charge_id: str, e: Mapping[str, Any]) -> ChargeNote:
-    amount = Money(int(e["amountMinor"]), str(e["currency"])) if e.get("currency") else None
+    amount = Money(int_of(e["amountMinor"]), str(e["currency"])) if e.get("currency") else None
     return ChargeNote(charge_id, ChargeStatus(e["status"]), e.get("subscriptionId"), amount,
                       parse_dt(e.get("settledAt")), e.get("settledBy"), bool(e.get("paidByCard", False)))
