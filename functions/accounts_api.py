@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 import azure.functions as func
 
 from functions.problems import invalid, json_response, not_found, problem, read_json
 from shared.bootstrap import services
 from shared.gateway.protocol import CardRejected, GatewayUnavailable
 from shared.handlers import register_account
-from shared.intake import ID_PATTERN
+from shared.intake import ID_PATTERN, is_identifier
 from shared.lifecycle.decide import Registration
 from shared.lifecycle.model import PaymentMethod, Profile
 from shared.registration import AccountBody, CardMethodBody, FieldProblem, InvalidRequest, parse_body
@@ -18,12 +16,11 @@ from shared.settlement import check_card
 from shared.views import account_view
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
-_ID = re.compile(ID_PATTERN)
 
 
 def account_id_of(req: func.HttpRequest) -> str:
     account_id = str(req.route_params.get("accountId", ""))
-    if not _ID.match(account_id):
+    if not is_identifier(account_id):
         raise InvalidRequest([FieldProblem("accountId", f"must match {ID_PATTERN}")])
     return account_id
 

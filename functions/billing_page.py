@@ -10,7 +10,7 @@ import azure.functions as func
 
 from shared.bootstrap import Services, services
 from shared.gateway.protocol import contract_reason
-from shared.intake import ID_PATTERN
+from shared.intake import is_identifier
 from shared.lifecycle.model import Account, Locale
 from shared.links import verify
 from shared.notifications.catalog import catalog
@@ -41,7 +41,7 @@ def billing_page(req: func.HttpRequest) -> func.HttpResponse:
     account_id = str(req.route_params.get("accountId", ""))
     key = svc.settings.link_signing_key
     now = svc.lifecycle.clock.now()
-    account = svc.store.load(account_id).account if re.match(ID_PATTERN, account_id) else None
+    account = svc.store.load(account_id).account if is_identifier(account_id) else None
     profile = account.profile if account else None
     locale: Locale = profile.locale if profile else "en"
     if account is None or profile is None or not key or not verify(
@@ -60,7 +60,7 @@ def _submit(svc: Services, req: func.HttpRequest, account_id: str, locale: Local
     except InvalidRequest:
         return _again(svc, account_id, locale, t("page.card_data_refused"), 400)
     token = form.get("token", "").strip()
-    if not re.match(TOKEN_PATTERN, token):
+    if not re.fullmatch(TOKEN_PATTERN, token):
         return _again(svc, account_id, locale, t("page.card_rejected"), 400)
     if svc.gateway is None:
         return _again(svc, account_id, locale, t("page.unavailable"), 503)

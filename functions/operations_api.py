@@ -9,8 +9,8 @@ import azure.functions as func
 
 from functions.problems import invalid, json_response, not_found, problem, read_json
 from shared.bootstrap import services
-from shared.intake import parse_rfc3339
 from shared.registration import FieldProblem, InvalidRequest
+from shared.rfc3339 import parse_rfc3339
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 import azure.functions as func
 
 from functions.accounts_api import account_id_of
 from functions.problems import invalid, json_response, not_found, read_json
 from shared.bootstrap import services
 from shared.handlers import commit_decision
-from shared.intake import ID_PATTERN
+from shared.intake import is_identifier
 from shared.lifecycle.retention import set_legal_hold
 from shared.registration import FieldProblem, InvalidRequest
 from shared.views import account_view
@@ -33,7 +31,7 @@ def put_legal_hold(req: func.HttpRequest) -> func.HttpResponse:
     except InvalidRequest as exc:
         return invalid(exc)
     account = svc.store.load(account_id).account
-    if not re.match(ID_PATTERN, subscription_id) or subscription_id not in account.subscriptions:
+    if not is_identifier(subscription_id) or subscription_id not in account.subscriptions:
         return not_found(f"no subscription {subscription_id} in account {account_id}")
     now, policy = svc.lifecycle.clock.now(), svc.settings.policy
     decision = commit_decision(svc.lifecycle, account_id,

@@ -7,6 +7,7 @@ from typing import Any
 
 import azure.functions as func
 
+from shared import json_reader
 from shared.registration import InvalidRequest
 
 MAX_BODY_BYTES = 64 * 1024
@@ -47,8 +48,6 @@ def read_json(req: func.HttpRequest) -> Any:
     if len(raw) > MAX_BODY_BYTES:
         raise InvalidRequest([FieldProblem("body", f"at most {MAX_BODY_BYTES} bytes are accepted")])
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest([FieldProblem("body", f"not valid JSON: {exc}")]) from exc
-    except RecursionError as exc:
-        raise InvalidRequest([FieldProblem("body", "JSON nested too deeply")]) from exc
+        return json_reader.read_json(raw)
+    except json_reader.JsonRefused as exc:
+        raise InvalidRequest([FieldProblem(exc.field or "body", exc.reason)]) from exc

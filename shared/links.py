@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from datetime import datetime, timedelta
 from urllib.parse import quote, urlencode
 
@@ -30,10 +31,9 @@ def billing_link(base_url: str, key: str | None, account_id: str, now: datetime)
 
 
 def verify(key: str, account_id: str, expires: str, signature: str, now: datetime) -> bool:
-    try:
-        when = int(expires)
-    except ValueError:
+    if not re.fullmatch(r"[0-9]{1,12}", expires):  # ASCII digits: int() would take any script's
         return False
+    when = int(expires)
     if when < now.timestamp():
         return False
     # Bytes, not str: compare_digest refuses non-ASCII text, and a forged link may carry some.

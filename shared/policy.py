@@ -7,6 +7,7 @@ deployment instead of silently changing when customers lose service.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,10 +17,18 @@ class PolicyError(ValueError):
     """A dunning setting that cannot be a policy."""
 
 
+def whole_days(text: str, name: str) -> int:
+    """A setting's whole number of days: ASCII digits only (`int()` takes any script's digits),
+    surrounding blanks allowed; `PolicyError` naming the setting otherwise."""
+    if not re.fullmatch(r"[0-9]{1,5}", text.strip(" \t")):
+        raise PolicyError(f"{name} must be a whole number of days in ASCII digits, got {text!r}")
+    return int(text.strip(" \t"))
+
+
 def _days(text: str, name: str) -> tuple[int, ...]:
     try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError as exc:
+        values = tuple(whole_days(part, name) for part in text.split(",") if part.strip(" \t"))
+    except PolicyError as exc:
         raise PolicyError(f"{name} must be comma-separated whole days, got {text!r}") from exc
     if any(v < 0 for v in values) or list(values) != sorted(set(values)):
         raise PolicyError(f"{name} must be ascending, distinct, non-negative days, got {text!r}")
@@ -64,10 +73,7 @@ class DunningPolicy:
             raw = env.get(f"DUNNING_{name}")
             if raw is None:
                 return default
-            try:
-                return int(raw)
-            except ValueError as exc:
-                raise PolicyError(f"DUNNING_{name} must be a whole number of days, got {raw!r}") from exc
+            return whole_days(raw, f"DUNNING_{name}")
 
         def many(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
             raw = env.get(f"DUNNING_{name}")

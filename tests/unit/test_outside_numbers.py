@@ -1,0 +1,135 @@
+"""The table of malformed numbers and times, run against every parser of outside text:
+queue events (amount, time), the test clock's body, billing-link expiry, `DUNNING_*` settings.
+Each entry is refused by each parser; none is ever read as a number or an instant."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from functions.operations_api import _parse_now
+from shared.intake import Rejected, parse_message
+from shared.links import _signature, verify
+from shared.money import Money
+from shared.policy import PolicyError
+from shared.registration import InvalidRequest
+from shared.rfc3339 import parse_rfc3339
+from shared.settings import Settings
+from tests.malformed_cases import (
+    BAD_AMOUNTS,
+    BAD_TIMES,
+    BAD_WHOLE_NUMBERS,
+    FOREIGN_DIGITS,
+    GOOD_TIMES,
+    PAYMENT,
+    VALID,
+    foreign,
+)
+
+BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+
+
+def _event(time: str = "2026-12-01T09:00:00Z", amount: str = "12.34", currency: str = "USD") -> bytes:
+    data = {**VALID["data"], "amount": amount, "currency": currency}
+    return json.dumps({**VALID, "time": time, "data": data}).encode()
+
+
+@pytest.mark.parametrize("amount", BAD_AMOUNTS)
+def test_queue_amounts_refused_naming_the_field(amount: str) -> None:
+    with pytest.raises(Rejected) as caught:
+        parse_message(_event(amount=amount))
+    assert caught.value.field == "data.amount"
+
+
+@pytest.mark.parametrize("amount", BAD_WHOLE_NUMBERS)
+def test_queue_whole_amounts_refused_in_a_currency_without_decimals(amount: str) -> None:
+    with pytest.raises(Rejected) as caught:
+        parse_message(_event(amount=amount, currency="JPY"))
+    assert caught.value.field == "data.amount"
+
+
+@pytest.mark.parametrize("amount", BAD_AMOUNTS)
+def test_payment_amounts_refused_too(amount: str) -> None:
+    payment = {**PAYMENT, "data": {**PAYMENT["data"], "amount": amount}}
+    with pytest.raises(Rejected) as caught:
+        parse_message(json.dumps(payment).encode())
+    assert caught.value.field == "data.amount"
+
+
+@pytest.mark.parametrize("text", BAD_TIMES)
+def test_times_refused_by_the_rfc3339_parser(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rfc3339(text)
+
+
+@pytest.mark.parametrize("text", BAD_TIMES)
+def test_event_times_refused_naming_the_field(text: str) -> None:
+    with pytest.raises(Rejected) as caught:
+        parse_message(_event(time=text))
+    assert caught.value.field == "time"
+
+
+@pytest.mark.parametrize("text", BAD_TIMES)
+def test_test_clock_times_refused_naming_the_field(text: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        _parse_now({"now": text})
+    assert [p.field for p in caught.value.problems] == ["now"]
+
+
+@pytest.mark.parametrize(("text", "utc"), GOOD_TIMES)
+def test_valid_times_read_as_their_utc_instant(text: str, utc: str) -> None:
+    assert parse_rfc3339(text) == datetime.fromisoformat(utc)
+    assert parse_rfc3339(text).tzinfo is UTC
+    parse_message(_event(time=text))
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9998, 12, 31),
+                    timezones=st.just(UTC)))
+def test_every_instant_round_trips(at: datetime) -> None:
+    assert parse_rfc3339(at.isoformat().replace("+00:00", "Z")) == at
+
+
+@given(st.integers(min_value=0, max_value=999), st.integers(min_value=0, max_value=999))
+def test_fractions_are_truncated_never_rounded(milli: int, rest: int) -> None:
+    stamp = f"2026-12-31T23:59:59.{milli:03d}999{rest:03d}Z"
+    assert parse_rfc3339(stamp).microsecond == milli * 1000 + 999  # never rolls into the next year
+
+
+@pytest.mark.parametrize("script", FOREIGN_DIGITS)
+def test_billing_link_expiry_in_foreign_digits_is_refused(script: str) -> None:
+    now, expires = datetime(2026, 12, 1, tzinfo=UTC), 1_900_000_000
+    sig = _signature("k", "acc-1", expires)  # signed for the value int() would read
+    assert verify("k", "acc-1", str(expires), sig, now)
+    assert not verify("k", "acc-1", foreign(str(expires), script), sig, now)
+
+
+@pytest.mark.parametrize("text", BAD_WHOLE_NUMBERS)
+def test_billing_link_expiry_refused(text: str) -> None:
+    assert not verify("k", "acc-1", text, "sig", datetime(2026, 12, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("text", BAD_WHOLE_NUMBERS)
+def test_dunning_day_settings_refused(text: str) -> None:
+    with pytest.raises(PolicyError, match="DUNNING_DISABLE_DAY"):
+        Settings.from_env({**BASE, "DUNNING_DISABLE_DAY": text})
+
+
+@pytest.mark.parametrize("text", [t for t in BAD_WHOLE_NUMBERS if t.strip()])
+def test_dunning_day_list_settings_refused(text: str) -> None:
+    with pytest.raises(PolicyError, match="DUNNING_RETRY_DAYS"):
+        Settings.from_env({**BASE, "DUNNING_RETRY_DAYS": f"1,{text}"})
+
+
+def test_plain_settings_still_read() -> None:
+    policy = Settings.from_env({**BASE, "DUNNING_DISABLE_DAY": " 45 ", "DUNNING_RETRY_DAYS": "2, 4"}).policy
+    assert policy.disable_day == 45 and policy.retry_days == (2, 4)
+
+
+def test_valid_amounts_still_read() -> None:
+    event, _ = parse_message(_event(amount="2500000000", currency="VND"))
+    assert event.amount == Money(2_500_000_000, "VND")  # type: ignore[union-attr]
+    assert parse_rfc3339("2026-12-01T09:00:00Z") + timedelta(0) == datetime(2026, 12, 1, 9, tzinfo=UTC)
