@@ -24,7 +24,7 @@ def payment_events(msg: func.QueueMessage, context: func.Context) -> None:
     try:
         event, event_type = parse_message(body)
     except Rejected as exc:
-        svc.deadletters.add(source="payment-events", reason=exc.reason, text=body.decode("utf-8", "replace"),
+        svc.deadletters.add(source="payment-events", reason=exc.reason, body=body,
                             received_at=svc.lifecycle.clock.now(), message_id=msg.id)
         log.warning("dead-lettered message %s: %s", msg.id, exc.reason)
         return
@@ -43,5 +43,5 @@ def payment_events_poison(msg: func.QueueMessage) -> None:
     svc.deadletters.add(
         source="payment-events-poison",
         reason="processing failed repeatedly (moved to payment-events-poison after maxDequeueCount attempts)",
-        text=msg.get_body().decode("utf-8", "replace"), received_at=svc.lifecycle.clock.now(), message_id=msg.id,
+        body=msg.get_body(), received_at=svc.lifecycle.clock.now(), message_id=msg.id,
     )

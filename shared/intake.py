@@ -25,7 +25,7 @@ from shared.lifecycle.facts import (
 from shared.money import Money, MoneyError, is_currency
 from shared.rfc3339 import parse_rfc3339
 
-MAX_MESSAGE_BYTES = 16 * 1024
+MAX_MESSAGE_CHARS = 65_536  # what a Storage queue message holds (64 KiB of text)
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # For pydantic and OpenAPI (Rust regex and ECMA: `$` ends the text). Python code calls
 # `is_identifier`: Python's `re.match(...$)` also accepts a final newline.
@@ -130,10 +130,16 @@ def _first_error(exc: ValidationError, prefix: str = "") -> Rejected:
 
 def parse_message(body: bytes) -> tuple[PaymentEvent, str]:
     """Return the event and its CloudEvent type, or raise `Rejected` with the reason."""
-    if len(body) > MAX_MESSAGE_BYTES:
-        raise Rejected(f"message is {len(body)} bytes; at most {MAX_MESSAGE_BYTES} are accepted")
+    if len(body) > 4 * MAX_MESSAGE_CHARS:  # more than any 64K characters take in UTF-8: not decoded
+        raise Rejected(f"message is {len(body)} bytes; at most {MAX_MESSAGE_CHARS} characters are accepted")
     try:
-        raw = read_json(body, fractions=False)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected("message is not UTF-8 text") from exc
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise Rejected(f"message is {len(text)} characters; at most {MAX_MESSAGE_CHARS} are accepted")
+    try:
+        raw = read_json(text, fractions=False)
     except JsonRefused as exc:
         raise Rejected(exc.reason, exc.field) from exc
     if not isinstance(raw, dict):

@@ -1,8 +1,8 @@
 """Account state to and from JSON-able dicts, and JSON to and from table properties.
 
 A table string property holds at most 64 KiB (32K UTF-16 units), so documents are split across
-numbered properties; an entity holds 1 MiB, which bounds an account at several thousand
-outstanding charges.
+numbered properties, counting UTF-16 units (a character outside the BMP takes two); an entity
+holds 1 MiB, which bounds an account at several thousand outstanding charges.
 
 Integers: inside a JSON document they are exact at any size. As table properties they are
 written as `Edm.Int64` (`typed`): the SDK writes a bare `int` as `Edm.Int32` and refuses
@@ -33,7 +33,22 @@ from shared.lifecycle.model import (
 )
 from shared.money import Money
 
-CHUNK = 30_000
+CHUNK = 30_000  # UTF-16 units per string property: under the 32K limit
+
+
+def split_utf16(text: str, units: int = CHUNK) -> list[str]:
+    """`text` in pieces of at most `units` UTF-16 code units each, never splitting a surrogate pair
+    (so each piece is valid text): Table Storage measures strings in UTF-16. `[""]` for `""`."""
+    data = text.encode("utf-16-le", "surrogatepass")
+    parts: list[str] = []
+    start = 0
+    while start < len(data):
+        end = min(start + 2 * units, len(data))
+        if end < len(data) and 0xD8 <= data[end - 1] <= 0xDB:  # a high surrogate: keep its pair together
+            end -= 2
+        parts.append(data[start:end].decode("utf-16-le", "surrogatepass"))
+        start = end
+    return parts or [""]
 
 
 def dt(value: datetime | None) -> str | None:
@@ -74,7 +89,7 @@ def int_of(value: Any) -> int:
 def put_json(entity: dict[str, Any], name: str, value: Any) -> None:
     """Store `value` as JSON under `name`, `name_1`, ... so no property passes the size limit."""
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    parts = [text[i:i + CHUNK] for i in range(0, len(text), CHUNK)] or [""]
+    parts = split_utf16(text)
     entity[name] = parts[0]
     for n, part in enumerate(parts[1:], start=1):
         entity[f"{name}_{n}"] = part

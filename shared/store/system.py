@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +13,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.clock import Clock, ensure_utc
+from shared.dead_letters import dead_letter_text
 from shared.store import codec
 
 DEADLETTER_PK = "deadletter"
@@ -20,29 +21,52 @@ CLOCK_PK, CLOCK_RK = "clock", "test"
 
 
 class DeadLetters:
-    """Messages we could not apply, kept whole with the reason, for a person to read."""
+    """Messages we could not apply, kept whole with the reason, for a person to read and replay.
+
+    Row `{key}` holds the reason, the times and the text's first pieces; a text larger than one
+    entity goes on in rows `{key}~000001`, ... . Pieces are at most `codec.CHUNK` UTF-16
+    units (a string property holds 32K). The continuation rows are written before the head row,
+    so a listed dead letter always has its whole text.
+    """
+
+    # An entity holds 1 MiB, which Azurite measures as its JSON on the wire, where a UTF-16 unit can
+    # take 6 bytes (`\ud83d`, `\u0001`): 5 x 30,000 units x 6 bytes = 900 KB at worst.
+    PIECES_PER_ROW = 5
 
     def __init__(self, table: TableClient) -> None:
         self.table = table
 
-    def add(self, *, source: str, reason: str, text: str, received_at: datetime, message_id: str | None) -> None:
+    def add(self, *, source: str, reason: str, body: bytes | str, received_at: datetime,
+            message_id: str | None) -> None:
         # Keyed by the queue message id when there is one, so a redelivered message is listed once.
         key = f"{received_at.strftime('%Y%m%dT%H%M%S%fZ')}-{message_id or uuid.uuid4().hex}"
         if message_id:
             key = f"msg-{source}-{message_id}"
-        entity: dict[str, Any] = {"PartitionKey": DEADLETTER_PK, "RowKey": key, "source": source,
-                                  "reason": reason[:4000], "receivedAt": received_at.isoformat()}
-        codec.put_json(entity, "text", text)
-        self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        pieces = codec.split_utf16(dead_letter_text(body))
+        rows = [pieces[i:i + self.PIECES_PER_ROW] for i in range(0, len(pieces), self.PIECES_PER_ROW)]
+        more = [self._pieces({"PartitionKey": DEADLETTER_PK, "RowKey": _continuation(key, n)}, part)
+                for n, part in enumerate(rows[1:], start=1)]
+        for entity in more:  # one by one: a transaction holds at most 4 MiB
+            self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        head = self._pieces({"PartitionKey": DEADLETTER_PK, "RowKey": key, "source": source,
+                             "reason": reason[:4000], "receivedAt": received_at.isoformat(),
+                             "textRows": len(rows)}, rows[0])
+        self.table.upsert_entity(head, mode=UpdateMode.REPLACE)
 
     def list(self) -> list[dict[str, Any]]:
-        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": DEADLETTER_PK})
-        items = [self._item(r) for r in rows]
+        rows = {r["RowKey"]: r for r in self.table.query_entities("PartitionKey eq @pk",
+                                                                  parameters={"pk": DEADLETTER_PK})}
+
+        def part(key: str) -> Callable[[int], Any]:
+            return lambda n: rows[_continuation(key, n)]
+
+        items = [self._item(r, part(k)) for k, r in rows.items() if "~" not in k]
         return sorted(items, key=lambda i: (i["receivedAt"], i["id"]))
 
     def get(self, item_id: str) -> dict[str, Any] | None:
         try:
-            return self._item(self.table.get_entity(DEADLETTER_PK, item_id))
+            return self._item(self.table.get_entity(DEADLETTER_PK, item_id),
+                              lambda n: self.table.get_entity(DEADLETTER_PK, _continuation(item_id, n)))
         except (ResourceNotFoundError, ValueError):
             return None
 
@@ -51,9 +75,24 @@ class DeadLetters:
                                  mode=UpdateMode.MERGE)
 
     @staticmethod
-    def _item(r: Any) -> dict[str, Any]:
+    def _pieces(entity: dict[str, Any], pieces: Sequence[str]) -> dict[str, Any]:
+        entity["pieces"] = len(pieces)
+        entity.update({f"text_{n}": piece for n, piece in enumerate(pieces)})
+        return entity
+
+    @staticmethod
+    def _item(r: Any, continuation: Callable[[int], Any]) -> dict[str, Any]:
+        if "textRows" in r:
+            rows = [r, *(continuation(n) for n in range(1, int(r["textRows"])))]
+            text = "".join(str(row[f"text_{i}"]) for row in rows for i in range(int(row["pieces"])))
+        else:  # written before dead letters were split over rows: one JSON string
+            text = codec.get_json(r, "text")
         return {"id": r["RowKey"], "source": r["source"], "reason": r["reason"], "receivedAt": r["receivedAt"],
-                "replayedAt": r.get("replayedAt"), "text": codec.get_json(r, "text")}
+                "replayedAt": r.get("replayedAt"), "text": text}
+
+
+def _continuation(key: str, n: int) -> str:
+    return f"{key}~{n:06d}"
 
 
 class StoredTestClock:

@@ -42,3 +42,16 @@ def test_unknown_extra_attributes_are_ignored() -> None:
 def test_not_utf8_is_rejected() -> None:
     with pytest.raises(Rejected, match="UTF-8"):
         parse_message(b"\xff\xfe{}")
+
+
+def test_an_event_as_large_as_a_queue_message_is_applied() -> None:
+    """Producers attach line items: a 40 KB extension attribute, and a message of exactly 65,536
+    characters (what a queue message holds), are valid events."""
+    event, _ = parse_message(json.dumps({**VALID, "lineitems": "x" * 40_000}).encode())
+    assert isinstance(event, ChargeFailed)
+    text = json.dumps({**VALID, "lineitems": ""})
+    largest = json.dumps({**VALID, "lineitems": "é" * (65_536 - len(text))}, ensure_ascii=False)
+    assert len(largest) == 65_536 and len(largest.encode()) > 65_536
+    assert isinstance(parse_message(largest.encode())[0], ChargeFailed)
+    with pytest.raises(Rejected, match="65537 characters"):
+        parse_message(json.dumps({**VALID, "lineitems": "x" * (65_537 - len(text))}).encode())

@@ -1,0 +1,16 @@
+"""What a dead letter keeps of the message it stands for: the one place its text is prepared.
+
+A dead letter is read by a person who must fix the producer, and replayed onto the queue as it
+was, so it keeps the whole text however large (`shared/store/system.DeadLetters` splits it over
+as many properties and rows as it needs). Redaction of what must never be stored (card numbers,
+issue 15) belongs here, so every way into the dead-letter list passes through it.
+"""
+
+from __future__ import annotations
+
+
+def dead_letter_text(body: bytes | str) -> str:
+    """The text to keep for a queue message body. The queue carries text (host.json
+    `messageEncoding: none`), so its bytes are UTF-8; anything else is kept with U+FFFD in place
+    of the bytes that are not."""
+    return body if isinstance(body, str) else body.decode("utf-8", "replace")

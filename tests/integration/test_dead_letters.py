@@ -1,0 +1,36 @@
+"""Dead letters on Azurite keep the whole original text, however large, byte for byte."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from shared.bootstrap import Services
+
+AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def test_a_queue_message_of_any_size_is_kept_whole(make_services: Callable[..., Services]) -> None:
+    svc = make_services()
+    # Non-BMP characters take two UTF-16 units (the unit Table Storage counts) and four UTF-8 bytes.
+    largest_queue_message = ('{"id":"big","note":"' + "😀𝄞中é\x01'\"\\" * 8_000 + '"}')
+    huge = "😀" * 700_000 + "tail"  # 1.4M UTF-16 units: more than one entity holds (1 MiB)
+    svc.deadletters.add(source="payment-events", reason="not JSON", body=largest_queue_message.encode(),
+                        received_at=AT, message_id="m-1")
+    svc.deadletters.add(source="payment-events-poison", reason="kept failing", body=huge.encode(),
+                        received_at=AT, message_id="m-2")
+
+    items = {i["id"]: i for i in svc.deadletters.list()}
+    assert set(items) == {"msg-payment-events-m-1", "msg-payment-events-poison-m-2"}
+    assert items["msg-payment-events-m-1"]["text"] == largest_queue_message
+    assert items["msg-payment-events-poison-m-2"]["text"] == huge
+    one = svc.deadletters.get("msg-payment-events-poison-m-2")
+    assert one is not None and one["text"].encode() == huge.encode()
+
+
+def test_a_redelivered_message_is_listed_once_and_empty_text_survives(make_services: Callable[..., Services]) -> None:
+    svc = make_services()
+    for _ in range(2):
+        svc.deadletters.add(source="payment-events", reason="empty", body=b"", received_at=AT, message_id="m-3")
+    items = svc.deadletters.list()
+    assert [(i["id"], i["text"]) for i in items] == [("msg-payment-events-m-3", "")]
