@@ -14,6 +14,7 @@ import contextvars
 import functools
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -108,7 +109,7 @@ class Outcome:
 
 def _thread_count() -> int | None:
     raw = os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else None
+    return int(raw) if re.fullmatch(r"[0-9]{1,4}", raw) and int(raw) > 0 else None  # isdigit takes any script
 
 
 def _call_in_thread(fn: Callable[..., Any], kwargs: dict[str, Any], invocation_id: str) -> Any:

@@ -30,7 +30,12 @@ class RouteError(ValueError):
 
 
 def _number(kind: type[int] | type[float], lo: float | None = None, hi: float | None = None) -> Callable[[str], bool]:
+    # As ASP.NET's invariant culture reads them: ASCII only (Python's int/float take any script's digits)
+    shape = re.compile(r"[+-]?[0-9]+" if kind is int else r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
     def check(v: str) -> bool:
+        if shape.fullmatch(v) is None:
+            return False
         try:
             n = kind(v)
         except ValueError:
@@ -190,7 +195,8 @@ def compile_route(template: str, methods: Iterable[str] | None, target: T) -> Ro
             raise RouteError(f"route {template!r}: unbalanced braces in {seg!r}")
         parts.append(sep + "".join(pieces))
         precedence.append(_COMPLEX)
-    regex = re.compile("^" + "".join(parts) + "$", re.IGNORECASE | re.DOTALL)
+    # \Z, not $: `$` also matches before a final newline, and `acct-1%0A` would route as `acct-1`
+    regex = re.compile("^" + "".join(parts) + r"\Z", re.IGNORECASE | re.DOTALL)
     allowed = frozenset(m.upper() for m in methods) if methods else None
     return Route(template, allowed, target, regex, tuple(params), tuple(precedence))
 

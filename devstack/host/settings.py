@@ -18,7 +18,8 @@ from typing import Any
 
 DEFAULT_ROUTE_PREFIX = "api"
 
-_TIMESPAN = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2})(?::(?P<s>\d{1,2}(?:\.\d+)?))?$")
+_TIMESPAN = re.compile(  # ASCII digits: `\d` takes any script's
+    r"(?:(?P<days>[0-9]+)\.)?(?P<h>[0-9]{1,2}):(?P<m>[0-9]{1,2})(?::(?P<s>[0-9]{1,2}(?:\.[0-9]+)?))?")
 
 
 class ConfigError(ValueError):
@@ -27,7 +28,7 @@ class ConfigError(ValueError):
 
 def parse_timespan(value: str) -> float:
     """Seconds in a .NET TimeSpan string (`[d.]hh:mm[:ss[.fff]]`), the format host.json uses."""
-    m = _TIMESPAN.match(value.strip())
+    m = _TIMESPAN.fullmatch(value.strip())
     if not m:
         raise ConfigError(f"not a TimeSpan (expected [d.]hh:mm:ss): {value!r}")
     days = int(m["days"] or 0)

@@ -170,6 +170,8 @@ def test_route_precedence_and_constraints() -> None:
     assert target("/accounts/Ab1") == ("accounts/{id}", {"id": "Ab1"})
     assert target("/accounts/42/items") == ("accounts/{id:int}/items", {"id": "42"})
     assert target("/accounts/x/items") is None
+    assert target("/accounts/٤٢/items") is None  # Arabic-Indic 42 is not an int to ASP.NET
+    assert target("/accounts/Ab1\n") == ("accounts/{id}", {"id": "Ab1\n"})  # a final newline is kept, not dropped
     assert target("/files") == ("files/{*path}", {})
     assert target("/files/a/b.txt") == ("files/{*path}", {"path": "a/b.txt"})
     assert target("/greet") == ("greet/{name?}", {})
@@ -182,8 +184,9 @@ def test_route_precedence_and_constraints() -> None:
 def test_timespans_and_message_encodings() -> None:
     assert parse_timespan("00:00:05") == 5
     assert parse_timespan("1.02:00:00.5") == 86400 + 7200 + 0.5
-    with pytest.raises(ConfigError):
-        parse_timespan("5s")
+    for bad in ("5s", "００:00:05", "00:00:0٥"):
+        with pytest.raises(ConfigError):
+            parse_timespan(bad)
     assert decode_body("aGVsbG8=", "base64") == b"hello"
     assert decode_body("not base64!", "none") == b"not base64!"
     with pytest.raises(ValueError, match="base64"):
