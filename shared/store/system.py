@@ -50,7 +50,7 @@ class DeadLetters:
             self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
         head = self._pieces({"PartitionKey": DEADLETTER_PK, "RowKey": key, "source": source,
                              "reason": reason[:4000], "receivedAt": received_at.isoformat(),
-                             "textRows": len(rows)}, rows[0])
+                             "textRows": codec.int64(len(rows))}, rows[0])
         self.table.upsert_entity(head, mode=UpdateMode.REPLACE)
 
     def list(self) -> list[dict[str, Any]]:
@@ -76,15 +76,15 @@ class DeadLetters:
 
     @staticmethod
     def _pieces(entity: dict[str, Any], pieces: Sequence[str]) -> dict[str, Any]:
-        entity["pieces"] = len(pieces)
+        entity["pieces"] = codec.int64(len(pieces))
         entity.update({f"text_{n}": piece for n, piece in enumerate(pieces)})
         return entity
 
     @staticmethod
     def _item(r: Any, continuation: Callable[[int], Any]) -> dict[str, Any]:
         if "textRows" in r:
-            rows = [r, *(continuation(n) for n in range(1, int(r["textRows"])))]
-            text = "".join(str(row[f"text_{i}"]) for row in rows for i in range(int(row["pieces"])))
+            rows = [r, *(continuation(n) for n in range(1, codec.int_of(r["textRows"])))]
+            text = "".join(str(row[f"text_{i}"]) for row in rows for i in range(codec.int_of(row["pieces"])))
         else:  # written before dead letters were split over rows: one JSON string
             text = codec.get_json(r, "text")
         return {"id": r["RowKey"], "source": r["source"], "reason": r["reason"], "receivedAt": r["receivedAt"],

@@ -83,7 +83,7 @@ def test_no_integer_is_written_as_int32(svc: Services) -> None:
         assert store.claim_outbox(found[1], "holder-1", datetime.now(UTC) + timedelta(minutes=2))
     claimed = store.table.get_entity("acc-vn", f"outbox|{email.key}")
     assert claimed["attempts"] == EntityProperty(2, EdmType.INT64)
-    svc.deadletters.add(source="payment-events", reason="test", text="x" * 70_000, received_at=NOW,
+    svc.deadletters.add(source="payment-events", reason="test", body="x" * 70_000, received_at=NOW,
                         message_id="m1")
     tables = [store.table, svc.deadletters.table, svc.indexes.table]
     assert [bad for t in tables for bad in _bare_ints(t)] == []
