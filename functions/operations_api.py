@@ -24,14 +24,16 @@ def get_deadletters(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("replay_deadletter")
 @bp.route(route="deadletters/{id}/replay", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 def replay_deadletter(req: func.HttpRequest) -> func.HttpResponse:
-    """Put a dead-lettered message back on `payment-events`, as it was: for messages that failed for
+    """Put a dead-lettered message back on its queue, as it was: for messages that failed for
     a passing reason (poison), or after a producer fix. The event id still guards against a second effect."""
     svc = services()
     item_id = str(req.route_params.get("id", ""))
     item = svc.deadletters.get(item_id) if re.fullmatch(r"[A-Za-z0-9._-]{1,200}", item_id) else None
     if item is None:
         return not_found(f"no dead letter {item_id}")
-    svc.payment_events_queue.send_message(item["text"])
+    # Sweep work goes back to its own queue; the account's step is idempotent like an event.
+    queue = svc.sweep_queue if str(item["source"]).startswith("sweep-work") else svc.payment_events_queue
+    queue.send_message(item["text"])
     at = svc.lifecycle.clock.now()
     svc.deadletters.mark_replayed(item_id, at)
     return json_response({**item, "replayedAt": at.isoformat(), "replayed": True})

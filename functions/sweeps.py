@@ -1,4 +1,6 @@
-"""Timer-triggered sweeps. Run one now with `POST /admin/functions/{name}` and `{"input": ""}`."""
+"""The sweeps: three timers that queue one `sweep-work` message per due account, and the queue
+trigger that does each account's step (contract §3, §5). `POST /admin/functions/{name}` with
+`{"input": ""}` starts a sweep; its effects follow as the work queue drains."""
 
 from __future__ import annotations
 
@@ -7,33 +9,74 @@ import logging
 import azure.functions as func
 
 from shared.bootstrap import services
-from shared.retention import retention_sweep as run_retention_sweep
-from shared.sweeps import dunning_sweep as run_dunning_sweep
-from shared.sweeps import reconciliation_sweep as run_reconciliation_sweep
+from shared.log_context import log_context
+from shared.sweeps import MAX_ATTEMPTS, MalformedWork, SweepName, SweepWork, fan_out, give_up, run_work
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 log = logging.getLogger(__name__)
 
 
+def _start(sweep: SweepName) -> None:
+    report = fan_out(services(), sweep)
+    log.info("%s sweep: queued %d accounts in %.2f s%s", sweep, report.queued, report.seconds,
+             "" if report.finished else " (time budget spent; the next run queues the rest)")
+
+
 @bp.function_name("dunning_sweep")
 @bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *")
 def dunning_sweep(timer: func.TimerRequest) -> None:
-    svc = services()
-    report = run_dunning_sweep(svc.lifecycle, svc.indexes, svc.gateway, svc.leases)
-    log.info("dunning sweep: %s", report)
+    _start("dunning")
 
 
 @bp.function_name("reconciliation_sweep")
 @bp.timer_trigger(arg_name="timer", schedule="0 7-59/15 * * * *")
 def reconciliation_sweep(timer: func.TimerRequest) -> None:
-    svc = services()
-    report = run_reconciliation_sweep(svc.lifecycle, svc.indexes)
-    log.info("reconciliation sweep: %s", report)
+    _start("reconciliation")
 
 
 @bp.function_name("retention_sweep")
 @bp.timer_trigger(arg_name="timer", schedule="0 30 * * * *")
 def retention_sweep(timer: func.TimerRequest) -> None:
+    _start("retention")
+
+
+@bp.function_name("sweep_work")
+@bp.queue_trigger(arg_name="msg", queue_name="sweep-work", connection="AzureWebJobsStorage")
+def sweep_work(msg: func.QueueMessage, context: func.Context) -> None:
+    """One account's step. A failure raises so the host retries this message alone; the last
+    attempt dead-letters it with the reason instead. No account waits for another."""
     svc = services()
-    report = run_retention_sweep(svc.lifecycle, svc.store, svc.indexes, svc.mail_index)
-    log.info("retention sweep: %s", report)
+    text = msg.get_body().decode("utf-8", "replace")
+    try:
+        work = SweepWork.from_message(text)
+    except MalformedWork as exc:
+        give_up(svc, None, text, str(exc), msg.id)
+        log.warning("dead-lettered sweep-work message %s: %s", msg.id, exc)
+        return
+    attempt = msg.dequeue_count or 1
+    with log_context(invocation_id=context.invocation_id, account_id=work.entry.account_id):
+        try:
+            done = run_work(svc, work)
+        except Exception as exc:  # any failure of one account's step: counted, retried, then dead-lettered
+            reason = f"{work.sweep} step for account {work.entry.account_id} failed: {type(exc).__name__}: {exc}"
+            log.warning("sweep work failed (attempt %d of %d): %s", attempt, MAX_ATTEMPTS, reason,
+                        extra={"counter": "sweep_work_failed", "sweep": work.sweep})
+            if attempt < MAX_ATTEMPTS:
+                raise
+            give_up(svc, work, text, f"{reason} (after {attempt} attempts)", msg.id)
+            return
+        log.info("%s sweep: account %s %s", work.sweep, work.entry.account_id, done.outcome)
+
+
+@bp.function_name("sweep_work_poison")
+@bp.queue_trigger(arg_name="msg", queue_name="sweep-work-poison", connection="AzureWebJobsStorage")
+def sweep_work_poison(msg: func.QueueMessage) -> None:
+    """Work whose process died on every attempt (so no attempt could record why): listed anyway."""
+    svc = services()
+    text = msg.get_body().decode("utf-8", "replace")
+    try:
+        work: SweepWork | None = SweepWork.from_message(text)
+    except MalformedWork:
+        work = None
+    give_up(svc, work, text, "processing failed repeatedly (moved to sweep-work-poison after maxDequeueCount "
+            "attempts)", msg.id)

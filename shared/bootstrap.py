@@ -40,6 +40,7 @@ class Services:
     mail_index: MailIndex
     indexes: Indexes
     payment_events_queue: QueueClient
+    sweep_queue: QueueClient
 
 
 def build(settings: Settings, *, faults: Faults | None = None, hook: clients.RequestHook | None = None,
@@ -69,6 +70,7 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
         mail_index=MailIndex(system),
         indexes=indexes,
         payment_events_queue=clients.ensure_queue(queues, settings.payment_events_queue),
+        sweep_queue=clients.ensure_queue(queues, settings.sweep_queue),
         test_clock=test_clock,
         gateway=gateway,
     )

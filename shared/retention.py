@@ -12,26 +12,25 @@ import logging
 from datetime import timedelta
 
 from shared.handlers import Lifecycle, commit_decision
-from shared.lifecycle.retention import REDACTED, advance_retention, erase_profile
+from shared.lifecycle.retention import REDACTED, erase_profile
 from shared.store.accounts import AccountStore
 from shared.store.indexes import Indexes
 from shared.store.system import MailIndex
-from shared.sweeps import SweepReport, sweep_due
 
 log = logging.getLogger(__name__)
 WAIT_FOR_MAIL = timedelta(hours=1)
 
 
-def retention_sweep(lc: Lifecycle, store: AccountStore, indexes: Indexes, mail_index: MailIndex) -> SweepReport:
-    def erase(account_id: str, report: SweepReport) -> None:
-        if any(r.kind == "email" for r in store.pending_outbox(account_id)):
-            # The deletion confirmation must reach the contacts before their addresses go.
-            indexes.mark_due(account_id, lc.clock.now() + WAIT_FOR_MAIL, "retention")
-            return
-        erase_customer_data(lc, store, mail_index, account_id)
-        report.erased.append(account_id)
-
-    return sweep_due(lc, indexes, "retention", lambda a: a.next_retention_at, advance_retention, erase)
+def erase_when_mailed(lc: Lifecycle, store: AccountStore, indexes: Indexes, mail_index: MailIndex,
+                      account_id: str) -> bool:
+    """Erase the account's customer data once its last emails are out; until then put the account
+    back on the retention index an hour later. True if it was erased now."""
+    if any(r.kind == "email" for r in store.pending_outbox(account_id)):
+        # The deletion confirmation must reach the contacts before their addresses go.
+        indexes.mark_due(account_id, lc.clock.now() + WAIT_FOR_MAIL, "retention")
+        return False
+    erase_customer_data(lc, store, mail_index, account_id)
+    return True
 
 
 def erase_customer_data(lc: Lifecycle, store: AccountStore, mail_index: MailIndex, account_id: str) -> None:

@@ -34,6 +34,7 @@ class Settings:
     lifecycle_queue: str = "subscription-lifecycle"
     payment_events_queue: str = "payment-events"
     email_queue: str = "email-outbox"
+    sweep_queue: str = "sweep-work"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

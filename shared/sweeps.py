@@ -1,111 +1,216 @@
-"""The timer-driven sweeps: dunning (contract §3) and reconciliation.
+"""The sweeps (contract §3): dunning, retention and reconciliation, fanned out one account per
+queue message.
 
-Both read an index rather than every account, re-read each account they are pointed at, and act
-on what its state says (the index is a hint). Every step is idempotent per (subscription, step,
-episode), so a sweep that runs twice, late, or on two instances at once does each thing once.
+The timer side (`fan_out`) only reads an index, claims what is due and puts one `SweepWork`
+message per account on the `sweep-work` queue, so its own run takes seconds however much is due.
+The queue side (`run_work`) does one account's step; the Functions scale controller spreads the
+messages over every instance. Each account's work succeeds, fails and is retried on its own: a
+failure is logged with the account id and raised, so the host retries the message; the last
+attempt records a dead letter with the reason (`give_up`) instead, listed by
+`GET /api/deadletters` like a payment event.
+
+The index is a hint: the worker re-reads the account and acts on what its state says. Every step
+is idempotent per (subscription, step, episode), so a message delivered twice, late, or to two
+instances at once does each thing once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal, get_args
 
-from shared.gateway.protocol import GatewayError, PaymentGateway
+from shared.gateway.protocol import CardRejected
 from shared.handlers import Lifecycle, commit_decision
 from shared.lifecycle.dunning import advance
 from shared.lifecycle.model import Account, SubscriptionState
+from shared.lifecycle.retention import advance_retention
 from shared.lifecycle.work import Decision, Work
 from shared.policy import DunningPolicy
+from shared.retention import erase_when_mailed
 from shared.settlement import NoCardOnFile, settle_account
-from shared.store.accounts import Snapshot
-from shared.store.indexes import Indexes, Ladder
-from shared.store.leases import AccountLeases, LeaseBusy
+from shared.store.indexes import DueEntry
+from shared.store.leases import LeaseBusy
+
+if TYPE_CHECKING:
+    from shared.bootstrap import Services
 
 log = logging.getLogger(__name__)
 
+SweepName = Literal["dunning", "retention", "reconciliation"]
+SWEEPS: tuple[SweepName, ...] = get_args(SweepName)
+INDEX_OF = {"dunning": "due", "retention": "retention", "reconciliation": "disabled"}
+
+MAX_ATTEMPTS = 5
+"""host.json `extensions.queues.maxDequeueCount`: the attempt that records the dead letter."""
+CLAIM = timedelta(minutes=10)
+"""How long a queued entry is left to its message before a later sweep queues it again."""
+QUARANTINE = timedelta(days=1)
+"""How long an account whose work was dead-lettered waits before a sweep tries it again."""
+SEND_THREADS = 16
+
+
+class MalformedWork(ValueError):
+    """A `sweep-work` message that is not one: dead-lettered at once, never retried."""
+
+
+@dataclass(frozen=True)
+class SweepWork:
+    """One account's step, as a `sweep-work` message: JSON `{"sweep", "accountId", "partition",
+    "row"}`, the last two naming the index entry to delete once the step is done."""
+
+    sweep: SweepName
+    entry: DueEntry
+
+    def to_message(self) -> str:
+        return json.dumps({"sweep": self.sweep, "accountId": self.entry.account_id,
+                           "partition": self.entry.partition, "row": self.entry.row,
+                           "at": self.entry.at.isoformat() if self.entry.at else None})
+
+    @classmethod
+    def from_message(cls, text: str) -> SweepWork:
+        try:
+            doc = json.loads(text)
+            sweep, account_id, partition, row = doc["sweep"], doc["accountId"], doc["partition"], doc["row"]
+            at = datetime.fromisoformat(doc["at"]) if doc.get("at") else None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise MalformedWork(f"not a sweep-work message: {type(exc).__name__}: {exc}") from exc
+        if sweep not in SWEEPS or not all(isinstance(v, str) and v for v in (account_id, partition, row)):
+            raise MalformedWork(f"not a sweep-work message: sweep {sweep!r}, accountId {account_id!r}")
+        return cls(sweep, DueEntry(account_id, at, partition, row))
+
+
+# -- the timer side ---------------------------------------------------------------------------------
+
 
 @dataclass
-class SweepReport:
-    accounts: int = 0
-    stale: int = 0
-    retries: int = 0
-    retried_paid: int = 0
-    reconciled: list[str] = field(default_factory=list)
-    erased: list[str] = field(default_factory=list)
+class FanOut:
+    sweep: SweepName
+    queued: int = 0
+    seconds: float = 0.0
+    finished: bool = True
+    """False if the run stopped at its time budget; the rest is queued by the next run."""
 
 
-Step = Callable[[Account, datetime, DunningPolicy], tuple[Decision, bool]]
-
-
-def sweep_due(lc: Lifecycle, indexes: Indexes, ladder: Ladder, due_of: Callable[[Account], datetime | None],
-              step: Step, then: Callable[[str, SweepReport], None]) -> SweepReport:
-    """Walk the index entries of `ladder` that are due, re-read each account, commit `step` on it,
-    and call `then` for the accounts whose step asked for more (a retry, an erasure)."""
-    report = SweepReport()
-    now = lc.clock.now()
-    for entry in indexes.due(now, ladder):
-        due = due_of(lc.store.load(entry.account_id).account)
-        if due is None or due > now:
-            report.stale += 1  # paid, or rescheduled: the account's own state says there is nothing yet
-            indexes.done(entry)
-            continue
-        report.accounts += 1
-        if _commit_step(lc, entry.account_id, now, step):
-            then(entry.account_id, report)
-        indexes.done(entry)
+def fan_out(svc: Services, sweep: SweepName, budget: timedelta = timedelta(minutes=2)) -> FanOut:
+    """Queue one `SweepWork` per due, unclaimed index entry, page by page across the shards;
+    each page is claimed (one `$batch`) before its messages go, so a crash in between only delays
+    those accounts by `CLAIM`."""
+    started = time.monotonic()
+    report = FanOut(sweep)
+    now = svc.lifecycle.clock.now()
+    with ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="sweep-send") as pool:
+        for page in svc.indexes.unclaimed(now, INDEX_OF[sweep]):  # type: ignore[arg-type]
+            svc.indexes.claim(page, now + CLAIM)
+            list(pool.map(svc.sweep_queue.send_message, [SweepWork(sweep, e).to_message() for e in page]))
+            report.queued += len(page)
+            if time.monotonic() - started > budget.total_seconds():
+                report.finished = False
+                break
+    report.seconds = time.monotonic() - started
     return report
 
 
-def _commit_step(lc: Lifecycle, account_id: str, now: datetime, step: Step) -> bool:
-    more = False
+# -- the queue side ---------------------------------------------------------------------------------
 
-    def decide(snap: Snapshot) -> Decision:
-        nonlocal more
-        decision, more = step(snap.account, now, lc.policy)
+
+Outcome = Literal["stale", "stepped", "retried", "reconciled", "erased", "erasure_waits"]
+
+
+@dataclass(frozen=True)
+class WorkDone:
+    outcome: Outcome
+    paid: int = 0
+    reconciled: list[str] = field(default_factory=list)
+
+
+def run_work(svc: Services, work: SweepWork) -> WorkDone:
+    """Do one account's step at the clock's `now`; raises on a failure worth retrying."""
+    now = svc.lifecycle.clock.now()
+    if work.sweep == "dunning":
+        done = _dunning(svc, work.entry.account_id, now)
+    elif work.sweep == "retention":
+        done = _retention(svc, work.entry.account_id, now)
+    else:
+        done = _reconciliation(svc, work.entry.account_id, now)
+    if work.sweep != "reconciliation":
+        svc.indexes.done(work.entry)  # the step committed its own next entry, if any
+    return done
+
+
+def give_up(svc: Services, work: SweepWork | None, text: str, reason: str, message_id: str | None) -> None:
+    """The last attempt failed, or the message is malformed: list it with the reason, and leave
+    the account's index entry alone for `QUARANTINE` (the rest of the sweep goes on regardless)."""
+    svc.deadletters.add(source="sweep-work", reason=reason, text=text, received_at=svc.lifecycle.clock.now(),
+                        message_id=message_id)
+    if work is not None:
+        svc.indexes.claim([work.entry], svc.lifecycle.clock.now() + QUARANTINE)
+
+
+def _dunning(svc: Services, account_id: str, now: datetime) -> WorkDone:
+    lc = svc.lifecycle
+    snap = lc.store.load(account_id)
+    if _stale(snap.account.next_due_at, now):
+        return WorkDone("stale")
+    paid, retried = 0, False
+    _, retry_due = advance(snap.account, now, lc.policy)
+    if retry_due and svc.gateway is not None:
+        # The retry goes first and the step is recorded after it, so a retry the gateway could not
+        # answer raises and is made again by the message's next attempt, not lost.
+        retried = True
+        try:
+            paid = len(settle_account(lc, svc.gateway, svc.leases, account_id, wait=2.0).paid)
+        except (LeaseBusy, NoCardOnFile, CardRejected) as exc:
+            log.info("account %s: automatic retry not made (%s)", account_id, type(exc).__name__)
+    _commit_step(lc, account_id, lambda a: advance(a, now, lc.policy)[0])
+    return WorkDone("retried" if retried else "stepped", paid=paid)
+
+
+def _retention(svc: Services, account_id: str, now: datetime) -> WorkDone:
+    lc = svc.lifecycle
+    if _stale(lc.store.load(account_id).account.next_retention_at, now):
+        return WorkDone("stale")
+    erase: list[bool] = []
+
+    def step(account: Account) -> Decision:
+        decision, due = advance_retention(account, now, lc.policy)
+        erase[:] = [due]
         return decision
 
-    commit_decision(lc, account_id, decide)
-    return more
+    _commit_step(lc, account_id, step)
+    if not any(erase):
+        return WorkDone("stepped")
+    erased = erase_when_mailed(lc, svc.store, svc.indexes, svc.mail_index, account_id)
+    return WorkDone("erased" if erased else "erasure_waits")
 
 
-def dunning_sweep(lc: Lifecycle, indexes: Indexes, gateway: PaymentGateway | None, leases: AccountLeases,
-                  ) -> SweepReport:
-    def retry(account_id: str, report: SweepReport) -> None:
-        if gateway is not None:
-            report.retries += 1
-            report.retried_paid += _retry(lc, gateway, leases, account_id)
-
-    return sweep_due(lc, indexes, "due", lambda a: a.next_due_at, advance, retry)
-
-
-def _retry(lc: Lifecycle, gateway: PaymentGateway, leases: AccountLeases, account_id: str) -> int:
-    """The automatic retry is a settlement with the saved card: the same function the API calls."""
-    try:
-        return len(settle_account(lc, gateway, leases, account_id, wait=2.0).paid)
-    except (LeaseBusy, NoCardOnFile):
-        return 0  # a settlement is already in flight, or the card was removed meanwhile
-    except GatewayError as exc:
-        log.warning("account %s: automatic retry could not reach the gateway: %s", account_id, exc)
-        return 0
-
-
-def reconciliation_sweep(lc: Lifecycle, indexes: Indexes) -> SweepReport:
+def _reconciliation(svc: Services, account_id: str, now: datetime) -> WorkDone:
     """The source document's "payment processed but the subscription is still disabled": re-enable
     what owes nothing, and say so loudly, because it means something upstream went wrong."""
-    report = SweepReport()
-    now = lc.clock.now()
-    for account_id in indexes.disabled():
-        report.accounts += 1
-        decision = commit_decision(lc, account_id, lambda snap: _reconcile(snap.account, now, lc.policy))
-        fixed = [t.subscription_id or "" for t in decision.timeline if t.kind == "reconciled"]
-        if fixed:
-            log.warning("account %s: re-enabled %s, which were disabled with nothing owing", account_id, fixed)
-            report.reconciled += [f"{account_id}/{s}" for s in fixed]
-        elif not any(s.state is SubscriptionState.DISABLED for s in decision.account.subscriptions.values()):
-            indexes.set_disabled(account_id, False)  # a stale hint
-    return report
+    lc = svc.lifecycle
+    decision = commit_decision(lc, account_id, lambda snap: _reconcile(snap.account, now, lc.policy))
+    fixed = [t.subscription_id or "" for t in decision.timeline if t.kind == "reconciled"]
+    if fixed:
+        log.warning("account %s: re-enabled %s, which were disabled with nothing owing", account_id, fixed)
+        return WorkDone("reconciled", reconciled=[f"{account_id}/{s}" for s in fixed])
+    if not any(s.state is SubscriptionState.DISABLED for s in decision.account.subscriptions.values()):
+        svc.indexes.set_disabled(account_id, False)  # a stale hint
+        return WorkDone("stale")
+    return WorkDone("stepped")
+
+
+def _stale(due: datetime | None, now: datetime) -> bool:
+    """Paid, or rescheduled: the account's own state says there is nothing to do yet."""
+    return due is None or due > now
+
+
+def _commit_step(lc: Lifecycle, account_id: str, step: Callable[[Account], Decision]) -> Decision:
+    return commit_decision(lc, account_id, lambda snap: step(snap.account))
 
 
 def _reconcile(account: Account, now: datetime, policy: DunningPolicy) -> Decision:

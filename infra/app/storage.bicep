@@ -28,6 +28,8 @@ param queueNames array = [
   'subscription-lifecycle'
   'email-outbox'
   'email-outbox-poison'
+  'sweep-work'
+  'sweep-work-poison'
 ]
 
 @description('Tables the app keeps its state in (shared/settings.py).')

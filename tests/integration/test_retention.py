@@ -14,8 +14,7 @@ from shared.lifecycle.facts import ChargeFailed
 from shared.lifecycle.model import PaymentMethod, Profile, SubscriptionState
 from shared.mailer.fake import FakeMailer
 from shared.money import Money
-from shared.retention import retention_sweep
-from shared.sweeps import dunning_sweep
+from tests.integration.sweeping import sweep
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 CONTACT = "ap@contoso.example"
@@ -44,19 +43,20 @@ def test_a_canceled_account_is_warned_deleted_and_erased_keeping_its_financial_r
     apply_event(s.lifecycle, ChargeFailed("e1", "acc-gone", "s1", "c1", Money.parse("10.00", "USD"), "card_expired"),
                 "billing.charge.failed")
     at(s, T0 + timedelta(days=90))
-    dunning_sweep(s.lifecycle, s.indexes, s.gateway, s.leases)
+    sweep(s, "dunning")
     canceled_at = T0 + timedelta(days=90)
     assert s.store.load("acc-gone").account.subscriptions["s1"].state is SubscriptionState.CANCELED
     send_pending_mail(s, "acc-gone")
 
     at(s, canceled_at + timedelta(days=60))
-    assert retention_sweep(s.lifecycle, s.store, s.indexes, s.mail_index).accounts == 1
+    assert sweep(s, "retention").accounts == 1
     send_pending_mail(s, "acc-gone")
     assert any("30" in m.text for m in mailer.sent.values() if "deleted" in m.subject.lower())
 
     at(s, canceled_at + timedelta(days=90))
-    report = retention_sweep(s.lifecycle, s.store, s.indexes, s.mail_index)
-    assert report.erased == []  # the confirmation has not gone out yet: the contact is still needed
+    report = sweep(s, "retention")
+    # The confirmation has not gone out yet: the contact is still needed.
+    assert report.outcomes["erasure_waits"] == 1 and "erased" not in report.outcomes
     account = s.store.load("acc-gone").account
     assert account.subscriptions["s1"].state is SubscriptionState.DELETED and account.profile is not None
     queue = s.lifecycle.dispatcher.lifecycle_queue  # type: ignore[attr-defined]
@@ -64,8 +64,8 @@ def test_a_canceled_account_is_warned_deleted_and_erased_keeping_its_financial_r
     assert send_pending_mail(s, "acc-gone") == 1
 
     at(s, canceled_at + timedelta(days=90, hours=2))
-    report = retention_sweep(s.lifecycle, s.store, s.indexes, s.mail_index)
-    assert report.erased == ["acc-gone"]
+    report = sweep(s, "retention")
+    assert report.outcomes["erased"] == 1
     account = s.store.load("acc-gone").account
     assert account.profile is None
     assert account.balance() == {"USD": Money.parse("10.00", "USD")}
@@ -77,5 +77,5 @@ def test_a_canceled_account_is_warned_deleted_and_erased_keeping_its_financial_r
     assert operation_ids and all(s.mail_index.find(o) is None for o in operation_ids)
     assert all(s.store.mail_record("acc-gone", o)["recipient"] == "[deleted]"  # type: ignore[index]
                for o in operation_ids)
-    again = retention_sweep(s.lifecycle, s.store, s.indexes, s.mail_index)
-    assert again.accounts == 0
+    again = sweep(s, "retention")
+    assert again.queued == 0

@@ -20,7 +20,9 @@ from shared.lifecycle.facts import ChargeFailed
 from shared.lifecycle.model import PaymentMethod, Profile, SubscriptionState
 from shared.lifecycle.work import Decision
 from shared.money import Money
-from shared.sweeps import dunning_sweep, reconciliation_sweep
+from shared.store.indexes import SHARDS
+from shared.sweeps import CLAIM, SweepWork, fan_out
+from tests.integration.sweeping import drain, sweep
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -56,15 +58,15 @@ def test_a_sweep_on_day_31_disables_and_reschedules_and_a_second_sweep_does_noth
     owing(svc, "acc-late", reason="card_expired")  # hard decline: no retries get in the way
     assert [e.account_id for e in svc.indexes.due(T0 + timedelta(days=1))] == ["acc-late"]
     svc.test_clock.set(T0 + timedelta(days=31))  # type: ignore[union-attr]
-    report = dunning_sweep(svc.lifecycle, svc.indexes, svc.gateway, svc.leases)
-    assert report.accounts == 1 and report.retries == 0
+    report = sweep(svc, "dunning")
+    assert report.queued == 1 and report.outcomes == {"stepped": 1}
     account = svc.store.load("acc-late").account
     assert account.subscriptions["s1"].state is SubscriptionState.DISABLED
     assert account.next_due_at == T0 + timedelta(days=90)
     assert lifecycle_types(svc, "acc-late") == ["subscription.past_due", "subscription.disabled"]
     assert [e.at for e in svc.indexes.due(T0 + timedelta(days=365))] == [T0 + timedelta(days=90)]
-    again = dunning_sweep(svc.lifecycle, svc.indexes, svc.gateway, svc.leases)
-    assert again.accounts == 0 and lifecycle_types(svc, "acc-late") == ["subscription.past_due",
+    again = sweep(svc, "dunning")
+    assert again.queued == 0 and lifecycle_types(svc, "acc-late") == ["subscription.past_due",
                                                                          "subscription.disabled"]
     assert "acc-late" in svc.indexes.disabled()
 
@@ -72,8 +74,8 @@ def test_a_sweep_on_day_31_disables_and_reschedules_and_a_second_sweep_does_noth
 def test_the_day_one_retry_charges_the_saved_card_and_reactivates(svc: Services, sandbox: str) -> None:
     owing(svc, "acc-retry")
     svc.test_clock.set(T0 + timedelta(days=1, hours=1))  # type: ignore[union-attr]
-    report = dunning_sweep(svc.lifecycle, svc.indexes, svc.gateway, svc.leases)
-    assert report.retries == 1 and report.retried_paid == 1
+    report = sweep(svc, "dunning")
+    assert report.outcomes == {"retried": 1} and report.paid == 1
     assert svc.store.load("acc-retry").account.subscriptions["s1"].state is SubscriptionState.ACTIVE
     charges = requests.get(f"{sandbox}/charges", params={"accountId": "acc-retry"}, timeout=10).json()
     assert [(c["amount"], c["status"]) for c in charges] == [("10.00", "succeeded")]
@@ -82,8 +84,8 @@ def test_the_day_one_retry_charges_the_saved_card_and_reactivates(svc: Services,
 def test_a_stale_index_entry_is_repaired_not_acted_on(svc: Services) -> None:
     owing(svc, "acc-stale", token=None)
     svc.indexes.mark_due("acc-stale", T0 - timedelta(days=5))  # a hint that no longer holds
-    report = dunning_sweep(svc.lifecycle, svc.indexes, svc.gateway, svc.leases)
-    assert report.stale == 1 and report.accounts == 0
+    report = sweep(svc, "dunning")
+    assert report.outcomes == {"stale": 1}
     assert [e.at for e in svc.indexes.due(T0 + timedelta(days=400))] == [T0 + timedelta(days=1)]
 
 
@@ -100,9 +102,49 @@ def test_reconciliation_re_enables_a_disabled_subscription_with_nothing_owing(sv
 
     commit_decision(svc.lifecycle, "acc-stuck", stuck)
     svc.indexes.set_disabled("acc-stuck", True)
-    report = reconciliation_sweep(svc.lifecycle, svc.indexes)
+    report = sweep(svc, "reconciliation")
     assert report.reconciled == ["acc-stuck/s1"]
     assert svc.store.load("acc-stuck").account.subscriptions["s1"].state is SubscriptionState.ACTIVE
     assert "reconciled" in [e["kind"] for e in svc.store.timeline("acc-stuck")]
     assert lifecycle_types(svc, "acc-stuck") == ["subscription.reactivated"]
     assert "acc-stuck" not in svc.indexes.disabled()
+
+
+def test_the_timer_only_queues_one_message_per_due_account_and_never_twice_while_it_waits(svc: Services) -> None:
+    for n in range(3):
+        owing(svc, f"acc-q{n}", reason="card_expired")
+    svc.test_clock.set(T0 + timedelta(days=35))  # type: ignore[union-attr]
+    owing(svc, "acc-later", reason="card_expired")  # its first step is due after the others'
+    svc.test_clock.set(T0 + timedelta(days=31))  # type: ignore[union-attr]
+    first = fan_out(svc, "dunning")
+    queued = [SweepWork.from_message(m.content) for m in svc.sweep_queue.peek_messages(max_messages=32)]
+    assert first.queued == 3 and sorted(w.entry.account_id for w in queued) == ["acc-q0", "acc-q1", "acc-q2"]
+    assert {w.sweep for w in queued} == {"dunning"}
+    # The timer's run changed no account: the work is the queue's.
+    assert svc.store.load("acc-q0").account.subscriptions["s1"].state is SubscriptionState.PAST_DUE
+    assert fan_out(svc, "dunning").queued == 0  # claimed while their messages wait
+    svc.test_clock.set(T0 + timedelta(days=31) + CLAIM + timedelta(seconds=1))  # type: ignore[union-attr]
+    assert fan_out(svc, "dunning").queued == 3  # a lost message's account comes back after its claim
+    done = drain(svc)
+    assert sorted(d.outcome for d in done) == ["stale"] * 3 + ["stepped"] * 3  # the repeat finds nothing to do
+    assert all(svc.store.load(f"acc-q{n}").account.subscriptions["s1"].state is SubscriptionState.DISABLED
+               for n in range(3))
+
+
+def test_a_timer_out_of_time_leaves_the_rest_to_the_next_run_taking_every_shard_in_turn(svc: Services) -> None:
+    accounts = [f"acc-many-{n:04d}" for n in range(260)]
+    for account_id in accounts:  # index rows only: the timer never reads an account
+        svc.indexes.mark_due(account_id, T0 - timedelta(hours=1))
+    first = fan_out(svc, "dunning", budget=timedelta(0))
+    assert not first.finished and 0 < first.queued <= 100
+    rest = fan_out(svc, "dunning")
+    assert rest.finished and first.queued + rest.queued == len(accounts)
+    messages = []
+    while batch := list(svc.sweep_queue.receive_messages(max_messages=32)):
+        messages += [SweepWork.from_message(m.content) for m in batch]
+        for m in batch:
+            svc.sweep_queue.delete_message(m)
+    assert sorted(w.entry.account_id for w in messages) == accounts  # each exactly once
+    first_shards = [w.entry.partition for w in messages[:SHARDS * 5]]
+    assert len(set(first_shards)) > 1  # a page from each shard in turn, not one shard after another
+

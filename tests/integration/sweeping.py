@@ -1,0 +1,49 @@
+"""Run a sweep as the deployed app does: the timer's fan-out onto the (real) work queue, then the
+queue's messages, each through the same per-account step the `sweep_work` function runs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from shared.bootstrap import Services
+from shared.sweeps import SweepName, SweepWork, WorkDone, fan_out, run_work
+
+
+@dataclass
+class Swept:
+    queued: int
+    done: list[WorkDone] = field(default_factory=list)
+
+    @property
+    def outcomes(self) -> Counter[str]:
+        return Counter(d.outcome for d in self.done)
+
+    @property
+    def accounts(self) -> int:
+        """Accounts whose step ran (stale hints excluded)."""
+        return sum(1 for d in self.done if d.outcome != "stale")
+
+    @property
+    def paid(self) -> int:
+        return sum(d.paid for d in self.done)
+
+    @property
+    def reconciled(self) -> list[str]:
+        return [r for d in self.done for r in d.reconciled]
+
+
+def drain(svc: Services) -> list[WorkDone]:
+    """Work every message on the sweep queue until it is empty."""
+    done: list[WorkDone] = []
+    while messages := list(svc.sweep_queue.receive_messages(max_messages=32, visibility_timeout=60)):
+        for m in messages:
+            done.append(run_work(svc, SweepWork.from_message(m.content)))
+            svc.sweep_queue.delete_message(m)
+    return done
+
+
+def sweep(svc: Services, name: SweepName) -> Swept:
+    report = fan_out(svc, name)
+    assert report.finished
+    return Swept(report.queued, drain(svc))
