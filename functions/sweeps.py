@@ -46,11 +46,11 @@ def sweep_work(msg: func.QueueMessage, context: func.Context) -> None:
     """One account's step. A failure raises so the host retries this message alone; the last
     attempt dead-letters it with the reason instead. No account waits for another."""
     svc = services()
-    text = msg.get_body().decode("utf-8", "replace")
+    body = msg.get_body()
     try:
-        work = SweepWork.from_message(text)
+        work = SweepWork.from_message(body.decode("utf-8", "replace"))
     except MalformedWork as exc:
-        give_up(svc, None, text, str(exc), msg.id)
+        give_up(svc, None, body, str(exc), msg.id)
         log.warning("dead-lettered sweep-work message %s: %s", msg.id, exc)
         return
     attempt = msg.dequeue_count or 1
@@ -63,7 +63,7 @@ def sweep_work(msg: func.QueueMessage, context: func.Context) -> None:
                         extra={"counter": "sweep_work_failed", "sweep": work.sweep})
             if attempt < MAX_ATTEMPTS:
                 raise
-            give_up(svc, work, text, f"{reason} (after {attempt} attempts)", msg.id)
+            give_up(svc, work, body, f"{reason} (after {attempt} attempts)", msg.id)
             return
         log.info("%s sweep: account %s %s", work.sweep, work.entry.account_id, done.outcome)
 
@@ -73,10 +73,10 @@ def sweep_work(msg: func.QueueMessage, context: func.Context) -> None:
 def sweep_work_poison(msg: func.QueueMessage) -> None:
     """Work whose process died on every attempt (so no attempt could record why): listed anyway."""
     svc = services()
-    text = msg.get_body().decode("utf-8", "replace")
+    body = msg.get_body()
     try:
-        work: SweepWork | None = SweepWork.from_message(text)
+        work: SweepWork | None = SweepWork.from_message(body.decode("utf-8", "replace"))
     except MalformedWork:
         work = None
-    give_up(svc, work, text, "processing failed repeatedly (moved to sweep-work-poison after maxDequeueCount "
+    give_up(svc, work, body, "processing failed repeatedly (moved to sweep-work-poison after maxDequeueCount "
             "attempts)", msg.id)

@@ -143,10 +143,10 @@ def run_work(svc: Services, work: SweepWork) -> WorkDone:
     return done
 
 
-def give_up(svc: Services, work: SweepWork | None, text: str, reason: str, message_id: str | None) -> None:
+def give_up(svc: Services, work: SweepWork | None, body: bytes, reason: str, message_id: str | None) -> None:
     """The last attempt failed, or the message is malformed: list it with the reason, and leave
     the account's index entry alone for `QUARANTINE` (the rest of the sweep goes on regardless)."""
-    svc.deadletters.add(source="sweep-work", reason=reason, text=text, received_at=svc.lifecycle.clock.now(),
+    svc.deadletters.add(source="sweep-work", reason=reason, body=body, received_at=svc.lifecycle.clock.now(),
                         message_id=message_id)
     if work is not None:
         svc.indexes.claim([work.entry], svc.lifecycle.clock.now() + QUARANTINE)
