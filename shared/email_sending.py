@@ -47,9 +47,13 @@ def send_outbox_email(lc: Lifecycle, store: AccountStore, mailer: Mailer, index:
         return "skipped"
     try:
         email = compose(account, row.payload, settings, lc.policy, now)
+    except ValueError as exc:  # ours to fix (data gone, a date missing): never the customer's address
+        give_up(lc, account_id, key, kind, recipient, f"the email could not be written: {exc}")
+        return "failed"
+    try:
         operation = mailer.send(email, operation_id=key)
-    except (MailRejected, ValueError) as exc:
-        give_up(lc, account_id, key, kind, recipient, str(exc))
+    except MailRejected as exc:
+        give_up(lc, account_id, key, kind, recipient, str(exc), bad_address=exc.bad_address)
         return "failed"
     commit_decision(lc, account_id, lambda snap: email_sent(snap.account, key, kind, recipient, operation, now,
                                                             lc.policy), first=snapshot)
@@ -57,11 +61,13 @@ def send_outbox_email(lc: Lifecycle, store: AccountStore, mailer: Mailer, index:
     return "sent"
 
 
-def give_up(lc: Lifecycle, account_id: str, key: str, kind: str, recipient: str, reason: str) -> None:
+def give_up(lc: Lifecycle, account_id: str, key: str, kind: str, recipient: str, reason: str, *,
+            bad_address: bool = False) -> None:
+    """Close an email that will never go out; `bad_address` only when the refusal was about the address."""
     now = lc.clock.now()
     log.warning("account %s: %s email to %s given up: %s", account_id, kind, recipient, reason)
     commit_decision(lc, account_id, lambda snap: email_failed(snap.account, key, kind, recipient, reason, now,
-                                                              lc.policy))
+                                                              lc.policy, bad_address=bad_address))
 
 
 def record_delivery_report(lc: Lifecycle, index: MailIndex, message_id: str, recipient: str, status: str,

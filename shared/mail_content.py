@@ -7,10 +7,10 @@ the dates it announced) plus the account's current names and balance.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from shared.lifecycle import schedule
-from shared.lifecycle.model import Account
+from shared.lifecycle.model import Account, SubscriptionState
 from shared.links import billing_link
 from shared.mailer.protocol import OutgoingEmail
 from shared.money import Money, totals
@@ -56,10 +56,20 @@ def compose(account: Account, payload: dict[str, Any], settings: Settings, polic
         old_contacts=tuple(facts.get("oldContacts", [])),
         new_contacts=tuple(facts.get("newContacts", [])),
         days_left=facts.get("daysLeft"),
+        already=_already(facts.get("state") or (str(first.state) if first else None)),
     )
     rendered = render_email(payload["kind"], profile.locale, ctx)
     return OutgoingEmail(payload["recipient"], rendered.subject, rendered.html, rendered.text,
                          (("X-Billing-Account", account.account_id), ("X-Billing-Email-Kind", payload["kind"])))
+
+
+def _already(state: str | None) -> Literal["disabled", "canceled"] | None:
+    """What a failure email must say of a service that is no longer merely past due."""
+    if state == SubscriptionState.DISABLED:
+        return "disabled"
+    if state in (SubscriptionState.CANCELED, SubscriptionState.DELETED):
+        return "canceled"
+    return None
 
 
 def _owed(account: Account, subscription_id: str) -> dict[str, Money]:

@@ -39,9 +39,11 @@ def email_skipped(account: Account, key: str, kind: str, recipient: str, now: da
 
 
 def email_failed(account: Account, key: str, kind: str, recipient: str, reason: str, now: datetime,
-                 policy: DunningPolicy) -> Decision:
-    """A send that will never succeed: recorded, and the contact shown as unreachable."""
-    work = Work(_unreachable(account, recipient, now), {}, now, occasion=key)
+                 policy: DunningPolicy, *, bad_address: bool = False) -> Decision:
+    """A send that will never succeed, recorded on the timeline. The contact is shown as
+    unreachable only when the refusal was about its address: a rendering problem, an outage that
+    outlasted the retries or refused content are ours, not the customer's mailbox."""
+    work = Work(_unreachable(account, recipient, now) if bad_address else account, {}, now, occasion=key)
     work.log("email_failed", f"{kind} email to {recipient} could not be sent: {reason}")
     work.mail.append(MailRecord(key, "failed", recipient, kind, key, reason))
     return work.finish(policy)

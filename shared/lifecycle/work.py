@@ -185,10 +185,11 @@ def tell_new_failures(work: Work, policy: DunningPolicy) -> None:
         if charge is None:
             continue
         sub = work.subs[charge.subscription_id]
-        disable = schedule.disable_at(sub, policy)
+        disable, cancel = schedule.disable_at(sub, policy), schedule.cancel_at(sub, policy)
         facts = {"chargeId": charge.charge_id, "amount": charge.remaining.to_str(),
                  "currency": charge.amount.currency, "reason": charge.reason,
-                 "disableAt": disable.isoformat() if disable else ""}
+                 "disableAt": disable.isoformat() if disable else "",
+                 "cancelAt": cancel.isoformat() if cancel else "", "state": str(sub.state)}
         email_contacts(work, "payment_failed", charge.charge_id, (sub.subscription_id,), facts)
 
 

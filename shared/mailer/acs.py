@@ -55,7 +55,8 @@ class AcsMailer:
             if exc.status_code in TRANSIENT_STATUS or exc.status_code in (401, 403):
                 # 401/403 is our configuration, not the message: retrying after a fix must work.
                 raise MailTransient(f"ACS answered {exc.status_code}: {exc.reason}") from exc
-            raise MailRejected(f"ACS refused the message: {exc.status_code} {exc.message}") from exc
+            raise MailRejected(f"ACS refused the message: {exc.status_code} {exc.message}",
+                               bad_address=_names_a_recipient(exc)) from exc
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise MailTransient(f"ACS unreachable: {exc}") from exc
         if result is None:
@@ -65,3 +66,9 @@ class AcsMailer:
             error = result.get("error") or {}
             raise MailRejected(f"ACS send {status}: {error.get('message', 'no detail')}")
         return str(result.get("id", operation_id))
+
+
+def _names_a_recipient(exc: HttpResponseError) -> bool:
+    """ACS names the part of the message it refused in `error.target` (`recipients.to[0].address`)."""
+    target = getattr(exc.error, "target", None) if exc.error is not None else None
+    return isinstance(target, str) and target.startswith("recipients")

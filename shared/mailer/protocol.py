@@ -26,7 +26,14 @@ class MailTransient(MailError):
 
 
 class MailRejected(MailError):
-    """The service refused this message for good (bad address, content refused, send failed)."""
+    """The service refused this message for good (bad address, content refused, send failed).
+
+    `bad_address` only when the refusal names the recipient's address: any other refusal is ours
+    to fix, and must never be shown to the customer as "your address cannot receive mail"."""
+
+    def __init__(self, reason: str, *, bad_address: bool = False) -> None:
+        super().__init__(reason)
+        self.bad_address = bad_address
 
 
 class Mailer(Protocol):

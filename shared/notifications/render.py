@@ -121,6 +121,7 @@ class EmailContext:
     old_contacts: tuple[str, ...] = ()  # contact_changed
     new_contacts: tuple[str, ...] = ()
     days_left: int | None = None  # deletion_warning: 30, 7 or 1
+    already: Literal["disabled", "canceled"] | None = None  # payment_failed: the service is already this
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def _view(kind: EmailKind, locale: Locale, ctx: EmailContext) -> dict[str, objec
         "cancel_at": date(ctx.cancel_at),
         "delete_at": date(ctx.delete_at),
     }
-    deadline_field = DEADLINE[kind]
+    deadline_field = _deadline_field(kind, ctx)
     deadline: str | None = None
     if deadline_field is not None:
         deadline = dates[deadline_field] or date(ctx.next_step_at)
@@ -234,6 +235,7 @@ def _view(kind: EmailKind, locale: Locale, ctx: EmailContext) -> dict[str, objec
         "t": t,
         "lang": locale,
         "kind": kind,
+        "already": ctx.already,
         "subject": t(f"{kind}.subject", name=subject_name, date=deadline),
         "name": name,
         "account_id": single_line(ctx.account_id),
@@ -254,6 +256,16 @@ def _view(kind: EmailKind, locale: Locale, ctx: EmailContext) -> dict[str, objec
         "update_payment_url": single_line(ctx.update_payment_url) if button_key is not None else None,
         "support_url": single_line(ctx.support_url),
     }
+
+
+def _deadline_field(kind: EmailKind, ctx: EmailContext) -> DateField | None:
+    """A new failure on a service that is already disabled announces its cancellation; on one
+    already canceled, no date (a payment no longer brings it back)."""
+    if kind == "payment_failed" and ctx.already == "disabled":
+        return "cancel_at"
+    if kind == "payment_failed" and ctx.already == "canceled":
+        return None
+    return DEADLINE[kind]
 
 
 def _totals(amounts: Iterable[Money]) -> tuple[Money, ...]:

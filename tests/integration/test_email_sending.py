@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -18,7 +19,7 @@ from shared.lifecycle.decide import Registration
 from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded
 from shared.lifecycle.model import Profile
 from shared.mailer.acs import AcsMailer
-from shared.mailer.protocol import MailTransient, OutgoingEmail
+from shared.mailer.protocol import MailRejected, MailTransient, OutgoingEmail
 from shared.money import Money
 from shared.views import account_view
 
@@ -127,12 +128,27 @@ def test_a_failure_notice_overtaken_by_the_payment_is_not_sent(svc: Services, en
     assert len(got) == 2 and all("JP¥1,000" in str(m["plainText"]) and "c1" in str(m["plainText"]) for m in got)
 
 
-def test_a_permanently_refused_send_is_recorded_and_raises_an_alert(svc: Services, endpoint: str) -> None:
+def test_a_permanently_refused_send_is_recorded_but_is_not_an_address_problem(svc: Services, endpoint: str) -> None:
+    """ACS refusing the message (not naming the recipient) is ours to fix: recorded on the timeline,
+    never shown to the customer as "billing emails to you cannot be delivered"."""
     [first, _] = fail_charge(svc)
     requests.post(f"{endpoint}/faults", json={"status": 400, "count": 1}, timeout=10)
     assert send_all(svc, [first]) == ["failed"]
     view = account_view(svc.store.load("acc-1").account, svc.settings.policy)
-    assert "contact_unreachable" in [a["code"] for a in view["alerts"]]
+    assert "contact_unreachable" not in [a["code"] for a in view["alerts"]]
+    assert [e["kind"] for e in svc.store.timeline("acc-1")].count("email_failed") == 1
+
+
+def test_only_a_refusal_naming_the_recipient_is_an_address_problem(endpoint: str) -> None:
+    mailer = mailer_for(endpoint)
+    email = OutgoingEmail("no-at-sign", "subject", "<p>html</p>", "text")
+    with pytest.raises(MailRejected) as refused:
+        mailer.send(email, operation_id="7d8f3c1e-0000-4000-8000-000000000001")
+    assert refused.value.bad_address
+    requests.post(f"{endpoint}/faults", json={"status": 400, "count": 1}, timeout=10)
+    with pytest.raises(MailRejected) as faulted:
+        mailer.send(replace(email, recipient="ap@contoso.example"), operation_id="7d8f3c1e-0000-4000-8000-000000000002")
+    assert not faulted.value.bad_address
 
 
 def test_a_bounce_marks_the_contact_unreachable_and_a_later_delivery_clears_it(svc: Services) -> None:

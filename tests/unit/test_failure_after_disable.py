@@ -1,0 +1,81 @@
+"""Issue 13 point 9 on the pure core and the renderer: a new failure on a subscription that the
+sweep already disabled (or that is canceled) is told in a failure email that says so, and an email
+that cannot be written is never shown as an address problem."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.lifecycle.decide import Registration, apply_payment_event, register
+from shared.lifecycle.dunning import advance
+from shared.lifecycle.effects import SendEmail
+from shared.lifecycle.facts import ChargeFailed
+from shared.lifecycle.mail import email_failed
+from shared.lifecycle.model import Account, Locale, Profile, SubscriptionState
+from shared.mail_content import compose
+from shared.money import Money
+from shared.notifications.formatting import format_date
+from shared.policy import DunningPolicy
+from shared.settings import Settings
+
+START = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
+POLICY = DunningPolicy()
+SETTINGS = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+                              "BILLING_LINK_SIGNING_KEY": "unit-test-key"})
+ALREADY_DISABLED = {"en": "This service is already disabled", "zh-CN": "此服务已被禁用"}
+CANCELED_ON = {"en": "it will be canceled on", "zh-CN": "将于"}
+
+
+def failure(charge: str, at: datetime, acc: Account) -> tuple[Account, list[SendEmail]]:
+    event = ChargeFailed(f"e-{charge}", "acc-1", "s1", charge, Money.parse("10.00", "USD"), "card_declined")
+    d = apply_payment_event(acc, event, {}, at, POLICY)
+    return d.account, [e for e in d.effects if isinstance(e, SendEmail) and e.kind == "payment_failed"]
+
+
+def disabled_account(locale: Locale) -> Account:
+    acc = register(Account("acc-1"), Registration(Profile("Contoso", locale, ("ap@contoso.example",)),
+                                                  (("s1", "Web"),)), START, POLICY).account
+    acc, _ = failure("c1", START, acc)
+    decision, _ = advance(acc, START + timedelta(days=POLICY.disable_day, hours=1), POLICY)
+    assert decision.account.subscriptions["s1"].state is SubscriptionState.DISABLED
+    return decision.account
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+def test_a_new_failure_on_a_disabled_subscription_mails_that_it_is_already_disabled(locale: Locale) -> None:
+    now = START + timedelta(days=40)
+    acc, [email] = failure("c2", now, disabled_account(locale))
+    assert acc.subscriptions["s1"].state is SubscriptionState.DISABLED
+    assert email.facts["state"] == "disabled"
+    rendered = compose(acc, {"kind": email.kind, "recipient": email.recipient, "facts": email.facts,
+                             "subscriptionIds": list(email.subscription_ids)}, SETTINGS, POLICY, now)
+    cancel_on = format_date(START + timedelta(days=POLICY.cancel_day), locale)
+    for body in (rendered.text, rendered.html):
+        assert ALREADY_DISABLED[locale] in body and cancel_on in body and CANCELED_ON[locale] in body
+        assert "to avoid your services being disabled" not in body
+
+
+def test_a_new_failure_on_a_canceled_subscription_says_a_payment_no_longer_reactivates_it() -> None:
+    acc = disabled_account("en")
+    acc = advance(acc, START + timedelta(days=POLICY.cancel_day, hours=1), POLICY)[0].account
+    assert acc.subscriptions["s1"].state is SubscriptionState.CANCELED
+    now = START + timedelta(days=POLICY.cancel_day + 2)
+    acc, [email] = failure("c3", now, acc)
+    rendered = compose(acc, {"kind": email.kind, "recipient": email.recipient, "facts": email.facts,
+                             "subscriptionIds": list(email.subscription_ids)}, SETTINGS, POLICY, now)
+    assert "already canceled: a payment no longer reactivates it" in rendered.text
+
+
+def test_only_a_refusal_of_the_address_marks_the_contact_unreachable() -> None:
+    acc = disabled_account("en")
+    now = START + timedelta(days=40)
+    ours = email_failed(acc, "k1", "payment_failed", "ap@contoso.example", "the email could not be written", now,
+                        POLICY)
+    assert ours.account.profile is not None and dict(ours.account.profile.unreachable) == {}
+    assert [t.kind for t in ours.timeline] == ["email_failed"]
+    theirs = email_failed(acc, "k2", "payment_failed", "ap@contoso.example", "recipient refused", now, POLICY,
+                          bad_address=True)
+    assert theirs.account.profile is not None and dict(theirs.account.profile.unreachable) == {
+        "ap@contoso.example": now}
