@@ -11,7 +11,14 @@ from shared.handlers import register_account
 from shared.intake import ID_PATTERN, is_identifier
 from shared.lifecycle.decide import Registration
 from shared.lifecycle.model import PaymentMethod, Profile
-from shared.registration import AccountBody, CardMethodBody, FieldProblem, InvalidRequest, parse_body
+from shared.registration import (
+    AccountBody,
+    CardMethodBody,
+    FieldProblem,
+    InvalidRequest,
+    parse_body,
+    refuse_card_data,
+)
 from shared.settlement import check_card
 from shared.views import account_view
 
@@ -22,6 +29,7 @@ def account_id_of(req: func.HttpRequest) -> str:
     account_id = str(req.route_params.get("accountId", ""))
     if not is_identifier(account_id):
         raise InvalidRequest([FieldProblem("accountId", f"must match {ID_PATTERN}")])
+    refuse_card_data({"accountId": account_id})  # an id is stored and logged: never a card number
     return account_id
 
 

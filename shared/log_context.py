@@ -1,5 +1,7 @@
 """Every log record carries the invocation, account and event it belongs to, as attributes
-(Application Insights shows them as custom dimensions), without threading them through calls."""
+(Application Insights shows them as custom dimensions), without threading them through calls,
+and never a card number: whatever a message or a traceback quotes is masked to the last four
+digits (`shared.card_data`) before any handler sees the record."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import logging
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
+
+from shared.card_data import contains_card_number, mask_card_numbers
 
 _FIELDS: dict[str, ContextVar[str | None]] = {
     name: ContextVar(name, default=None) for name in ("invocation_id", "account_id", "subscription_id", "event_id")
@@ -21,6 +25,21 @@ def _factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         value = var.get()
         if value is not None and not hasattr(record, name):
             setattr(record, name, value)
+    return _masked(record)
+
+
+def _masked(record: logging.LogRecord) -> logging.LogRecord:
+    """The record with card numbers masked in its message and its traceback text."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string is the logging module's to report, not ours
+        return record
+    if contains_card_number(message):
+        record.msg, record.args = mask_card_numbers(message), None
+    if record.exc_info and not record.exc_text:
+        text = logging.Formatter().formatException(record.exc_info)
+        if contains_card_number(text):
+            record.exc_text = mask_card_numbers(text)
     return record
 
 

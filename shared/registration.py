@@ -6,18 +6,18 @@ refused with the field named and is never echoed back or logged.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
+from shared.card_data import contains_card_number, is_card_field
+from shared.free_text import printable
 from shared.intake import ID_PATTERN
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 EMAIL_PATTERN = rf"^[^@\s<>()\[\],;:\"\x00-\x1f\x7f]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$"
 TOKEN_PATTERN = r"^tok_[A-Za-z0-9_]{1,96}$"
-_CARD_LIKE = re.compile(r"\d(?:[ -]?\d){12,18}")
-_FORBIDDEN_KEYS = {"number", "cardnumber", "card_number", "pan", "cvv", "cvc", "cvv2", "cvc2", "securitycode"}
+_FORBIDDEN_KEYS = {"number"}  # besides every card_data.CARD_FIELD_NAMES: a card body's `number`
 
 
 class FieldProblem(ValueError):
@@ -36,31 +36,20 @@ class InvalidRequest(ValueError):
 
 
 def refuse_card_data(body: Any, path: str = "") -> None:
-    """Raise if any key or string value in the body looks like raw card data."""
+    """Raise if any key or string value in the body looks like raw card data (`shared.card_data`)."""
     if isinstance(body, dict):
         for key, value in body.items():
             where = f"{path}.{key}" if path else str(key)
-            if str(key).replace("-", "").replace("_", "").lower() in {k.replace("_", "") for k in _FORBIDDEN_KEYS}:
+            if is_card_field(str(key)) or str(key).lower() in _FORBIDDEN_KEYS:
                 raise InvalidRequest([FieldProblem(where, "card numbers and security codes are never accepted; "
                                                           "send a gateway token")])
             refuse_card_data(value, where)
     elif isinstance(body, list):
         for i, value in enumerate(body):
             refuse_card_data(value, f"{path}.{i}" if path else str(i))
-    elif isinstance(body, str) and any(_luhn(m.group()) for m in _CARD_LIKE.finditer(body)):
+    elif isinstance(body, str) and contains_card_number(body):
         raise InvalidRequest([FieldProblem(path or "body", "a value that looks like a card number was refused "
                                                            "and not stored; send a gateway token")])
-
-
-def _luhn(text: str) -> bool:
-    """A primary account number passes the Luhn check; most other long digit runs do not."""
-    digits = [int(c) for c in text if c.isdigit()]
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
 
 
 class _Strict(BaseModel):
@@ -76,15 +65,20 @@ class InvoiceMethodBody(_Strict):
     type: Literal["invoice"]
 
 
+FreeText = Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(printable)]
+"""A name people read in emails and on the billing page (`shared.free_text`)."""
+
+
 class SubscriptionBody(_Strict):
     id: Annotated[StrictStr, Field(pattern=ID_PATTERN)]
-    name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    name: FreeText
 
 
 class AccountBody(_Strict):
-    displayName: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    displayName: FreeText
     locale: Literal["en", "zh-CN"] = "en"
-    billingContacts: Annotated[list[Annotated[StrictStr, Field(pattern=EMAIL_PATTERN, max_length=254)]],
+    billingContacts: Annotated[list[Annotated[StrictStr, Field(pattern=EMAIL_PATTERN, max_length=254),
+                                              AfterValidator(printable)]],
                                Field(min_length=1, max_length=5)]
     paymentMethod: Annotated[CardMethodBody | InvoiceMethodBody, Field(discriminator="type")] | None = None
     subscriptions: Annotated[list[SubscriptionBody], Field(max_length=200)] = []

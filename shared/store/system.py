@@ -13,7 +13,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.clock import Clock, ensure_utc
-from shared.dead_letters import dead_letter_text
+from shared.dead_letters import dead_letter_content
 from shared.store import codec
 
 DEADLETTER_PK = "deadletter"
@@ -26,7 +26,8 @@ class DeadLetters:
     Row `{key}` holds the reason, the times and the text's first pieces; a text larger than one
     entity goes on in rows `{key}~000001`, ... . Pieces are at most `codec.CHUNK` UTF-16
     units (a string property holds 32K). The continuation rows are written before the head row,
-    so a listed dead letter always has its whole text.
+    so a listed dead letter always has its whole text. What is kept is prepared in one place,
+    `shared.dead_letters.dead_letter_content`: card data redacted, and the row says so (`redacted`).
     """
 
     # An entity holds 1 MiB, which Azurite measures as its JSON on the wire, where a UTF-16 unit can
@@ -42,15 +43,16 @@ class DeadLetters:
         key = f"{received_at.strftime('%Y%m%dT%H%M%S%fZ')}-{message_id or uuid.uuid4().hex}"
         if message_id:
             key = f"msg-{source}-{message_id}"
-        pieces = codec.split_utf16(dead_letter_text(body))
+        content = dead_letter_content(body, reason)
+        pieces = codec.split_utf16(content.text)
         rows = [pieces[i:i + self.PIECES_PER_ROW] for i in range(0, len(pieces), self.PIECES_PER_ROW)]
         more = [self._pieces({"PartitionKey": DEADLETTER_PK, "RowKey": _continuation(key, n)}, part)
                 for n, part in enumerate(rows[1:], start=1)]
         for entity in more:  # one by one: a transaction holds at most 4 MiB
             self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
         head = self._pieces({"PartitionKey": DEADLETTER_PK, "RowKey": key, "source": source,
-                             "reason": reason[:4000], "receivedAt": received_at.isoformat(),
-                             "textRows": codec.int64(len(rows))}, rows[0])
+                             "reason": content.reason[:4000], "receivedAt": received_at.isoformat(),
+                             "redacted": content.redacted, "textRows": codec.int64(len(rows))}, rows[0])
         self.table.upsert_entity(head, mode=UpdateMode.REPLACE)
 
     def list(self) -> list[dict[str, Any]]:
@@ -88,7 +90,7 @@ class DeadLetters:
         else:  # written before dead letters were split over rows: one JSON string
             text = codec.get_json(r, "text")
         return {"id": r["RowKey"], "source": r["source"], "reason": r["reason"], "receivedAt": r["receivedAt"],
-                "replayedAt": r.get("replayedAt"), "text": text}
+                "replayedAt": r.get("replayedAt"), "redacted": bool(r.get("redacted", False)), "text": text}
 
 
 def _continuation(key: str, n: int) -> str:

@@ -1,0 +1,211 @@
+"""Card data: the one detector of card numbers and security-code fields, and their redaction.
+
+Used by every way text comes in: HTTP bodies and the billing page refuse card data
+(`shared/registration.refuse_card_data`); a queue message carrying some is refused and kept only
+redacted (`redact_message`, in the dead-letter list); log records are masked (`mask_card_numbers`,
+from `shared/log_context`). Nothing of a card number but its last four digits is ever stored or
+logged; a security code not even that.
+
+A card number (PAN) is a run of 13 to 19 digits passing the Luhn check, written with or without
+separators between groups of digits: up to three spaces, tabs, no-break or other Unicode spaces,
+dashes, dots, slashes, underscores or invisible format characters. Digits of any script count
+(a full-width `４１１１…` is still a card number). A run glued to an ASCII letter or another digit
+(`card4111…`, a 32-digit hex id) is not one: that keeps random ids and hashes from matching by
+chance, at the price of missing a number written flush against a word.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+MIN_DIGITS, MAX_DIGITS = 13, 19
+MASK = "*"
+
+_SPACES = r"\s\u180e\u200b-\u200d\u2060-\u2064\ufeff\u00ad"
+_DASHES = r"\-\u058a\u05be\u1806\u2010-\u2015\u2212\u2e3a\u2e3b\ufe58\ufe63\uff0d"
+_DOTS_SLASHES = r"./\\_\u00b7\u2024\u2027\u2044\u2215\u3002\u30fb\uff0e\uff0f"
+_SEPARATOR = f"[{_SPACES}{_DASHES}{_DOTS_SLASHES}\u202a-\u202e\u2066-\u2069]"
+_RUN = re.compile(rf"(?<![A-Za-z\d])(?>\d+(?:{_SEPARATOR}{{1,3}}\d+)*)(?![A-Za-z\d])")
+_GROUP = re.compile(r"\d+")
+
+# Field names that only ever hold a card number or a security code, compared without case,
+# spaces, dashes, dots or underscores (`CVV`, `card_number`, `Card-Number`, `securityCode`).
+CARD_FIELD_NAMES = frozenset({
+    "cvv", "cvv2", "cvc", "cvc2", "cvn", "cvn2", "csc", "cav2", "cid", "securitycode", "cardsecuritycode",
+    "cardverificationcode", "cardverificationvalue", "cardcode", "cardnumber", "cardno", "cardnum", "ccnumber",
+    "ccnum", "ccno", "creditcardnumber", "creditcard", "pan", "primaryaccountnumber",
+})
+
+
+@dataclass(frozen=True)
+class CardNumber:
+    """Where a card number is in a text: `text[start:end]`, its digits (never log these)."""
+
+    start: int
+    end: int
+    digits: str
+
+
+def luhn(digits: str) -> bool:
+    """The Luhn checksum over decimal digits (any script); most random digit runs fail it."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _candidates(run: re.Match[str]) -> Iterator[CardNumber]:
+    """Every span of whole digit groups of one run that holds 13-19 digits and passes Luhn."""
+    groups = list(_GROUP.finditer(run.group()))
+    for i in range(len(groups)):
+        digits = ""
+        for j in range(i, len(groups)):
+            digits += groups[j].group()
+            if len(digits) > MAX_DIGITS:
+                break
+            if len(digits) >= MIN_DIGITS and luhn(digits):
+                yield CardNumber(run.start() + groups[i].start(), run.start() + groups[j].end(), digits)
+
+
+def find_card_numbers(text: str) -> list[CardNumber]:
+    """The card numbers in `text`, left to right, not overlapping (the longest at each place)."""
+    found: list[CardNumber] = []
+    for run in _RUN.finditer(text):
+        for card in sorted(_candidates(run), key=lambda c: (c.start, -c.end)):
+            if not found or card.start >= found[-1].end:
+                found.append(card)
+    return found
+
+
+def contains_card_number(text: str) -> bool:
+    return any(True for run in _RUN.finditer(text) for _ in _candidates(run))
+
+
+def mask_card_numbers(text: str) -> str:
+    """`text` with every digit of each card number but the last four replaced by `*`; the
+    separators stay, so `4111 1111 1111 1111` becomes `**** **** **** 1111`."""
+    cards = find_card_numbers(text)
+    if not cards:
+        return text
+    out, pos = [], 0
+    for card in cards:
+        out.append(text[pos:card.start])
+        span = text[card.start:card.end]
+        keep = len(card.digits) - 4
+        masked = []
+        for ch in span:
+            if ch.isdigit() and keep > 0:
+                masked.append(MASK)
+                keep -= 1
+            else:
+                masked.append(ch)
+        out.append("".join(masked))
+        pos = card.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def is_card_field(name: str) -> bool:
+    """A field name that only ever holds card data (`cvv`, `CardNumber`, `security_code`, ...)."""
+    return re.sub(r"[\s_.\-]", "", name).lower() in CARD_FIELD_NAMES
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """A message with its card data taken out: `text` to keep, `findings` saying where
+    (field paths like `data.reason`, or `text` for a message that is not JSON)."""
+
+    text: str
+    findings: tuple[str, ...]
+
+    @property
+    def redacted(self) -> bool:
+        return bool(self.findings)
+
+    @property
+    def note(self) -> str:
+        """One line for a dead letter's reason; names fields, never values."""
+        return ("card data found and redacted (card numbers masked to their last four digits, security "
+                f"codes removed): {', '.join(self.findings)}")
+
+
+class _Object(list[tuple[str, Any]]):
+    """A JSON object as its key/value pairs, duplicates and order kept."""
+
+
+def redact_message(text: str) -> Redaction:
+    """Mask card numbers and drop card fields from a message, JSON or not.
+
+    A JSON message is walked: card fields (`is_card_field`) are removed with their values, card
+    numbers in keys, strings and numbers are masked, and the result is written back as JSON; a
+    message that is not JSON has its card numbers masked and the values after `"cvv":`-like keys
+    removed. A message without card data comes back exactly as it was."""
+    try:
+        tree = json.loads(text, object_pairs_hook=_Object)
+    except (ValueError, RecursionError):
+        return _redact_raw(text)
+    findings: list[str] = []
+    try:
+        clean = _walk(tree, "", findings)
+    except RecursionError:
+        return _redact_raw(text)
+    if not findings:
+        return Redaction(text, ())
+    return Redaction(_dump(clean), tuple(findings))
+
+
+def _walk(node: Any, path: str, findings: list[str]) -> Any:
+    if isinstance(node, _Object):
+        kept = _Object()
+        for key, value in node:
+            safe_key = mask_card_numbers(key)
+            where = f"{path}.{safe_key}" if path else safe_key
+            if is_card_field(key):
+                findings.append(where)
+                continue
+            if safe_key != key:
+                findings.append(where)
+            kept.append((safe_key, _walk(value, where, findings)))
+        return kept
+    if isinstance(node, list):
+        return [_walk(v, f"{path}.{i}" if path else str(i), findings) for i, v in enumerate(node)]
+    if isinstance(node, str | int) and not isinstance(node, bool):
+        masked = mask_card_numbers(str(node))
+        if masked != str(node):
+            findings.append(path or "message")
+            return masked
+    return node
+
+
+def _dump(node: Any) -> str:
+    if isinstance(node, _Object):
+        return "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{_dump(v)}" for k, v in node) + "}"
+    if isinstance(node, list):
+        return "[" + ",".join(_dump(v) for v in node) + "]"
+    return json.dumps(node, ensure_ascii=False)
+
+
+_RAW_FIELD = re.compile(r'"(?P<key>[^"\\]{1,64})"(?P<colon>\s*:\s*)(?P<value>"(?:[^"\\]|\\.)*"|[^,}\]\s]*)')
+
+
+def _redact_raw(text: str) -> Redaction:
+    findings: list[str] = []
+
+    def drop(m: re.Match[str]) -> str:
+        if not is_card_field(m["key"]):
+            return m.group()
+        findings.append(mask_card_numbers(m["key"]))
+        return f'"{m["key"]}"{m["colon"]}"[removed]"'
+
+    without_codes = _RAW_FIELD.sub(drop, text)
+    masked = mask_card_numbers(without_codes)
+    if masked != without_codes:
+        findings.append("text")
+    return Redaction(masked, tuple(findings)) if findings else Redaction(text, ())

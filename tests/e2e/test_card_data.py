@@ -1,0 +1,147 @@
+"""Card data and disguised text sent to the running stack by mistake or on purpose (issue 15):
+refused over HTTP with the field named, refused on the queue and kept only redacted."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+
+from shared.card_data import contains_card_number
+from tests.e2e.conftest import new_account, wait_until
+
+CARD = "4111 1111 1111 1111"
+
+
+def _event(account_id: str, marker: str, **changes: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "specversion": "1.0", "id": f"evt-{uuid.uuid4().hex}", "type": "billing.charge.failed",
+        "source": f"/tests/{marker}", "time": "2026-12-01T09:00:00Z",
+        "data": {"accountId": account_id, "subscriptionId": "s1", "chargeId": "c1", "amount": "12.00",
+                 "currency": "USD", "reason": "card_declined"},
+    }
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        node = event
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return event
+
+
+QUEUE_CASES: dict[str, dict[str, Any]] = {
+    "reason": {"data__reason": CARD},
+    "amount": {"data__amount": "4111-1111-1111-1111"},
+    "type": {"type": "billing.charge.4111111111111111"},
+    "id": {"id": "evt-4111.1111.1111.1111"},
+    "charge id": {"data__chargeId": "4111111111111111"},
+    "cardnumber attribute": {"cardnumber": "5555555555554444"},
+    "cvv attribute": {"cvv": "737"},
+    "CVC in data": {"data__CVC": 737},
+    "no-break spaces": {"data__note": "4111\u00a01111\u00a01111\u00a01111"},
+}
+
+
+def _dead_letter(api: str, marker: str) -> dict[str, Any]:
+    def find() -> dict[str, Any] | None:
+        items = requests.get(f"{api}/deadletters", timeout=10).json()["items"]
+        return next((i for i in items if marker in i["text"]), None)
+
+    found: dict[str, Any] = wait_until(find, f"the dead letter {marker}")
+    return found
+
+
+def test_card_data_on_the_queue_is_refused_and_kept_only_redacted(api: str, send_event: Callable[..., str]) -> None:
+    acc = new_account(api)
+    markers = {}
+    for name, changes in QUEUE_CASES.items():
+        markers[name] = uuid.uuid4().hex
+        send_event("", {}, raw=json.dumps(_event(acc, markers[name], **changes)))
+    for name, marker in markers.items():
+        item = _dead_letter(api, marker)
+        assert item["redacted"] is True, name
+        assert "card data" in item["reason"], (name, item["reason"])
+        served = json.dumps(item)
+        assert not contains_card_number(served), (name, served)
+        assert "5555555555554444" not in served and "737" not in served, name
+        kept = json.loads(item["text"])
+        assert kept["source"] == f"/tests/{marker}" and "cvv" not in kept and "CVC" not in kept["data"]
+    # Not one of them was applied: the account never saw charge c1 (its id and event id are not stored).
+    assert requests.get(f"{api}/accounts/{acc}", timeout=10).json()["balance"] == {}
+    entries = requests.get(f"{api}/accounts/{acc}/timeline", timeout=10).json()["entries"]
+    assert "charge_failed" not in [e["kind"] for e in entries]
+    assert not contains_card_number(json.dumps(entries))
+
+
+def test_the_redacted_reason_names_the_fields(api: str, send_event: Callable[..., str]) -> None:
+    marker = uuid.uuid4().hex
+    send_event("", {}, raw=json.dumps(_event("acc-x", marker, data__reason=CARD, cvv="123")))
+    item = _dead_letter(api, marker)
+    assert "data.reason" in item["reason"] and "cvv" in item["reason"]
+    assert json.loads(item["text"])["data"]["reason"] == "**** **** **** 1111"
+
+
+def test_a_message_that_is_not_json_is_masked_too(api: str, send_event: Callable[..., str]) -> None:
+    marker = uuid.uuid4().hex
+    send_event("", {}, raw=f"not json {marker} card {CARD} exp 12/27")
+    item = _dead_letter(api, marker)
+    assert item["redacted"] and "**** **** **** 1111" in item["text"] and not contains_card_number(item["text"])
+
+
+HTTP_CARD_FORMS = ["4111.1111.1111.1111", "4111  1111  1111  1111", "4111/1111/1111/1111",
+                   "4111\u00a01111\u00a01111\u00a01111", "4111\t1111\t1111\t1111", "4111_1111_1111_1111"]
+HIDDEN = {"right-to-left override": "\u202e", "left-to-right isolate": "\u2066", "zero-width space": "\u200b",
+          "escape": "\u001b", "newline": "\n", "private use": "\ue000", "line separator": "\u2028"}
+
+
+def _account(**changes: Any) -> dict[str, Any]:
+    return {"displayName": "Contoso", "billingContacts": ["billing@contoso.example"],
+            "subscriptions": [{"id": "s1", "name": "Service 1"}], **changes}
+
+
+def _refused(api: str, body: dict[str, Any], field: str, account_id: str | None = None) -> None:
+    """400 problem+json naming `field`, never echoing a card number; a new account is not created."""
+    new = account_id is None
+    account_id = account_id or f"acc-{uuid.uuid4().hex[:12]}"
+    r = requests.put(f"{api}/accounts/{account_id}", json=body, timeout=10)
+    assert r.status_code == 400, (body, r.status_code, r.text)
+    assert r.headers["Content-Type"].startswith("application/problem+json")
+    assert [e["field"] for e in r.json()["errors"]] == [field], r.text
+    assert not contains_card_number(r.text)
+    if new:
+        assert requests.get(f"{api}/accounts/{account_id}", timeout=10).status_code == 404
+
+
+@pytest.mark.parametrize("card", HTTP_CARD_FORMS)
+def test_a_card_number_with_any_separator_is_refused_over_http(api: str, card: str) -> None:
+    _refused(api, _account(displayName=card), "displayName")
+    _refused(api, _account(displayName=f"Contoso {card}"), "displayName")
+    _refused(api, _account(subscriptions=[{"id": "s1", "name": card}]), "subscriptions.0.name")
+
+
+def test_a_card_number_as_an_account_id_is_refused(api: str) -> None:
+    r = requests.put(f"{api}/accounts/4111111111111111", json=_account(), timeout=10)
+    assert r.status_code == 400 and [e["field"] for e in r.json()["errors"]] == ["accountId"]
+    assert requests.get(f"{api}/accounts/4111111111111111", timeout=10).status_code == 400
+
+
+@pytest.mark.parametrize("name", sorted(HIDDEN))
+def test_control_and_bidi_characters_are_refused_and_nothing_changes(api: str, name: str) -> None:
+    ch = HIDDEN[name]
+    acc = new_account(api)
+    _refused(api, _account(displayName=f"Contoso{ch}gnp.exe"), "displayName", acc)
+    _refused(api, _account(subscriptions=[{"id": "s1", "name": f"Service{ch}1"}]), "subscriptions.0.name", acc)
+    _refused(api, _account(billingContacts=[f"billing{ch}@contoso.example"]), "billingContacts.0", acc)
+    view = requests.get(f"{api}/accounts/{acc}", timeout=10).json()
+    assert view["displayName"] == "Contoso Ltd" and view["subscriptions"][0]["name"] == "Service 1"
+
+
+def test_joiners_that_scripts_need_are_kept(api: str) -> None:
+    acc = f"acc-{uuid.uuid4().hex[:12]}"
+    name = "مهر\u200cشید"
+    r = requests.put(f"{api}/accounts/{acc}", json=_account(displayName=name), timeout=10)
+    assert r.status_code == 200 and r.json()["displayName"] == name
