@@ -31,6 +31,9 @@ def replay_deadletter(req: func.HttpRequest) -> func.HttpResponse:
     item = svc.deadletters.get(item_id) if re.fullmatch(r"[A-Za-z0-9._-]{1,200}", item_id) else None
     if item is None:
         return not_found(f"no dead letter {item_id}")
+    if item["redacted"]:
+        return problem(409, "Redacted message", "the message carried card data and is kept only redacted, which is "
+                                                "not what its producer sent: the producer must send it again")
     # Sweep work goes back to its own queue; the account's step is idempotent like an event.
     queue = svc.sweep_queue if str(item["source"]).startswith("sweep-work") else svc.payment_events_queue
     queue.send_message(item["text"])
