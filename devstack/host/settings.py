@@ -36,7 +36,7 @@ def parse_timespan(value: str) -> float:
 
 
 def is_timespan(value: str) -> bool:
-    return _TIMESPAN.match(value.strip()) is not None
+    return _TIMESPAN.fullmatch(value.strip()) is not None
 
 
 @dataclass(frozen=True)
