@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from shared.gateway.protocol import CardRejected
 from shared.handlers import Lifecycle, commit_decision
+from shared.json_reader import read_json
 from shared.lifecycle.dunning import advance
 from shared.lifecycle.model import Account, SubscriptionState
 from shared.lifecycle.retention import advance_retention
 from shared.lifecycle.work import Decision, Work
 from shared.policy import DunningPolicy
 from shared.retention import erase_when_mailed
+from shared.rfc3339 import parse_rfc3339
 from shared.settlement import NoCardOnFile, settle_account
 from shared.store.indexes import DueEntry
 from shared.store.leases import LeaseBusy
@@ -75,9 +77,9 @@ class SweepWork:
     @classmethod
     def from_message(cls, text: str) -> SweepWork:
         try:
-            doc = json.loads(text)
+            doc = read_json(text)  # JsonRefused is a ValueError: deep nesting, duplicate keys
             sweep, account_id, partition, row = doc["sweep"], doc["accountId"], doc["partition"], doc["row"]
-            at = datetime.fromisoformat(doc["at"]) if doc.get("at") else None
+            at = parse_rfc3339(doc["at"]) if doc.get("at") else None
         except (ValueError, TypeError, KeyError) as exc:
             raise MalformedWork(f"not a sweep-work message: {type(exc).__name__}: {exc}") from exc
         if sweep not in SWEEPS or not all(isinstance(v, str) and v for v in (account_id, partition, row)):

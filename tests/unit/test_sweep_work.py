@@ -30,6 +30,9 @@ def test_a_work_message_reads_back_as_written(sweep: str, account_id: str, at: d
     '{"sweep": "dunning", "accountId": "", "partition": "p", "row": "r"}',
     '{"sweep": "dunning", "accountId": 7, "partition": "p", "row": "r"}',
     '{"sweep": "dunning", "accountId": "a", "partition": "p", "row": "r", "at": "yesterday"}',
+    '{"sweep": "dunning", "accountId": "a", "partition": "p", "row": "r", "at": "２０２６-12-01T09:00:00+00:00"}',
+    '{"sweep": "dunning", "accountId": "a", "accountId": "b", "partition": "p", "row": "r"}',
+    '{"sweep": "dunning", "accountId": "a", "partition": "p", "row": "r", "x": ' + "[" * 5000 + "]" * 5000 + "}",
 ])
 def test_a_malformed_work_message_is_refused_with_its_reason(text: str) -> None:
     with pytest.raises(MalformedWork, match="not a sweep-work message"):
