@@ -9,7 +9,7 @@ bodies only and is never logged, nor put in an exception message.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +25,9 @@ from shared.gateway.protocol import (
     GatewayUnavailable,
     IdempotencyConflict,
 )
+from shared.json_reader import JsonRefused, read_json
 from shared.money import Money, MoneyError
+from shared.rfc3339 import parse_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +79,8 @@ class HttpPaymentGateway:
                 return CardDetails(
                     brand=str(data["brand"]),
                     last4=str(data["last4"]),
-                    exp_month=int(data["expMonth"]),
-                    exp_year=int(data["expYear"]),
+                    exp_month=_whole(data["expMonth"]),
+                    exp_year=_whole(data["expYear"]),
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 raise GatewayUnavailable("the gateway answered with an unreadable card") from exc
@@ -176,12 +178,21 @@ class HttpPaymentGateway:
 
 def _json(response: requests.Response) -> dict[str, Any]:
     try:
-        data = response.json()
-    except ValueError as exc:
+        data = read_json(response.content)
+    except JsonRefused as exc:
         raise GatewayUnavailable("the gateway answered with something that is not JSON") from exc
     if not isinstance(data, dict):
         raise GatewayUnavailable("the gateway answered with something that is not a JSON object")
     return data
+
+
+def _whole(value: object) -> int:
+    """A JSON integer, or a string of ASCII digits (`int()` alone takes any script's digits)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value):
+        return int(value)
+    raise ValueError(f"not a whole number: {value!r}")
 
 
 def _charge_result(response: requests.Response) -> ChargeResult:
@@ -192,9 +203,7 @@ def _charge_result(response: requests.Response) -> ChargeResult:
         status = data["status"]
         if status not in ("succeeded", "declined"):
             raise ValueError(f"unknown charge status {status!r}")
-        created_at = datetime.fromisoformat(str(data["createdAt"]))
-        if created_at.tzinfo is None:
-            created_at = created_at.replace(tzinfo=UTC)
+        created_at = parse_rfc3339(str(data["createdAt"]))
         charge_id = data.get("id")
         decline_code = data.get("declineCode")
         return ChargeResult(

@@ -8,10 +8,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
 from functions.operations_api import _parse_now
+from shared.gateway.http import _charge_result, _whole
+from shared.gateway.protocol import GatewayUnavailable
 from shared.intake import Rejected, parse_message
 from shared.links import _signature, verify
 from shared.money import Money
@@ -133,3 +136,30 @@ def test_valid_amounts_still_read() -> None:
     event, _ = parse_message(_event(amount="2500000000", currency="VND"))
     assert event.amount == Money(2_500_000_000, "VND")  # type: ignore[union-attr]
     assert parse_rfc3339("2026-12-01T09:00:00Z") + timedelta(0) == datetime(2026, 12, 1, 9, tzinfo=UTC)
+
+
+def _gateway_answer(body: str) -> requests.Response:
+    answer = requests.Response()
+    answer.status_code, answer._content = 200, body.encode()
+    return answer
+
+
+@pytest.mark.parametrize("body", [
+    '{"status": "succeeded", "createdAt": "２０２６-12-01T09:00:00Z", "idempotencyKey": "k", "amount": "1.00", '
+    '"currency": "USD"}',
+    '{"status": "succeeded", "createdAt": "2026-12-01T09:00:00Z", "idempotencyKey": "k", "amount": "１.00", '
+    '"currency": "USD"}',
+    '{"status": "succeeded", "status": "declined", "createdAt": "2026-12-01T09:00:00Z", "idempotencyKey": "k", '
+    '"amount": "1.00", "currency": "USD"}',
+    '{"status": "succeeded", "x": ' + "[" * 5000 + "]" * 5000 + "}",
+])
+def test_gateway_answers_with_foreign_digits_or_ambiguous_json_are_unreadable(body: str) -> None:
+    with pytest.raises(GatewayUnavailable, match=r"unreadable|not JSON"):
+        _charge_result(_gateway_answer(body))
+
+
+@pytest.mark.parametrize("month", ['"１２"', '"12 "', "true", "12.0"])
+def test_gateway_card_expiry_in_foreign_digits_is_unreadable(month: str) -> None:
+    with pytest.raises(ValueError):
+        _whole(json.loads(month))
+    assert _whole(12) == _whole("12") == 12
