@@ -54,11 +54,14 @@ def billing_page(req: func.HttpRequest) -> func.HttpResponse:
 
 def _submit(svc: Services, req: func.HttpRequest, account_id: str, locale: Locale) -> func.HttpResponse:
     t = catalog(locale).text
-    form = {k: v[0] for k, v in parse_qs(req.get_body().decode("utf-8", "replace")[:4096]).items()}
+    fields = parse_qs(req.get_body().decode("utf-8", "replace")[:4096])
     try:
-        refuse_card_data(form)
+        refuse_card_data(fields)
     except InvalidRequest:
         return _again(svc, account_id, locale, t("page.card_data_refused"), 400)
+    if any(len(values) > 1 for values in fields.values()):  # `token=a&token=b`: which is meant is ambiguous
+        return _again(svc, account_id, locale, t("page.card_rejected"), 400)
+    form = {k: v[0] for k, v in fields.items()}
     token = form.get("token", "").strip()
     if not re.fullmatch(TOKEN_PATTERN, token):
         return _again(svc, account_id, locale, t("page.card_rejected"), 400)

@@ -161,3 +161,6 @@ def test_times_and_query_numbers_in_foreign_digits_are_refused(api: str, stack: 
     expires = link.split("expires=")[1].split("&")[0]
     wide = expires.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
     assert requests.get(link.replace(f"expires={expires}", f"expires={wide}"), timeout=10).status_code == 403
+    twice = requests.post(link, data=[("token", "tok_visa"), ("token", "tok_mastercard")], timeout=30)
+    assert twice.status_code == 400  # which card is meant is ambiguous: neither is saved or charged
+    assert view(api, acc)["balance"] == {"USD": "10.00"} and view(api, acc)["paymentMethod"]["last4"] == "4242"
