@@ -16,7 +16,7 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init_
 
 
 @bp.function_name("get_deadletters")
-@bp.route(route="deadletters", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="deadletters", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 def get_deadletters(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"items": services().deadletters.list()})
 
@@ -53,7 +53,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("testing_clock")
-@bp.route(route="testing/clock", methods=["PUT", "DELETE", "GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="testing/clock", methods=["PUT", "DELETE", "GET"], auth_level=func.AuthLevel.ADMIN)
 def testing_clock(req: func.HttpRequest) -> func.HttpResponse:
     clock = services().test_clock
     if clock is None:

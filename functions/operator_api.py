@@ -18,7 +18,7 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init_
 
 @bp.function_name("put_legal_hold")
 @bp.route(route="accounts/{accountId}/subscriptions/{subscriptionId}/legal-hold", methods=["PUT"],
-          auth_level=func.AuthLevel.FUNCTION)
+          auth_level=func.AuthLevel.ADMIN)
 def put_legal_hold(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     try:

@@ -2,6 +2,11 @@
 
     python -m devstack.host [--app-dir DIR] [--port 7071] [--host 127.0.0.1]
                             [--no-http | --no-triggers] [--grace 5] [--access-log] [-v]
+                            [--master-key KEY [--function-key [NAME=]KEY ...] [--system-key NAME=KEY ...]]
+
+Without keys, no key is checked (as under `func start`); with a master key, auth levels are
+enforced as in Azure (see `devstack/host/keys.py`; the settings `DEVSTACK_MASTER_KEY`,
+`DEVSTACK_FUNCTION_KEYS` and `DEVSTACK_SYSTEM_KEYS` do the same).
 
 The working directory becomes the app dir, as for the real worker (relative paths in the app
 resolve the same way). Exit status: 0 after a signal-initiated shutdown, 1 when the app cannot
@@ -17,6 +22,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .keys import HostKeys
 from .loader import LoadError
 from .logs import configure_logging
 from .routing import RouteError
@@ -37,6 +43,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--grace", type=float, default=DEFAULT_GRACE, help="seconds in-flight work gets at shutdown")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request (uvicorn access log)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--master-key", help="enforce auth levels; this key passes every level (admin routes need it)")
+    p.add_argument("--function-key", action="append", default=[], help="[NAME=]KEY passing auth level function")
+    p.add_argument("--system-key", action="append", default=[], help="NAME=KEY for the Event Grid webhook")
     return p.parse_args(argv)
 
 
@@ -44,6 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.verbose)
     log = logging.getLogger("devstack.host")
+    keys = None
+    if args.master_key or args.function_key or args.system_key:
+        try:
+            keys = HostKeys.from_settings(os.environ, args.master_key, args.function_key, args.system_key)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
     host = Host(
         args.app_dir,
         host=args.host,
@@ -52,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         triggers=not args.no_triggers,
         grace=args.grace,
         access_log=args.access_log,
+        keys=keys,
     )
     try:
         os.chdir(host.app_dir)

@@ -7,7 +7,8 @@ Requests for functions are translated into `func.HttpRequest` and the returned `
 `Allow` - including TRACE and made-up methods, since a 501 would tell a client the server does
 not speak the method at all, which is not what the real host says. A failing function is a 500
 with a generic body; the traceback goes to the log, never to the client. Auth levels are not
-enforced, as with Core Tools. CORS follows `Host.CORS` in local.settings.json, like `func start`.
+enforced by default, as with Core Tools; given keys they are, as in Azure (`keys.py`). CORS
+follows `Host.CORS` in local.settings.json, like `func start`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .admin import Admin
 from .eventgrid import EventGridWebhook
 from .exchange import Reply, Request
 from .invoker import Invoker
+from .keys import ADMIN, FUNCTION, SYSTEM, HostKeys
 from .loader import FunctionSpec
 from .routing import Matched, NotAllowed, Router, compile_route, split_prefix
 
@@ -125,8 +127,10 @@ class HttpApp:
         admin: Admin,
         webhook: EventGridWebhook,
         cors: Cors | None = None,
+        keys: HostKeys | None = None,
     ) -> None:
         self._router = build_router(functions)
+        self._keys = keys or HostKeys()
         self._prefix = route_prefix
         self._invoker = invoker
         self._admin = admin
@@ -148,7 +152,11 @@ class HttpApp:
 
     async def dispatch(self, request: Request) -> Reply:
         if self._webhook.owns(request.path):
-            return await self._webhook.handle(request)
+            return self._keys.refuse(SYSTEM, request) or await self._webhook.handle(request)
+        if request.path.strip("/").lower().split("/")[0] == "admin":
+            refused = self._keys.refuse(ADMIN, request)
+            if refused is not None:
+                return refused
         admin = await self._admin.handle(request)
         if admin is not None:
             return admin
@@ -156,7 +164,9 @@ class HttpApp:
         if rel is not None:
             found = self._router.resolve(rel, request.method)
             if isinstance(found, Matched):
-                return await self._call(found.route.target, request, found.params)
+                spec = found.route.target
+                level = str(spec.binding.get("authLevel") or FUNCTION)
+                return self._keys.refuse(level, request) or await self._call(spec, request, found.params)
             if isinstance(found, NotAllowed):
                 return Reply.empty(405, [("allow", ", ".join(found.allow))])
         if request.path == "/":

@@ -29,6 +29,7 @@ from .admin import Admin
 from .eventgrid import EventGridWebhook
 from .http import Cors, HttpApp, build_router, function_route
 from .invoker import Invoker
+from .keys import HostKeys
 from .leases import Lease, NoLease, TableLease, host_id
 from .loader import EVENT_GRID, HTTP, QUEUE, TIMER, FunctionSpec, LoadError, import_app, load_functions
 from .logs import configure_logging
@@ -68,8 +69,10 @@ class Host:
         triggers: bool = True,
         grace: float = DEFAULT_GRACE,
         access_log: bool = False,
+        keys: HostKeys | None = None,
     ) -> None:
         self.app_dir = Path(app_dir).resolve()
+        self.keys = keys
         self.bind_host = host
         self.requested_port = port
         self.http = http
@@ -100,6 +103,11 @@ class Host:
         if kept:
             log.info("local.settings.json: already set in the environment, kept: %s", ", ".join(kept))
         self._host_json = settings.load_host_json(self.app_dir)
+        if self.keys is None:
+            try:
+                self.keys = HostKeys.from_settings(os.environ)
+            except ValueError as exc:
+                raise settings.ConfigError(str(exc)) from exc
         self.functions = load_functions(import_app(self.app_dir))
         build_router(s for s in self.functions if s.trigger == HTTP)  # RouteError now, not at first request
         if self.triggers:
@@ -216,6 +224,7 @@ class Host:
                     Admin(by_name, invoker),
                     EventGridWebhook({n: s for n, s in by_name.items() if s.trigger == EVENT_GRID}, invoker),
                     Cors(self._local.cors, self._local.cors_credentials),
+                    self.keys,
                 )
                 config = uvicorn.Config(
                     app,
@@ -236,10 +245,11 @@ class Host:
                 server_task.add_done_callback(self._unexpected_end("HTTP server"))
                 tasks.append(server_task)
                 log.info(
-                    "Host started: http://%s:%s (%d functions)",
+                    "Host started: http://%s:%s (%d functions; %s)",
                     self.bind_host,
                     self.port,
                     len(self.functions),
+                    "function keys enforced" if self.keys and self.keys.enforced else "no keys checked",
                 )
             else:
                 log.info("Host started without HTTP (%d functions)", len(self.functions))

@@ -138,6 +138,9 @@ def test_security_follows_each_functions_auth_level(document: dict[str, Any],
                                             "name": "x-functions-key"}
     assert schemes["functionKeyQuery"] == {**schemes["functionKeyQuery"], "type": "apiKey", "in": "query",
                                            "name": "code"}
+    assert schemes["adminKeyHeader"] == {**schemes["adminKeyHeader"], "type": "apiKey", "in": "header",
+                                         "name": "x-functions-key"}
+    assert schemes["adminKeyQuery"] == {**schemes["adminKeyQuery"], "type": "apiKey", "in": "query", "name": "code"}
     levels = {}
     for f in app_functions:
         for b in f["bindings"]:
@@ -148,8 +151,19 @@ def test_security_follows_each_functions_auth_level(document: dict[str, Any],
         security = op.get("security", document["security"])
         if levels[key] == "ANONYMOUS":
             assert security == [], f"{key} is anonymous: its operation says security: []"
+        elif levels[key] == "ADMIN":
+            assert security == [{"adminKeyHeader": []}, {"adminKeyQuery": []}], key
         else:
             assert security == [{"functionKeyHeader": []}, {"functionKeyQuery": []}], key
+
+
+def test_operator_routes_are_at_admin_level(app_functions: list[dict[str, Any]]) -> None:
+    """Contract §2 (2026-11-30): dead letters, replay, legal hold and the test clock need the master key."""
+    levels = {f["name"]: str(b.get("authLevel")).upper() for f in app_functions for b in f["bindings"]
+              if b.get("type") == "httpTrigger"}
+    admin = {name for name, level in levels.items() if level == "ADMIN"}
+    assert admin == {"get_deadletters", "replay_deadletter", "put_legal_hold", "testing_clock"}
+    assert {name for name, level in levels.items() if level == "ANONYMOUS"} == {"health", "billing_page"}
 
 
 def test_patterns_and_enums_are_the_codes_own(document: dict[str, Any]) -> None:
