@@ -54,7 +54,12 @@ class Story:
         raise RuntimeError(f"timed out waiting for {what}")
 
     def timeline(self) -> None:
-        entries = self.call("GET", f"/accounts/{ACCOUNT}/timeline")["entries"]
+        entries: list[dict[str, Any]] = []
+        page: dict[str, Any] = {"continuation": ""}
+        while page["continuation"] is not None:  # the timeline answers a page at a time
+            after = f"&continuation={page['continuation']}" if page["continuation"] else ""
+            page = self.call("GET", f"/accounts/{ACCOUNT}/timeline?limit=500{after}")
+            entries += page["entries"]
         for e in entries[self.seen:]:
             sub = f" [{e['subscriptionId']}]" if e.get("subscriptionId") else ""
             print(f"   timeline {e['at']} {e['kind']}{sub}: {e['detail']}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 import azure.functions as func
 
 from functions.problems import invalid, json_response, not_found, problem, read_json
@@ -20,6 +23,7 @@ from shared.registration import (
     refuse_card_data,
 )
 from shared.settlement import check_card
+from shared.store.timeline import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, Cursor, Order, timeline_page
 from shared.views import account_view
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
@@ -79,11 +83,40 @@ def get_account(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("get_timeline")
 @bp.route(route="accounts/{accountId}/timeline", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def get_timeline(req: func.HttpRequest) -> func.HttpResponse:
+    """A page of the account's history: `limit` (1 to 500, default 100), `order` (`oldest`, the
+    default, or `newest`), and `continuation` from the page before."""
     svc = services()
     try:
         account_id = account_id_of(req)
+        limit, order, cursor = page_request(req.params)
     except InvalidRequest as exc:
         return invalid(exc)
-    if not svc.store.exists(account_id):
+    snap = svc.store.load(account_id)
+    if snap.etag is None:
         return not_found(f"no account {account_id}")
-    return json_response({"accountId": account_id, "entries": svc.store.timeline(account_id)})
+    page = timeline_page(svc.store.table, account_id, limit=limit, order=order, cursor=cursor,
+                         revision=snap.account.revision)
+    return json_response({"accountId": account_id, "order": order, "entries": page.entries,
+                          "continuation": page.next.token() if page.next else None})
+
+
+def page_request(params: Mapping[str, str]) -> tuple[int, Order, Cursor | None]:
+    """`limit`, `order` and `continuation` from the query, or `InvalidRequest` naming the field."""
+    problems: list[FieldProblem] = []
+    raw_limit = params.get("limit", str(DEFAULT_LIMIT))
+    limit = int(raw_limit) if re.fullmatch(r"[0-9]{1,4}", raw_limit) else 0
+    if not 1 <= limit <= MAX_LIMIT:
+        problems.append(FieldProblem("limit", f"a whole number from 1 to {MAX_LIMIT}"))
+    order = params.get("order", "oldest")
+    if order not in ("oldest", "newest"):
+        problems.append(FieldProblem("order", "oldest or newest"))
+    cursor: Cursor | None = None
+    token = params.get("continuation")
+    if token is not None and not problems:
+        try:
+            cursor = Cursor.parse(token, order)  # type: ignore[arg-type]
+        except BadCursor as exc:
+            problems.append(FieldProblem("continuation", str(exc)))
+    if problems:
+        raise InvalidRequest(problems)
+    return limit, order, cursor  # type: ignore[return-value]
