@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 from datetime import datetime, timedelta
 from urllib.parse import quote, urlencode
+
+from shared.numerals import parse_whole
 
 LINK_LIFETIME = timedelta(days=30)
 
@@ -31,9 +32,10 @@ def billing_link(base_url: str, key: str | None, account_id: str, now: datetime)
 
 
 def verify(key: str, account_id: str, expires: str, signature: str, now: datetime) -> bool:
-    if not re.fullmatch(r"[0-9]{1,12}", expires):  # ASCII digits: int() would take any script's
+    try:
+        when = parse_whole(expires, max_digits=12)
+    except ValueError:
         return False
-    when = int(expires)
     if when < now.timestamp():
         return False
     # Bytes, not str: compare_digest refuses non-ASCII text, and a forged link may carry some.

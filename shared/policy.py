@@ -7,10 +7,11 @@ deployment instead of silently changing when customers lose service.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+
+from shared.numerals import parse_whole
 
 
 class PolicyError(ValueError):
@@ -20,9 +21,10 @@ class PolicyError(ValueError):
 def whole_days(text: str, name: str) -> int:
     """A setting's whole number of days: ASCII digits only (`int()` takes any script's digits),
     surrounding blanks allowed; `PolicyError` naming the setting otherwise."""
-    if not re.fullmatch(r"[0-9]{1,5}", text.strip(" \t")):
-        raise PolicyError(f"{name} must be a whole number of days in ASCII digits, got {text!r}")
-    return int(text.strip(" \t"))
+    try:
+        return parse_whole(text.strip(" \t"), max_digits=5)
+    except ValueError as exc:
+        raise PolicyError(f"{name} must be a whole number of days in ASCII digits, got {text!r}") from exc
 
 
 def _days(text: str, name: str) -> tuple[int, ...]:

@@ -9,7 +9,6 @@ bodies only and is never logged, nor put in an exception message.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +26,7 @@ from shared.gateway.protocol import (
 )
 from shared.json_reader import JsonRefused, read_json
 from shared.money import Money, MoneyError
+from shared.numerals import parse_whole
 from shared.rfc3339 import parse_rfc3339
 
 log = logging.getLogger(__name__)
@@ -190,8 +190,8 @@ def _whole(value: object) -> int:
     """A JSON integer, or a string of ASCII digits (`int()` alone takes any script's digits)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value):
-        return int(value)
+    if isinstance(value, str):
+        return parse_whole(value, max_digits=9)
     raise ValueError(f"not a whole number: {value!r}")
 
 

@@ -18,6 +18,7 @@ from shared.gateway.protocol import GatewayUnavailable
 from shared.intake import Rejected, parse_message
 from shared.links import _signature, verify
 from shared.money import Money
+from shared.numerals import parse_whole
 from shared.policy import PolicyError
 from shared.registration import InvalidRequest
 from shared.rfc3339 import parse_rfc3339
@@ -163,3 +164,14 @@ def test_gateway_card_expiry_in_foreign_digits_is_unreadable(month: str) -> None
     with pytest.raises(ValueError):
         _whole(json.loads(month))
     assert _whole(12) == _whole("12") == 12
+
+
+@pytest.mark.parametrize("text", BAD_WHOLE_NUMBERS)
+def test_the_whole_number_reader_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_whole(text)
+
+
+@given(st.integers(min_value=0, max_value=10**18 - 1))
+def test_the_whole_number_reader_reads_ascii_digits(n: int) -> None:
+    assert parse_whole(str(n)) == n
