@@ -36,14 +36,27 @@ def put_payment_method(req: func.HttpRequest) -> func.HttpResponse:
     if update.status == "busy":
         return problem(409, "Settlement in progress", "another payment attempt for this account is in flight; "
                        "retry shortly", type_="https://billing.example/problems/settlement-in-progress")
-    if update.status == "outcome_unknown":
-        return problem(503, "Payment outcome unknown", "the gateway did not answer; the card is saved and the "
-                       "charge is recorded, so retrying this request never charges twice")
     result = update.settlement
-    body_out: dict[str, Any] = {"settled": not result.declines, "paid": result.paid, "totals": result.totals(),
+    body_out: dict[str, Any] = {"settled": update.status == "settled", "paid": result.paid,
+                                "totals": result.totals(),
                                 "charged": {cur: m.to_str() for cur, m in sorted(result.charged.items())},
                                 "reactivated": result.reactivated}
-    if result.declines:
+    if update.status == "outcome_unknown":
+        return problem(503, "Payment outcome unknown", f"the gateway gave no usable answer for the "
+                       f"{', '.join(result.unanswered)} balance; the card is saved and the charge stays recorded "
+                       "under its idempotency key, so retrying this request never charges twice",
+                       type_="https://billing.example/problems/payment-outcome-unknown", **body_out)
+    if update.status == "refused":
+        currency, refusal = result.refusals[0]
+        if refusal.status in (401, 403):
+            return problem(503, "Payment gateway misconfigured", f"the gateway refused our credentials "
+                           f"({refusal.code}); nothing was charged for the {currency} balance", **body_out)
+        errors = [{"field": "token", "message": refusal.message}] if refusal.code == "invalid_token" else None
+        return problem(422, "Payment refused by the gateway", f"the gateway refused the charge for the {currency} "
+                       f"balance ({refusal.code}: {refusal.message}); nothing was charged for it",
+                       type_="https://billing.example/problems/payment-refused", errors=errors,
+                       reason=refusal.code, **body_out)
+    if update.status == "declined":
         currency, code = result.declines[0]
         return problem(402, "Card declined", f"the card was declined ({code}) for the {currency} balance; "
                        "the card is saved, nothing declined was marked paid",

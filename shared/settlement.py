@@ -1,9 +1,12 @@
 """Settle an account at once: the one function the payment-method API, the hosted billing page
 and the dunning sweep's retries all call.
 
-Under the account's lease: resolve any charge a crashed attempt left in flight (by asking the
-gateway, never by charging anew), then plan, record, charge and record the outcome. Every step
-commits under the account's ETag, so events that arrive meanwhile are never lost.
+Under the account's lease: first resolve any charge an earlier attempt left pending, by reading it
+back from the gateway by its idempotency key (recorded if the gateway made it; forgotten if the
+gateway never saw it, never charged anew); then plan from what is owed now, charge, and record
+exactly what the gateway answered. Every step commits under the account's ETag, so events that
+arrive meanwhile are never lost. Balances above the processor's per-charge limit are paid in
+several charges, each planned once the one before is recorded.
 """
 
 from __future__ import annotations
@@ -13,15 +16,33 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from shared.gateway.protocol import CardRejected, ChargeResult, GatewayUnavailable, PaymentGateway
+from shared.gateway.protocol import (
+    CardRejected,
+    Charged,
+    Declined,
+    GatewayUnavailable,
+    PaymentGateway,
+    Refused,
+    Unanswered,
+    answer_of,
+)
 from shared.handlers import Lifecycle, commit_decision
 from shared.lifecycle.model import Account, ChargeStatus, PaymentMethod, PendingCharge
-from shared.lifecycle.settlement import ChargeOutcome, plan_settlement, record_outcome, save_payment_method
+from shared.lifecycle.settlement import (
+    ChargeOutcome,
+    drop_pending,
+    plan_settlement,
+    record_outcome,
+    save_payment_method,
+)
 from shared.lifecycle.work import Decision
 from shared.money import Money, totals
-from shared.store.leases import AccountLeases, LeaseBusy
+from shared.store.leases import LeaseBusy, Leases
 
 log = logging.getLogger(__name__)
+MAX_ROUNDS = 30
+"""Charges per currency in one settlement when the balance exceeds the processor's limit; what
+is left after them stays owed, and the next settlement goes on."""
 
 
 class NoCardOnFile(Exception):
@@ -34,6 +55,9 @@ class Settlement:
     charged: dict[str, Money] = field(default_factory=dict)
     reactivated: list[str] = field(default_factory=list)
     declines: list[tuple[str, str | None]] = field(default_factory=list)  # (currency, decline code)
+    refusals: list[tuple[str, Refused]] = field(default_factory=list)  # (currency, the gateway's refusal)
+    unanswered: list[str] = field(default_factory=list)
+    """Currencies whose charge is still pending with an unknown outcome: read back next time."""
 
     def take(self, decision: Decision) -> None:
         for note in decision.notes:
@@ -49,7 +73,18 @@ class Settlement:
         return {cur: m.to_str() for cur, m in paid.items()}
 
 
-CardUpdateStatus = Literal["settled", "declined", "card_rejected", "gateway_unavailable", "busy", "outcome_unknown"]
+    @property
+    def status(self) -> Literal["settled", "declined", "refused", "outcome_unknown"]:
+        """The gravest thing that happened: an unknown outcome, a refusal, a decline, or none."""
+        if self.unanswered:
+            return "outcome_unknown"
+        if self.refusals:
+            return "refused"
+        return "declined" if self.declines else "settled"
+
+
+CardUpdateStatus = Literal["settled", "declined", "refused", "card_rejected", "gateway_unavailable", "busy",
+                           "outcome_unknown"]
 
 
 @dataclass
@@ -59,7 +94,7 @@ class CardUpdate:
     detail: str = ""
 
 
-def update_card_and_settle(lc: Lifecycle, gateway: PaymentGateway, leases: AccountLeases, account_id: str,
+def update_card_and_settle(lc: Lifecycle, gateway: PaymentGateway, leases: Leases, account_id: str,
                            token: str) -> CardUpdate:
     """The source document's heart, for the API and the hosted page alike: save the card (it stays
     saved even if the charge is declined), then settle everything the account owes at once."""
@@ -74,9 +109,7 @@ def update_card_and_settle(lc: Lifecycle, gateway: PaymentGateway, leases: Accou
         result = settle_account(lc, gateway, leases, account_id)
     except LeaseBusy:
         return CardUpdate("busy")
-    except GatewayUnavailable:
-        return CardUpdate("outcome_unknown")
-    return CardUpdate("declined" if result.declines else "settled", result)
+    return CardUpdate(result.status, result)
 
 
 def check_card(gateway: PaymentGateway, token: str) -> PaymentMethod:
@@ -92,25 +125,22 @@ def save_card(lc: Lifecycle, account_id: str, method: PaymentMethod) -> Account:
     return decision.account
 
 
-def settle_account(lc: Lifecycle, gateway: PaymentGateway, leases: AccountLeases, account_id: str,
+def settle_account(lc: Lifecycle, gateway: PaymentGateway, leases: Leases, account_id: str,
                    *, wait: float = 20.0) -> Settlement:
+    """Resolve what is pending, then charge what is owed now (see the module's docstring).
+    Raises `LeaseBusy` when another settlement holds the account, `NoCardOnFile`."""
     result = Settlement()
     with leases.hold(account_id, wait=wait):
         account = lc.store.load(account_id).account
         token = _card_token(account)
         for currency, pending in sorted(account.settling.items()):
-            _resolve(lc, gateway, account_id, currency, pending, token, result)
-        now = lc.clock.now()
-        planned: list[PendingCharge] = []
-
-        def plan(snap_account: Account) -> Decision:
-            decision, charges = plan_settlement(snap_account, now, lc.policy)
-            planned[:] = charges
-            return decision
-
-        result.take(commit_decision(lc, account_id, lambda snap: plan(snap.account)))
-        for pending in planned:
-            _charge(lc, gateway, account_id, pending, token, result)
+            _resolve(lc, gateway, account_id, currency, pending, result)
+        currencies: set[str] | None = None
+        for _ in range(MAX_ROUNDS):
+            planned = _plan(lc, gateway, account_id, currencies)
+            currencies = {p.amount.currency for p in planned if _charge(lc, gateway, account_id, p, token, result)}
+            if not currencies:
+                break
     return result
 
 
@@ -120,34 +150,86 @@ def _card_token(account: Account) -> str:
     return account.card_token
 
 
+def _plan(lc: Lifecycle, gateway: PaymentGateway, account_id: str, currencies: set[str] | None,
+          ) -> list[PendingCharge]:
+    now = lc.clock.now()
+    planned: list[PendingCharge] = []
+
+    def plan(account: Account) -> Decision:
+        limits = {c.amount.currency: gateway.max_charge(c.amount.currency) for c in account.outstanding.values()}
+        decision, charges = plan_settlement(account, now, lc.policy, limits=limits, currencies=currencies)
+        planned[:] = charges
+        return decision
+
+    commit_decision(lc, account_id, lambda snap: plan(snap.account))
+    return planned
+
+
 def _charge(lc: Lifecycle, gateway: PaymentGateway, account_id: str, pending: PendingCharge, token: str,
-            result: Settlement) -> None:
+            result: Settlement) -> bool:
+    """Charge one planned charge and record the answer; True when it went through and the
+    currency is still owed (a balance above the processor's limit: plan the next one)."""
+    currency = pending.amount.currency
     answer = gateway.charge(idempotency_key=pending.idempotency_key, amount=pending.amount, token=token,
                             account_id=account_id, description=f"past-due balance of {account_id}")
     lc.faults.after_gateway_charge()
-    _record(lc, account_id, pending.amount.currency, answer, result)
+    if isinstance(answer, Unanswered):
+        outcome = _read_back(gateway, pending.idempotency_key)
+        if outcome is None:
+            log.warning("account %s: charge %s of %s got no usable answer (%s); it stays pending and is read back "
+                        "by its key before anything else is charged", account_id, pending.idempotency_key,
+                        pending.amount, answer.code)
+            result.unanswered.append(currency)
+            return False
+        answer = outcome
+    decision = _record(lc, account_id, currency, pending.idempotency_key, answer, result)
+    return isinstance(answer, Charged) and currency in decision.account.balance()
+
+
+def _read_back(gateway: PaymentGateway, key: str) -> Charged | Declined | None:
+    """What the gateway recorded under `key` right after an unusable answer; None when it cannot
+    say, or has nothing yet (a request may still be on its way: that is for the next settlement)."""
+    try:
+        found = gateway.find_charge(key)
+    except GatewayUnavailable:
+        return None
+    return answer_of(found) if found is not None else None
 
 
 def _resolve(lc: Lifecycle, gateway: PaymentGateway, account_id: str, currency: str, pending: PendingCharge,
-             token: str, result: Settlement) -> None:
-    """A charge recorded but never answered: the gateway knows what happened under its key."""
-    answer = gateway.find_charge(pending.idempotency_key)
-    if answer is None:
-        log.warning("account %s: charge %s was recorded but never reached the gateway; charging it now",
-                    account_id, pending.idempotency_key)
-        _charge(lc, gateway, account_id, pending, token, result)
+             result: Settlement) -> None:
+    """A charge left pending by an earlier attempt: the gateway knows what happened under its key."""
+    key = pending.idempotency_key
+    try:
+        found = gateway.find_charge(key)
+    except GatewayUnavailable as exc:
+        log.warning("account %s: charge %s is pending and the gateway cannot say what became of it: %s",
+                    account_id, key, exc)
+        result.unanswered.append(currency)
         return
-    log.warning("account %s: recovered the outcome of charge %s from the gateway", account_id, pending.idempotency_key)
-    _record(lc, account_id, currency, answer, result)
+    now = lc.clock.now()
+    if found is None:
+        log.warning("account %s: charge %s never reached the gateway; planning afresh from what is owed now",
+                    account_id, key)
+        commit_decision(lc, account_id, lambda snap: drop_pending(snap.account, currency, key, now, lc.policy))
+        return
+    log.warning("account %s: recovered the outcome of charge %s from the gateway", account_id, key)
+    _record(lc, account_id, currency, key, answer_of(found), result)
 
 
-def _record(lc: Lifecycle, account_id: str, currency: str, answer: ChargeResult, result: Settlement) -> None:
-    outcome = ChargeOutcome(answer.status, answer.gateway_charge_id, answer.decline_code)
+def _record(lc: Lifecycle, account_id: str, currency: str, key: str, outcome: ChargeOutcome,
+            result: Settlement) -> Decision:
     now: datetime = lc.clock.now()
-    decision = commit_decision(lc, account_id, lambda snap: record_outcome(snap.account, currency, outcome, now,
-                                                                          lc.policy))
-    if answer.status == "succeeded":
-        result.charged[currency] = answer.amount
+    decision = commit_decision(lc, account_id, lambda snap: record_outcome(snap.account, currency, key, outcome,
+                                                                          now, lc.policy))
+    if not decision.changed:
+        return decision  # recorded already
+    if isinstance(outcome, Charged):
+        before = result.charged.get(outcome.amount.currency, Money.zero(outcome.amount.currency))
+        result.charged[outcome.amount.currency] = before + outcome.amount
+    elif isinstance(outcome, Declined):
+        result.declines.append((currency, outcome.decline_code))
     else:
-        result.declines.append((currency, answer.decline_code))
+        result.refusals.append((currency, outcome))
     result.take(decision)
+    return decision

@@ -6,7 +6,13 @@ Routes (JSON in, JSON out):
                                       "description"} -> 200 succeeded | 402 declined | 400 | 409
   GET  /v1/charges/{idempotencyKey}   -> 200 charge | 404
   GET  /charges[?accountId=]          every charge, oldest first (no auth: dev inspection)
-  POST /faults, GET /faults, DELETE /faults    fault injection for tests
+  POST /faults, GET /faults, DELETE /faults    fault injection for tests:
+      {"mode": "fail_next", "count", "status" (400-599), "code"}   the next /v1 requests answer that
+                                                                   error, before doing anything
+      {"mode": "timeout_after_charge", "count", "seconds"}         charge, then answer late
+      {"mode": "decline_next", "count", "declineCode"}             the next new charges decline so
+      {"mode": "malformed_next", "count", "afterCharge"}           the next charge answers are not
+                                                                   JSON (stored first if afterCharge)
   GET  /stats, GET /health
 /v1 routes need `Authorization: Bearer <api key>`. Card tokens are never logged.
 """
@@ -42,6 +48,7 @@ MAX_TEXT = {"accountId": 255, "description": 1000}
 
 _CARD_LIKE = re.compile(r"(?<!\d)\d(?:[ -]?\d){11,18}(?!\d)")
 _TOKEN_LIKE = re.compile(r"tok_\w+")
+_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def redact(text: str) -> str:
@@ -61,16 +68,21 @@ class Faults:
 
     fail_next: int = 0
     fail_status: int = 503
+    fail_code: str = "injected_fault"
     timeout_after_charge: int = 0
     timeout_seconds: float = 3.0
+    decline_next: int = 0
+    decline_code: str = "card_declined"
+    malformed_next: int = 0
+    malformed_after_charge: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take_failure(self) -> int | None:
+    def take_failure(self) -> tuple[int, str] | None:
         with self.lock:
             if self.fail_next <= 0:
                 return None
             self.fail_next -= 1
-            return self.fail_status
+            return self.fail_status, self.fail_code
 
     def take_timeout(self) -> float | None:
         with self.lock:
@@ -79,11 +91,28 @@ class Faults:
             self.timeout_after_charge -= 1
             return self.timeout_seconds
 
+    def take_decline(self) -> str | None:
+        with self.lock:
+            if self.decline_next <= 0:
+                return None
+            self.decline_next -= 1
+            return self.decline_code
+
+    def take_malformed(self) -> bool | None:
+        """None: answer properly; else whether to store the charge before the garbled answer."""
+        with self.lock:
+            if self.malformed_next <= 0:
+                return None
+            self.malformed_next -= 1
+            return self.malformed_after_charge
+
     def to_json(self) -> dict[str, Any]:
         with self.lock:
             return {
-                "failNext": {"count": self.fail_next, "status": self.fail_status},
+                "failNext": {"count": self.fail_next, "status": self.fail_status, "code": self.fail_code},
                 "timeoutAfterCharge": {"count": self.timeout_after_charge, "seconds": self.timeout_seconds},
+                "declineNext": {"count": self.decline_next, "declineCode": self.decline_code},
+                "malformedNext": {"count": self.malformed_next, "afterCharge": self.malformed_after_charge},
             }
 
     def set(self, body: dict[str, Any]) -> None:
@@ -91,23 +120,38 @@ class Faults:
         if not _is_int(count) or count < 0:
             raise ApiError(400, "invalid_fault", "count must be a non-negative integer")
         if mode == "fail_next":
-            status = body.get("status", 503)
+            status, code = body.get("status", 503), body.get("code", "injected_fault")
             if not _is_int(status) or not 400 <= status <= 599:
                 raise ApiError(400, "invalid_fault", "status must be an HTTP error status (400-599)")
+            if not isinstance(code, str) or not _CODE.fullmatch(code):
+                raise ApiError(400, "invalid_fault", "code must be a short snake_case word")
             with self.lock:
-                self.fail_next, self.fail_status = count, status
+                self.fail_next, self.fail_status, self.fail_code = count, status, code
         elif mode == "timeout_after_charge":
             seconds = body.get("seconds", 3)
             if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not 0 < seconds <= 120:
                 raise ApiError(400, "invalid_fault", "seconds must be a number in (0, 120]")
             with self.lock:
                 self.timeout_after_charge, self.timeout_seconds = count, float(seconds)
+        elif mode == "decline_next":
+            code = body.get("declineCode", "card_declined")
+            if not isinstance(code, str) or not _CODE.fullmatch(code):
+                raise ApiError(400, "invalid_fault", "declineCode must be a short snake_case word")
+            with self.lock:
+                self.decline_next, self.decline_code = count, code
+        elif mode == "malformed_next":
+            after = body.get("afterCharge", True)
+            if not isinstance(after, bool):
+                raise ApiError(400, "invalid_fault", "afterCharge must be true or false")
+            with self.lock:
+                self.malformed_next, self.malformed_after_charge = count, after
         else:
-            raise ApiError(400, "invalid_fault", 'mode must be "fail_next" or "timeout_after_charge"')
+            raise ApiError(400, "invalid_fault", 'mode must be "fail_next", "timeout_after_charge", '
+                                                 '"decline_next" or "malformed_next"')
 
     def clear(self) -> None:
         with self.lock:
-            self.fail_next = self.timeout_after_charge = 0
+            self.fail_next = self.timeout_after_charge = self.decline_next = self.malformed_next = 0
 
 
 @dataclass
@@ -197,7 +241,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             failure = srv.faults.take_failure()
             if failure is not None:
                 srv.stats.event("fault_injected")
-                return failure, _error("injected_fault", "fault injected by POST /faults"), {}
+                status, code = failure
+                return status, _error(code, "fault injected by POST /faults"), {}
             self._authenticate()
             if (method, path) == ("POST", "/v1/cards"):
                 return self._save_card()
@@ -256,7 +301,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:
         self.server.stats.answered(status)
-        payload = json.dumps(body).encode()
+        payload = (body.text if isinstance(body, _Garbled) else json.dumps(body)).encode()
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -304,16 +349,20 @@ class SandboxHandler(BaseHTTPRequestHandler):
             raise ApiError(400, "invalid_token", "No such token: the card token is unknown or invalid.")
         account_id = _text(body, "accountId", required=True)
         description = _text(body, "description", required=False)
-
+        malformed = srv.faults.take_malformed()
+        if malformed is False:
+            srv.stats.event("fault_injected")
+            return 200, _GARBLED, {}
+        decline_code = srv.faults.take_decline() or sandbox.decline_code
         decided = StoredCharge(
             id=new_charge_id(),
             idempotency_key=key,
-            status="declined" if sandbox.decline_code else "succeeded",
+            status="declined" if decline_code else "succeeded",
             amount=amount.to_str(),
             currency=amount.currency,
             account_id=account_id,
             description=description,
-            decline_code=sandbox.decline_code,
+            decline_code=decline_code,
             created_at=iso_utc(datetime.now(UTC)),
         )
         stored, inserted = srv.store.insert_if_absent(decided)
@@ -334,6 +383,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if delay is not None:
             srv.stats.event("fault_injected")
             srv.stopping.wait(delay)  # the charge is stored; the answer is "lost"
+        if malformed:
+            srv.stats.event("fault_injected")
+            return 200, _GARBLED, {}
         return (402 if stored.status == "declined" else 200), stored.to_json(), headers
 
     def _find_charge(self, key: str) -> tuple[int, Any, dict[str, str]]:
@@ -341,6 +393,15 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if charge is None:
             raise ApiError(404, "charge_not_found", "no charge was made under this Idempotency-Key")
         return 200, charge.to_json(), {}
+
+
+class _Garbled:
+    """An answer body that is not JSON, as a broken proxy might send."""
+
+    text = "<html><body>502 Bad Gateway</body></html>"
+
+
+_GARBLED = _Garbled()
 
 
 class _FloatMarker:

@@ -4,6 +4,9 @@ Every call is retried on connection errors, timeouts, 429 and 5xx with exponenti
 is safe for charges because each one carries its idempotency key: a retried charge the gateway
 already made is answered from its record and charges nothing. The card token travels in request
 bodies only and is never logged, nor put in an exception message.
+
+A charge never raises: every HTTP answer maps to one `ChargeAnswer` (see shared.gateway.protocol),
+and the processor's per-charge maximum lives here (`max_charge`), where settlement reads it.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from shared.gateway.protocol import (
     CardDetails,
     CardRejected,
+    ChargeAnswer,
     ChargeResult,
     GatewayError,
-    GatewayRequestError,
     GatewayUnavailable,
-    IdempotencyConflict,
+    Refused,
+    Unanswered,
+    answer_of,
 )
 from shared.json_reader import JsonRefused, read_json
 from shared.money import Money, MoneyError
@@ -32,11 +37,16 @@ from shared.rfc3339 import parse_rfc3339
 log = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+_REFUSALS = frozenset({400, 401, 403, 404, 409, 422})
+# Stripe's ceiling for one charge: eight digits of minor units ($999,999.99, ¥99,999,999), which
+# the sandbox gateway enforces too.
+STRIPE_MAX_CHARGE_MINOR = 99_999_999
 
 
 class HttpPaymentGateway:
     """`PaymentGateway` over HTTP. `timeout` is per attempt, in seconds; up to `max_attempts`
-    attempts are made, `backoff` seconds apart at first, doubling (with jitter) up to 2 s."""
+    attempts are made, `backoff` seconds apart at first, doubling (with jitter) up to 2 s.
+    `max_charge_minor` is the processor's per-charge limit, in minor units of any currency."""
 
     def __init__(
         self,
@@ -47,6 +57,7 @@ class HttpPaymentGateway:
         max_attempts: int = 4,
         backoff: float = 0.2,
         session: requests.Session | None = None,
+        max_charge_minor: int = STRIPE_MAX_CHARGE_MINOR,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -54,6 +65,7 @@ class HttpPaymentGateway:
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.backoff = backoff
+        self.max_charge_minor = max_charge_minor
         self._session = session or requests.Session()
         self._session.headers.update(
             {
@@ -88,32 +100,38 @@ class HttpPaymentGateway:
 
     def charge(
         self, *, idempotency_key: str, amount: Money, token: str, account_id: str, description: str
-    ) -> ChargeResult:
-        response = self._send(
-            "POST",
-            "/v1/charges",
-            body={
-                "amount": amount.to_str(),
-                "currency": amount.currency,
-                "token": token,
-                "accountId": account_id,
-                "description": description,
-            },
-            headers={"Idempotency-Key": idempotency_key},
-        )
-        if response.status_code in (200, 402):
-            result = _charge_result(response)
-            if response.headers.get("Idempotent-Replayed") == "true":
-                log.info("gateway replayed charge %s for key %s", result.gateway_charge_id, idempotency_key)
-            return result
-        raise self._error(response)
+    ) -> ChargeAnswer:
+        try:
+            response = self._send(
+                "POST",
+                "/v1/charges",
+                body={
+                    "amount": amount.to_str(),
+                    "currency": amount.currency,
+                    "token": token,
+                    "accountId": account_id,
+                    "description": description,
+                },
+                headers={"Idempotency-Key": idempotency_key},
+            )
+        except GatewayUnavailable as exc:
+            return Unanswered(exc.message, exc.code)
+        answer = charge_answer(response, idempotency_key)
+        if response.headers.get("Idempotent-Replayed") == "true":
+            log.info("gateway replayed its answer for key %s: %s", idempotency_key, type(answer).__name__)
+        return answer
+
+    def max_charge(self, currency: str) -> int:
+        return self.max_charge_minor
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
         response = self._send("GET", "/v1/charges/" + quote(idempotency_key, safe=""))
-        if response.status_code == 404:
-            return None
+        if response.status_code == 404 and error_of(response)[0] == "charge_not_found":
+            return None  # the gateway's own word that nothing was ever recorded under the key
         if response.status_code == 200:
-            return _charge_result(response)
+            result = _charge_result(response)
+            if result.idempotency_key == idempotency_key:
+                return result
         raise self._error(response)
 
     # -- transport ------------------------------------------------------------------------------
@@ -160,20 +178,43 @@ class HttpPaymentGateway:
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
     def _error(self, response: requests.Response) -> GatewayError:
-        status = response.status_code
-        code, message = "http_error", f"the gateway answered {status}"
-        try:
-            error = response.json()["error"]
-            code, message = str(error["code"]), str(error.get("message", message))
-        except (ValueError, KeyError, TypeError):
-            pass
+        """What a card save or a read-back answered that is not a result: an unknown token, or a
+        gateway that cannot say (its refusals of our own requests are our configuration's fault)."""
+        code, message = error_of(response)
         if code == "invalid_token":
             return CardRejected(code, message)
-        if status == 409 and code == "idempotency_conflict":
-            return IdempotencyConflict(code, message)
-        if 400 <= status < 500:
-            return GatewayRequestError(code, message, status)
-        return GatewayUnavailable(f"unexpected answer {status} from the gateway", code=code)
+        return GatewayUnavailable(f"unexpected answer {response.status_code} from the gateway", code=code)
+
+
+def error_of(response: requests.Response) -> tuple[str, str]:
+    """The gateway's machine code and message from an error body, or generic ones."""
+    try:
+        error = response.json()["error"]
+        return str(error["code"]), str(error.get("message", ""))[:500]
+    except (ValueError, KeyError, TypeError):
+        return "http_error", f"the gateway answered {response.status_code}"
+
+
+def charge_answer(response: requests.Response, idempotency_key: str) -> ChargeAnswer:
+    """One HTTP answer to a charge, as the outcome it stands for (the table in the protocol)."""
+    status = response.status_code
+    if status in (200, 201, 402):
+        try:
+            result = _charge_result(response)
+        except GatewayUnavailable as exc:
+            return Unanswered(exc.message, "malformed_answer")
+        answer = answer_of(result)
+        if result.idempotency_key != idempotency_key or (status == 402) != (result.status == "declined"):
+            return Unanswered(f"the gateway answered {status} with a charge that does not match",
+                              "malformed_answer")
+        return answer
+    code, message = error_of(response)
+    if status == 409 and code == "idempotency_conflict":
+        # Something is recorded under our key: only reading it back says what.
+        return Unanswered(message or "the key was used for another amount", code)
+    if status in _REFUSALS:
+        return Refused(code, message or f"the gateway refused the charge ({status})", status)
+    return Unanswered(f"unexpected answer {status} from the gateway", f"http_{status}")
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

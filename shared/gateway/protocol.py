@@ -4,13 +4,23 @@ Shaped after real card processors (Stripe): a card is saved from a token, a char
 idempotency key, a decline is an answer (not an exception), and a charge can be read back by its
 key. That read-back is how the product recovers when the gateway charged but the answer was lost
 (timeout, crash) before our own commit: ask again with the same key, or `find_charge` it.
+
+Every answer a charge can get maps to one `ChargeAnswer`:
+
+| the gateway answered                                   | `ChargeAnswer` | money moved?        |
+|--------------------------------------------------------|----------------|---------------------|
+| 2xx with a readable charge                             | `Charged`      | yes, its `amount`   |
+| 402 with a readable charge (any decline code)          | `Declined`     | no                  |
+| 400, 401, 403, 404, 409 (not a key conflict), 422      | `Refused`      | no, nothing at all  |
+| 429 or 5xx after the retries, a timeout, no connection,| `Unanswered`   | unknown: read it    |
+| a malformed body, 409 `idempotency_conflict`, the rest |                | back by its key     |
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 from shared.money import Money
 
@@ -114,6 +124,56 @@ class ChargeResult:
         return self.status == "declined" and decline_kind(self.decline_code) == "soft"
 
 
+@dataclass(frozen=True)
+class Charged:
+    """The card was charged. `amount` is what the gateway says it took, which is what we record."""
+
+    amount: Money
+    gateway_charge_id: str | None
+
+
+@dataclass(frozen=True)
+class Declined:
+    """The card was declined (HTTP 402): nothing charged. `decline_code` is the processor's."""
+
+    decline_code: str | None
+    gateway_charge_id: str | None = None
+
+    @property
+    def kind(self) -> DeclineKind:
+        return decline_kind(self.decline_code)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The gateway refused the request itself (bad amount, unknown token, bad credentials): it
+    charged nothing and kept nothing under the key. `code` is its machine code, `status` the HTTP
+    status."""
+
+    code: str
+    message: str
+    status: int
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """No usable answer: the charge may or may not have been made. Only reading it back by its
+    idempotency key (`find_charge`) tells; never charge again under a new key before that."""
+
+    reason: str
+    code: str = "gateway_unavailable"
+
+
+ChargeAnswer: TypeAlias = Charged | Declined | Refused | Unanswered
+
+
+def answer_of(result: ChargeResult) -> Charged | Declined:
+    """A charge the gateway recorded, as the answer it stands for."""
+    if result.succeeded:
+        return Charged(result.amount, result.gateway_charge_id)
+    return Declined(result.decline_code, result.gateway_charge_id)
+
+
 class GatewayError(Exception):
     """Base of every error the gateway adapters raise; `code` is machine-readable."""
 
@@ -127,25 +187,12 @@ class CardRejected(GatewayError):
     """The token is unknown or invalid: there is no card to save or to charge."""
 
 
-class IdempotencyConflict(GatewayError):
-    """The idempotency key was already used for a different amount or currency. Nothing charged."""
-
-
 class GatewayUnavailable(GatewayError):
     """Transient trouble (network, timeout, 5xx) that outlasted the retries. The outcome of a charge
     is unknown: retry with the SAME idempotency key, or `find_charge` it, never a new key."""
 
     def __init__(self, message: str, code: str = "gateway_unavailable") -> None:
         super().__init__(code, message)
-
-
-class GatewayRequestError(GatewayError):
-    """The gateway refused the request itself (bad amount, bad credentials...): our bug or our
-    configuration, not the customer's card. Retrying will not help."""
-
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
-        super().__init__(code, message)
-        self.status = status
 
 
 @runtime_checkable
@@ -156,16 +203,17 @@ class PaymentGateway(Protocol):
 
     def charge(
         self, *, idempotency_key: str, amount: Money, token: str, account_id: str, description: str
-    ) -> ChargeResult:
-        """Charge the card once per idempotency key.
-
-        A decline is a `ChargeResult` with status "declined". A repeated key returns the FIRST
-        result and charges nothing; a repeated key with a different amount or currency may raise
-        `IdempotencyConflict`. Raises `CardRejected` for an unknown token, `GatewayRequestError` for
-        an amount the gateway refuses (zero, negative), `GatewayUnavailable` for transient trouble.
-        """
+    ) -> ChargeAnswer:
+        """Charge the card once per idempotency key; every answer is a `ChargeAnswer`, never an
+        exception. A repeated key answers what the FIRST request did and charges nothing."""
         ...
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
-        """The charge made under this key, or None if the gateway never recorded one."""
+        """The charge made under this key, or None if the gateway never recorded one. Raises
+        `GatewayUnavailable` when the gateway cannot say."""
+        ...
+
+    def max_charge(self, currency: str) -> int:
+        """The most one charge may carry in `currency`, in minor units: the processor's limit,
+        which settlement splits larger balances under."""
         ...

@@ -1,33 +1,31 @@
 """Settling an account at once (the source document's heart): every outstanding charge of every
-subscription, account credit first, then one card charge per currency.
+subscription, account credit first, then card charges per currency, each within the processor's
+per-charge limit.
 
-Two pure steps around the gateway call, so money never moves without a record:
+Pure steps around the gateway call, so money never moves without a record:
 `plan_settlement` records each charge as pending under a deterministic idempotency key (committed
-before the gateway is called); `record_outcome` turns the gateway's answer into paid charges,
-reactivations and a receipt — or into a decline with nothing marked paid.
+before the gateway is called), from what is owed at that moment; `record_outcome` turns the
+gateway's answer into paid charges (for exactly the amount the gateway took), reactivations and a
+receipt, or into a decline or refusal with nothing marked paid; `drop_pending` forgets a pending
+charge the gateway never saw, so that the next plan starts from what is owed then, never from
+a stale plan.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Mapping
+from dataclasses import replace
 from datetime import datetime
-from typing import Literal
 
-from shared.gateway.protocol import decline_kind
+from shared.gateway.protocol import Charged, Declined, Refused
 from shared.lifecycle.effects import short_hash
-from shared.lifecycle.model import Account, PaymentMethod, PendingCharge
+from shared.lifecycle.model import Account, Charge, PaymentMethod, PendingCharge
 from shared.lifecycle.work import Decision, Work, apply_money, oldest_first, to_credit
 from shared.money import Money
 from shared.policy import DunningPolicy
 
-
-@dataclass(frozen=True)
-class ChargeOutcome:
-    """The gateway's answer, in the core's terms."""
-
-    status: Literal["succeeded", "declined"]
-    gateway_charge_id: str | None = None
-    decline_code: str | None = None
+ChargeOutcome = Charged | Declined | Refused
+"""A gateway answer that says what happened under a key (an `Unanswered` one is read back first)."""
 
 
 def save_payment_method(account: Account, method: PaymentMethod, now: datetime, policy: DunningPolicy) -> Decision:
@@ -40,20 +38,27 @@ def save_payment_method(account: Account, method: PaymentMethod, now: datetime, 
     return work.finish(policy)
 
 
-def plan_settlement(account: Account, now: datetime, policy: DunningPolicy) -> tuple[Decision, list[PendingCharge]]:
-    """Spend credit on the oldest charges, then plan one card charge per currency for the rest."""
+def plan_settlement(account: Account, now: datetime, policy: DunningPolicy, *,
+                    limits: Mapping[str, int] | None = None,
+                    currencies: Collection[str] | None = None) -> tuple[Decision, list[PendingCharge]]:
+    """Spend credit on the oldest charges, then plan one card charge per currency for the rest.
+
+    `limits`: the processor's largest charge per currency, in minor units; a larger balance is
+    paid oldest charges first over several charges (one planned now, the next once it is
+    recorded). `currencies`: plan only these (None: every currency owed). A currency with a
+    charge still pending is skipped: it is resolved, never doubled."""
     attempt = account.settlement_attempts + 1
     work = Work(replace(account, settlement_attempts=attempt), {}, now, occasion=f"settlement-{attempt}")
     pending: list[PendingCharge] = []
-    for currency in sorted({c.amount.currency for c in work.open.values()}):
+    owed = sorted({c.amount.currency for c in work.open.values()})
+    for currency in owed if currencies is None else [c for c in owed if c in currencies]:
         if currency in work.settling:
-            continue  # an earlier attempt is still in flight: it is resolved, never doubled
+            continue
         credit = work.credit.pop(currency, 0)
         if credit:
             left = apply_money(work, Money(credit, currency), oldest_first(work, currency), "account credit")
             work.credit[currency] = left.minor
-        parts = tuple((c.charge_id, c.remaining.minor) for c in oldest_first(work, currency)
-                      if c.charge_id not in _in_flight(work))
+        parts = within_limit(oldest_first(work, currency), (limits or {}).get(currency))
         total = sum(minor for _, minor in parts)
         if total <= 0:
             continue
@@ -66,30 +71,72 @@ def plan_settlement(account: Account, now: datetime, policy: DunningPolicy) -> t
     return work.finish(policy), pending
 
 
-def _in_flight(work: Work) -> set[str]:
-    return {cid for p in work.settling.values() for cid, _ in p.parts}
+def within_limit(charges: list[Charge], limit: int | None) -> tuple[tuple[str, int], ...]:
+    """What one card charge pays, oldest first: whole charges while they fit under `limit`; a
+    single charge larger than the limit alone is paid `limit` at a time."""
+    parts: list[tuple[str, int]] = []
+    total = 0
+    for charge in charges:
+        minor = charge.remaining.minor
+        if limit is not None and total + minor > limit:
+            if not parts:
+                parts.append((charge.charge_id, limit))
+            break
+        parts.append((charge.charge_id, minor))
+        total += minor
+    return tuple(parts)
 
 
-def record_outcome(account: Account, currency: str, outcome: ChargeOutcome, now: datetime,
+def record_outcome(account: Account, currency: str, key: str, outcome: ChargeOutcome, now: datetime,
                    policy: DunningPolicy) -> Decision:
-    """Apply the gateway's answer to the pending charge of `currency` (a no-op if already recorded)."""
+    """Apply the gateway's answer under `key` to the pending charge of `currency`; a no-op when
+    that charge is no longer pending (recorded already, or replaced by a newer plan)."""
     pending = account.settling.get(currency)
-    work = Work(account, {}, now, occasion=pending.idempotency_key if pending else f"none@{now.isoformat()}")
-    if pending is None:
+    if pending is None or pending.idempotency_key != key:
         return Decision(account)
+    work = Work(account, {}, now, occasion=key)
     del work.settling[currency]
-    if outcome.status == "declined":
+    if isinstance(outcome, Declined):
         work.log("charge_declined", f"card charge of {pending.amount} declined: {outcome.decline_code}")
-        if decline_kind(outcome.decline_code) == "hard":
+        if outcome.kind == "hard":
             work.account = replace(work.account, retry_blocked=True)
-        return work.finish(policy)
-    work.log("charge_succeeded", f"card charge of {pending.amount} succeeded ({outcome.gateway_charge_id})")
+    elif isinstance(outcome, Refused):
+        work.log("charge_refused", f"card charge of {pending.amount} refused by the gateway, nothing charged: "
+                                   f"{outcome.code} ({outcome.message})")
+        if outcome.code == "invalid_token":
+            work.account = replace(work.account, retry_blocked=True)
+    else:
+        work.log("charge_succeeded", f"card charge of {outcome.amount} succeeded ({outcome.gateway_charge_id})")
+        _spend(work, pending, outcome.amount)
+    return work.finish(policy)
+
+
+def _spend(work: Work, pending: PendingCharge, charged: Money) -> None:
+    """Put exactly what the gateway took on the charges it was planned for; whatever they no
+    longer owe (paid otherwise meanwhile, or more than planned) is the customer's credit."""
+    money = charged
     for charge_id, minor in pending.parts:
+        if money.currency != pending.amount.currency or not money.minor:
+            break
+        share = Money(min(minor, money.minor), money.currency)
+        money = Money(money.minor - share.minor, money.currency)
         charge = work.open.get(charge_id)
-        money = Money(minor, currency)
         if charge is None:
-            to_credit(work, money, f"charge {charge_id} was settled otherwise while the card was charged")
+            to_credit(work, share, f"charge {charge_id} was settled otherwise while the card was charged")
             continue
-        left = apply_money(work, money, [charge], "card")
+        left = apply_money(work, share, [charge], "card")
         to_credit(work, left, f"charge {charge_id} owed less than the card paid for it")
+    to_credit(work, money, "the gateway charged more than was planned")
+
+
+def drop_pending(account: Account, currency: str, key: str, now: datetime, policy: DunningPolicy) -> Decision:
+    """The gateway never recorded a charge under `key`: nothing was taken, so the plan is
+    forgotten and the next one starts from what is owed now."""
+    pending = account.settling.get(currency)
+    if pending is None or pending.idempotency_key != key:
+        return Decision(account)
+    work = Work(account, {}, now, occasion=f"{key}-dropped")
+    del work.settling[currency]
+    work.log("charge_abandoned", f"card charge of {pending.amount} never reached the gateway (idempotency key "
+                                 f"{key}): nothing was taken, and what is owed now is planned afresh")
     return work.finish(policy)

@@ -8,11 +8,13 @@ a frozen test clock must not make a lease eternal.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
@@ -23,6 +25,12 @@ LEASE_ROW = "lease"
 
 class LeaseBusy(Exception):
     """Another holder has the account's lease and did not release it in time."""
+
+
+class Leases(Protocol):
+    def hold(self, account_id: str, *, wait: float = 20.0, poll: float = 0.05) -> AbstractContextManager[str]:
+        """Hold the account's lease for a block, waiting up to `wait` seconds; raises `LeaseBusy`."""
+        ...
 
 
 class AccountLeases:
@@ -71,3 +79,24 @@ class AccountLeases:
             yield holder
         finally:
             self.release(account_id, etag)
+
+
+class InMemoryLeases:
+    """`Leases` within one process, for unit tests on the in-memory store."""
+
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+        self._lock = threading.Condition()
+
+    @contextmanager
+    def hold(self, account_id: str, *, wait: float = 20.0, poll: float = 0.05) -> Iterator[str]:
+        with self._lock:
+            if not self._lock.wait_for(lambda: account_id not in self._held, timeout=wait):
+                raise LeaseBusy(account_id)
+            self._held.add(account_id)
+        try:
+            yield account_id
+        finally:
+            with self._lock:
+                self._held.discard(account_id)
+                self._lock.notify_all()

@@ -19,13 +19,19 @@ import requests
 from devstack import azurite
 from devstack.sandbox_gateway import RunningSandbox, redact, start_in_thread
 from shared.gateway import (
+    HARD_DECLINE_CODES,
+    SOFT_DECLINE_CODES,
     CardDetails,
     CardRejected,
+    ChargeAnswer,
+    Charged,
     ChargeResult,
-    GatewayRequestError,
+    Declined,
     GatewayUnavailable,
-    IdempotencyConflict,
     PaymentGateway,
+    Refused,
+    Unanswered,
+    answer_of,
 )
 from shared.gateway.http import HttpPaymentGateway
 from shared.money import Money
@@ -99,10 +105,20 @@ def body(
 
 def charge(
     gw: PaymentGateway, key: str, account_id: str, token: str = "tok_visa", amount: Money = USD
-) -> ChargeResult:
+) -> ChargeAnswer:
     return gw.charge(
         idempotency_key=key, amount=amount, token=token, account_id=account_id, description="test"
     )
+
+
+def recorded(gw: PaymentGateway, key: str) -> ChargeResult:
+    found = gw.find_charge(key)
+    assert found is not None
+    return found
+
+
+def fault(sandbox: RunningSandbox, **body: Any) -> None:
+    requests.post(sandbox.url + "/faults", json=body, timeout=5).raise_for_status()
 
 
 # -- cards ---------------------------------------------------------------------------------------
@@ -148,16 +164,17 @@ def test_charge_succeeds_and_is_listed(
     gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str
 ) -> None:
     key = new_key()
-    result = charge(gateway, key, account, "tok_mastercard")
+    answer = charge(gateway, key, account, "tok_mastercard")
+    assert isinstance(answer, Charged) and answer.amount == USD
+    result = recorded(gateway, key)
     assert result.status == "succeeded" and result.decline_code is None and not result.soft_decline
     assert result.amount == USD and result.idempotency_key == key
-    assert result.gateway_charge_id and result.gateway_charge_id.startswith("ch_")
+    assert answer.gateway_charge_id == result.gateway_charge_id and answer.gateway_charge_id.startswith("ch_")
     assert result.created_at.tzinfo is not None
     [listed] = charges_of(sandbox, account)
     assert listed["idempotencyKey"] == key and listed["id"] == result.gateway_charge_id
     assert (listed["amount"], listed["currency"], listed["status"]) == ("12.34", "USD", "succeeded")
     assert listed["accountId"] == account and listed["createdAt"] and listed["declineCode"] is None
-    assert gateway.find_charge(key) == result
 
 
 @pytest.mark.parametrize(
@@ -173,9 +190,9 @@ def test_declines(
     gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str, token: str, code: str, soft: bool
 ) -> None:
     key = new_key()
-    result = charge(gateway, key, account, token)
-    assert result.status == "declined" and result.decline_code == code and result.soft_decline is soft
-    assert result.gateway_charge_id
+    answer = charge(gateway, key, account, token)
+    assert isinstance(answer, Declined) and answer.decline_code == code and (answer.kind == "soft") is soft
+    assert answer.gateway_charge_id and recorded(gateway, key).soft_decline is soft
     [listed] = charges_of(sandbox, account)  # declines are stored too
     assert listed["status"] == "declined" and listed["declineCode"] == code
     replay = raw_charge(sandbox, key, body(account, token=token))
@@ -203,8 +220,8 @@ def test_repeated_key_with_another_amount_is_a_conflict(
 ) -> None:
     key = new_key()
     first = charge(gateway, key, account)
-    with pytest.raises(IdempotencyConflict):
-        charge(gateway, key, account, amount=Money.parse("99.00", "USD"))
+    conflict = charge(gateway, key, account, amount=Money.parse("99.00", "USD"))
+    assert isinstance(conflict, Unanswered) and conflict.code == "idempotency_conflict"  # read it back
     raw = raw_charge(sandbox, key, body(account, "12.34", "EUR"))
     assert raw.status_code == 409 and raw.json()["error"]["code"] == "idempotency_conflict"
     assert charge(gateway, key, account, amount=Money(1234, "USD")) == first  # same amount
@@ -241,7 +258,7 @@ def test_twenty_concurrent_requests_with_one_key_charge_once(sandbox: RunningSan
 def test_concurrent_clients_with_one_key_charge_once(sandbox: RunningSandbox, account: str) -> None:
     key = new_key()
     barrier = threading.Barrier(20)
-    results: list[ChargeResult] = []
+    results: list[ChargeAnswer] = []
 
     def worker() -> None:
         gw = HttpPaymentGateway(sandbox.url, sandbox.api_key, timeout=10)
@@ -288,8 +305,8 @@ def test_find_charge_unknown_key(gateway: HttpPaymentGateway) -> None:
 @pytest.mark.parametrize("key", ["a/b\\c#d?e%f", "spaces and ünïcödé", "x" * 255])
 def test_keys_with_any_characters_round_trip(gateway: HttpPaymentGateway, account: str, key: str) -> None:
     key = key[:-8] + uuid.uuid4().hex[:8]
-    result = charge(gateway, key, account)
-    assert gateway.find_charge(key) == result
+    answer = charge(gateway, key, account)
+    assert answer == answer_of(recorded(gateway, key))
 
 
 def test_charges_listed_oldest_first(
@@ -315,11 +332,10 @@ def test_lost_answer_then_find_charge_recovers(sandbox: RunningSandbox, account:
         sandbox.url + "/faults", json={"mode": "timeout_after_charge", "count": 2, "seconds": 3}, timeout=5
     ).raise_for_status()
     key = new_key()
-    with pytest.raises(GatewayUnavailable):
-        charge(gw, key, account)
+    assert isinstance(charge(gw, key, account), Unanswered)
     found = gw.find_charge(key)
     assert found is not None and found.status == "succeeded" and found.amount == USD
-    assert charge(gw, key, account) == found  # a retry with the same key replays, charges nothing
+    assert charge(gw, key, account) == answer_of(found)  # a retry with the same key replays, charges nothing
     assert len(charges_of(sandbox, account)) == 1
     gw.close()
 
@@ -329,8 +345,7 @@ def test_lost_answer_is_retried_with_the_same_key(sandbox: RunningSandbox, accou
     requests.post(
         sandbox.url + "/faults", json={"mode": "timeout_after_charge", "count": 1, "seconds": 2}, timeout=5
     ).raise_for_status()
-    result = charge(gw, new_key(), account)
-    assert result.status == "succeeded"
+    assert isinstance(charge(gw, new_key(), account), Charged)
     assert len(charges_of(sandbox, account)) == 1
     gw.close()
 
@@ -340,9 +355,9 @@ def test_503s_are_retried(gateway: HttpPaymentGateway, sandbox: RunningSandbox, 
         sandbox.url + "/faults", json={"mode": "fail_next", "count": 2, "status": 503}, timeout=5
     ).raise_for_status()
     before = stats(sandbox)
-    result = charge(gateway, new_key(), account)
+    answer = charge(gateway, new_key(), account)
     after = stats(sandbox)
-    assert result.status == "succeeded"
+    assert isinstance(answer, Charged)
     assert after["byRoute"]["POST /v1/charges"] - before["byRoute"].get("POST /v1/charges", 0) == 3
     assert after["faultsInjected"] - before["faultsInjected"] == 2
     assert len(charges_of(sandbox, account)) == 1
@@ -356,12 +371,60 @@ def test_persistent_503_surfaces_as_unavailable_and_charges_nothing(
         sandbox.url + "/faults", json={"mode": "fail_next", "count": 5}, timeout=5
     ).raise_for_status()
     key = new_key()
-    with pytest.raises(GatewayUnavailable):
-        charge(gw, key, account)
+    answer = charge(gw, key, account)
+    assert isinstance(answer, Unanswered) and answer.code == "http_503"
     assert charges_of(sandbox, account) == []
     requests.delete(sandbox.url + "/faults", timeout=5)
     assert gw.find_charge(key) is None
     gw.close()
+
+
+@pytest.mark.parametrize("code", sorted(SOFT_DECLINE_CODES | HARD_DECLINE_CODES))
+def test_every_decline_code_is_a_declined_answer_of_its_kind(
+    gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str, code: str
+) -> None:
+    fault(sandbox, mode="decline_next", declineCode=code)
+    answer = charge(gateway, new_key(), account)
+    assert isinstance(answer, Declined) and answer.decline_code == code
+    assert answer.kind == ("soft" if code in SOFT_DECLINE_CODES else "hard")
+
+
+@pytest.mark.parametrize(("status", "code"), [(400, "invalid_request"), (404, "not_found"),
+                                              (409, "conflict"), (422, "unprocessable_entity")])
+def test_refusals_are_refused_answers_and_charge_nothing(
+    gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str, status: int, code: str
+) -> None:
+    fault(sandbox, mode="fail_next", status=status, code=code)
+    key = new_key()
+    answer = charge(gateway, key, account)
+    assert isinstance(answer, Refused) and (answer.status, answer.code) == (status, code)
+    assert charges_of(sandbox, account) == [] and gateway.find_charge(key) is None
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504, 501, 599])
+def test_rate_limits_and_server_errors_that_persist_are_unanswered(
+    sandbox: RunningSandbox, account: str, status: int
+) -> None:
+    gw = HttpPaymentGateway(sandbox.url, sandbox.api_key, max_attempts=2, backoff=0.01)
+    fault(sandbox, mode="fail_next", status=status, count=2)
+    key = new_key()
+    answer = charge(gw, key, account)
+    assert isinstance(answer, Unanswered) and answer.code == f"http_{status}"
+    requests.delete(sandbox.url + "/faults", timeout=5).raise_for_status()
+    assert gw.find_charge(key) is None  # read back: it never reached the charge
+    gw.close()
+
+
+@pytest.mark.parametrize("after_charge", [True, False])
+def test_a_malformed_answer_is_unanswered_and_read_back_tells(
+    gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str, after_charge: bool
+) -> None:
+    fault(sandbox, mode="malformed_next", afterCharge=after_charge)
+    key = new_key()
+    answer = charge(gateway, key, account)
+    assert isinstance(answer, Unanswered) and answer.code == "malformed_answer"
+    found = gateway.find_charge(key)
+    assert (found is not None and found.succeeded) if after_charge else found is None
 
 
 def test_unreachable_gateway_is_unavailable() -> None:
@@ -404,14 +467,22 @@ def test_bad_amounts_are_400(sandbox: RunningSandbox, account: str, amount: Any,
 
 @pytest.mark.parametrize("minor", [0, -500])
 def test_client_surfaces_bad_amounts(gateway: HttpPaymentGateway, account: str, minor: int) -> None:
-    with pytest.raises(GatewayRequestError) as exc:
-        charge(gateway, new_key(), account, amount=Money(minor, "USD"))
-    assert exc.value.code == "invalid_amount" and exc.value.status == 400
+    answer = charge(gateway, new_key(), account, amount=Money(minor, "USD"))
+    assert isinstance(answer, Refused) and answer.code == "invalid_amount" and answer.status == 400
+
+
+def test_the_adapter_knows_the_sandbox_limit_and_the_sandbox_refuses_above_it(
+    gateway: HttpPaymentGateway, account: str
+) -> None:
+    limit = gateway.max_charge("USD")
+    assert isinstance(charge(gateway, new_key(), account, amount=Money(limit, "USD")), Charged)
+    answer = charge(gateway, new_key(), account, amount=Money(limit + 1, "USD"))
+    assert isinstance(answer, Refused) and answer.code == "invalid_amount"
 
 
 def test_whole_yen_are_fine(gateway: HttpPaymentGateway, account: str) -> None:
-    result = charge(gateway, new_key(), account, amount=Money.parse("1500", "JPY"))
-    assert result.amount == Money(1500, "JPY")
+    answer = charge(gateway, new_key(), account, amount=Money.parse("1500", "JPY"))
+    assert isinstance(answer, Charged) and answer.amount == Money(1500, "JPY")
 
 
 def test_missing_idempotency_key_is_400(sandbox: RunningSandbox, account: str) -> None:
@@ -427,8 +498,8 @@ def test_unknown_token_at_charge_is_rejected(
     gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str
 ) -> None:
     key = new_key()
-    with pytest.raises(CardRejected):
-        charge(gateway, key, account, "tok_nope")
+    answer = charge(gateway, key, account, "tok_nope")
+    assert isinstance(answer, Refused) and answer.code == "invalid_token"
     assert raw_charge(sandbox, key, body(account, token="tok_nope")).status_code == 400
     assert charges_of(sandbox, account) == []
 
@@ -460,11 +531,13 @@ def test_bad_auth_is_401(sandbox: RunningSandbox, account: str, authorization: s
     assert charges_of(sandbox, account) == []
 
 
-def test_client_with_wrong_key_gets_a_request_error(sandbox: RunningSandbox) -> None:
+def test_client_with_wrong_key_is_refused_and_cannot_save_cards(sandbox: RunningSandbox, account: str) -> None:
     gw = HttpPaymentGateway(sandbox.url, "wrong-key", backoff=0.01)
-    with pytest.raises(GatewayRequestError) as exc:
+    with pytest.raises(GatewayUnavailable) as exc:
         gw.save_card("tok_visa")
-    assert exc.value.status == 401
+    assert exc.value.code == "unauthorized"
+    answer = charge(gw, new_key(), account)
+    assert isinstance(answer, Refused) and answer.status == 401
 
 
 # -- secrecy ------------------------------------------------------------------------------------
@@ -532,8 +605,9 @@ def test_charges_survive_a_restart(storage_connection_string: str, account: str,
     proc = _start_process(storage_connection_string, port, log_path)
     try:
         gw = HttpPaymentGateway(url, "proc-key", timeout=5)
-        first = charge(gw, key, account)
-        declined = charge(gw, key + "-d", account, "tok_chargeDeclinedInsufficientFunds")
+        charge(gw, key, account)
+        charge(gw, key + "-d", account, "tok_chargeDeclinedInsufficientFunds")
+        first, declined = recorded(gw, key), recorded(gw, key + "-d")
         gw.close()
     finally:
         assert _stop_process(proc) == 0
@@ -545,7 +619,7 @@ def test_charges_survive_a_restart(storage_connection_string: str, account: str,
         gw = HttpPaymentGateway(url, "proc-key", timeout=5)
         assert gw.find_charge(key) == first
         assert gw.find_charge(key + "-d") == declined
-        assert charge(gw, key, account) == first  # replayed from storage, not charged again
+        assert charge(gw, key, account) == answer_of(first)  # replayed from storage, not charged again
         assert [c["idempotencyKey"] for c in charges_of(url, account)] == [key, key + "-d"]
         assert requests.get(url + "/stats", timeout=5).json()["chargesCreated"] == 0
         assert requests.post(url + "/v1/cards", json={"token": "tok_visa"}, timeout=5).status_code == 401

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from shared.gateway.protocol import Charged, Declined, Refused
 from shared.lifecycle.decide import Registration, apply_payment_event, register
 from shared.lifecycle.effects import EmitLifecycleEvent, SendEmail
 from shared.lifecycle.facts import ChargeFailed, PaymentEvent, PaymentReceived
 from shared.lifecycle.model import Account, PaymentMethod, Profile, SubscriptionState
-from shared.lifecycle.settlement import ChargeOutcome, plan_settlement, record_outcome
+from shared.lifecycle.settlement import drop_pending, plan_settlement, record_outcome
 from shared.money import Money
 from shared.policy import DunningPolicy
 
@@ -50,20 +51,20 @@ def test_credit_is_spent_first_and_only_the_rest_is_charged() -> None:
 def test_success_pays_every_planned_charge_reactivates_and_sends_one_receipt() -> None:
     acc = owing(fail("c1", "s1", "10.00"), fail("c2", "s2", "5.00"))
     acc = acc.with_subscription(replace(acc.subscriptions["s2"], state=SubscriptionState.DISABLED, disabled_at=NOW))
-    planned, [_] = plan_settlement(acc, NOW, POLICY)
-    done = record_outcome(planned.account, "USD", ChargeOutcome("succeeded", "ch_1"), NOW, POLICY)
+    planned, [p] = plan_settlement(acc, NOW, POLICY)
+    done = record_outcome(planned.account, "USD", p.idempotency_key, Charged(p.amount, "ch_1"), NOW, POLICY)
     assert done.account.outstanding == {} and done.account.settling == {}
     assert {s.state for s in done.account.subscriptions.values()} == {SubscriptionState.ACTIVE}
     assert sorted(e.subscription_id for e in done.effects if isinstance(e, EmitLifecycleEvent)) == ["s1", "s2"]
     assert [e.kind for e in done.effects if isinstance(e, SendEmail)] == ["payment_settled"]
-    assert record_outcome(done.account, "USD", ChargeOutcome("succeeded", "ch_1"), NOW, POLICY).changed is False
+    assert record_outcome(done.account, "USD", p.idempotency_key, Charged(p.amount, "ch_1"), NOW,
+                          POLICY).changed is False
 
 
 def test_decline_marks_nothing_paid() -> None:
     acc = owing(fail("c1", "s1", "10.00"))
-    planned, _ = plan_settlement(acc, NOW, POLICY)
-    done = record_outcome(planned.account, "USD", ChargeOutcome("declined", decline_code="insufficient_funds"),
-                          NOW, POLICY)
+    planned, [p] = plan_settlement(acc, NOW, POLICY)
+    done = record_outcome(planned.account, "USD", p.idempotency_key, Declined("insufficient_funds"), NOW, POLICY)
     assert done.account.balance() == {"USD": Money.parse("10.00", "USD")}
     assert done.account.subscriptions["s1"].state is SubscriptionState.PAST_DUE
     assert done.account.settling == {} and not done.effects
@@ -78,17 +79,99 @@ def test_a_charge_in_flight_is_never_planned_twice() -> None:
 
 def test_a_charge_paid_otherwise_while_the_card_was_charged_becomes_credit() -> None:
     acc = owing(fail("c1", "s1", "10.00"))
-    planned, _ = plan_settlement(acc, NOW, POLICY)
+    planned, [p] = plan_settlement(acc, NOW, POLICY)
     paid = apply_payment_event(planned.account, PaymentReceived("p", "acc", "pay", Money.parse("10.00", "USD"),
                                                                 "wire", ("c1",)), {}, NOW, POLICY).account
-    done = record_outcome(paid, "USD", ChargeOutcome("succeeded", "ch_1"), NOW, POLICY)
+    done = record_outcome(paid, "USD", p.idempotency_key, Charged(p.amount, "ch_1"), NOW, POLICY)
     assert done.account.credit == {"USD": 1000} and done.account.outstanding == {}
 
 
 def test_a_new_attempt_after_a_decline_uses_a_new_idempotency_key() -> None:
     acc = owing(fail("c1", "s1", "10.00"))
     planned, [first] = plan_settlement(acc, NOW, POLICY)
-    declined = record_outcome(planned.account, "USD", ChargeOutcome("declined", decline_code="card_declined"),
-                              NOW, POLICY).account
+    declined = record_outcome(planned.account, "USD", first.idempotency_key, Declined("card_declined"), NOW,
+                              POLICY).account
     _, [second] = plan_settlement(declined, NOW, POLICY)
     assert second.idempotency_key != first.idempotency_key and second.amount == first.amount
+
+
+def usd(amount: str) -> Money:
+    return Money.parse(amount, "USD")
+
+
+def test_exactly_what_the_gateway_took_is_recorded_less_leaves_the_rest_owed() -> None:
+    acc = owing(fail("c1", "s1", "10.00"), fail("c2", "s2", "5.00"))
+    planned, [p] = plan_settlement(acc, NOW, POLICY)
+    done = record_outcome(planned.account, "USD", p.idempotency_key, Charged(usd("12.00"), "ch_1"), NOW, POLICY)
+    assert done.account.balance() == {"USD": usd("3.00")} and done.account.credit == {}
+    assert done.account.subscriptions["s1"].state is SubscriptionState.ACTIVE
+
+
+def test_more_than_planned_taken_by_the_gateway_is_credit_never_lost() -> None:
+    acc = owing(fail("c1", "s1", "10.00"))
+    planned, [p] = plan_settlement(acc, NOW, POLICY)
+    done = record_outcome(planned.account, "USD", p.idempotency_key, Charged(usd("25.00"), "ch_1"), NOW, POLICY)
+    assert done.account.balance() == {} and done.account.credit == {"USD": 1500}
+
+
+def test_an_answer_for_another_key_changes_nothing() -> None:
+    acc = owing(fail("c1", "s1", "10.00"))
+    planned, [p] = plan_settlement(acc, NOW, POLICY)
+    stale = record_outcome(planned.account, "USD", "stl-older", Charged(p.amount, "ch_0"), NOW, POLICY)
+    assert stale.changed is False and stale.account.settling["USD"] == p
+
+
+def test_a_refusal_closes_the_pending_charge_and_marks_nothing_paid() -> None:
+    acc = owing(fail("c1", "s1", "10.00"))
+    planned, [p] = plan_settlement(acc, NOW, POLICY)
+    done = record_outcome(planned.account, "USD", p.idempotency_key,
+                          Refused("invalid_amount", "too large", 400), NOW, POLICY)
+    assert done.account.settling == {} and done.account.balance() == {"USD": usd("10.00")}
+    assert not done.account.retry_blocked  # the card is fine: only the amount was refused
+    assert [t.kind for t in done.timeline] == ["charge_refused"] and "invalid_amount" in done.timeline[0].detail
+    token = record_outcome(planned.account, "USD", p.idempotency_key,
+                           Refused("invalid_token", "no such token", 400), NOW, POLICY)
+    assert token.account.retry_blocked  # the saved card cannot be charged: wait for a new one
+
+
+def test_a_dropped_plan_is_replanned_from_what_is_owed_now() -> None:
+    """Issue 14, input 1: the plan never reached the gateway, a wire then paid the charge."""
+    acc = owing(fail("c1", "s1", "50.00"))
+    planned, [p] = plan_settlement(acc, NOW, POLICY)
+    wired = apply_payment_event(planned.account, PaymentReceived("p", "acc", "pay", usd("50.00"), "wire", ("c1",)),
+                                {}, NOW, POLICY).account
+    dropped = drop_pending(wired, "USD", p.idempotency_key, NOW, POLICY)
+    assert dropped.account.settling == {} and [t.kind for t in dropped.timeline] == ["charge_abandoned"]
+    again, charges = plan_settlement(dropped.account, NOW, POLICY)
+    assert charges == [] and again.account.credit == {}
+    assert drop_pending(dropped.account, "USD", p.idempotency_key, NOW, POLICY).changed is False
+
+
+def test_a_balance_above_the_limit_is_planned_whole_charges_first_within_it() -> None:
+    """Issue 14, input 2: two 600,000.00 charges against a 999,999.99 limit: one each."""
+    acc = owing(fail("c1", "s1", "600000.00"), fail("c2", "s2", "600000.00"))
+    limits = {"USD": 99_999_999}
+    planned, [first] = plan_settlement(acc, NOW, POLICY, limits=limits)
+    assert first.parts == (("c1", 60_000_000),)
+    paid = record_outcome(planned.account, "USD", first.idempotency_key, Charged(first.amount, "ch_1"), NOW, POLICY)
+    _, [second] = plan_settlement(paid.account, NOW, POLICY, limits=limits)
+    assert second.parts == (("c2", 60_000_000),) and second.idempotency_key != first.idempotency_key
+
+
+def test_one_charge_above_the_limit_is_paid_a_limit_at_a_time() -> None:
+    acc = owing(fail("c1", "s1", "25.00"))
+    account = acc
+    amounts = []
+    for n in range(3):
+        planned, [p] = plan_settlement(account, NOW, POLICY, limits={"USD": 1000})
+        amounts.append(p.amount)
+        account = record_outcome(planned.account, "USD", p.idempotency_key, Charged(p.amount, f"ch_{n}"), NOW,
+                                 POLICY).account
+    assert amounts == [usd("10.00"), usd("10.00"), usd("5.00")] and account.balance() == {}
+    assert account.subscriptions["s1"].state is SubscriptionState.ACTIVE
+
+
+def test_only_the_currencies_asked_for_are_planned() -> None:
+    acc = owing(fail("c1", "s1", "10.00"), fail("c2", "s2", "100", "JPY"))
+    _, charges = plan_settlement(acc, NOW, POLICY, currencies={"JPY"})
+    assert [c.amount.currency for c in charges] == ["JPY"]
