@@ -37,7 +37,7 @@ def put_payment_method(req: func.HttpRequest) -> func.HttpResponse:
         return problem(409, "Settlement in progress", "another payment attempt for this account is in flight; "
                        "retry shortly", type_="https://billing.example/problems/settlement-in-progress")
     result = update.settlement
-    body_out: dict[str, Any] = {"settled": update.status == "settled", "paid": result.paid,
+    body_out: dict[str, Any] = {"settled": update.status == "settled" and not result.unfinished, "paid": result.paid,
                                 "totals": result.totals(),
                                 "charged": {cur: m.to_str() for cur, m in sorted(result.charged.items())},
                                 "reactivated": result.reactivated}

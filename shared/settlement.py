@@ -58,6 +58,9 @@ class Settlement:
     refusals: list[tuple[str, Refused]] = field(default_factory=list)  # (currency, the gateway's refusal)
     unanswered: list[str] = field(default_factory=list)
     """Currencies whose charge is still pending with an unknown outcome: read back next time."""
+    unfinished: list[str] = field(default_factory=list)
+    """Currencies still owed after `MAX_ROUNDS` charges at the processor's limit: the next
+    settlement goes on."""
 
     def take(self, decision: Decision) -> None:
         for note in decision.notes:
@@ -141,6 +144,8 @@ def settle_account(lc: Lifecycle, gateway: PaymentGateway, leases: Leases, accou
             currencies = {p.amount.currency for p in planned if _charge(lc, gateway, account_id, p, token, result)}
             if not currencies:
                 break
+        else:
+            result.unfinished = sorted(currencies or ())
     return result
 
 

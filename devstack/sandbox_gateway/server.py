@@ -7,8 +7,9 @@ Routes (JSON in, JSON out):
   GET  /v1/charges/{idempotencyKey}   -> 200 charge | 404
   GET  /charges[?accountId=]          every charge, oldest first (no auth: dev inspection)
   POST /faults, GET /faults, DELETE /faults    fault injection for tests:
-      {"mode": "fail_next", "count", "status" (400-599), "code"}   the next /v1 requests answer that
-                                                                   error, before doing anything
+      {"mode": "fail_next", "count", "status" (400-599), "code",   the next /v1 requests (of that
+       "route" (optional, e.g. "POST /v1/charges")}                route) answer that error, before
+                                                                   doing anything
       {"mode": "timeout_after_charge", "count", "seconds"}         charge, then answer late
       {"mode": "decline_next", "count", "declineCode"}             the next new charges decline so
       {"mode": "malformed_next", "count", "afterCharge"}           the next charge answers are not
@@ -49,6 +50,7 @@ MAX_TEXT = {"accountId": 255, "description": 1000}
 _CARD_LIKE = re.compile(r"(?<!\d)\d(?:[ -]?\d){11,18}(?!\d)")
 _TOKEN_LIKE = re.compile(r"tok_\w+")
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_V1_ROUTES = ("POST /v1/cards", "POST /v1/charges", "GET /v1/charges/{idempotencyKey}")
 
 
 def redact(text: str) -> str:
@@ -69,6 +71,7 @@ class Faults:
     fail_next: int = 0
     fail_status: int = 503
     fail_code: str = "injected_fault"
+    fail_route: str | None = None
     timeout_after_charge: int = 0
     timeout_seconds: float = 3.0
     decline_next: int = 0
@@ -77,9 +80,9 @@ class Faults:
     malformed_after_charge: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take_failure(self) -> tuple[int, str] | None:
+    def take_failure(self, route: str) -> tuple[int, str] | None:
         with self.lock:
-            if self.fail_next <= 0:
+            if self.fail_next <= 0 or self.fail_route not in (None, route):
                 return None
             self.fail_next -= 1
             return self.fail_status, self.fail_code
@@ -109,7 +112,8 @@ class Faults:
     def to_json(self) -> dict[str, Any]:
         with self.lock:
             return {
-                "failNext": {"count": self.fail_next, "status": self.fail_status, "code": self.fail_code},
+                "failNext": {"count": self.fail_next, "status": self.fail_status, "code": self.fail_code,
+                             "route": self.fail_route},
                 "timeoutAfterCharge": {"count": self.timeout_after_charge, "seconds": self.timeout_seconds},
                 "declineNext": {"count": self.decline_next, "declineCode": self.decline_code},
                 "malformedNext": {"count": self.malformed_next, "afterCharge": self.malformed_after_charge},
@@ -125,8 +129,11 @@ class Faults:
                 raise ApiError(400, "invalid_fault", "status must be an HTTP error status (400-599)")
             if not isinstance(code, str) or not _CODE.fullmatch(code):
                 raise ApiError(400, "invalid_fault", "code must be a short snake_case word")
+            route = body.get("route")
+            if route not in (None, *_V1_ROUTES):
+                raise ApiError(400, "invalid_fault", f"route must be one of {', '.join(_V1_ROUTES)}")
             with self.lock:
-                self.fail_next, self.fail_status, self.fail_code = count, status, code
+                self.fail_next, self.fail_status, self.fail_code, self.fail_route = count, status, code, route
         elif mode == "timeout_after_charge":
             seconds = body.get("seconds", 3)
             if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not 0 < seconds <= 120:
@@ -238,7 +245,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def _handle(self, method: str, path: str, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
         srv = self.server
         if path.startswith("/v1/"):
-            failure = srv.faults.take_failure()
+            failure = srv.faults.take_failure(_route_name(method, path))
             if failure is not None:
                 srv.stats.event("fault_injected")
                 status, code = failure
