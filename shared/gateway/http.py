@@ -189,9 +189,9 @@ class HttpPaymentGateway:
 def error_of(response: requests.Response) -> tuple[str, str]:
     """The gateway's machine code and message from an error body, or generic ones."""
     try:
-        error = response.json()["error"]
-        return str(error["code"]), str(error.get("message", ""))[:500]
-    except (ValueError, KeyError, TypeError):
+        error = _json(response)["error"]
+        return str(error["code"])[:64], str(error.get("message", ""))[:500]
+    except (GatewayUnavailable, KeyError, TypeError, AttributeError):
         return "http_error", f"the gateway answered {response.status_code}"
 
 
