@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import azure.functions as func
@@ -14,6 +13,7 @@ from shared.handlers import register_account
 from shared.intake import ID_PATTERN, is_identifier
 from shared.lifecycle.decide import Registration
 from shared.lifecycle.model import PaymentMethod, Profile
+from shared.numerals import parse_whole
 from shared.registration import (
     AccountBody,
     CardMethodBody,
@@ -104,7 +104,10 @@ def page_request(params: Mapping[str, str]) -> tuple[int, Order, Cursor | None]:
     """`limit`, `order` and `continuation` from the query, or `InvalidRequest` naming the field."""
     problems: list[FieldProblem] = []
     raw_limit = params.get("limit", str(DEFAULT_LIMIT))
-    limit = int(raw_limit) if re.fullmatch(r"[0-9]{1,4}", raw_limit) else 0
+    try:
+        limit = parse_whole(raw_limit, max_digits=4)
+    except ValueError:
+        limit = 0
     if not 1 <= limit <= MAX_LIMIT:
         problems.append(FieldProblem("limit", f"a whole number from 1 to {MAX_LIMIT}"))
     order = params.get("order", "oldest")

@@ -20,13 +20,14 @@ from typing import Any, Literal
 
 from azure.data.tables import TableClient
 
+from shared.json_reader import read_json
 from shared.store import codec
 
 Order = Literal["oldest", "newest"]
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 PREFIX, END = "tl|", "tl}"
-_ROW = re.compile(r"tl\|(\d{12})[^\x00-\x1f]{0,100}")
+_ROW = re.compile(r"tl\|([0-9]{12})[^\x00-\x1f]{0,100}")  # ASCII digits: `\d` takes any script's
 
 
 class BadCursor(ValueError):
@@ -47,7 +48,7 @@ class Cursor:
     def parse(cls, token: str, order: Order) -> Cursor:
         """The cursor in `token`; `BadCursor` if it is not one of ours or was issued for the other order."""
         try:
-            doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            doc = read_json(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
             row, skip, issued = doc["r"], doc["s"], doc["o"]
         except (ValueError, TypeError, KeyError, binascii.Error) as exc:
             raise BadCursor("not a continuation token of this API") from exc

@@ -4,6 +4,7 @@ Each entry is refused by each parser; none is ever read as a number or an instan
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
+from functions.accounts_api import page_request
 from functions.operations_api import _parse_now
 from shared.gateway.http import _charge_result, _whole
 from shared.gateway.protocol import GatewayUnavailable
@@ -23,6 +25,7 @@ from shared.policy import PolicyError
 from shared.registration import InvalidRequest
 from shared.rfc3339 import parse_rfc3339
 from shared.settings import Settings
+from shared.store.timeline import BadCursor, Cursor
 from tests.malformed_cases import (
     BAD_AMOUNTS,
     BAD_TIMES,
@@ -175,3 +178,22 @@ def test_the_whole_number_reader_refuses(text: str) -> None:
 @given(st.integers(min_value=0, max_value=10**18 - 1))
 def test_the_whole_number_reader_reads_ascii_digits(n: int) -> None:
     assert parse_whole(str(n)) == n
+
+
+@pytest.mark.parametrize("text", BAD_WHOLE_NUMBERS)
+def test_timeline_page_limits_refused_naming_the_field(text: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        page_request({"limit": text})
+    assert [p.field for p in caught.value.problems] == ["limit"]
+
+
+@pytest.mark.parametrize("doc", [
+    '{"r": "tl|' + foreign("000000000001", "Arabic-Indic") + '", "s": 0, "o": "oldest"}',
+    '{"r": "tl|000000000001", "s": 0, "s": 1, "o": "oldest"}',
+    '{"r": "tl|000000000001", "s": 0, "o": "oldest", "x": ' + "[" * 5000 + "]" * 5000 + "}",
+])
+def test_continuation_tokens_with_foreign_digits_or_odd_json_are_refused(doc: str) -> None:
+    token = base64.urlsafe_b64encode(doc.encode()).decode()
+    assert Cursor.parse(Cursor("tl|000000000001", 0, "oldest").token(), "oldest").skip == 0
+    with pytest.raises(BadCursor):
+        Cursor.parse(token, "oldest")
