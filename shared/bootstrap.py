@@ -12,6 +12,7 @@ from azure.storage.queue import QueueClient
 
 from shared.clock import Clock, SystemClock
 from shared.faults import Faults
+from shared.gateway.capped import CappedGateway
 from shared.gateway.http import HttpPaymentGateway
 from shared.gateway.protocol import PaymentGateway
 from shared.handlers import Lifecycle
@@ -59,7 +60,8 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
         indexes,
     )
     if gateway is None and settings.gateway_url:
-        gateway = HttpPaymentGateway(settings.gateway_url, settings.gateway_api_key or "")
+        gateway = CappedGateway(HttpPaymentGateway(settings.gateway_url, settings.gateway_api_key or ""),
+                                settings.max_concurrent_charges)
     return Services(
         settings=settings,
         lifecycle=Lifecycle(store, dispatcher, clock, settings.policy, faults or Faults()),

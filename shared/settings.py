@@ -28,6 +28,7 @@ class Settings:
     billing_page_url: str
     link_signing_key: str | None
     support_url: str
+    max_concurrent_charges: int = 8
     billing_table: str = "billing"
     system_table: str = "billingsystem"
     index_table: str = "billingindex"
@@ -62,4 +63,15 @@ class Settings:
             billing_page_url=env.get("BILLING_PAGE_URL", "http://127.0.0.1:7071/api/billing"),
             link_signing_key=env.get("BILLING_LINK_SIGNING_KEY") or None,
             support_url=env.get("SUPPORT_URL", "https://support.example.com/billing"),
+            max_concurrent_charges=_count(env, "PAYMENT_GATEWAY_MAX_CONCURRENT_CHARGES", 8),
         )
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number from 1 to 1000 in ASCII digits, or `default` when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 1000):
+        raise SettingsError(f"{name} must be a whole number from 1 to 1000, got {raw!r}")
+    return int(raw)

@@ -36,12 +36,16 @@ def create_server(
     port: int = 7076,
     api_key: str = DEFAULT_API_KEY,
     table_name: str = TABLE_NAME,
+    charge_latency: float = 0.0,
 ) -> SandboxGatewayServer:
-    """Bind the server (creating the charges table if missing); call serve_forever() to run it."""
+    """Bind the server (creating the charges table if missing); call serve_forever() to run it.
+    `charge_latency`: seconds every charge takes, like a real processor's (300 ms is typical)."""
     if not connection_string:
         raise ValueError("a storage connection string is required (AzureWebJobsStorage)")
     store = ChargeStore(connection_string, table_name)
-    return SandboxGatewayServer((host, port), store, api_key)
+    server = SandboxGatewayServer((host, port), store, api_key)
+    server.charge_latency = charge_latency
+    return server
 
 
 class RunningSandbox:

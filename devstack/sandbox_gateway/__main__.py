@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the Bearer key /v1 routes require (default: env PAYMENT_GATEWAY_API_KEY or %(default)s)",
     )
     parser.add_argument("--table", default=TABLE_NAME, help="charges table (default: %(default)s)")
+    parser.add_argument(
+        "--charge-latency-ms",
+        type=int,
+        default=int(os.environ.get("SANDBOX_CHARGE_LATENCY_MS", "0")),
+        help="milliseconds each charge takes, as a real processor's (default: env SANDBOX_CHARGE_LATENCY_MS or 0)",
+    )
     args = parser.parse_args(argv)
     if not args.storage_connection_string:
         parser.error(
@@ -47,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         api_key=args.api_key,
         table_name=args.table,
+        charge_latency=args.charge_latency_ms / 1000,
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -204,6 +204,7 @@ class SandboxGatewayServer(ThreadingHTTPServer):
         self.faults = Faults()
         self.stats = Stats()
         self.stopping = threading.Event()
+        self.charge_latency = 0.0  # seconds each charge takes, as a real processor's round trip does
 
     @property
     def url(self) -> str:
@@ -343,6 +344,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _charge(self) -> tuple[int, Any, dict[str, str]]:
         srv = self.server
+        srv.stopping.wait(srv.charge_latency)
         key = self.headers.get("Idempotency-Key", "")
         problem = idempotency_key_problem(key)
         if problem:

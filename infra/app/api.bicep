@@ -42,6 +42,9 @@ param paymentGatewayUrl string
 param linkSigningKeySecretUri string
 param gatewayApiKeySecretUri string
 
+@description('Charges in flight per instance at most (shared/gateway/capped.py). The processor sees at most this x maximumInstanceCount / seconds per charge: keep that under its rate limit.')
+param maxConcurrentCharges string = '8'
+
 // Dunning policy (shared/policy.py). Defaults are the contract's; tests/unit/test_infra.py checks
 // they equal DunningPolicy() so the deployed policy cannot drift from the code's.
 param dunningRetryDays string = '1,3,5,7'
@@ -160,6 +163,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'PAYMENT_GATEWAY_URL'
           value: paymentGatewayUrl
+        }
+        {
+          name: 'PAYMENT_GATEWAY_MAX_CONCURRENT_CHARGES'
+          value: maxConcurrentCharges
         }
         {
           name: 'BILLING_LINK_SIGNING_KEY'
