@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from shared.numerals import parse_whole
 from shared.policy import DunningPolicy
 
 
@@ -72,6 +73,10 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 1000):
+    try:
+        value = parse_whole(raw, max_digits=4)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a whole number from 1 to 1000: {exc}") from exc
+    if not 1 <= value <= 1000:
         raise SettingsError(f"{name} must be a whole number from 1 to 1000, got {raw!r}")
-    return int(raw)
+    return value

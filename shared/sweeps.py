@@ -57,6 +57,11 @@ QUARANTINE = timedelta(days=1)
 SEND_THREADS = 16
 
 
+class RetryUnanswered(Exception):
+    """An automatic retry's charge has no answer yet: the message is tried again, which reads the
+    charge back from the gateway before the step is recorded."""
+
+
 class MalformedWork(ValueError):
     """A `sweep-work` message that is not one: dead-lettered at once, never retried."""
 
@@ -166,9 +171,14 @@ def _dunning(svc: Services, account_id: str, now: datetime) -> WorkDone:
         # answer raises and is made again by the message's next attempt, not lost.
         retried = True
         try:
-            paid = len(settle_account(lc, svc.gateway, svc.leases, account_id, wait=2.0).paid)
+            result = settle_account(lc, svc.gateway, svc.leases, account_id, wait=2.0)
         except (LeaseBusy, NoCardOnFile, CardRejected) as exc:
             log.info("account %s: automatic retry not made (%s)", account_id, type(exc).__name__)
+        else:
+            if result.unanswered:
+                raise RetryUnanswered(f"the gateway did not answer the retry in {result.unanswered}; the next "
+                                      "attempt reads it back by its key")
+            paid = len(result.paid)
     _commit_step(lc, account_id, lambda a: advance(a, now, lc.policy)[0])
     return WorkDone("retried" if retried else "stepped", paid=paid)
 

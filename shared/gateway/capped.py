@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 
-from shared.gateway.protocol import CardDetails, ChargeResult, PaymentGateway
+from shared.gateway.protocol import CardDetails, ChargeAnswer, ChargeResult, PaymentGateway
 from shared.money import Money
 
 
@@ -30,7 +30,7 @@ class CappedGateway:
         return self.inner.save_card(token)
 
     def charge(self, *, idempotency_key: str, amount: Money, token: str, account_id: str,
-               description: str) -> ChargeResult:
+               description: str) -> ChargeAnswer:
         with self._slots:
             return self.inner.charge(idempotency_key=idempotency_key, amount=amount, token=token,
                                      account_id=account_id, description=description)
@@ -38,3 +38,6 @@ class CappedGateway:
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
         with self._slots:
             return self.inner.find_charge(idempotency_key)
+
+    def max_charge(self, currency: str) -> int:
+        return self.inner.max_charge(currency)
