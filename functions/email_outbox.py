@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import UTC, datetime
 
 import azure.functions as func
 
 from shared.bootstrap import services
-from shared.email_sending import give_up, record_delivery_report, send_outbox_email
+from shared.delivery_reports import ReportIgnored, apply_report, read_report
+from shared.email_sending import give_up, send_outbox_email
 from shared.log_context import log_context
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
@@ -52,16 +52,17 @@ def email_outbox_poison(msg: func.QueueMessage) -> None:
 @bp.function_name("email_delivery_reports")
 @bp.event_grid_trigger(arg_name="event")
 def email_delivery_reports(event: func.EventGridEvent) -> None:
+    """Every report is applied or ignored with a log line; only a storage failure raises (Event
+    Grid then redelivers), never the report's content."""
     if event.event_type != DELIVERY_REPORT:
-        log.info("ignored Event Grid event of type %s", event.event_type)
+        log.info("ignored Event Grid event %s of type %s", event.id, event.event_type)
         return
-    data = event.get_json()
-    stamp = data.get("deliveryAttemptTimeStamp") or data.get("deliveryAttemptTimestamp") or event.event_time
-    at = stamp if isinstance(stamp, datetime) else datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    at = at if at.tzinfo else at.replace(tzinfo=UTC)
-    detail = (data.get("deliveryStatusDetails") or {}).get("statusMessage") or ""
+    try:
+        report = read_report(event.get_json(), event.event_time)
+    except ReportIgnored as exc:
+        log.warning("ignored delivery report in Event Grid event %s: %s", event.id, exc)
+        return
     svc = services()
-    known = record_delivery_report(svc.lifecycle, svc.mail_index, str(data["messageId"]), str(data["recipient"]),
-                                   str(data["status"]), at, str(detail))
-    if not known:
-        log.info("delivery report for message %s, not one of ours", data.get("messageId"))
+    accounts = apply_report(svc.lifecycle, svc.contacts, svc.mail_index, report)
+    log.info("delivery report %s for message %s: %s on %d account(s)", report.status, report.message_id,
+             "applied" if accounts else "no account lists the address, ignored", len(accounts))

@@ -22,6 +22,7 @@ from shared.outbox import OutboxDispatcher
 from shared.settings import Settings
 from shared.store import clients
 from shared.store.accounts import AccountStore
+from shared.store.contact_index import ContactIndex
 from shared.store.indexes import Indexes
 from shared.store.leases import AccountLeases
 from shared.store.system import DeadLetters, MailIndex, StoredTestClock
@@ -39,6 +40,7 @@ class Services:
     leases: AccountLeases
     mailer: Mailer | None
     mail_index: MailIndex
+    contacts: ContactIndex
     indexes: Indexes
     payment_events_queue: QueueClient
     sweep_queue: QueueClient
@@ -70,6 +72,7 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
         leases=AccountLeases(store.table),
         mailer=mailer if mailer is not None else AcsMailer.from_settings(settings),
         mail_index=MailIndex(system),
+        contacts=ContactIndex(indexes.table),
         indexes=indexes,
         payment_events_queue=clients.ensure_queue(queues, settings.payment_events_queue),
         sweep_queue=clients.ensure_queue(queues, settings.sweep_queue),

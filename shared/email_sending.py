@@ -1,4 +1,4 @@
-"""Sending the emails decisions committed, at most once each, and hearing back about delivery.
+"""Sending the emails decisions committed, at most once each (delivery reports: `shared/delivery_reports.py`).
 
 An email outbox row is claimed (by the hand-off message's id, so the host's retries of that
 message keep the claim), rendered, sent under the row's deterministic operation id, and closed by
@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from shared.handlers import Lifecycle, commit_decision
-from shared.lifecycle.mail import delivery_reported, email_failed, email_sent, email_skipped, still_relevant
+from shared.lifecycle.mail import email_failed, email_sent, email_skipped, still_relevant
 from shared.mail_content import compose
 from shared.mailer.protocol import Mailer, MailRejected
 from shared.settings import Settings
@@ -68,16 +68,3 @@ def give_up(lc: Lifecycle, account_id: str, key: str, kind: str, recipient: str,
     log.warning("account %s: %s email to %s given up: %s", account_id, kind, recipient, reason)
     commit_decision(lc, account_id, lambda snap: email_failed(snap.account, key, kind, recipient, reason, now,
                                                               lc.policy, bad_address=bad_address))
-
-
-def record_delivery_report(lc: Lifecycle, index: MailIndex, message_id: str, recipient: str, status: str,
-                           at: datetime, detail: str) -> bool:
-    """False when the message is not one of ours (another sender on the same ACS resource)."""
-    found = index.find(message_id)
-    if found is None:
-        return False
-    account_id, _ = found
-    now = lc.clock.now()
-    commit_decision(lc, account_id, lambda snap: delivery_reported(snap.account, recipient, status, at, detail, now,
-                                                                   lc.policy))
-    return True

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from azure.storage.queue import QueueClient
 
 from shared.store.accounts import AccountRepository, OutboxRow
+from shared.store.contact_index import ContactIndex
 from shared.store.indexes import Indexes
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class OutboxDispatcher:
                  indexes: Indexes) -> None:
         self.store = store
         self.indexes = indexes
+        self.contacts = ContactIndex(indexes.table)
         self.lifecycle_queue = lifecycle_queue
         self.email_queue = email_queue
         self._carry: dict[str, Callable[[OutboxRow], bool]] = {
@@ -102,6 +104,8 @@ class OutboxDispatcher:
             self.indexes.mark_due(row.account_id, datetime.fromisoformat(p["at"]), p["index"])
         elif p["index"] == "disabled":
             self.indexes.set_disabled(row.account_id, bool(p["present"]))
+        elif p["index"] == "contact":
+            self.contacts.update(p["address"], row.account_id, bool(p["present"]), int(p["revision"]))
         return True
 
     def _hand_off_email(self, row: OutboxRow) -> bool:

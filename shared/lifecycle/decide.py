@@ -167,8 +167,10 @@ def register(account: Account, reg: Registration, now: datetime, policy: Dunning
     """Register or update an account. Changed billing contacts are told, old and new alike."""
     work = Work(account, {}, now, occasion=f"register@{now.isoformat()}")
     old = account.profile
-    unreachable = {c: t for c, t in (old.unreachable.items() if old else ()) if c in reg.profile.billing_contacts}
-    profile = replace(reg.profile, unreachable=unreachable)
+    listed = set(reg.profile.billing_contacts)
+    unreachable = {c: t for c, t in (old.unreachable.items() if old else ()) if c in listed}
+    reported = {c: t for c, t in (old.reported.items() if old else ()) if c in listed}
+    profile = replace(reg.profile, unreachable=unreachable, reported=reported)
     if profile.payment_method is None and old is not None:
         profile = replace(profile, payment_method=old.payment_method)
     if old is None:

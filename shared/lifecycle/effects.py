@@ -81,7 +81,23 @@ class UpdateIndex:
         return f"idx-{short_hash(f'{self.account_id}|{self.index}|{self.revision}')}"
 
 
-Effect = EmitLifecycleEvent | SendEmail | UpdateIndex
+@dataclass(frozen=True)
+class IndexContact:
+    """Keep the address index (mailbox -> the accounts that list it as a billing contact) in step
+    with the account: a delivery report names only the address. Another partition, so carried out
+    from the outbox; the revision orders late deliveries of these rows."""
+
+    account_id: str
+    address: str  # as `mailbox()` spells it
+    listed: bool
+    revision: int
+
+    @property
+    def key(self) -> str:
+        return f"idx-{short_hash(f'{self.account_id}|contact|{self.address}|{self.revision}')}"
+
+
+Effect = EmitLifecycleEvent | SendEmail | UpdateIndex | IndexContact
 
 
 @dataclass(frozen=True)

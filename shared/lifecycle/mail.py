@@ -7,11 +7,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from shared.lifecycle.mailbox import same_mailbox
 from shared.lifecycle.model import Account
 from shared.lifecycle.work import Decision, MailRecord, Work
 from shared.policy import DunningPolicy
 
-FAILED_DELIVERY = frozenset({"Bounced", "Suppressed", "Failed", "Quarantined", "FilteredSpam"})
+FAILED_DELIVERY = frozenset({"Bounced", "Suppressed", "Failed", "Quarantined"})  # contract §4
 
 
 def email_sent(account: Account, key: str, kind: str, recipient: str, operation_id: str, now: datetime,
@@ -51,41 +52,43 @@ def email_failed(account: Account, key: str, kind: str, recipient: str, reason: 
 
 def delivery_reported(account: Account, recipient: str, status: str, at: datetime, detail: str, now: datetime,
                       policy: DunningPolicy) -> Decision:
-    """A failed delivery marks the contact unreachable; a later `Delivered` clears it."""
-    work = Work(account, {}, now, occasion=f"report|{recipient}|{at.isoformat()}")
+    """Contract §4: a `Bounced`, `Suppressed`, `Failed` or `Quarantined` report marks that address
+    unreachable, a `Delivered` one clears it, whatever message it is about. The newest attempt
+    wins: a report older than the last one applied for the address changes nothing. Other
+    statuses (`FilteredSpam`: the content was filtered, the mailbox is fine) change nothing."""
     profile = account.profile
-    if profile is None or recipient.lower() not in {c.lower() for c in profile.billing_contacts}:
-        return Decision(account)  # a former contact, or data already deleted: nothing to mark
-    since = _since(account, recipient)
-    if status in FAILED_DELIVERY:
-        if since is not None and since >= at:
-            return Decision(account)
-        work.account = _unreachable(account, recipient, at)
-        work.log("contact_unreachable", f"mail to {recipient} was not delivered: {status}"
-                                        + (f" ({detail})" if detail else ""))
-    elif status == "Delivered":
-        if since is None or since > at:
-            return Decision(account)
-        work.account = replace(account, profile=replace(profile, unreachable={
-            c: t for c, t in profile.unreachable.items() if c.lower() != recipient.lower()}))
-        work.log("contact_reachable", f"mail to {recipient} was delivered again")
-    else:
+    contact = _contact(account, recipient)
+    if profile is None or contact is None or (status not in FAILED_DELIVERY and status != "Delivered"):
+        return Decision(account)  # a former contact, data already deleted, or nothing about the mailbox
+    last = profile.reported.get(contact)
+    if last is not None and last >= at:
         return Decision(account)
+    work = Work(account, {}, now, occasion=f"report|{contact}|{at.isoformat()}")
+    work.touched = True
+    unreachable = dict(profile.unreachable)
+    if status == "Delivered":
+        if unreachable.pop(contact, None) is not None:
+            work.log("contact_reachable", f"mail to {contact} was delivered again")
+    elif contact not in unreachable:
+        unreachable[contact] = at
+        work.log("contact_unreachable", f"mail to {contact} was not delivered: {status}"
+                                        + (f" ({detail})" if detail else ""))
+    work.account = replace(account, profile=replace(profile, unreachable=unreachable,
+                                                    reported={**profile.reported, contact: at}))
     return work.finish(policy)
 
 
-def _since(account: Account, recipient: str) -> datetime | None:
+def _contact(account: Account, recipient: str) -> str | None:
+    """The billing contact that is `recipient`'s mailbox, as the account spells it."""
     profile = account.profile
     if profile is None:
         return None
-    return next((t for c, t in profile.unreachable.items() if c.lower() == recipient.lower()), None)
+    return next((c for c in profile.billing_contacts if same_mailbox(c, recipient)), None)
 
 
 def _unreachable(account: Account, recipient: str, at: datetime) -> Account:
     profile = account.profile
-    if profile is None:
-        return account
-    contact = next((c for c in profile.billing_contacts if c.lower() == recipient.lower()), None)
-    if contact is None:
+    contact = _contact(account, recipient)
+    if profile is None or contact is None:
         return account
     return replace(account, profile=replace(profile, unreachable={**profile.unreachable, contact: at}))

@@ -55,6 +55,10 @@ class Profile:
     billing_contacts: tuple[str, ...]
     payment_method: PaymentMethod | None = None
     unreachable: Mapping[str, datetime] = field(default_factory=dict)
+    """Billing contacts whose mail is not delivered, since the report that said so."""
+    reported: Mapping[str, datetime] = field(default_factory=dict)
+    """Per contact, the attempt time of the newest delivery report applied: an older one arriving
+    late changes nothing."""
 
 
 @dataclass(frozen=True)

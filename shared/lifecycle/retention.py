@@ -60,7 +60,8 @@ def erase_profile(account: Account, now: datetime, policy: DunningPolicy) -> Dec
     """The last step: the account keeps only its financial records."""
     if account.profile is None:
         return Decision(account)
-    work = Work(replace(account, profile=None), {}, now, occasion=f"erase-{account.revision + 1}")
+    work = Work(account, {}, now, occasion=f"erase-{account.revision + 1}")
+    work.account = replace(account, profile=None)  # its contacts leave the address index too
     work.log("customer_data_deleted", "customer data deleted (profile, billing contacts, payment method); "
                                       "charges, payments and the timeline are kept as financial records")
     return work.finish(policy)

@@ -12,7 +12,16 @@ from datetime import datetime
 from typing import Any
 
 from shared.lifecycle import schedule
-from shared.lifecycle.effects import Effect, EmailKind, EmitLifecycleEvent, SendEmail, TimelineEntry, UpdateIndex
+from shared.lifecycle.effects import (
+    Effect,
+    EmailKind,
+    EmitLifecycleEvent,
+    IndexContact,
+    SendEmail,
+    TimelineEntry,
+    UpdateIndex,
+)
+from shared.lifecycle.mailbox import mailbox
 from shared.lifecycle.model import (
     Account,
     Charge,
@@ -44,10 +53,12 @@ class Decision:
     effects: tuple[Effect, ...] = ()
     timeline: tuple[TimelineEntry, ...] = ()
     mail: tuple[MailRecord, ...] = ()
+    touched: bool = False
+    """The account changed in a way no timeline entry tells (when the last delivery report came)."""
 
     @property
     def changed(self) -> bool:
-        return bool(self.notes or self.effects or self.timeline or self.mail)
+        return bool(self.notes or self.effects or self.timeline or self.mail or self.touched)
 
 
 class Work:
@@ -55,6 +66,8 @@ class Work:
 
     def __init__(self, account: Account, notes: Mapping[str, ChargeNote], now: datetime, occasion: str) -> None:
         self.account = account
+        self.before = account
+        self.touched = False
         self.occasion = occasion
         self.reactivated: list[str] = []
         self.new_failures: list[str] = []
@@ -116,13 +129,23 @@ class Work:
             self.effects.append(UpdateIndex(self.account.account_id, "retention", retention, True, revision))
         if was_disabled != is_disabled:
             self.effects.append(UpdateIndex(self.account.account_id, "disabled", None, is_disabled, revision))
+        self.effects += contact_index_changes(self.before, self.account, revision)
         account = replace(
             self.account, subscriptions=self.subs, outstanding=self.open,
             credit={c: m for c, m in self.credit.items() if m}, earmarks=self.earmarks, settling=self.settling,
             revision=revision, next_due_at=due, next_retention_at=retention,
         )
         return Decision(account, tuple(self.notes.values()), tuple(self.effects), tuple(self.timeline),
-                        tuple(self.mail))
+                        tuple(self.mail), self.touched)
+
+
+def contact_index_changes(before: Account, after: Account, revision: int) -> list[IndexContact]:
+    """The address index rows a decision adds or drops: registration, a change of contacts, erasure."""
+    def listed(a: Account) -> set[str]:
+        return {mailbox(c) for c in a.profile.billing_contacts} if a.profile else set()
+
+    old, new = listed(before), listed(after)
+    return [IndexContact(after.account_id, address, address in new, revision) for address in sorted(old ^ new)]
 
 
 def to_credit(work: Work, money: Money, why: str) -> None:

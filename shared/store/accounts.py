@@ -25,7 +25,14 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.lifecycle.effects import Effect, EmitLifecycleEvent, TimelineEntry, UpdateIndex, short_hash
+from shared.lifecycle.effects import (
+    Effect,
+    EmitLifecycleEvent,
+    IndexContact,
+    TimelineEntry,
+    UpdateIndex,
+    short_hash,
+)
 from shared.lifecycle.model import Account, ChargeNote
 from shared.lifecycle.work import Decision, MailRecord
 from shared.store import codec
@@ -297,6 +304,10 @@ def outbox_row(pk: str, effect: Effect) -> OutboxRow:
             "id": effect.key, "type": effect.type, "accountId": effect.account_id,
             "subscriptionId": effect.subscription_id, "reason": effect.reason,
             "effectiveAt": effect.effective_at.isoformat(),
+        })
+    if isinstance(effect, IndexContact):
+        return OutboxRow(pk, effect.key, "index", {
+            "index": "contact", "address": effect.address, "present": effect.listed, "revision": effect.revision,
         })
     if isinstance(effect, UpdateIndex):
         return OutboxRow(pk, effect.key, "index", {

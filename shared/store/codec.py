@@ -160,6 +160,7 @@ def profile_doc(p: Profile) -> dict[str, Any]:
             "expMonth": pm.exp_month, "expYear": pm.exp_year,
         },
         "unreachable": {k: dt(v) for k, v in p.unreachable.items()},
+        "reported": {k: dt(v) for k, v in p.reported.items()},
     }
 
 
@@ -169,7 +170,9 @@ def profile_of(d: Mapping[str, Any]) -> Profile:
         pm["type"], pm.get("token"), pm.get("brand"), pm.get("last4"), pm.get("expMonth"), pm.get("expYear"),
     )
     unreachable = {k: cast(datetime, parse_dt(v)) for k, v in d.get("unreachable", {}).items()}
-    return Profile(d["displayName"], cast(Locale, d["locale"]), tuple(d["billingContacts"]), method, unreachable)
+    reported = {k: cast(datetime, parse_dt(v)) for k, v in d.get("reported", {}).items()}
+    return Profile(d["displayName"], cast(Locale, d["locale"]), tuple(d["billingContacts"]), method, unreachable,
+                   reported)
 
 
 def account_of(account_id: str, state: Mapping[str, Any] | None, profile: Mapping[str, Any] | None) -> Account:

@@ -13,7 +13,8 @@ from azure.core.credentials import AzureKeyCredential
 
 from devstack.email_endpoint import DEFAULT_ACCESS_KEY, running
 from shared.bootstrap import Services
-from shared.email_sending import record_delivery_report, send_outbox_email
+from shared.delivery_reports import DeliveryReport, apply_report
+from shared.email_sending import send_outbox_email
 from shared.handlers import apply_event, register_account
 from shared.lifecycle.decide import Registration
 from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded
@@ -151,21 +152,39 @@ def test_only_a_refusal_naming_the_recipient_is_an_address_problem(endpoint: str
     assert not faulted.value.bad_address
 
 
+def report(svc: Services, message_id: str, recipient: str, status: str, at: datetime) -> list[str]:
+    return apply_report(svc.lifecycle, svc.contacts, svc.mail_index,
+                        DeliveryReport(recipient, status, at, message_id, "mailbox full"))
+
+
+def unreachable_alerts(svc: Services) -> list[dict[str, str]]:
+    alerts = account_view(svc.store.load("acc-1").account, svc.settings.policy)["alerts"]
+    return [a for a in alerts if a["code"] == "contact_unreachable"]
+
+
 def test_a_bounce_marks_the_contact_unreachable_and_a_later_delivery_clears_it(svc: Services) -> None:
     [first, _] = fail_charge(svc)
     assert send_all(svc, [first]) == ["sent"]
     recipient = svc.store.mail_record("acc-1", first)["recipient"]  # type: ignore[index]
     bounced = datetime(2026, 12, 1, 9, 5, tzinfo=UTC)
-    assert record_delivery_report(svc.lifecycle, svc.mail_index, first, recipient, "Bounced", bounced, "mailbox full")
-    alerts = account_view(svc.store.load("acc-1").account, svc.settings.policy)["alerts"]
-    unreachable = [a for a in alerts if a["code"] == "contact_unreachable"]
+    assert report(svc, first, recipient, "Bounced", bounced) == ["acc-1"]
+    unreachable = unreachable_alerts(svc)
     assert len(unreachable) == 1 and recipient in unreachable[0]["message"]
     # An older Delivered report arriving late does not clear a newer bounce.
-    record_delivery_report(svc.lifecycle, svc.mail_index, first, recipient, "Delivered", NOW, "")
-    assert "contact_unreachable" in [a["code"] for a in account_view(svc.store.load("acc-1").account,
-                                                                     svc.settings.policy)["alerts"]]
+    report(svc, first, recipient, "Delivered", NOW)
+    assert len(unreachable_alerts(svc)) == 1
     later = datetime(2026, 12, 2, tzinfo=UTC)
-    record_delivery_report(svc.lifecycle, svc.mail_index, first, recipient, "Delivered", later, "")
-    assert "contact_unreachable" not in [a["code"] for a in account_view(svc.store.load("acc-1").account,
-                                                                         svc.settings.policy)["alerts"]]
-    assert not record_delivery_report(svc.lifecycle, svc.mail_index, "not-ours", recipient, "Bounced", later, "")
+    report(svc, first, recipient, "Delivered", later)
+    assert unreachable_alerts(svc) == []
+    assert report(svc, "not-ours", "someone@elsewhere.example", "Bounced", later) == []
+
+
+def test_an_account_missing_from_the_address_index_is_found_by_the_message_id(svc: Services) -> None:
+    """Accounts registered before the address index existed: the recorded message still leads to them."""
+    [first, _] = fail_charge(svc)
+    assert send_all(svc, [first]) == ["sent"]
+    recipient = svc.store.mail_record("acc-1", first)["recipient"]  # type: ignore[index]
+    svc.contacts.update(recipient, "acc-1", False, revision=10**6)
+    assert svc.contacts.accounts(recipient) == []
+    assert report(svc, first.upper(), recipient, "Bounced", datetime(2026, 12, 1, 9, 5, tzinfo=UTC)) == ["acc-1"]
+    assert len(unreachable_alerts(svc)) == 1

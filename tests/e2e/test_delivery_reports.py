@@ -1,0 +1,74 @@
+"""Issue 13 points 4 and 8 on the running stack: delivery reports reach every account that lists
+the reported address, whatever message they name; every report of a batch is applied or ignored,
+and none fails the webhook."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import requests
+
+from devstack.stack import LocalStack
+from tests.e2e.conftest import new_account
+
+REPORT = "Microsoft.Communication.EmailDeliveryReportReceived"
+
+
+def _event(data: Any, event_type: str = REPORT) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "topic": "/subscriptions/x/resourceGroups/y/providers/acs", "subject": "s",
+            "eventType": event_type, "eventTime": "2026-12-01T10:00:00.1234567Z", "dataVersion": "1.0", "data": data}
+
+
+def _report(recipient: str, status: str, at: str, message_id: str | None = None) -> dict[str, Any]:
+    return _event({"sender": "billing@contoso.example", "recipient": recipient, "status": status,
+                   "messageId": message_id if message_id is not None else str(uuid.uuid4()),
+                   "deliveryStatusDetails": {"statusMessage": "550 5.1.1 mailbox unavailable"},
+                   "deliveryAttemptTimeStamp": at, "internetMessageId": "<x@y>"})
+
+
+def _deliver(stack: LocalStack, events: list[dict[str, Any]]) -> None:
+    r = requests.post(f"{stack.functions_url}/runtime/webhooks/eventgrid", params={"functionName":
+                      "email_delivery_reports"}, headers={"aeg-event-type": "Notification"}, json=events, timeout=30)
+    assert r.status_code == 200, r.text
+
+
+def _unreachable(api: str, acc: str) -> list[str]:
+    alerts = requests.get(f"{api}/accounts/{acc}", timeout=10).json()["alerts"]
+    return [a["message"] for a in alerts if a["code"] == "contact_unreachable"]
+
+
+def test_a_bounce_for_a_message_never_recorded_marks_the_address_on_every_account(api: str, stack: LocalStack) -> None:
+    local = f"o'brien/ops#{uuid.uuid4().hex[:8]}?x\\y"  # characters Table keys forbid, and a quote
+    first = new_account(api, contacts=(f"{local}@Contoso.example", "cfo@contoso.example"))
+    second = new_account(api, contacts=(f"{local}@CONTOSO.EXAMPLE",))
+    bystander = new_account(api, contacts=(f"{local.upper()}@contoso.example",))  # another mailbox
+    _deliver(stack, [
+        _report(f"{local}@contoso.example", "Bounced", "2026-12-01T10:00:00.1234567Z", "never/recorded?a#b"),
+        _event({"status": "Bounced"}),  # no recipient: ignored with a log line
+        _event("not an object"),
+        _event({"anything": 1}, "Microsoft.Communication.SomethingElse"),
+        _report("nobody-lists-this@contoso.example", "Bounced", "2026-12-01T10:00:00Z"),
+        _report(f"{local}@contoso.example", "Bounced", "the day before yesterday", "x/y"),
+    ])
+    assert len(_unreachable(api, first)) == 1 and local in _unreachable(api, first)[0]
+    assert len(_unreachable(api, second)) == 1
+    assert _unreachable(api, bystander) == []
+    # A later delivery clears it everywhere; an older bounce arriving after it changes nothing.
+    _deliver(stack, [_report(f"{local}@contoso.example", "Delivered", "2026-12-01T11:00:00.0000001Z", "m/1"),
+                     _report(f"{local}@Contoso.example", "Suppressed", "2026-12-01T10:30:00Z", "m/2")])
+    assert _unreachable(api, first) == [] and _unreachable(api, second) == []
+    kinds = [e["kind"] for e in requests.get(f"{api}/accounts/{first}/timeline", timeout=10).json()["entries"]]
+    assert kinds.count("contact_unreachable") == 1 and kinds.count("contact_reachable") == 1
+
+
+def test_a_contact_removed_from_an_account_is_no_longer_marked_there(api: str, stack: LocalStack) -> None:
+    old = f"old-{uuid.uuid4().hex[:8]}@contoso.example"
+    acc = new_account(api, contacts=(old,))
+    body = {"displayName": "Contoso Ltd", "billingContacts": [f"new-{uuid.uuid4().hex[:8]}@contoso.example"],
+            "subscriptions": [{"id": "s1", "name": "Service 1"}]}
+    assert requests.put(f"{api}/accounts/{acc}", json=body, timeout=30).status_code == 200
+    _deliver(stack, [_report(old, "Bounced", "2026-12-01T10:00:00Z")])
+    assert _unreachable(api, acc) == []
+    _deliver(stack, [_report(body["billingContacts"][0], "Quarantined", "2026-12-01T10:00:00Z")])  # type: ignore[index]
+    assert len(_unreachable(api, acc)) == 1
