@@ -39,9 +39,9 @@ def parse_time(value: Any) -> datetime | None:
     """ISO 8601 with 'Z' and Event Grid's 7 fractional digits (Python accepts at most 6)."""
     if value in (None, ""):
         return None
-    if not isinstance(value, str):
-        raise ValueError(f"event time must be a string, got {value!r}")
-    text = re.sub(r"(\.\d{6})\d+", r"\1", value.strip()).replace("Z", "+00:00").replace("z", "+00:00")
+    if not isinstance(value, str) or not value.isascii():  # fromisoformat takes any script's digits
+        raise ValueError(f"event time must be an RFC 3339 string in ASCII, got {value!r}")
+    text = re.sub(r"(\.[0-9]{6})[0-9]+", r"\1", value.strip()).replace("Z", "+00:00").replace("z", "+00:00")
     parsed = datetime.fromisoformat(text)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +30,7 @@ from azure.storage.queue import QueueClient
 
 from devstack import azurite
 from devstack.host import command
+from devstack.host.eventgrid import parse_time
 from devstack.host.queues import decode_body
 from devstack.host.routing import Matched, NotAllowed, Router, compile_route
 from devstack.host.settings import ConfigError, parse_timespan
@@ -179,6 +180,13 @@ def test_route_precedence_and_constraints() -> None:
     assert target("/accounts/Ab1", "PUT") == ("accounts/{id}", {"id": "Ab1"})
     assert router.resolve("/accounts/1", "POST") == NotAllowed(("GET", "PUT"))
     assert router.resolve("/nothing", "GET") is None
+
+
+def test_event_grid_times_in_ascii_digits_only() -> None:
+    assert parse_time("2026-12-01T09:00:00.1234567Z") == datetime(2026, 12, 1, 9, 0, 0, 123456, tzinfo=UTC)
+    for bad in ("２０２６-12-01T09:00:00Z", "2026-12-01T09:00:00.12345６Z"):
+        with pytest.raises(ValueError):
+            parse_time(bad)
 
 
 def test_timespans_and_message_encodings() -> None:
