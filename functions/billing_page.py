@@ -1,10 +1,15 @@
 """The hosted billing page behind the signed link in every email: see what is owed, save a card,
-and the whole account is settled at once (the same settlement the API runs)."""
+and the whole account is settled at once (the same settlement the API runs).
+
+A link that is not ours is a 403; one of ours that expired or was made for other contacts a 410
+saying how to get a new one (`shared.links`). A form post must carry the page's anti-forgery
+token and must not come from another site (`Origin`, `Sec-Fetch-Site`): else a 403 page."""
 
 from __future__ import annotations
 
+import hmac
 import re
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import azure.functions as func
 
@@ -12,10 +17,10 @@ from shared.bootstrap import Services, services
 from shared.gateway.protocol import contract_reason
 from shared.intake import is_identifier
 from shared.lifecycle.model import Account, Locale
-from shared.links import verify
+from shared.links import LinkStatus, SignedLink, check, form_token
 from shared.notifications.catalog import catalog
 from shared.notifications.formatting import format_money
-from shared.pages.billing import Notice, render_billing_page, render_link_invalid
+from shared.pages.billing import Notice, render_billing_page, render_refusal
 from shared.registration import TOKEN_PATTERN, InvalidRequest, refuse_card_data
 from shared.settlement import CardUpdate, update_card_and_settle
 
@@ -27,6 +32,7 @@ HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",  # the URL carries the signature
     "X-Content-Type-Options": "nosniff",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",  # HTTPS only, from the first visit on
 }
 
 
@@ -40,44 +46,74 @@ def billing_page(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     account_id = str(req.route_params.get("accountId", ""))
     key = svc.settings.link_signing_key
-    now = svc.lifecycle.clock.now()
     account = svc.store.load(account_id).account if is_identifier(account_id) else None
     profile = account.profile if account else None
     locale: Locale = profile.locale if profile else "en"
-    if account is None or profile is None or not key or not verify(
-            key, account_id, req.params.get("expires", ""), req.params.get("sig", ""), now):
-        return _page(render_link_invalid(locale, svc.settings.support_url), 403)
+    link = SignedLink.from_query(req.params)
+    status = LinkStatus.INVALID
+    if key and account is not None:
+        contacts = profile.billing_contacts if profile else ()  # erased: no contacts, every link expired
+        status = check(key, account_id, link, contacts, svc.lifecycle.clock.now())
+    if status is LinkStatus.EXPIRED:
+        return _page(render_refusal(locale, svc.settings.support_url, "page.link_expired"), 410)
+    if status is not LinkStatus.VALID or account is None or not key:
+        return _page(render_refusal(locale, svc.settings.support_url, "page.link_invalid"), 403)
+    token = form_token(key, account_id, link)
     if req.method != "POST":
-        return _page(render_billing_page(account, locale, svc.settings.support_url, []))
-    return _submit(svc, req, account_id, locale)
+        return _page(render_billing_page(account, locale, svc.settings.support_url, [], token))
+    if _cross_site(req, svc.settings.billing_page_url):
+        return _page(render_refusal(locale, svc.settings.support_url, "page.form_refused"), 403)
+    return _submit(svc, req, account_id, locale, token)
 
 
-def _submit(svc: Services, req: func.HttpRequest, account_id: str, locale: Locale) -> func.HttpResponse:
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _cross_site(req: func.HttpRequest, page_url: str) -> bool:
+    """Whether the browser says the form was sent from another site: `Sec-Fetch-Site` other than
+    same-origin or none (typed, bookmarked), or an `Origin` that is neither this request's nor
+    the configured page's (`null` included). Without either header the anti-forgery token decides."""
+    site = (req.headers.get("sec-fetch-site") or "").strip().lower()
+    if site and site not in ("same-origin", "none"):
+        return True
+    origin = req.headers.get("origin")
+    return origin is not None and origin.strip().rstrip("/").lower() not in {_origin(req.url), _origin(page_url)}
+
+
+def _submit(svc: Services, req: func.HttpRequest, account_id: str, locale: Locale,
+            expected_form_token: str) -> func.HttpResponse:
     t = catalog(locale).text
     fields = parse_qs(req.get_body().decode("utf-8", "replace")[:4096])
+    given = fields.get("form_token", [])
+    if len(given) != 1 or not hmac.compare_digest(given[0].encode("utf-8", "replace"), expected_form_token.encode()):
+        return _page(render_refusal(locale, svc.settings.support_url, "page.form_refused"), 403)
     try:
         refuse_card_data(fields)
     except InvalidRequest:
-        return _again(svc, account_id, locale, t("page.card_data_refused"), 400)
+        return _again(svc, account_id, locale, t("page.card_data_refused"), 400, expected_form_token)
     if any(len(values) > 1 for values in fields.values()):  # `token=a&token=b`: which is meant is ambiguous
-        return _again(svc, account_id, locale, t("page.card_rejected"), 400)
+        return _again(svc, account_id, locale, t("page.card_rejected"), 400, expected_form_token)
     form = {k: v[0] for k, v in fields.items()}
     token = form.get("token", "").strip()
     if not re.fullmatch(TOKEN_PATTERN, token):
-        return _again(svc, account_id, locale, t("page.card_rejected"), 400)
+        return _again(svc, account_id, locale, t("page.card_rejected"), 400, expected_form_token)
     if svc.gateway is None:
-        return _again(svc, account_id, locale, t("page.unavailable"), 503)
+        return _again(svc, account_id, locale, t("page.unavailable"), 503, expected_form_token)
     update = update_card_and_settle(svc.lifecycle, svc.gateway, svc.leases, account_id, token)
     if update.status == "card_rejected":
-        return _again(svc, account_id, locale, t("page.card_rejected"), 400)
+        return _again(svc, account_id, locale, t("page.card_rejected"), 400, expected_form_token)
     account = svc.store.load(account_id).account
-    return _page(render_billing_page(account, locale, svc.settings.support_url, _notices(update, locale, account)))
+    return _page(render_billing_page(account, locale, svc.settings.support_url, _notices(update, locale, account),
+                                     expected_form_token))
 
 
-def _again(svc: Services, account_id: str, locale: Locale, error: str, status: int) -> func.HttpResponse:
+def _again(svc: Services, account_id: str, locale: Locale, error: str, status: int,
+           form_token: str) -> func.HttpResponse:
     account = svc.store.load(account_id).account
     return _page(render_billing_page(account, locale, svc.settings.support_url, [Notice("error", error)],
-                                     token_field_error=error), status)
+                                     form_token, token_field_error=error), status)
 
 
 def _notices(update: CardUpdate, locale: Locale, account: Account) -> list[Notice]:

@@ -44,7 +44,8 @@ def compose(account: Account, payload: dict[str, Any], settings: Settings, polic
         display_name=profile.display_name,
         subscriptions=lines,
         balance=tuple(m for _, m in sorted(account.balance().items())),
-        update_payment_url=billing_link(settings.billing_page_url, settings.link_signing_key, account.account_id, now),
+        update_payment_url=billing_link(settings.billing_page_url, settings.link_signing_key, account.account_id,
+                                        _link_contacts(profile.billing_contacts, payload["recipient"]), now),
         support_url=settings.support_url,
         disable_at=_dt(facts.get("disableAt")) or (schedule.disable_at(first, policy) if first else None),
         cancel_at=_dt(facts.get("cancelAt")) or (schedule.cancel_at(first, policy) if first else None),
@@ -70,6 +71,12 @@ def _already(state: str | None) -> Literal["disabled", "canceled"] | None:
     if state in (SubscriptionState.CANCELED, SubscriptionState.DELETED):
         return "canceled"
     return None
+
+
+def _link_contacts(contacts: tuple[str, ...], recipient: str) -> tuple[str, ...]:
+    """The contacts a billing link is made for: the account's, when the recipient is still one of
+    them; else none, so a mail still owed to a removed contact carries a link that has expired."""
+    return contacts if recipient.lower() in {c.lower() for c in contacts} else ()
 
 
 def _owed(account: Account, subscription_id: str) -> dict[str, Money]:

@@ -37,7 +37,8 @@ def _money(monies: list[Money], locale: Locale) -> str:
 
 
 def render_billing_page(account: Account, locale: Locale, support_url: str, notices: list[Notice],
-                        token_field_error: str | None = None) -> str:
+                        form_token: str, token_field_error: str | None = None) -> str:
+    """The page; `form_token` goes in the form's hidden field (`shared.links.form_token`)."""
     t = catalog(locale).text
     profile = account.profile
     pm = profile.payment_method if profile else None
@@ -52,10 +53,13 @@ def render_billing_page(account: Account, locale: Locale, support_url: str, noti
     return _env().get_template("billing.html").render(
         lang=locale, t=t, title=t("page.title", name=profile.display_name if profile else account.account_id),
         rows=rows, balance=_money(balance, locale) if balance else None, card=card, notices=notices,
-        support_url=support_url, token_field_error=token_field_error,
+        support_url=support_url, token_field_error=token_field_error, form_token=form_token,
     )
 
 
-def render_link_invalid(locale: Locale, support_url: str) -> str:
+def render_refusal(locale: Locale, support_url: str, message: str) -> str:
+    """A page that only says why it cannot help, and links to support. `message` is a catalog key:
+    `page.link_invalid`, `page.link_expired` or `page.form_refused`."""
     t = catalog(locale).text
-    return _env().get_template("invalid.html").render(lang=locale, t=t, support_url=support_url)
+    return _env().get_template("invalid.html").render(lang=locale, t=t, support_url=support_url,
+                                                       message=t(message))

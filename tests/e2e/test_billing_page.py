@@ -8,12 +8,15 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from devstack.stack import LocalStack
+from shared.links import billing_link
 from tests.e2e.conftest import new_account, wait_until
 
 
@@ -27,6 +30,25 @@ def link_from_email(stack: LocalStack, account_id: str) -> str:
         return None
 
     return str(wait_until(found, "an email with the billing link"))
+
+
+def submit(link: str, token: str, headers: dict[str, str] | None = None,
+           form_token: str | None = None) -> requests.Response:
+    """Post the page's form as a browser on the page does: with the form's hidden anti-forgery
+    token (unless one is given), and the headers a browser adds to a same-origin form post."""
+    if form_token is None:
+        form_token = page_form_token(link)
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(link))
+    sent = {"Origin": origin, "Sec-Fetch-Site": "same-origin", **(headers or {})}
+    return requests.post(link, data={"token": token, "form_token": form_token}, headers=sent, timeout=60)
+
+
+def page_form_token(link: str) -> str:
+    page = requests.get(link, timeout=10)
+    assert page.status_code == 200, page.text
+    found = re.search(r'name="form_token" value="([^"]+)"', page.text)
+    assert found, "the form carries its anti-forgery token"
+    return html.unescape(found.group(1))
 
 
 def owing_account(api: str, send_event: Callable[..., str], locale: str = "en") -> str:
@@ -49,9 +71,10 @@ def test_the_emailed_link_opens_the_page_and_saving_a_card_settles_everything(
     assert "script-src" not in page.headers["Content-Security-Policy"]  # no script at all: default-src 'none'
     text = page.text
     assert "Billing for Contoso Ltd" in text and "$10.00" in text and "¥500" in text and "Past due" in text
-    refused = requests.post(link, data={"token": "4242 4242 4242 4242"}, timeout=30)
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+    refused = submit(link, "4242 4242 4242 4242")
     assert refused.status_code == 400 and "4242 4242" not in refused.text and "never accepted" in refused.text
-    paid = requests.post(link, data={"token": "tok_visa"}, timeout=60)
+    paid = submit(link, "tok_visa")
     assert paid.status_code == 200, paid.text
     assert "Payment received" in paid.text and "active again" in paid.text
     view = requests.get(f"{api}/accounts/{acc}", timeout=10).json()
@@ -64,7 +87,7 @@ def test_a_declined_card_is_told_on_the_page_and_nothing_changes(
         api: str, stack: LocalStack, send_event: Callable[..., str]) -> None:
     acc = owing_account(api, send_event, locale="zh-CN")
     link = link_from_email(stack, acc)
-    r = requests.post(link, data={"token": "tok_chargeDeclinedInsufficientFunds"}, timeout=60)
+    r = submit(link, "tok_chargeDeclinedInsufficientFunds")
     assert r.status_code == 200 and "被拒绝" in r.text and "逾期" in r.text
     assert requests.get(f"{api}/accounts/{acc}", timeout=10).json()["balance"] == {"JPY": "500", "USD": "10.00"}
 
@@ -82,7 +105,7 @@ def test_a_forged_or_altered_link_is_refused(api: str, stack: LocalStack, send_e
         bad = link.replace(f"/billing/{acc}", "/billing/acc-someone-else")
     r = requests.get(bad, timeout=10)
     assert r.status_code == 403 and "not valid" in r.text
-    assert requests.post(bad, data={"token": "tok_visa"}, timeout=10).status_code == 403
+    assert submit(bad, "tok_visa", form_token=page_form_token(link)).status_code == 403
 
 
 def test_the_page_renders_in_a_browser(api: str, stack: LocalStack, send_event: Callable[..., str]) -> None:
@@ -102,3 +125,62 @@ def test_the_page_renders_in_a_browser(api: str, stack: LocalStack, send_event: 
     assert 'id="total"' in dom and "$10.00" in dom and "Save card and pay now" in dom
 
 
+
+
+def _unchanged(api: str, stack: LocalStack, acc: str) -> None:
+    """Nothing was saved or charged: still owing, still the declining card, no charge at the gateway."""
+    view = requests.get(f"{api}/accounts/{acc}", timeout=10).json()
+    assert view["balance"] == {"JPY": "500", "USD": "10.00"}
+    charges = requests.get(f"{stack.gateway_url}/charges", params={"accountId": acc}, timeout=10).json()
+    assert not [c for c in charges if c["status"] == "succeeded"]
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
+                                     {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+                                     {"Origin": "null"}, {"Sec-Fetch-Site": "same-site"}],
+                         ids=["origin", "sec-fetch-site", "both", "null-origin", "same-site"])
+def test_a_cross_site_post_is_refused_and_saves_nothing(
+        api: str, stack: LocalStack, send_event: Callable[..., str], headers: dict[str, str]) -> None:
+    acc = owing_account(api, send_event)
+    link = link_from_email(stack, acc)
+    r = submit(link, "tok_visa", headers=headers)
+    assert r.status_code == 403 and r.headers["Content-Type"].startswith("text/html")
+    assert "can only be sent from the billing page" in r.text
+    _unchanged(api, stack, acc)
+
+
+@pytest.mark.parametrize("case", ["missing", "wrong", "another account's", "sent twice"])
+def test_a_post_without_the_pages_own_token_is_refused(
+        api: str, stack: LocalStack, send_event: Callable[..., str], case: str) -> None:
+    acc = owing_account(api, send_event)
+    link = link_from_email(stack, acc)
+    origin = {"Origin": "{0.scheme}://{0.netloc}".format(urlsplit(link))}
+    if case == "missing":
+        r = requests.post(link, data={"token": "tok_visa"}, headers=origin, timeout=30)
+    elif case == "sent twice":
+        good = page_form_token(link)
+        r = requests.post(link, data=[("token", "tok_visa"), ("form_token", good), ("form_token", good)],
+                          headers=origin, timeout=30)
+    else:
+        other = page_form_token(link_from_email(stack, owing_account(api, send_event))) if case != "wrong" else "x" * 43
+        r = submit(link, "tok_visa", form_token=other)
+    assert r.status_code == 403 and "can only be sent from the billing page" in r.text
+    _unchanged(api, stack, acc)
+
+
+def test_a_link_stops_working_when_the_contacts_change(
+        api: str, stack: LocalStack, send_event: Callable[..., str]) -> None:
+    acc = owing_account(api, send_event)
+    link = link_from_email(stack, acc)
+    form = page_form_token(link)
+    r = requests.put(f"{api}/accounts/{acc}", timeout=30, json={
+        "displayName": "Contoso Ltd", "billingContacts": ["new-billing@contoso.example"],
+        "subscriptions": [{"id": "s1", "name": "Service 1"}, {"id": "s2", "name": "Service 2"}]})
+    assert r.status_code == 200, r.text
+    for answer in (requests.get(link, timeout=10), submit(link, "tok_visa", form_token=form)):
+        assert answer.status_code == 410 and answer.headers["Content-Type"].startswith("text/html")
+        assert "expired" in answer.text and "most recent email" in answer.text and "support" in answer.text
+    _unchanged(api, stack, acc)
+    fresh = billing_link(f"{api}/billing", stack.app_env()["BILLING_LINK_SIGNING_KEY"], acc,
+                         ("new-billing@contoso.example",), datetime.now(UTC))
+    assert requests.get(fresh, timeout=10).status_code == 200

@@ -37,7 +37,7 @@ import schemathesis
 import yaml
 
 from devstack.stack import LocalStack
-from shared.links import billing_link
+from shared.links import SignedLink, billing_link, form_token
 from tests.e2e.conftest import new_account, wait_until
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "openapi.yaml"
@@ -51,12 +51,12 @@ DOCUMENT_WARNINGS = {"base_url_mismatch", "validation_mismatch", "missing_deseri
 BUDGET_S = 100  # the whole run, Schemathesis's start included; well under two minutes
 
 
-def signed_link(stack: LocalStack, account_id: str) -> tuple[int, str]:
-    """`expires` and `sig` of a billing link the app accepts (30 days ahead of real time)."""
+def signed_link(stack: LocalStack, account_id: str,
+                contacts: tuple[str, ...] = ("billing@contoso.example",)) -> dict[str, str]:
+    """`expires`, `v` and `sig` of a billing link the app accepts (30 days ahead of real time)."""
     link = billing_link(f"{stack.functions_url}/api/billing", stack.app_env()["BILLING_LINK_SIGNING_KEY"],
-                        account_id, datetime.now(UTC))
-    query = parse_qs(urlsplit(link).query)
-    return int(query["expires"][0]), query["sig"][0]
+                        account_id, contacts, datetime.now(UTC))
+    return {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
 
 
 @pytest.fixture
@@ -64,10 +64,10 @@ def fuzz_document(api: str, stack: LocalStack, tmp_path: Path) -> tuple[Path, st
     """The document with a freshly registered account, and a signed link to its billing page, as examples."""
     requests.delete(f"{api}/testing/clock", timeout=10)  # the link's expiry is judged by the app's clock
     account_id = new_account(api)
-    expires, sig = signed_link(stack, account_id)
+    query = signed_link(stack, account_id)
     doc = yaml.safe_load(DOCUMENT.read_text(encoding="utf-8"))
     doc["components"]["parameters"]["AccountId"]["example"] = account_id
-    examples = {"accountId": account_id, "expires": expires, "sig": sig}
+    examples: dict[str, Any] = {"accountId": account_id, **query, "expires": int(query["expires"])}
     for parameter in doc["paths"]["/billing/{accountId}"]["parameters"]:
         parameter["example"] = examples[parameter["name"]]
     path = tmp_path / "openapi.json"
@@ -197,13 +197,17 @@ def test_answers_in_states_the_fuzzer_cannot_reach_match_the_document(
     conforms("PUT", hold, requests.put(f"{api}/accounts/{acc}/subscriptions/nope/legal-hold", json={"hold": True},
                                        timeout=10))
 
-    expires, sig = signed_link(stack, acc)
+    query = signed_link(stack, acc)
+    form = form_token(stack.app_env()["BILLING_LINK_SIGNING_KEY"], acc, SignedLink.from_query(query))
     page = f"{api}/billing/{acc}"
     billing = "/billing/{accountId}"
-    conforms("GET", billing, requests.get(page, params={"expires": expires, "sig": sig}, timeout=10), html=True)
-    conforms("POST", billing, requests.post(page, params={"expires": expires, "sig": sig}, timeout=30,
-                                            data={"token": "4242 4242 4242 4242"}), html=True)
-    conforms("GET", billing, requests.get(page, params={"expires": expires, "sig": "A" * 43}, timeout=10), html=True)
+    conforms("GET", billing, requests.get(page, params=query, timeout=10), html=True)
+    conforms("POST", billing, requests.post(page, params=query, timeout=30,
+                                            data={"token": "4242 4242 4242 4242", "form_token": form}), html=True)
+    conforms("POST", billing, requests.post(page, params=query, timeout=30, data={"token": "tok_visa"}), html=True)
+    conforms("GET", billing, requests.get(page, params={**query, "sig": "A" * 43}, timeout=10), html=True)
+    stale = signed_link(stack, acc, contacts=("someone-removed@contoso.example",))
+    conforms("GET", billing, requests.get(page, params=stale, timeout=10), html=True)
 
     invoiced = requests.put(f"{api}/accounts/{acc}-invoice", timeout=10, json={
         "displayName": "Fabrikam", "billingContacts": ["ap@fabrikam.example"], "paymentMethod": {"type": "invoice"}})

@@ -18,7 +18,7 @@ from functions.operations_api import _parse_now
 from shared.gateway.http import _charge_result, _whole
 from shared.gateway.protocol import GatewayUnavailable
 from shared.intake import Rejected, parse_message
-from shared.links import _signature, verify
+from shared.links import LinkStatus, SignedLink, _signature, check
 from shared.money import Money
 from shared.numerals import parse_whole
 from shared.policy import PolicyError
@@ -109,14 +109,15 @@ def test_fractions_are_truncated_never_rounded(milli: int, rest: int) -> None:
 @pytest.mark.parametrize("script", FOREIGN_DIGITS)
 def test_billing_link_expiry_in_foreign_digits_is_refused(script: str) -> None:
     now, expires = datetime(2026, 12, 1, tzinfo=UTC), 1_900_000_000
-    sig = _signature("k", "acc-1", expires)  # signed for the value int() would read
-    assert verify("k", "acc-1", str(expires), sig, now)
-    assert not verify("k", "acc-1", foreign(str(expires), script), sig, now)
+    sig = _signature("k", "acc-1", expires, "v")  # signed for the value int() would read
+    assert check("k", "acc-1", SignedLink(str(expires), "v", sig), (), now) is not LinkStatus.INVALID
+    assert check("k", "acc-1", SignedLink(foreign(str(expires), script), "v", sig), (), now) is LinkStatus.INVALID
 
 
 @pytest.mark.parametrize("text", BAD_WHOLE_NUMBERS)
 def test_billing_link_expiry_refused(text: str) -> None:
-    assert not verify("k", "acc-1", text, "sig", datetime(2026, 12, 1, tzinfo=UTC))
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    assert check("k", "acc-1", SignedLink(text, "v", "sig"), (), now) is LinkStatus.INVALID
 
 
 @pytest.mark.parametrize("text", BAD_WHOLE_NUMBERS)
