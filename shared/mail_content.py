@@ -58,6 +58,7 @@ def compose(account: Account, payload: dict[str, Any], settings: Settings, polic
         new_contacts=tuple(facts.get("newContacts", [])),
         days_left=facts.get("daysLeft"),
         already=_already(facts.get("state") or (str(first.state) if first else None)),
+        data_kept=bool(first and first.legal_hold),
     )
     rendered = render_email(payload["kind"], profile.locale, ctx)
     return OutgoingEmail(payload["recipient"], rendered.subject, rendered.html, rendered.text,

@@ -122,6 +122,7 @@ class EmailContext:
     new_contacts: tuple[str, ...] = ()
     days_left: int | None = None  # deletion_warning: 30, 7 or 1
     already: Literal["disabled", "canceled"] | None = None  # payment_failed: the service is already this
+    data_kept: bool = False  # service_canceled: a legal hold keeps the data, so there is no deletion date
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,9 @@ def _view(kind: EmailKind, locale: Locale, ctx: EmailContext) -> dict[str, objec
         "lang": locale,
         "kind": kind,
         "already": ctx.already,
-        "subject": t(f"{kind}.subject", name=subject_name, date=deadline),
+        "data_kept": ctx.data_kept,
+        "subject": t(f"{kind}.subject_undated" if kind == "service_canceled" and ctx.data_kept else f"{kind}.subject",
+                     name=subject_name, date=deadline),
         "name": name,
         "account_id": single_line(ctx.account_id),
         **dates,
@@ -260,10 +263,11 @@ def _view(kind: EmailKind, locale: Locale, ctx: EmailContext) -> dict[str, objec
 
 def _deadline_field(kind: EmailKind, ctx: EmailContext) -> DateField | None:
     """A new failure on a service that is already disabled announces its cancellation; on one
-    already canceled, no date (a payment no longer brings it back)."""
+    already canceled, no date (a payment no longer brings it back). A cancellation under a legal
+    hold announces no deletion date: the data is kept, and deletion warnings come once it is lifted."""
     if kind == "payment_failed" and ctx.already == "disabled":
         return "cancel_at"
-    if kind == "payment_failed" and ctx.already == "canceled":
+    if (kind == "payment_failed" and ctx.already == "canceled") or (kind == "service_canceled" and ctx.data_kept):
         return None
     return DEADLINE[kind]
 

@@ -14,6 +14,7 @@ from shared.lifecycle.effects import SendEmail
 from shared.lifecycle.facts import ChargeFailed
 from shared.lifecycle.mail import email_failed
 from shared.lifecycle.model import Account, Locale, Profile, SubscriptionState
+from shared.lifecycle.retention import set_legal_hold
 from shared.mail_content import compose
 from shared.money import Money
 from shared.notifications.formatting import format_date
@@ -79,3 +80,18 @@ def test_only_a_refusal_of_the_address_marks_the_contact_unreachable() -> None:
                           bad_address=True)
     assert theirs.account.profile is not None and dict(theirs.account.profile.unreachable) == {
         "ap@contoso.example": now}
+
+
+@pytest.mark.parametrize(("locale", "kept"), [("en", "Their data is kept for now"), ("zh-CN", "其数据暂时保留")])
+def test_a_cancellation_under_a_legal_hold_is_mailed_without_a_deletion_date(locale: Locale, kept: str) -> None:
+    """The same kind of fault: an email the renderer could not write (no deletion date under a
+    legal hold) was given up; it goes out, announcing no date."""
+    acc = disabled_account(locale)
+    acc = set_legal_hold(acc, "s1", True, START + timedelta(days=35), POLICY).account
+    decision, _ = advance(acc, START + timedelta(days=POLICY.cancel_day, hours=1), POLICY)
+    [email] = [e for e in decision.effects if isinstance(e, SendEmail) and e.kind == "service_canceled"]
+    rendered = compose(decision.account, {"kind": email.kind, "recipient": email.recipient, "facts": email.facts,
+                                          "subscriptionIds": list(email.subscription_ids)}, SETTINGS, POLICY,
+                       START + timedelta(days=POLICY.cancel_day, hours=1))
+    assert kept in rendered.text and kept in rendered.html
+    assert "{date}" not in rendered.subject and "Contoso" in rendered.subject
