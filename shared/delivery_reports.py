@@ -27,7 +27,7 @@ from shared.store.system import MailIndex
 
 log = logging.getLogger(__name__)
 _OPERATION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # ours are UUIDs
-_ADDRESS_MAX = 320
+_ADDRESS_MAX = 254  # the longest billing contact the product accepts; a longer one is no contact of ours
 
 
 class ReportIgnored(ValueError):

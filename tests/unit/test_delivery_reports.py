@@ -102,6 +102,7 @@ def test_reports_are_read_with_seven_fractional_digits_and_odd_content_is_ignore
     assert read_report({**data, "deliveryAttemptTimeStamp": None, "deliveryAttemptTimestamp":
                         "2026-12-01T09:06:00Z"}, None).at == datetime(2026, 12, 1, 9, 6, tzinfo=UTC)
     for bad, field in ((None, "data"), ({**data, "recipient": 5}, "recipient"), ({**data, "status": ""}, "status"),
+                       ({**data, "recipient": "/" * 300 + "@contoso.example"}, "recipient"),
                        ({**data, "deliveryAttemptTimeStamp": "yesterday"}, "deliveryAttemptTimeStamp")):
         with pytest.raises(ReportIgnored, match=field):
             read_report(bad, None)
