@@ -7,9 +7,11 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -184,3 +186,42 @@ def test_a_link_stops_working_when_the_contacts_change(
     fresh = billing_link(f"{api}/billing", stack.app_env()["BILLING_LINK_SIGNING_KEY"], acc,
                          ("new-billing@contoso.example",), datetime.now(UTC))
     assert requests.get(fresh, timeout=10).status_code == 200
+
+
+def swept(stack: LocalStack, sweep: str, api: str, acc: str,
+          done: Callable[[dict[str, Any]], bool]) -> Callable[[], bool]:
+    """A check for `wait_until` that runs the sweep (as its timer would, again and again) and
+    tells whether the account view shows it done."""
+
+    def check() -> bool:
+        started = requests.post(f"{stack.functions_url}/admin/functions/{sweep}", json={"input": ""}, timeout=10)
+        assert started.status_code == 202
+        time.sleep(0.5)
+        return done(requests.get(f"{api}/accounts/{acc}", timeout=10).json())
+
+    return check
+
+
+def test_a_link_stops_working_once_the_accounts_data_is_erased(
+        api: str, stack: LocalStack, send_event: Callable[..., str]) -> None:
+    """Canceled at day 90, data deleted 90 days later: a link made the day before says it expired."""
+    acc = new_account(api, token="tok_chargeDeclinedExpiredCard")
+    try:
+        requests.put(f"{api}/testing/clock", json={"now": "2027-01-01T09:00:00Z"}, timeout=10).raise_for_status()
+        send_event("billing.charge.failed", {"accountId": acc, "subscriptionId": "s1", "chargeId": "c1",
+                                             "amount": "5.00", "currency": "USD", "reason": "card_expired"})
+        link_from_email(stack, acc)
+        at_day_90 = swept(stack, "dunning_sweep", api, acc, lambda v: v["subscriptions"][0]["state"] == "canceled")
+        requests.put(f"{api}/testing/clock", json={"now": "2027-04-02T09:00:00Z"}, timeout=10).raise_for_status()
+        wait_until(at_day_90, "canceled at day 90", timeout=60)
+        requests.put(f"{api}/testing/clock", json={"now": "2027-07-02T09:00:00Z"}, timeout=10).raise_for_status()
+        # As the last deletion warning's link would be: made the day before, for the contacts then.
+        link = billing_link(f"{api}/billing", stack.app_env()["BILLING_LINK_SIGNING_KEY"], acc,
+                            ("billing@contoso.example",), datetime(2027, 7, 1, 9, tzinfo=UTC))
+        assert requests.get(link, timeout=10).status_code == 200
+        wait_until(swept(stack, "retention_sweep", api, acc, lambda v: v["billingContacts"] == []),
+                   "the account's customer data erased", timeout=60)
+        gone = requests.get(link, timeout=10)
+        assert gone.status_code == 410 and "expired" in gone.text
+    finally:
+        requests.delete(f"{api}/testing/clock", timeout=10)

@@ -1,0 +1,54 @@
+"""Looking for card numbers wherever the local stack keeps anything: every log file, every row of
+every table, every message still on a queue. Used after the whole e2e session (the `stack`
+fixture's finaliser) and by the last e2e test, `test_zz_no_card_numbers_left.py`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import QueueServiceClient
+
+from shared.card_data import find_card_numbers, mask_card_numbers
+
+
+def _where(text: str) -> bool:
+    return bool(find_card_numbers(text))
+
+
+def in_logs(log_dir: Path) -> list[str]:
+    """`file:line: the line, masked` for every log line holding a card number."""
+    found = []
+    for path in sorted(p for p in log_dir.rglob("*") if p.is_file()):
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+            if _where(line):
+                found.append(f"{path.name}:{number}: {mask_card_numbers(line)[:300]}")
+    return found
+
+
+def in_tables(connection_string: str) -> list[str]:
+    """`table PartitionKey/RowKey property` for every property (or key) holding a card number."""
+    service = TableServiceClient.from_connection_string(connection_string)
+    found = []
+    for table in service.list_tables():
+        for entity in service.get_table_client(table.name).list_entities():
+            keys = (entity.get("PartitionKey"), entity.get("RowKey"))
+            where = "/".join(mask_card_numbers(str(k)) for k in keys)
+            found += [f"table {table.name} {where} {mask_card_numbers(str(name))}" for name, value in entity.items()
+                      if _where(str(name)) or _where(str(value))]
+    return found
+
+
+def in_queues(connection_string: str) -> list[str]:
+    """`queue name` for every message (of the first 32 per queue) holding a card number."""
+    service = QueueServiceClient.from_connection_string(connection_string)
+    found = []
+    for queue in service.list_queues():
+        for message in service.get_queue_client(queue.name).peek_messages(max_messages=32):
+            if _where(str(message.content)):
+                found.append(f"queue {queue.name} message {message.id}")
+    return found
+
+
+def card_numbers_left(log_dir: Path, connection_string: str) -> list[str]:
+    return [*in_logs(log_dir), *in_tables(connection_string), *in_queues(connection_string)]
