@@ -6,7 +6,6 @@ a throttled send raises, and the host retries the message later without blocking
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 
@@ -16,6 +15,7 @@ from shared.bootstrap import services
 from shared.delivery_reports import ReportIgnored, apply_report, read_report
 from shared.email_sending import give_up, send_outbox_email
 from shared.log_context import log_context
+from shared.outbox import EmailHandoff, MalformedHandoff, read_email_handoff
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 log = logging.getLogger(__name__)
@@ -28,11 +28,13 @@ def email_outbox(msg: func.QueueMessage, context: func.Context) -> None:
     svc = services()
     if svc.mailer is None:
         raise RuntimeError("no mailer configured: set ACS_EMAIL_ENDPOINT or ACS_EMAIL_CONNECTION_STRING")
-    handoff = json.loads(msg.get_body())
-    with log_context(invocation_id=context.invocation_id, account_id=handoff["accountId"]):
+    handoff = _handoff_or_dead_letter(msg, "email-outbox")
+    if handoff is None:
+        return
+    with log_context(invocation_id=context.invocation_id, account_id=handoff.account_id):
         outcome = send_outbox_email(svc.lifecycle, svc.store, svc.mailer, svc.mail_index, svc.settings,
-                                    handoff["accountId"], handoff["key"], holder=msg.id or uuid.uuid4().hex)
-        log.info("email %s for account %s: %s", handoff["key"], handoff["accountId"], outcome)
+                                    handoff.account_id, handoff.key, holder=msg.id or uuid.uuid4().hex)
+        log.info("email %s for account %s: %s", handoff.key, handoff.account_id, outcome)
 
 
 @bp.function_name("email_outbox_poison")
@@ -40,13 +42,28 @@ def email_outbox(msg: func.QueueMessage, context: func.Context) -> None:
 def email_outbox_poison(msg: func.QueueMessage) -> None:
     """An email that kept failing: recorded on the account and shown as an alert, never dropped."""
     svc = services()
-    handoff = json.loads(msg.get_body())
-    found = svc.store.outbox_row(handoff["accountId"], handoff["key"])
-    if found is None or svc.store.mail_record(handoff["accountId"], handoff["key"]) is not None:
+    handoff = _handoff_or_dead_letter(msg, "email-outbox-poison")
+    if handoff is None:
+        return
+    found = svc.store.outbox_row(handoff.account_id, handoff.key)
+    if found is None or svc.store.mail_record(handoff.account_id, handoff.key) is not None:
         return
     row, _ = found
     give_up(svc.lifecycle, row.account_id, row.key, row.payload["kind"], row.payload["recipient"],
             "the send kept failing (throttled or unavailable) until the retries ran out")
+
+
+def _handoff_or_dead_letter(msg: func.QueueMessage, source: str) -> EmailHandoff | None:
+    """The hand-off, or None once a malformed message is dead-lettered with its reason (retrying
+    it could only fail the same way, forever)."""
+    try:
+        return read_email_handoff(msg.get_body())
+    except MalformedHandoff as exc:
+        svc = services()
+        svc.deadletters.add(source=source, reason=exc.reason, body=msg.get_body(),
+                            received_at=svc.lifecycle.clock.now(), message_id=msg.id)
+        log.warning("dead-lettered %s message %s: %s", source, msg.id, exc.reason)
+        return None
 
 
 @bp.function_name("email_delivery_reports")

@@ -34,8 +34,10 @@ def replay_deadletter(req: func.HttpRequest) -> func.HttpResponse:
     if item["redacted"]:
         return problem(409, "Redacted message", "the message carried card data and is kept only redacted, which is "
                                                 "not what its producer sent: the producer must send it again")
-    # Sweep work goes back to its own queue; the account's step is idempotent like an event.
-    queue = svc.sweep_queue if str(item["source"]).startswith("sweep-work") else svc.payment_events_queue
+    # Back to its own queue (a poison queue's message to the queue it came from): the account's
+    # step is idempotent like an event, an email is claimed by its key.
+    own = {"sweep-work": svc.sweep_queue, "email-outbox": svc.email_queue}
+    queue = own.get(str(item["source"]).removesuffix("-poison"), svc.payment_events_queue)
     queue.send_message(item["text"])
     at = svc.lifecycle.clock.now()
     svc.deadletters.mark_replayed(item_id, at)

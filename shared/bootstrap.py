@@ -44,6 +44,7 @@ class Services:
     indexes: Indexes
     payment_events_queue: QueueClient
     sweep_queue: QueueClient
+    email_queue: QueueClient
 
 
 def build(settings: Settings, *, faults: Faults | None = None, hook: clients.RequestHook | None = None,
@@ -55,12 +56,8 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
     test_clock = StoredTestClock(system, SystemClock()) if settings.test_clock_enabled else None
     clock: Clock = test_clock or SystemClock()
     indexes = Indexes(clients.ensure_table(tables, settings.index_table))
-    dispatcher = OutboxDispatcher(
-        store,
-        clients.ensure_queue(queues, settings.lifecycle_queue),
-        clients.ensure_queue(queues, settings.email_queue),
-        indexes,
-    )
+    email_queue = clients.ensure_queue(queues, settings.email_queue)
+    dispatcher = OutboxDispatcher(store, clients.ensure_queue(queues, settings.lifecycle_queue), email_queue, indexes)
     if gateway is None and settings.gateway_url:
         gateway = CappedGateway(HttpPaymentGateway(settings.gateway_url, settings.gateway_api_key or ""),
                                 settings.max_concurrent_charges)
@@ -76,6 +73,7 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
         indexes=indexes,
         payment_events_queue=clients.ensure_queue(queues, settings.payment_events_queue),
         sweep_queue=clients.ensure_queue(queues, settings.sweep_queue),
+        email_queue=email_queue,
         test_clock=test_clock,
         gateway=gateway,
     )

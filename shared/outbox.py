@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from azure.storage.queue import QueueClient
 
+from shared.intake import is_identifier
+from shared.json_reader import JsonRefused, read_json
 from shared.store.accounts import AccountRepository, OutboxRow
 from shared.store.contact_index import ContactIndex
 from shared.store.indexes import Indexes
@@ -43,8 +47,49 @@ def lifecycle_cloudevent(payload: dict[str, Any]) -> str:
     }, separators=(",", ":"))
 
 
+EMAIL_KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""An email row's key as `SendEmail.key` writes it: a UUID in lower-case ASCII hex."""
+
+
+class MalformedHandoff(ValueError):
+    """An `email-outbox` message that is not a hand-off: dead-lettered at once, never retried."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class EmailHandoff:
+    """The `email-outbox` message naming the outbox row to send: JSON `{"accountId", "key"}`."""
+
+    account_id: str
+    key: str
+
+
 def email_handoff(row: OutboxRow) -> str:
     return json.dumps({"accountId": row.account_id, "key": row.key})
+
+
+def read_email_handoff(body: bytes | str) -> EmailHandoff:
+    """The hand-off an `email-outbox` message carries, read with the one JSON reader; anything
+    else (not JSON, ambiguous, another shape, an id storage keys cannot hold) is a
+    `MalformedHandoff` naming what is wrong, so it is dead-lettered instead of retried forever."""
+    try:
+        doc = read_json(body)
+    except JsonRefused as exc:
+        raise MalformedHandoff(f"not an email hand-off: {exc.reason}") from exc
+    if not isinstance(doc, dict):
+        raise MalformedHandoff(f"not an email hand-off: a JSON {type(doc).__name__}, not an object")
+    for name in ("accountId", "key"):
+        if name not in doc:
+            raise MalformedHandoff(f"not an email hand-off: {name} is missing")
+    account_id, key = doc["accountId"], doc["key"]
+    if not is_identifier(account_id):
+        raise MalformedHandoff(f"not an email hand-off: accountId {account_id!r:.80} is not an account id")
+    if not isinstance(key, str) or EMAIL_KEY.fullmatch(key) is None:
+        raise MalformedHandoff(f"not an email hand-off: key {key!r:.80} is not an email's key")
+    return EmailHandoff(account_id, key)
 
 
 class Dispatcher(Protocol):
