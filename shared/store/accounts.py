@@ -25,6 +25,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from shared.card_data import mask_card_numbers
 from shared.lifecycle.effects import (
     Effect,
     EmitLifecycleEvent,
@@ -286,7 +287,8 @@ def _scrub(text: str, words: Sequence[str], replacement: str) -> str:
 
 def _mail_entity(pk: str, m: MailRecord, now: datetime) -> dict[str, Any]:
     return {"PartitionKey": pk, "RowKey": f"mail|{m.key}", "outcome": m.outcome, "recipient": m.recipient,
-            "kind": m.kind, "operationId": m.operation_id, "detail": m.detail[:2000], "closedAt": now.isoformat()}
+            "kind": m.kind, "operationId": m.operation_id, "detail": mask_card_numbers(m.detail[:2000]),
+            "closedAt": now.isoformat()}
 
 
 def _note_payload(n: ChargeNote) -> dict[str, Any]:
@@ -330,7 +332,7 @@ def _timeline_entity(pk: str, entries: Sequence[TimelineEntry], revision: int) -
     entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": f"tl|{revision:012d}"}
     codec.put_json(entity, "entries", [
         {"at": e.at.isoformat().replace("+00:00", "Z"), "kind": e.kind, "subscriptionId": e.subscription_id,
-         "detail": e.detail}
+         "detail": mask_card_numbers(e.detail)}  # free text from outside (gateway, ACS) may quote anything
         for e in entries
     ])
     return entity

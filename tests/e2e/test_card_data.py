@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 
+from devstack.stack import LocalStack
 from shared.card_data import contains_card_number
 from tests.e2e.conftest import new_account, wait_until
 
@@ -160,3 +161,23 @@ def test_a_redacted_dead_letter_is_not_replayed(api: str, send_event: Callable[.
     r = requests.post(f"{api}/deadletters/{item['id']}/replay", timeout=10)
     assert r.status_code == 409 and r.headers["Content-Type"].startswith("application/problem+json")
     assert _dead_letter(api, marker)["replayedAt"] is None
+
+
+def test_text_from_outside_quoting_a_card_number_is_stored_masked(api: str, stack: LocalStack) -> None:
+    """A delivery report's status message is third-party text that reaches the timeline: masked there."""
+    acc = new_account(api, contacts=(f"{uuid.uuid4().hex[:10]}@contoso.example",))
+    contact = requests.get(f"{api}/accounts/{acc}", timeout=10).json()["billingContacts"][0]
+    r = requests.post(f"{stack.functions_url}/runtime/webhooks/eventgrid", timeout=10,
+                      params={"functionName": "email_delivery_reports"}, headers={"aeg-event-type": "Notification"},
+                      json=[{"id": str(uuid.uuid4()), "topic": "/acs", "subject": "sender/recipient",
+                             "eventType": "Microsoft.Communication.EmailDeliveryReportReceived",
+                             "eventTime": "2026-12-01T10:00:00Z", "dataVersion": "1.0",
+                             "data": {"sender": "billing@contoso.example", "recipient": contact,
+                                      "messageId": str(uuid.uuid4()), "status": "Bounced",
+                                      "deliveryStatusDetails": {"statusMessage": f"550 rejected: card {CARD}"},
+                                      "deliveryAttemptTimeStamp": "2026-12-01T10:00:00Z"}}])
+    assert r.status_code == 200, r.text
+    entries = wait_until(lambda: [e for e in requests.get(f"{api}/accounts/{acc}/timeline", timeout=10)
+                                  .json()["entries"] if "550" in json.dumps(e)], "the bounce in the timeline")
+    assert "**** **** **** 1111" in json.dumps(entries, ensure_ascii=False)
+    assert not contains_card_number(json.dumps(entries))
