@@ -16,6 +16,7 @@ chance, at the price of missing a number written flush against a word.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -29,7 +30,9 @@ _SPACES = r"\s\u180e\u200b-\u200d\u2060-\u2064\ufeff\u00ad"
 _DASHES = r"\-\u058a\u05be\u1806\u2010-\u2015\u2212\u2e3a\u2e3b\ufe58\ufe63\uff0d"
 _DOTS_SLASHES = r"./\\_\u00b7\u2024\u2027\u2044\u2215\u3002\u30fb\uff0e\uff0f"
 _SEPARATOR = f"[{_SPACES}{_DASHES}{_DOTS_SLASHES}\u202a-\u202e\u2066-\u2069]"
-_RUN = re.compile(rf"(?<![A-Za-z\d])(?>\d+(?:{_SEPARATOR}{{1,3}}\d+)*)(?![A-Za-z\d])")
+# A digit not preceded by a letter or digit, then the rest of its run (atomic: no shorter reading
+# of a run glued to a letter), not followed by a letter or digit.
+_RUN = re.compile(rf"\d(?<![A-Za-z\d]\d)(?>\d*(?:{_SEPARATOR}{{1,3}}\d+)*)(?![A-Za-z\d])")
 _GROUP = re.compile(r"\d+")
 
 # Field names that only ever hold a card number or a security code, compared without case,
@@ -74,9 +77,17 @@ def _candidates(run: re.Match[str]) -> Iterator[CardNumber]:
                 yield CardNumber(run.start() + groups[i].start(), run.start() + groups[j].end(), digits)
 
 
+def _too_few_digits(text: str) -> bool:
+    """A cheap first look: fewer than 13 digits cannot hold a card number (`isdigit` counts a
+    superset of the digits `\\d` matches, so this never hides one)."""
+    return len(text) < MIN_DIGITS or sum(map(str.isdigit, text)) < MIN_DIGITS
+
+
 def find_card_numbers(text: str) -> list[CardNumber]:
     """The card numbers in `text`, left to right, not overlapping (the longest at each place)."""
     found: list[CardNumber] = []
+    if _too_few_digits(text):
+        return found
     for run in _RUN.finditer(text):
         for card in sorted(_candidates(run), key=lambda c: (c.start, -c.end)):
             if not found or card.start >= found[-1].end:
@@ -85,6 +96,8 @@ def find_card_numbers(text: str) -> list[CardNumber]:
 
 
 def contains_card_number(text: str) -> bool:
+    if _too_few_digits(text):
+        return False
     return any(True for run in _RUN.finditer(text) for _ in _candidates(run))
 
 
@@ -112,9 +125,13 @@ def mask_card_numbers(text: str) -> str:
     return "".join(out)
 
 
+_NAME_NOISE = re.compile(r"[\s_.\-]")
+
+
+@functools.lru_cache(maxsize=1024)
 def is_card_field(name: str) -> bool:
     """A field name that only ever holds card data (`cvv`, `CardNumber`, `security_code`, ...)."""
-    return re.sub(r"[\s_.\-]", "", name).lower() in CARD_FIELD_NAMES
+    return len(name) <= 64 and _NAME_NOISE.sub("", name).lower() in CARD_FIELD_NAMES
 
 
 @dataclass(frozen=True)
