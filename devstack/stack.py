@@ -51,6 +51,8 @@ class LocalStack:
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     log_dir: Path = STATE_DIR / "logs"
     storage_access_log: Path | None = None
+    storage_location: Path | None = None
+    """Azurite's data folder (for a benchmark that prepares it); `persist` uses .devstack/azurite."""
 
     @property
     def functions_url(self) -> str:
@@ -94,7 +96,7 @@ class LocalStack:
                            ("Azurite queue", storage.queue_port), ("Azurite table", storage.table_port)]:
             if azurite.is_listening(port):
                 raise RuntimeError(f"port {port} for the {name} is taken: is another local stack running?")
-        location = STATE_DIR / "azurite" if self.persist else None
+        location = STATE_DIR / "azurite" if self.persist else self.storage_location
         self.procs.append(("azurite", azurite.start(self.ports.storage, location=location,
                                                     access_log=self.storage_access_log)))
         py = sys.executable

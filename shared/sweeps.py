@@ -36,6 +36,7 @@ from shared.policy import DunningPolicy
 from shared.retention import erase_when_mailed
 from shared.rfc3339 import parse_rfc3339
 from shared.settlement import NoCardOnFile, settle_account
+from shared.store.accounts import Snapshot
 from shared.store.indexes import DueEntry
 from shared.store.leases import LeaseBusy
 
@@ -179,13 +180,15 @@ def _dunning(svc: Services, account_id: str, now: datetime) -> WorkDone:
                 raise RetryUnanswered(f"the gateway did not answer the retry in {result.unanswered}; the next "
                                       "attempt reads it back by its key")
             paid = len(result.paid)
-    _commit_step(lc, account_id, lambda a: advance(a, now, lc.policy)[0])
+    # Decided on the snapshot already read unless a settlement changed the account since.
+    _commit_step(lc, account_id, lambda a: advance(a, now, lc.policy)[0], None if retried else snap)
     return WorkDone("retried" if retried else "stepped", paid=paid)
 
 
 def _retention(svc: Services, account_id: str, now: datetime) -> WorkDone:
     lc = svc.lifecycle
-    if _stale(lc.store.load(account_id).account.next_retention_at, now):
+    snap = lc.store.load(account_id)
+    if _stale(snap.account.next_retention_at, now):
         return WorkDone("stale")
     erase: list[bool] = []
 
@@ -194,7 +197,7 @@ def _retention(svc: Services, account_id: str, now: datetime) -> WorkDone:
         erase[:] = [due]
         return decision
 
-    _commit_step(lc, account_id, step)
+    _commit_step(lc, account_id, step, snap)
     if not any(erase):
         return WorkDone("stepped")
     erased = erase_when_mailed(lc, svc.store, svc.indexes, svc.mail_index, account_id)
@@ -221,8 +224,10 @@ def _stale(due: datetime | None, now: datetime) -> bool:
     return due is None or due > now
 
 
-def _commit_step(lc: Lifecycle, account_id: str, step: Callable[[Account], Decision]) -> Decision:
-    return commit_decision(lc, account_id, lambda snap: step(snap.account))
+def _commit_step(lc: Lifecycle, account_id: str, step: Callable[[Account], Decision],
+                 first: Snapshot | None) -> Decision:
+    """Commit `step` under the account's ETag, deciding first on `first` if given (one read saved)."""
+    return commit_decision(lc, account_id, lambda snap: step(snap.account), first=first)
 
 
 def _reconcile(account: Account, now: datetime, policy: DunningPolicy) -> Decision:

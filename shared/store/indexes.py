@@ -42,6 +42,11 @@ def _shard(ladder: Ladder, account_id: str) -> str:
     return f"{ladder}-{int(hashlib.sha256(account_id.encode()).hexdigest(), 16) % SHARDS}"
 
 
+def due_keys(ladder: Ladder, account_id: str, at: datetime) -> tuple[str, str]:
+    """(PartitionKey, RowKey) of the index row saying `account_id` has `ladder` work at `at`."""
+    return _shard(ladder, account_id), f"{_stamp(at)}|{account_id}"
+
+
 @dataclass(frozen=True)
 class DueEntry:
     """One index row: the account it points at, when (None for `disabled` rows), and its keys."""
@@ -77,8 +82,9 @@ class Indexes:
         self.table = table
 
     def mark_due(self, account_id: str, at: datetime, ladder: Ladder = "due") -> None:
-        self.table.upsert_entity({"PartitionKey": _shard(ladder, account_id), "RowKey": f"{_stamp(at)}|{account_id}",
-                                  "accountId": account_id, "at": at.isoformat()})
+        partition, row = due_keys(ladder, account_id, at)
+        self.table.upsert_entity({"PartitionKey": partition, "RowKey": row, "accountId": account_id,
+                                  "at": at.isoformat()})
 
     def due(self, now: datetime, ladder: Ladder = "due") -> list[DueEntry]:
         """Every entry due at or before `now`, claimed or not, oldest first (for reading, not sweeping)."""
