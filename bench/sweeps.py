@@ -57,6 +57,7 @@ from bench.common import (
     write_results,
 )
 from devstack import azurite
+from devstack.host.leases import TABLE as LOCK_TABLE
 from devstack.stack import LocalStack, StackPorts
 from shared.bootstrap import build
 from shared.handlers import apply_event, register_account
@@ -71,6 +72,7 @@ T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 SWEEP_AT = T0 + timedelta(days=1, hours=1)
 TIMERS = ("dunning_sweep", "retention_sweep", "reconciliation_sweep")
 TABLE_DB = "__azurite_db_table__.json"
+HOST_ID = "bench-sweeps"
 
 
 # -- seeding ---------------------------------------------------------------------------------------
@@ -91,6 +93,13 @@ def make_templates(folder: Path, card: bool) -> None:
                 Profile("Contoso Ltd", "en", ("billing@contoso.example",), method), (("s1", "Web front end"),)))
         apply_event(svc.lifecycle, ChargeFailed("tmpl-due-e1", "tmpl-due", "s1", "c1", Money.parse("10.00", "USD"),
                                                 "insufficient_funds"), "billing.charge.failed")
+        # The host's timer locks, held by the benchmark: no scheduled sweep fires during a run,
+        # so the only sweeps are the ones it starts through the admin endpoint.
+        locks = TableClient.from_connection_string(endpoints.connection_string, LOCK_TABLE)
+        locks.create_table()
+        for name in TIMERS:
+            locks.upsert_entity({"PartitionKey": HOST_ID, "RowKey": name, "Owner": "bench.sweeps",
+                                 "ExpiresAt": datetime.now(UTC) + timedelta(days=1)})
         time.sleep(6)  # Azurite writes its database every 5 s
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -166,8 +175,7 @@ def seeded_stack(idle: int, due: int, *, card: bool, workers: int, latency_ms: i
     folder = Path(tempfile.mkdtemp(prefix="bench-sweeps-"))
     make_templates(folder / "azurite", card)
     clone_accounts(folder / "azurite", idle, due)
-    env = {f"AzureWebJobs.{fn}.Disabled": "true" for fn in TIMERS[1:]}
-    env |= {"SANDBOX_CHARGE_LATENCY_MS": str(latency_ms)}
+    env = {"AzureFunctionsWebHost__hostid": HOST_ID, "SANDBOX_CHARGE_LATENCY_MS": str(latency_ms)}
     access_log = folder / "azurite-access.log"
     stack = LocalStack(StackPorts.free(), log_dir=folder / "logs", storage_access_log=access_log, workers=workers,
                        extra_env=env, storage_location=folder / "azurite")
@@ -184,7 +192,8 @@ def seeded_stack(idle: int, due: int, *, card: bool, workers: int, latency_ms: i
 @dataclass
 class SweepRun:
     seconds: float
-    timer_ms: float
+    timer_ms: list[float]
+    """Each timer run's own duration; more than one if the first spent its time budget."""
     requests: Counter[tuple[str, str, str]]
     work_invocations: int
     work_failures: int
@@ -206,29 +215,32 @@ def run_sweep(seeded: Seeded, due: int, timeout: float) -> SweepRun:
     offsets = {p: p.stat().st_size if p.exists() else 0 for p in logs}
     start_mark = log.mark()
     started = time.perf_counter()
-    r = requests.post(f"{stack.functions_url}/admin/functions/dunning_sweep", json={"input": ""}, timeout=30)
-    if r.status_code != 202:
-        raise BenchError(f"starting the sweep answered {r.status_code}")
-    timer = _wait_for_timer(offsets, timeout)
-    drained = wait_drained(stack.connection_string, ["sweep-work"], timeout, interval=0.2, progress=True)
+    timers: list[float] = []
+    work: list[float] = []
+    while len(work) < due:  # a timer that spent its time budget leaves the rest to the next run
+        if len(timers) == 5:
+            raise BenchError(f"only {len(work)} of {due} due accounts were handled after 5 sweeps")
+        r = requests.post(f"{stack.functions_url}/admin/functions/dunning_sweep", json={"input": ""}, timeout=30)
+        if r.status_code != 202:
+            raise BenchError(f"starting the sweep answered {r.status_code}")
+        timers = _wait_for_timer(offsets, len(timers) + 1, timeout)
+        drained = wait_drained(stack.connection_string, ["sweep-work"], timeout, interval=0.2, progress=True)
+        work, failed = invocations(offsets).get("sweep_work", ([], 0))
     seconds = drained.at - started
     end_mark = log.mark()
-    found = invocations(offsets)
-    work, failed = found.get("sweep_work", ([], 0))
-    if len(work) < due:
-        raise BenchError(f"only {len(work)} of {due} due accounts were handled")
     per_process = {p.stem: len(invocations({p: offsets[p]}).get("sweep_work", ([], 0))[0]) for p in logs}
-    return SweepRun(seconds, timer, count_kinds(log.window(start_mark, end_mark)), len(work), failed, per_process)
+    return SweepRun(seconds, timers, count_kinds(log.window(start_mark, end_mark)), len(work), failed, per_process)
 
 
-def _wait_for_timer(offsets: dict[Path, int], timeout: float) -> float:
+def _wait_for_timer(offsets: dict[Path, int], runs: int, timeout: float) -> list[float]:
+    """The durations (ms) of the timer's runs, once there are `runs` of them."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         durations, failed = invocations(offsets).get("dunning_sweep", ([], 0))
         if failed:
             raise BenchError("the dunning_sweep timer failed; see the host log")
-        if durations:
-            return durations[0]
+        if len(durations) >= runs:
+            return durations
         time.sleep(0.1)
     raise BenchError("the dunning_sweep timer did not finish")
 
@@ -308,6 +320,10 @@ def throughput(dues: list[int], workers: list[int], latency_ms: int, timeout: fl
     return results
 
 
+def _ms(durations: list[float]) -> str:
+    return " + ".join(f"{d / 1000:.1f} s" for d in durations)
+
+
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -331,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         out["cost"] = cost(bases, args.due, args.timeout)
         c = out["cost"]
         rows = [(f"{b} accounts, {args.due} due", f"{c[str(b)]['storage_requests']} req",
-                 f"{c[str(b)]['sweep_s']} s sweep; timer {c[str(b)]['timer_ms']:.0f} ms; "
+                 f"{c[str(b)]['sweep_s']} s sweep; timer runs {_ms(c[str(b)]['timer_ms'])}; "
                  f"{c[str(b)]['requests_per_due_account']} req/due account; account-row read "
                  f"{c[str(b)]['account_row_ms']:.1f} ms vs unique-key {c[str(b)]['unique_row_ms']:.1f} ms")
                 for b in bases]
@@ -343,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         t = out["throughput"]
         print_table(f"due accounts handled per second ({args.latency_ms} ms per charge)", [
             (f"{r['due']} due, {r['extra_workers']} extra workers", f"{r['due_per_s']}/s",
-             f"{r['sweep_s']} s; timer {r['timer_ms']:.0f} ms; {r['charges']} charges; by process {r['per_process']}")
+             f"{r['sweep_s']} s; timer runs {_ms(r['timer_ms'])}; {r['charges']} charges; "
+             f"by process {r['per_process']}")
             for r in t.values()])
     print(f"\nload average at the end: {load_average()}")
     print(f"results: {write_results('sweeps', out)}")
