@@ -17,7 +17,7 @@ from azure.data.tables import TableServiceClient
 from devstack.stack import LocalStack
 from shared.money import Money
 from tests.e2e.conftest import new_account, wait_until
-from tests.e2e.test_billing_page import link_from_email
+from tests.e2e.test_billing_page import link_from_email, page_form_token
 
 BILLION_DONG = "2500000000"
 
@@ -165,7 +165,8 @@ def test_times_and_query_numbers_in_foreign_digits_are_refused(api: str, stack: 
     expires = link.split("expires=")[1].split("&")[0]
     wide = expires.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
     assert requests.get(link.replace(f"expires={expires}", f"expires={wide}"), timeout=10).status_code == 403
-    twice = requests.post(link, data=[("token", "tok_visa"), ("token", "tok_mastercard")], timeout=30)
+    twice = requests.post(link, data=[("token", "tok_visa"), ("token", "tok_mastercard"),
+                                       ("form_token", page_form_token(link))], timeout=30)
     assert twice.status_code == 400  # which card is meant is ambiguous: neither is saved or charged
     assert view(api, acc)["balance"] == {"USD": "10.00"} and view(api, acc)["paymentMethod"]["last4"] == "4242"
 

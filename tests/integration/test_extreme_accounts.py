@@ -39,7 +39,7 @@ EDGES = [1, 9, 10, 99, 100, 2**31 - 1, 2**31, 2**32, 2**53 - 1, 2**53 + 1, 10**1
 SYMBOLS = "!#$%&'*+-/=?^_`{|}~."  # every symbol an address's local part may hold in our pattern
 SCRIPTS = st.sampled_from([
     "株式会社コントソ 北京分公司", "شركة كونتوسو المحدودة", "חברת קונטוסו בע״מ", "Contoso 🚀🧾💸 👩🏽‍💻",
-    "Công ty Cổ phần", "Ｃｏｎｔｏｓｏ（全角）", "𠜎𠜱𠝹𠱓 (astral CJK)", "مرحبا‏ mixed עברית 123",
+    "Công ty Cổ phần", "Ｃｏｎｔｏｓｏ（全角）", "𠜎𠜱𠝹𠱓 (astral CJK)", "مرحبا mixed עברית 123",
 ])
 
 
