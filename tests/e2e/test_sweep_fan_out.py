@@ -9,6 +9,7 @@ from typing import Any
 
 import requests
 from azure.data.tables import TableClient, UpdateMode
+from azure.storage.queue import QueueClient
 
 from devstack.stack import LocalStack
 from tests.e2e.conftest import new_account, wait_until
@@ -58,3 +59,10 @@ def test_one_failing_account_is_dead_lettered_while_every_other_due_account_is_d
     finally:
         table.update_entity({"PartitionKey": broken, "RowKey": "account", "state_parts": 1}, mode=UpdateMode.MERGE)
         requests.delete(f"{api}/testing/clock", timeout=10)
+
+
+def test_a_malformed_work_message_is_dead_lettered_at_once_with_its_reason(api: str, stack: LocalStack) -> None:
+    text = '{"sweep": "gardening", "accountId": "acc-weeds", "partition": "due-1", "row": "r"}'
+    QueueClient.from_connection_string(stack.connection_string, "sweep-work").send_message(text)
+    dead = wait_until(lambda: sweep_dead_letters(api, "acc-weeds"), "the malformed work dead-lettered")
+    assert dead[0]["text"] == text and "not a sweep-work message" in dead[0]["reason"]
