@@ -49,5 +49,6 @@ def read_json(req: func.HttpRequest) -> Any:
         raise InvalidRequest([FieldProblem("body", f"at most {MAX_BODY_BYTES} bytes are accepted")])
     try:
         return json_reader.read_json(raw)
-    except json_reader.JsonRefused as exc:
-        raise InvalidRequest([FieldProblem(exc.field or "body", exc.reason)]) from exc
+    except json_reader.JsonRefused as exc:  # the reason names its field first, as a dead letter's does
+        field = exc.field or "body"
+        raise InvalidRequest([FieldProblem(field, exc.reason.removeprefix(f"{field}: "))]) from exc
