@@ -9,9 +9,12 @@ logged; a security code not even that.
 A card number (PAN) is a run of 13 to 19 digits passing the Luhn check, written with or without
 separators between groups of digits: up to three spaces, tabs, no-break or other Unicode spaces,
 dashes, dots, slashes, underscores or invisible format characters. Digits of any script count
-(a full-width `４１１１…` is still a card number). A run glued to an ASCII letter or another digit
-(`card4111…`, a 32-digit hex id) is not one: that keeps random ids and hashes from matching by
-chance, at the price of missing a number written flush against a word.
+(a full-width `４１１１…` is still a card number), and so does a number written flush against a
+word (`card4111…`, `evt4111…`, `x4111…@example.com`). Not one: a run glued to more digits (a
+20-digit id is no 16-digit card number), or the digits of a word made only of hexadecimal digits
+with a letter among them (`0f3a…`, a hash or a random id), which match by chance. In JSON, a card
+number is also looked for in numbers (`4111111111111111.0`) and behind string escapes
+(`"4111\u00201111…"`), even when the rest of the text is not valid JSON.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ _SPACES = r"\s\u180e\u200b-\u200d\u2060-\u2064\ufeff\u00ad"
 _DASHES = r"\-\u058a\u05be\u1806\u2010-\u2015\u2212\u2e3a\u2e3b\ufe58\ufe63\uff0d"
 _DOTS_SLASHES = r"./\\_\u00b7\u2024\u2027\u2044\u2215\u3002\u30fb\uff0e\uff0f"
 _SEPARATOR = f"[{_SPACES}{_DASHES}{_DOTS_SLASHES}\u202a-\u202e\u2066-\u2069]"
-# A digit not preceded by a letter or digit, then the rest of its run (atomic: no shorter reading
-# of a run glued to a letter), not followed by a letter or digit.
-_RUN = re.compile(rf"\d(?<![A-Za-z\d]\d)(?>\d*(?:{_SEPARATOR}{{1,3}}\d+)*)(?![A-Za-z\d])")
+# A digit not preceded by a digit, then the rest of its run (atomic: no shorter reading of a
+# longer run); whether a letter glued to either end makes it a hex id is `_hex_glued`'s to say.
+_RUN = re.compile(rf"\d(?<!\d\d)(?>\d*(?:{_SEPARATOR}{{1,3}}\d+)*)(?!\d)")
 _GROUP = re.compile(r"\d+")
+_HEX_WORD = re.compile(r"[0-9A-Fa-f]*[A-Fa-f][0-9A-Fa-f]*")
 
 # Field names that only ever hold a card number or a security code, compared without case,
 # spaces, dashes, dots or underscores (`CVV`, `card_number`, `Card-Number`, `securityCode`).
@@ -64,9 +68,30 @@ def luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _word(text: str, at: int) -> str:
+    """The letters and digits around position `at` (one word, as an id or a hash is)."""
+    start, end = at, at
+    while start > 0 and text[start - 1].isalnum():
+        start -= 1
+    while end < len(text) and text[end].isalnum():
+        end += 1
+    return text[start:end]
+
+
+def _hex_glued(text: str, at: int, glued_to: int) -> bool:
+    """Whether the digit group at `at` is glued to the letter at `glued_to` inside a hex word."""
+    return 0 <= glued_to < len(text) and text[glued_to].isalpha() and _HEX_WORD.fullmatch(_word(text, at)) is not None
+
+
 def _candidates(run: re.Match[str]) -> Iterator[CardNumber]:
-    """Every span of whole digit groups of one run that holds 13-19 digits and passes Luhn."""
+    """Every span of whole digit groups of one run that holds 13-19 digits and passes Luhn; a
+    group that is part of a hex word (`_hex_glued`) is not part of any."""
     groups = list(_GROUP.finditer(run.group()))
+    text = run.string
+    if groups and _hex_glued(text, run.start(), run.start() - 1):
+        groups = groups[1:]
+    if groups and _hex_glued(text, run.end() - 1, run.end()):
+        groups = groups[:-1]
     for i in range(len(groups)):
         digits = ""
         for j in range(i, len(groups)):
@@ -157,6 +182,18 @@ class _Object(list[tuple[str, Any]]):
     """A JSON object as its key/value pairs, duplicates and order kept."""
 
 
+class _Number(str):
+    """A JSON number as it was written (`4111111111111111.0`, `1e3`): masked as text, and
+    written back as a number when nothing in it needs masking."""
+
+
+def _mask_number(literal: str) -> str:
+    """A number's mantissa masked (`4111111111111111e0` holds a card number before its `e`)."""
+    mantissa, e, exponent = literal.replace("E", "e").partition("e")
+    masked = mask_card_numbers(mantissa)
+    return literal if masked == mantissa else masked + literal[len(mantissa):len(mantissa) + len(e) + len(exponent)]
+
+
 def redact_message(text: str) -> Redaction:
     """Mask card numbers and drop card fields from a message, JSON or not.
 
@@ -165,7 +202,7 @@ def redact_message(text: str) -> Redaction:
     message that is not JSON has its card numbers masked and the values after `"cvv":`-like keys
     removed. A message without card data comes back exactly as it was."""
     try:
-        tree = json.loads(text, object_pairs_hook=_Object)
+        tree = json.loads(text, object_pairs_hook=_Object, parse_float=_Number, parse_int=_Number)
     except (ValueError, RecursionError):
         return _redact_raw(text)
     findings: list[str] = []
@@ -193,11 +230,11 @@ def _walk(node: Any, path: str, findings: list[str]) -> Any:
         return kept
     if isinstance(node, list):
         return [_walk(v, f"{path}.{i}" if path else str(i), findings) for i, v in enumerate(node)]
-    if isinstance(node, str | int) and not isinstance(node, bool):
-        masked = mask_card_numbers(str(node))
-        if masked != str(node):
+    if isinstance(node, str):
+        masked = _mask_number(node) if isinstance(node, _Number) else mask_card_numbers(node)
+        if masked != node:
             findings.append(path or "message")
-            return masked
+            return masked  # a string from now on
     return node
 
 
@@ -206,7 +243,33 @@ def _dump(node: Any) -> str:
         return "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{_dump(v)}" for k, v in node) + "}"
     if isinstance(node, list):
         return "[" + ",".join(_dump(v) for v in node) + "]"
+    if isinstance(node, _Number):
+        return str(node)
     return json.dumps(node, ensure_ascii=False)
+
+
+_STRING_LITERAL = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+
+
+def mask_escaped_card_numbers(text: str) -> str:
+    """`text` with every JSON string literal that holds a card number only once its escapes are
+    read (`"4111\\u00201111\\u00201111\\u00201111"`, digits written as `\\u0034`) written again,
+    unescaped, with the number masked. For text that is not valid JSON as a whole (a JSON text is
+    read whole by `redact_message`); literals without a backslash are left to `mask_card_numbers`."""
+    if "\\" not in text:
+        return text
+
+    def unescaped(m: re.Match[str]) -> str:
+        if "\\" not in m.group():
+            return m.group()
+        try:
+            value = json.loads(m.group())
+        except ValueError:
+            return m.group()
+        masked = mask_card_numbers(value)
+        return m.group() if masked == value else json.dumps(masked, ensure_ascii=False)
+
+    return _STRING_LITERAL.sub(unescaped, text)
 
 
 _RAW_FIELD = re.compile(r'"(?P<key>[^"\\]{1,64})"(?P<colon>\s*:\s*)(?P<value>"(?:[^"\\]|\\.)*"|[^,}\]\s]*)')
@@ -222,7 +285,7 @@ def _redact_raw(text: str) -> Redaction:
         return f'"{m["key"]}"{m["colon"]}"[removed]"'
 
     without_codes = _RAW_FIELD.sub(drop, text)
-    masked = mask_card_numbers(without_codes)
+    masked = mask_card_numbers(mask_escaped_card_numbers(without_codes))
     if masked != without_codes:
         findings.append("text")
     return Redaction(masked, tuple(findings)) if findings else Redaction(text, ())

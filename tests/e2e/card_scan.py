@@ -1,19 +1,22 @@
 """Looking for card numbers wherever the local stack keeps anything: every log file, every row of
-every table, every message still on a queue. Used after the whole e2e session (the `stack`
+every table, every message still on a queue, every email the email endpoint received; in plain
+text and behind JSON string escapes (`"4111\\u00201111..."`). Used after the whole e2e session (the `stack`
 fixture's finaliser) and by the last e2e test, `test_zz_no_card_numbers_left.py`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import requests
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from shared.card_data import find_card_numbers, mask_card_numbers
+from shared.card_data import find_card_numbers, mask_card_numbers, mask_escaped_card_numbers
 
 
 def _where(text: str) -> bool:
-    return bool(find_card_numbers(text))
+    return bool(find_card_numbers(text)) or mask_escaped_card_numbers(text) != text
 
 
 def in_logs(log_dir: Path) -> list[str]:
@@ -50,5 +53,12 @@ def in_queues(connection_string: str) -> list[str]:
     return found
 
 
-def card_numbers_left(log_dir: Path, connection_string: str) -> list[str]:
-    return [*in_logs(log_dir), *in_tables(connection_string), *in_queues(connection_string)]
+def in_emails(email_url: str) -> list[str]:
+    """`email operationId` for every email the local email endpoint keeps that holds a card number."""
+    messages = requests.get(f"{email_url}/messages", timeout=30).json()
+    return [f"email {m.get('operationId')}" for m in messages if _where(json.dumps(m, ensure_ascii=False))]
+
+
+def card_numbers_left(log_dir: Path, connection_string: str, email_url: str | None = None) -> list[str]:
+    return [*in_logs(log_dir), *in_tables(connection_string), *in_queues(connection_string),
+            *(in_emails(email_url) if email_url else [])]

@@ -27,7 +27,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         yield s
         # After every test of the session: no card number anywhere the stack keeps anything
         # (issue 15). A failure here is reported as an error at the last test's teardown.
-        left = card_numbers_left(logs, s.connection_string)
+        left = card_numbers_left(logs, s.connection_string, s.email_url)
     finally:
         s.stop()
     assert not left, "card numbers kept by the local stack:\n" + "\n".join(left[:50])

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from devstack.stack import LocalStack
-from shared.card_data import contains_card_number
+from shared.card_data import contains_card_number, mask_escaped_card_numbers
 from tests.e2e.conftest import new_account, wait_until
 
 CARD = "4111 1111 1111 1111"
@@ -44,6 +44,9 @@ QUEUE_CASES: dict[str, dict[str, Any]] = {
     "cvv attribute": {"cvv": "737"},
     "CVC in data": {"data__CVC": 737},
     "no-break spaces": {"data__note": "4111\u00a01111\u00a01111\u00a01111"},
+    "JSON number": {"data__amount": 4111111111111111.0},
+    "id flush against a word": {"id": "evt4111111111111111"},
+    "subscription id flush against a letter": {"data__subscriptionId": "s4111111111111111"},
 }
 
 
@@ -99,8 +102,18 @@ def test_a_message_that_is_not_json_is_masked_too(api: str, send_event: Callable
     assert item["redacted"] and "**** **** **** 1111" in item["text"] and not contains_card_number(item["text"])
 
 
+def test_a_card_number_behind_json_escapes_in_broken_json_is_masked(api: str, send_event: Callable[..., str]) -> None:
+    marker = uuid.uuid4().hex
+    escaped = r"4111\u00201111\u00201111\u00201111"
+    send_event("", {}, raw=f'{{"source": "/tests/{marker}", "data": {{"reason": "{escaped}"}}')  # no closing brace
+    item = _dead_letter(api, marker)
+    assert item["redacted"] and '"**** **** **** 1111"' in item["text"] and escaped not in item["text"]
+    assert mask_escaped_card_numbers(item["text"]) == item["text"]
+
+
 HTTP_CARD_FORMS = ["4111.1111.1111.1111", "4111  1111  1111  1111", "4111/1111/1111/1111",
-                   "4111\u00a01111\u00a01111\u00a01111", "4111\t1111\t1111\t1111", "4111_1111_1111_1111"]
+                   "4111\u00a01111\u00a01111\u00a01111", "4111\t1111\t1111\t1111", "4111_1111_1111_1111",
+                   "card4111111111111111", "4111111111111111xyz"]
 HIDDEN = {"right-to-left override": "\u202e", "left-to-right isolate": "\u2066", "zero-width space": "\u200b",
           "escape": "\u001b", "newline": "\n", "private use": "\ue000", "line separator": "\u2028"}
 
@@ -128,6 +141,13 @@ def test_a_card_number_with_any_separator_is_refused_over_http(api: str, card: s
     _refused(api, _account(displayName=card), "displayName")
     _refused(api, _account(displayName=f"Contoso {card}"), "displayName")
     _refused(api, _account(subscriptions=[{"id": "s1", "name": card}]), "subscriptions.0.name")
+
+
+def test_a_card_number_flush_against_a_word_in_an_id_or_address_is_refused(api: str) -> None:
+    _refused(api, _account(billingContacts=["x4111111111111111@contoso.example"]), "billingContacts.0")
+    _refused(api, _account(subscriptions=[{"id": "s4111111111111111", "name": "Service 1"}]), "subscriptions.0.id")
+    r = requests.put(f"{api}/accounts/acct4111111111111111", json=_account(), timeout=10)
+    assert r.status_code == 400 and [e["field"] for e in r.json()["errors"]] == ["accountId"]
 
 
 def test_a_card_number_as_an_account_id_is_refused(api: str) -> None:

@@ -19,6 +19,7 @@ from shared.card_data import (
     is_card_field,
     luhn,
     mask_card_numbers,
+    mask_escaped_card_numbers,
     redact_message,
 )
 
@@ -98,8 +99,24 @@ def test_ids_times_and_amounts_are_not_card_numbers(an_id: uuid.UUID, when: date
         assert not find_card_numbers(text), text
 
 
-def test_digits_glued_to_letters_or_failing_luhn_are_not_card_numbers() -> None:
-    assert not contains_card_number("card4111111111111111")
+@pytest.mark.parametrize("text", ["card4111111111111111", "evt4111111111111111", "s4111111111111111",
+                                  "x4111111111111111@contoso.example", "4111111111111111abcxyz", "0x4111111111111111",
+                                  "cardnumber4111 1111 1111 1111exp"])
+def test_a_card_number_flush_against_a_word_is_one(text: str) -> None:
+    assert contains_card_number(text)
+    assert "4111" not in mask_card_numbers(text) and mask_card_numbers(text).count("1111") == 1
+
+
+@settings(max_examples=300)
+@given(st.binary(min_size=8, max_size=32))
+def test_hex_ids_and_hashes_are_not_card_numbers(raw: bytes) -> None:
+    hex_id = raw.hex()
+    if any(c in "abcdef" for c in hex_id):
+        for text in (hex_id, f"evt-{hex_id}", f"op_{hex_id.upper()}", f"sha256:{hex_id}"):
+            assert not contains_card_number(text), text
+
+
+def test_digits_glued_to_more_digits_or_failing_luhn_are_not_card_numbers() -> None:
     assert not contains_card_number("4111 1111 1111 1112")
     assert not contains_card_number("411111111111")  # 12 digits
     assert not contains_card_number("41111111111111111111")  # 20 digits, one run
@@ -147,3 +164,27 @@ def test_text_that_is_not_json_is_masked_and_loses_security_code_values() -> Non
     assert redaction.redacted and "123" not in redaction.text and "**** **** **** 1111" in redaction.text
     deep = "[" * 100_000 + '"4111111111111111"' + "]" * 100_000
     assert "4111111111111111" not in redact_message(deep).text
+
+
+@pytest.mark.parametrize(("number", "kept"), [
+    ("4111111111111111.0", "************1111.0"), ("4111111111111111", "************1111"),
+    ("4111111111111111e0", "************1111e0"), ("-4111111111111111.25E+3", "-************1111.25E+3"),
+])
+def test_a_card_number_written_as_a_json_number_is_masked(number: str, kept: str) -> None:
+    redaction = redact_message(f'{{"id": "evt-1", "data": {{"amount": {number}, "n": 1.50}}, "k": 7}}')
+    assert redaction.findings == ("data.amount",)
+    assert json.loads(redaction.text) == {"id": "evt-1", "data": {"amount": kept, "n": 1.5}, "k": 7}
+    assert '"n":1.50' in redaction.text  # other numbers are kept as written
+
+
+@pytest.mark.parametrize("literal", [
+    r'"4111\u00201111\u00201111\u00201111"',
+    r'"\u0034\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031"',
+    r'"4111\t1111\n1111\/1111"', r'"card \uff14111 1111 1111 1111"',
+])
+def test_a_card_number_behind_json_escapes_is_masked_even_in_broken_json(literal: str) -> None:
+    for text in ('{"id": "x", "data": {"reason": ' + literal + "}}", '{"id": "x", "data": {"reason": ' + literal + "}"):
+        redaction = redact_message(text)
+        assert redaction.redacted, text
+        assert mask_escaped_card_numbers(redaction.text) == redaction.text
+        assert "1111" in redaction.text and not contains_card_number(json.dumps(redaction.text))
