@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import azure.functions as func
 
+from functions.problems import SECURITY_HEADERS
 from shared.bootstrap import Services, services
 from shared.gateway.protocol import contract_reason
 from shared.intake import is_identifier
@@ -29,10 +30,8 @@ HEADERS = {
     # No script at all; the form posts only to this page; nobody may frame it (clickjacking).
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
-    "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",  # the URL carries the signature
-    "X-Content-Type-Options": "nosniff",
-    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",  # HTTPS only, from the first visit on
+    **SECURITY_HEADERS,  # never cached, never sniffed, HTTPS only
 }
 
 
@@ -74,12 +73,17 @@ def _origin(url: str) -> str:
 def _cross_site(req: func.HttpRequest, page_url: str) -> bool:
     """Whether the browser says the form was sent from another site: `Sec-Fetch-Site` other than
     same-origin or none (typed, bookmarked), or an `Origin` that is neither this request's nor
-    the configured page's (`null` included). Without either header the anti-forgery token decides."""
+    the configured page's (`null` included), or, from a browser that sends no `Origin`, a
+    `Referer` from elsewhere. Without any of them the anti-forgery token decides."""
     site = (req.headers.get("sec-fetch-site") or "").strip().lower()
     if site and site not in ("same-origin", "none"):
         return True
+    ours = {_origin(req.url), _origin(page_url)}
     origin = req.headers.get("origin")
-    return origin is not None and origin.strip().rstrip("/").lower() not in {_origin(req.url), _origin(page_url)}
+    if origin is not None:
+        return origin.strip().rstrip("/").lower() not in ours
+    referer = req.headers.get("referer")
+    return referer is not None and _origin(referer.strip()) not in ours
 
 
 def _submit(svc: Services, req: func.HttpRequest, account_id: str, locale: Locale,

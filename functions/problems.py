@@ -11,11 +11,17 @@ from shared import json_reader
 from shared.registration import InvalidRequest
 
 MAX_BODY_BYTES = 64 * 1024
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",  # account views and dead letters hold personal data: no cache keeps them
+    "X-Content-Type-Options": "nosniff",  # JSON is never read as a script or a page
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",  # HTTPS only, from the first answer on
+}
+"""On every answer of the app's own routes, JSON and HTML alike."""
 
 
 def json_response(body: Any, status: int = 200) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body, ensure_ascii=False), status_code=status,
-                             mimetype="application/json", charset="utf-8")
+                             mimetype="application/json", charset="utf-8", headers=SECURITY_HEADERS)
 
 
 def problem(status: int, title: str, detail: str, *, type_: str = "about:blank",
@@ -25,7 +31,7 @@ def problem(status: int, title: str, detail: str, *, type_: str = "about:blank",
         body["errors"] = errors
     body.update(extra)
     return func.HttpResponse(json.dumps(body, ensure_ascii=False), status_code=status,
-                             mimetype="application/problem+json", charset="utf-8")
+                             mimetype="application/problem+json", charset="utf-8", headers=SECURITY_HEADERS)
 
 
 def invalid(exc: InvalidRequest) -> func.HttpResponse:

@@ -34,14 +34,16 @@ def link_from_email(stack: LocalStack, account_id: str) -> str:
     return str(wait_until(found, "an email with the billing link"))
 
 
-def submit(link: str, token: str, headers: dict[str, str] | None = None,
+def submit(link: str, token: str, headers: dict[str, str | None] | None = None,
            form_token: str | None = None) -> requests.Response:
     """Post the page's form as a browser on the page does: with the form's hidden anti-forgery
-    token (unless one is given), and the headers a browser adds to a same-origin form post."""
+    token (unless one is given), and the headers a browser adds to a same-origin form post
+    (`headers` changes them; None leaves one out)."""
     if form_token is None:
         form_token = page_form_token(link)
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(link))
-    sent = {"Origin": origin, "Sec-Fetch-Site": "same-origin", **(headers or {})}
+    given: dict[str, str | None] = {"Origin": origin, "Sec-Fetch-Site": "same-origin", **(headers or {})}
+    sent = {k: v for k, v in given.items() if v is not None}
     return requests.post(link, data={"token": token, "form_token": form_token}, headers=sent, timeout=60)
 
 
@@ -139,10 +141,11 @@ def _unchanged(api: str, stack: LocalStack, acc: str) -> None:
 
 @pytest.mark.parametrize("headers", [{"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
                                      {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
-                                     {"Origin": "null"}, {"Sec-Fetch-Site": "same-site"}],
-                         ids=["origin", "sec-fetch-site", "both", "null-origin", "same-site"])
+                                     {"Origin": "null"}, {"Sec-Fetch-Site": "same-site"},
+                                     {"Origin": None, "Sec-Fetch-Site": None, "Referer": "https://evil.example/pay"}],
+                         ids=["origin", "sec-fetch-site", "both", "null-origin", "same-site", "referer"])
 def test_a_cross_site_post_is_refused_and_saves_nothing(
-        api: str, stack: LocalStack, send_event: Callable[..., str], headers: dict[str, str]) -> None:
+        api: str, stack: LocalStack, send_event: Callable[..., str], headers: dict[str, str | None]) -> None:
     acc = owing_account(api, send_event)
     link = link_from_email(stack, acc)
     r = submit(link, "tok_visa", headers=headers)
