@@ -16,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_JS = ROOT / "node_modules" / "azurite" / "dist" / "src" / "azurite.js"
+UTF8_FIX = Path(__file__).with_name("azurite_utf8.cjs")  # queue text kept whole: see the file
 ACCOUNT = "devstoreaccount1"
 # The well-known Azurite development key: public, documented, not a secret.
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -63,7 +64,7 @@ def start(endpoints: AzuriteEndpoints, location: Path | None = None, silent: boo
     if not AZURITE_JS.exists():
         raise RuntimeError(f"Azurite is not installed at {AZURITE_JS}: run `npm ci` first")
     args = [
-        "node", str(AZURITE_JS),
+        "node", "--require", str(UTF8_FIX), str(AZURITE_JS),
         "--blobHost", endpoints.host, "--blobPort", str(endpoints.blob_port),
         "--queueHost", endpoints.host, "--queuePort", str(endpoints.queue_port),
         "--tableHost", endpoints.host, "--tablePort", str(endpoints.table_port),
