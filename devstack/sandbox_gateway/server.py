@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from devstack.sandbox_gateway.store import ChargeStore, StoredCharge, iso_utc
+from shared.card_data import mask_card_numbers
 from shared.gateway.fake import (
     SANDBOX_CARDS,
     amount_problem,
@@ -54,8 +55,9 @@ _V1_ROUTES = ("POST /v1/cards", "POST /v1/charges", "GET /v1/charges/{idempotenc
 
 
 def redact(text: str) -> str:
-    """Take card tokens and anything shaped like a card number out of a log line."""
-    return _TOKEN_LIKE.sub("tok_[redacted]", _CARD_LIKE.sub("[redacted]", text))
+    """Take card tokens and anything shaped like a card number out of a log line: long digit runs,
+    and whatever the product's one detector calls a card number (`4111.1111.1111.1111`, ...)."""
+    return _TOKEN_LIKE.sub("tok_[redacted]", mask_card_numbers(_CARD_LIKE.sub("[redacted]", text)))
 
 
 class ApiError(Exception):
@@ -322,7 +324,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        path = urlsplit(self.path).path
+        path = unquote(urlsplit(self.path).path)  # `4111%201111...` is a card number too
         log.info(redact(f"{self.command} {path} -> {code}"))
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -560,6 +560,21 @@ def test_redaction() -> None:
         "card [redacted] and [redacted], tok_[redacted]"
     )
     assert redact("GET /v1/charges/abc-123 -> 200") == "GET /v1/charges/abc-123 -> 200"
+    # Every form the product's detector knows (issue 15), not only spaces and dashes
+    assert redact("GET /v1/charges/4111.1111.1111.1111 -> 404") == "GET /v1/charges/****.****.****.1111 -> 404"
+    assert redact("4111\u00a01111\u00a01111\u00a01111") == "****\u00a0****\u00a0****\u00a01111"
+
+
+@pytest.mark.parametrize("path", ["4111.1111.1111.1111", "4111%201111%201111%201111", "4111%2F1111%2F1111%2F1111"])
+def test_a_card_number_in_a_request_path_is_not_logged(
+        sandbox: RunningSandbox, caplog: pytest.LogCaptureFixture, path: str) -> None:
+    caplog.set_level(logging.INFO, logger="devstack.sandbox_gateway")
+    r = requests.get(f"{sandbox.url}/v1/charges/{path}", headers={"Authorization": f"Bearer {sandbox.api_key}"},
+                     timeout=5)
+    assert r.status_code == 404
+    logged = [rec.getMessage() for rec in caplog.records if rec.name == "devstack.sandbox_gateway"]
+    assert any("/v1/charges/" in line for line in logged), logged
+    assert not any("4111" in line for line in logged), logged
 
 
 # -- durability across a restart of the sandbox process ------------------------------------------------
