@@ -49,7 +49,7 @@ class Admin:
             return Reply.text(400, f"{spec.name} is an HTTP function: call its route instead")
         try:
             payload = json.loads(body) if body.strip() else {}
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, a huge number, deep nesting
             return Reply.text(400, 'body must be JSON like {"input": "..."}')
         raw = payload.get("input", "") if isinstance(payload, dict) else None
         if raw is not None and not isinstance(raw, str):
@@ -74,7 +74,7 @@ class Admin:
         if spec.trigger == EVENT_GRID:
             try:
                 event = json.loads(raw)
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise ValueError(f"input is not an Event Grid event as JSON: {exc}") from exc
             if not isinstance(event, dict):
                 raise ValueError("input must be one event (a JSON object)")

@@ -101,8 +101,8 @@ class EventGridWebhook:
             return Reply.text(404, f"no eventGridTrigger function named {name!r}")
         try:
             body = json.loads(request.body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return Reply.text(400, f"body is not JSON: {exc}")
+        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, a huge number, deep nesting
+            return Reply.text(400, f"body is not JSON: {type(exc).__name__}: {str(exc)[:200]}")
         events = body if isinstance(body, list) else [body]
         if not all(isinstance(e, dict) for e in events):
             return Reply.text(400, "body must be a JSON array of event objects")
@@ -119,8 +119,8 @@ class EventGridWebhook:
     def _validate(events: list[dict[str, Any]]) -> Reply:
         data = events[0].get("data") if events else None
         code = data.get("validationCode") if isinstance(data, dict) else None
-        if not code:
-            return Reply.text(400, "SubscriptionValidation without data.validationCode")
+        if not code or not isinstance(code, str):
+            return Reply.text(400, "SubscriptionValidation without a data.validationCode string")
         return Reply.json(200, {"validationResponse": code})
 
     async def _deliver(self, spec: FunctionSpec, events: list[dict[str, Any]]) -> Reply:

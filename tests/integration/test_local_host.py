@@ -377,6 +377,15 @@ def test_admin_refuses_unknown_and_http_functions(host: RunningHost) -> None:
     assert requests.post(host.url("/admin/functions/echo"), json={"input": ""}, timeout=5).status_code == 400
 
 
+@pytest.mark.parametrize(("name", "body"), [
+    ("record_item", b"[" * 100_000 + b"]" * 100_000),
+    ("record_item", b'{"input": ' + b"9" * 5_000 + b"}"),
+    ("on_event", b'{"input": "' + b"[" * 100_000 + b'"}'),  # the event in `input` is JSON too
+])
+def test_admin_refuses_unreadable_json_with_400(host: RunningHost, name: str, body: bytes) -> None:
+    assert requests.post(host.url(f"/admin/functions/{name}"), data=body, timeout=10).status_code == 400
+
+
 # -- timers ------------------------------------------------------------------------------------------
 
 
@@ -435,6 +444,23 @@ def test_eventgrid_errors(host: RunningHost) -> None:
     unknown = host.url("/runtime/webhooks/eventgrid?functionName=nope")
     assert requests.post(unknown, json=[_event("ev-5", "x")], headers=notify, timeout=5).status_code == 404
     assert requests.post(url, data=b"{not json", headers=notify, timeout=5).status_code == 400
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'[{"id": ' + b"9" * 5_000 + b"}]", b"[\xff]"])
+@pytest.mark.parametrize("kind", ["Notification", "SubscriptionValidation"])
+def test_eventgrid_refuses_unreadable_json_with_400(host: RunningHost, body: bytes, kind: str) -> None:
+    # Deep nesting and huge numbers are not JSONDecodeErrors: they were a 500, which Event Grid retries
+    url = host.url("/runtime/webhooks/eventgrid?functionName=on_event")
+    r = requests.post(url, data=body, headers={"aeg-event-type": kind}, timeout=10)
+    assert (r.status_code, r.text.split(":")[0]) == (400, "body is not JSON")
+
+
+def test_eventgrid_validation_echoes_only_a_string_code(host: RunningHost) -> None:
+    body = [{"id": "v", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+             "data": {"validationCode": {"not": "a code"}}}]
+    r = requests.post(host.url("/runtime/webhooks/eventgrid?functionName=on_event"), json=body,
+                      headers={"aeg-event-type": "SubscriptionValidation"}, timeout=5)
+    assert r.status_code == 400 and "validationCode" in r.text
 
 
 # -- a second, trigger-only worker on the same storage -------------------------------------------------
