@@ -8,7 +8,8 @@ logged; a security code not even that.
 
 A card number (PAN) is a run of 13 to 19 digits passing the Luhn check, written with or without
 separators between groups of digits: up to three spaces, tabs, no-break or other Unicode spaces,
-dashes, dots, slashes, underscores or invisible format characters. Digits of any script count
+dashes, dots, slashes, underscores or invisible format characters, or up to eight spaces alone
+(`4111    1111 …`, as a form or a PDF pads them). Digits of any script count
 (a full-width `４１１１…` is still a card number), and so does a number written flush against a
 word (`card4111…`, `evt4111…`, `x4111…@example.com`). Not one: a run glued to more digits (a
 20-digit id is no 16-digit card number), or the digits of a word made only of hexadecimal digits
@@ -19,6 +20,7 @@ number is also looked for in numbers (`4111111111111111.0`) and behind string es
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
@@ -35,7 +37,7 @@ _DOTS_SLASHES = r"./\\_\u00b7\u2024\u2027\u2044\u2215\u3002\u30fb\uff0e\uff0f"
 _SEPARATOR = f"[{_SPACES}{_DASHES}{_DOTS_SLASHES}\u202a-\u202e\u2066-\u2069]"
 # A digit not preceded by a digit, then the rest of its run (atomic: no shorter reading of a
 # longer run); whether a letter glued to either end makes it a hex id is `_hex_glued`'s to say.
-_RUN = re.compile(rf"\d(?<!\d\d)(?>\d*(?:{_SEPARATOR}{{1,3}}\d+)*)(?!\d)")
+_RUN = re.compile(rf"\d(?<!\d\d)(?>\d*(?:(?:{_SEPARATOR}{{1,3}}|[{_SPACES}]{{4,8}})\d+)*)(?!\d)")
 _GROUP = re.compile(r"\d+")
 _HEX_WORD = re.compile(r"[0-9A-Fa-f]*[A-Fa-f][0-9A-Fa-f]*")
 
@@ -200,11 +202,12 @@ def redact_message(text: str) -> Redaction:
     A JSON message is walked: card fields (`is_card_field`) are removed with their values, card
     numbers in keys, strings and numbers are masked, and the result is written back as JSON; a
     message that is not JSON has its card numbers masked and the values after `"cvv":`-like keys
-    removed. A message without card data comes back exactly as it was."""
+    removed; a message that is base64 of such text is redacted inside and stays base64. A message
+    without card data comes back exactly as it was."""
     try:
         tree = json.loads(text, object_pairs_hook=_Object, parse_float=_Number, parse_int=_Number)
     except (ValueError, RecursionError):
-        return _redact_raw(text)
+        return _redact_base64(text) or _redact_raw(text)
     findings: list[str] = []
     try:
         clean = _walk(tree, "", findings)
@@ -273,6 +276,26 @@ def mask_escaped_card_numbers(text: str) -> str:
 
 
 _RAW_FIELD = re.compile(r'"(?P<key>[^"\\]{1,64})"(?P<colon>\s*:\s*)(?P<value>"(?:[^"\\]|\\.)*"|[^,}\]\s]*)')
+
+
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+
+def _redact_base64(text: str) -> Redaction | None:
+    """A message base64-encoded by mistake (a producer's SDK default; host.json says `none`):
+    redacted inside, and kept base64-encoded again. None when it is not base64 of UTF-8 text
+    holding card data."""
+    if len(text) < 20 or not _BASE64.fullmatch(text.strip()):
+        return None
+    try:
+        decoded = base64.b64decode(text.strip(), validate=True).decode("utf-8")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
+    inner = redact_message(decoded)
+    if not inner.redacted:
+        return None
+    encoded = base64.b64encode(inner.text.encode()).decode("ascii")
+    return Redaction(encoded, tuple(f"base64:{f}" for f in inner.findings))
 
 
 def _redact_raw(text: str) -> Redaction:

@@ -3,6 +3,7 @@ refused over HTTP with the field named, refused on the queue and kept only redac
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Callable
@@ -111,9 +112,29 @@ def test_a_card_number_behind_json_escapes_in_broken_json_is_masked(api: str, se
     assert mask_escaped_card_numbers(item["text"]) == item["text"]
 
 
+def test_a_message_base64_encoded_by_mistake_is_kept_redacted_inside(api: str, send_event: Callable[..., str]) -> None:
+    marker = uuid.uuid4().hex
+    event = _event("acc-x", marker, data__reason=CARD)
+    send_event("", {}, raw=base64.b64encode(json.dumps(event).encode()).decode())
+
+    def find() -> dict[str, Any] | None:
+        for item in requests.get(f"{api}/deadletters", timeout=10).json()["items"]:
+            try:
+                text = base64.b64decode(item["text"], validate=True).decode()
+            except ValueError:
+                continue
+            if marker in text:
+                return {**item, "decoded": text}
+        return None
+
+    item = wait_until(find, "the base64 dead letter")
+    assert item["redacted"] and "base64:data.reason" in item["reason"]
+    assert json.loads(item["decoded"])["data"]["reason"] == "**** **** **** 1111"
+
+
 HTTP_CARD_FORMS = ["4111.1111.1111.1111", "4111  1111  1111  1111", "4111/1111/1111/1111",
                    "4111\u00a01111\u00a01111\u00a01111", "4111\t1111\t1111\t1111", "4111_1111_1111_1111",
-                   "card4111111111111111", "4111111111111111xyz"]
+                   "card4111111111111111", "4111111111111111xyz", "4111    1111    1111    1111"]
 HIDDEN = {"right-to-left override": "\u202e", "left-to-right isolate": "\u2066", "zero-width space": "\u200b",
           "escape": "\u001b", "newline": "\n", "private use": "\ue000", "line separator": "\u2028"}
 

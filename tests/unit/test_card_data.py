@@ -3,6 +3,7 @@ last four digits; ids, times and amounts the product handles are not mistaken fo
 
 from __future__ import annotations
 
+import base64
 import json
 import string
 import uuid
@@ -23,7 +24,8 @@ from shared.card_data import (
     redact_message,
 )
 
-SEPARATORS = [" ", "  ", "-", ".", "/", "\t", "\u00a0", "\u2009", "\u202f", "\u2013", "_", " - ", "\u200b", "\\"]
+SEPARATORS = [" ", "  ", "-", ".", "/", "\t", "\u00a0", "\u2009", "\u202f", "\u2013", "_", " - ", "\u200b", "\\",
+              "    ", "\t" * 5, " \u00a0" * 4]
 
 
 def _with_check_digit(body: str) -> str:
@@ -188,3 +190,13 @@ def test_a_card_number_behind_json_escapes_is_masked_even_in_broken_json(literal
         assert redaction.redacted, text
         assert mask_escaped_card_numbers(redaction.text) == redaction.text
         assert "1111" in redaction.text and not contains_card_number(json.dumps(redaction.text))
+
+
+def test_a_message_base64_encoded_by_mistake_is_redacted_inside_and_stays_base64() -> None:
+    event = {"specversion": "1.0", "id": "evt-1", "data": {"reason": "4111 1111 1111 1111", "cvv": "737"}}
+    redaction = redact_message(base64.b64encode(json.dumps(event).encode()).decode())
+    assert redaction.findings == ("base64:data.reason", "base64:data.cvv")
+    kept = json.loads(base64.b64decode(redaction.text))
+    assert kept["data"] == {"reason": "**** **** **** 1111"}
+    clean = base64.b64encode(json.dumps({"id": "evt-1", "data": {"amount": "12.00"}}).encode()).decode()
+    assert redact_message(clean).text == clean and not redact_message(clean).redacted
