@@ -34,6 +34,7 @@ from shared.lifecycle.settlement import (
     plan_settlement,
     record_outcome,
     save_payment_method,
+    still_owed,
 )
 from shared.lifecycle.work import Decision
 from shared.money import Money, totals
@@ -175,6 +176,13 @@ def _charge(lc: Lifecycle, gateway: PaymentGateway, account_id: str, pending: Pe
     """Charge one planned charge and record the answer; True when it went through and the
     currency is still owed (a balance above the processor's limit: plan the next one)."""
     currency = pending.amount.currency
+    account = lc.store.load(account_id).account
+    if account.settling.get(currency) != pending:
+        return False  # recorded or replaced meanwhile: not ours to charge
+    if not still_owed(account, pending):
+        _drop(lc, account_id, currency, pending.idempotency_key,
+              "a payment, credit or write-off arrived after it was planned")
+        return True
     answer = gateway.charge(idempotency_key=pending.idempotency_key, amount=pending.amount, token=token,
                             account_id=account_id, description=f"past-due balance of {account_id}")
     lc.faults.after_gateway_charge()
@@ -212,18 +220,25 @@ def _resolve(lc: Lifecycle, gateway: PaymentGateway, account_id: str, currency: 
                     account_id, key, exc)
         result.unanswered.append(currency)
         return
-    now = lc.clock.now()
     if found is None:
         log.warning("account %s: charge %s never reached the gateway; planning afresh from what is owed now",
                     account_id, key)
-        commit_decision(lc, account_id, lambda snap: drop_pending(snap.account, currency, key, now, lc.policy))
+        _drop(lc, account_id, currency, key, "the gateway has no charge under its key")
         return
     log.warning("account %s: recovered the outcome of charge %s from the gateway", account_id, key)
-    _record(lc, account_id, currency, key, answer_of(found), result)
+    _record(lc, account_id, currency, key, answer_of(found), result, earlier=True)
+
+
+def _drop(lc: Lifecycle, account_id: str, currency: str, key: str, why: str) -> None:
+    now = lc.clock.now()
+    commit_decision(lc, account_id, lambda snap: drop_pending(snap.account, currency, key, now, lc.policy, why=why))
 
 
 def _record(lc: Lifecycle, account_id: str, currency: str, key: str, outcome: ChargeOutcome,
-            result: Settlement) -> Decision:
+            result: Settlement, *, earlier: bool = False) -> Decision:
+    """Commit the gateway's answer. Money taken is reported however old the attempt; a decline or
+    refusal of an `earlier` attempt is history (the timeline has it), and this settlement goes on
+    to plan afresh."""
     now: datetime = lc.clock.now()
     decision = commit_decision(lc, account_id, lambda snap: record_outcome(snap.account, currency, key, outcome,
                                                                           now, lc.policy))
@@ -232,6 +247,8 @@ def _record(lc: Lifecycle, account_id: str, currency: str, key: str, outcome: Ch
     if isinstance(outcome, Charged):
         before = result.charged.get(outcome.amount.currency, Money.zero(outcome.amount.currency))
         result.charged[outcome.amount.currency] = before + outcome.amount
+    elif earlier:
+        pass
     elif isinstance(outcome, Declined):
         result.declines.append((currency, outcome.decline_code))
     else:

@@ -144,12 +144,24 @@ class FakeGateway:
         with self._lock:
             self._faults.extend(faults)
 
+    def clear_faults(self) -> None:
+        """No injected fault is left: the gateway answers properly again."""
+        with self._lock:
+            self._fail_next = self._failing_lookups = 0
+            self._faults.clear()
+
     def fail_lookups(self, count: int = 1) -> None:
         """The next `count` `find_charge` calls raise `GatewayUnavailable`."""
         with self._lock:
             self._failing_lookups = count
 
     # -- inspection ------------------------------------------------------------------------------
+
+    def recorded(self, idempotency_key: str) -> ChargeResult | None:
+        """What is kept under a key, without any injected fault (inspection, not the interface)."""
+        with self._lock:
+            record = self._records.get(idempotency_key)
+            return record.result if record else None
 
     def charges_for(self, account_id: str) -> list[ChargeResult]:
         with self._lock:

@@ -129,14 +129,26 @@ def _spend(work: Work, pending: PendingCharge, charged: Money) -> None:
     to_credit(work, money, "the gateway charged more than was planned")
 
 
-def drop_pending(account: Account, currency: str, key: str, now: datetime, policy: DunningPolicy) -> Decision:
-    """The gateway never recorded a charge under `key`: nothing was taken, so the plan is
-    forgotten and the next one starts from what is owed now."""
+def still_owed(account: Account, pending: PendingCharge) -> bool:
+    """Is `pending` still exactly right to charge: every charge it pays still owes at least its
+    part, and no credit has come in that should be spent first? (Events arrive while a
+    settlement runs: a payment between the plan and the gateway call makes the plan stale.)"""
+    currency = pending.amount.currency
+    if account.credit.get(currency):
+        return False
+    return all((c := account.outstanding.get(cid)) is not None and c.remaining.minor >= minor
+               for cid, minor in pending.parts)
+
+
+def drop_pending(account: Account, currency: str, key: str, now: datetime, policy: DunningPolicy, *,
+                 why: str = "it never reached the gateway") -> Decision:
+    """Nothing was taken under `key` (`why` says how we know): the plan is forgotten and the next
+    one starts from what is owed now."""
     pending = account.settling.get(currency)
     if pending is None or pending.idempotency_key != key:
         return Decision(account)
     work = Work(account, {}, now, occasion=f"{key}-dropped")
     del work.settling[currency]
-    work.log("charge_abandoned", f"card charge of {pending.amount} never reached the gateway (idempotency key "
-                                 f"{key}): nothing was taken, and what is owed now is planned afresh")
+    work.log("charge_abandoned", f"card charge of {pending.amount} (idempotency key {key}) not made: {why}; "
+                                 "nothing was taken, and what is owed now is planned afresh")
     return work.finish(policy)
