@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 
 import azure.functions as func
 
@@ -70,12 +71,14 @@ def _handoff_or_dead_letter(msg: func.QueueMessage, source: str) -> EmailHandoff
 @bp.event_grid_trigger(arg_name="event")
 def email_delivery_reports(event: func.EventGridEvent) -> None:
     """Every report is applied or ignored with a log line; only a storage failure raises (Event
-    Grid then redelivers), never the report's content."""
-    if event.event_type != DELIVERY_REPORT:
-        log.info("ignored Event Grid event %s of type %s", event.id, event.event_type)
+    Grid then redelivers), never the report's content. The subscription may use the Event Grid
+    schema or CloudEvents 1.0 (the worker then passes a `func.CloudEvent`): both are read."""
+    event_type, event_time = _type_and_time(event)
+    if event_type != DELIVERY_REPORT:
+        log.info("ignored Event Grid event %s of type %s", event.id, event_type)
         return
     try:
-        report = read_report(event.get_json(), event.event_time)
+        report = read_report(event.get_json(), event_time)
     except ReportIgnored as exc:
         log.warning("ignored delivery report in Event Grid event %s: %s", event.id, exc)
         return
@@ -83,3 +86,9 @@ def email_delivery_reports(event: func.EventGridEvent) -> None:
     accounts = apply_report(svc.lifecycle, svc.contacts, svc.mail_index, report)
     log.info("delivery report %s for message %s: %s on %d account(s)", report.status, report.message_id,
              "applied" if accounts else "no account lists the address, ignored", len(accounts))
+
+
+def _type_and_time(event: func.EventGridEvent | func.CloudEvent) -> tuple[str, datetime | None]:
+    if isinstance(event, func.CloudEvent):
+        return event.type, event.time
+    return event.event_type, event.event_time

@@ -72,3 +72,21 @@ def test_a_contact_removed_from_an_account_is_no_longer_marked_there(api: str, s
     assert _unreachable(api, acc) == []
     _deliver(stack, [_report(body["billingContacts"][0], "Quarantined", "2026-12-01T10:00:00Z")])  # type: ignore[index]
     assert len(_unreachable(api, acc)) == 1
+
+
+def test_reports_in_the_cloudevents_schema_are_applied_too(api: str, stack: LocalStack) -> None:
+    # An Event Grid subscription may deliver CloudEvents 1.0; the worker then passes a CloudEvent.
+    address = f"ce-{uuid.uuid4().hex[:8]}@Contoso.example"
+    acc = new_account(api, contacts=(address,))
+
+    def cloud(data: Any, event_type: str = REPORT) -> dict[str, Any]:
+        return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "/subscriptions/x/providers/acs",
+                "type": event_type, "time": "2026-12-01T10:00:00.1234567Z", "subject": "s", "data": data}
+
+    bounce = _report(address.lower(), "Bounced", "2026-12-01T10:00:00.1234567Z")["data"]
+    _deliver(stack, [cloud({"status": "Bounced"}), cloud("not an object"), cloud({"x": 1}, "Other.Type"),
+                     cloud(bounce)])
+    assert len(_unreachable(api, acc)) == 1
+    delivered = _report(address, "Delivered", "2026-12-01T11:00:00Z")["data"]
+    _deliver(stack, [cloud(delivered)])
+    assert _unreachable(api, acc) == []
