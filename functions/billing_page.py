@@ -66,7 +66,11 @@ def billing_page(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _origin(url: str) -> str:
-    parts = urlsplit(url)
+    """`scheme://host:port` in lower case; "" (no one's origin) for a URL that cannot be read."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # `http://[::1`: an IPv6 bracket left open in a Referer was a 500
+        return ""
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
