@@ -51,7 +51,8 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
           gateway: PaymentGateway | None = None, mailer: Mailer | None = None) -> Services:
     tables = clients.table_service(settings, hook)
     queues = clients.queue_service(settings, hook)
-    store = AccountStore(clients.ensure_table(tables, settings.billing_table))
+    faults = faults or Faults()
+    store = AccountStore(clients.ensure_table(tables, settings.billing_table), faults)
     system = clients.ensure_table(tables, settings.system_table)
     test_clock = StoredTestClock(system, SystemClock()) if settings.test_clock_enabled else None
     clock: Clock = test_clock or SystemClock()
@@ -63,7 +64,7 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
                                 settings.max_concurrent_charges)
     return Services(
         settings=settings,
-        lifecycle=Lifecycle(store, dispatcher, clock, settings.policy, faults or Faults()),
+        lifecycle=Lifecycle(store, dispatcher, clock, settings.policy, faults),
         deadletters=DeadLetters(system),
         store=store,
         leases=AccountLeases(store.table),

@@ -8,6 +8,10 @@ class Faults:
     def before_commit(self) -> None:
         """Called after deciding, before the transaction."""
 
+    def between_transactions(self) -> None:
+        """Called after the first transaction of a decision too large for one, before the rest
+        (and between the batches of an erasure's redaction)."""
+
     def before_dispatch(self) -> None:
         """Called after the transaction, before the outbox is carried out."""
 

@@ -69,10 +69,12 @@ class Applied:
 def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str) -> Applied:
     """Apply one payment event exactly once, whatever the delivery."""
     now = lc.clock.now()
+    finished: list[OutboxRow] = []
 
     @on_conflict
     def attempt() -> tuple[Account, list[OutboxRow] | None]:
-        snap = lc.store.load(event.account_id, event_id=event.event_id, charge_ids=charge_ids_of(event))
+        snap = lc.store.load(event.account_id, event_id=event.event_id, charge_ids=charge_ids_of(event), finish=True)
+        finished.extend(snap.finished)
         if snap.already_applied:
             return snap.account, None
         decision = apply_payment_event(snap.account, event, snap.notes, now, lc.policy)
@@ -90,7 +92,7 @@ def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str) -> Applied:
         # A redelivery also finishes what a crashed first delivery committed but never sent.
         rows = lc.store.pending_outbox(event.account_id, settled_for=lc.redelivery_grace)
     lc.faults.before_dispatch()
-    lc.dispatcher.dispatch(rows)
+    lc.dispatcher.dispatch(_distinct(finished + rows))
     return Applied(account, duplicate)
 
 
@@ -99,13 +101,19 @@ def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot],
     """Load, decide and commit under the account's ETag, retrying on conflict; then dispatch.
 
     `first` is a snapshot the caller already loaded: the first attempt decides on it (saving a
-    read); if it is stale the ETag says so and the retry loads afresh."""
+    read) unless an earlier decision's follow-ups may be unapplied; if it is stale the ETag says
+    so and the retry loads afresh."""
     now = lc.clock.now()
-    given = [first] if first is not None else []
+    given = [first] if first is not None and not first.pending else []
+    finished: list[OutboxRow] = []
 
     @on_conflict
     def attempt() -> tuple[Decision, list[OutboxRow]]:
-        snap = given.pop() if given else lc.store.load(account_id)
+        if given:
+            snap = given.pop()  # what its loader finished is the loader's to carry out
+        else:
+            snap = lc.store.load(account_id, finish=True)
+            finished.extend(snap.finished)
         decision = decide(snap)
         if not decision.changed and snap.etag is not None:
             # Nothing to change, typically a client retrying a request whose first run crashed
@@ -117,8 +125,22 @@ def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot],
     with account_lock(account_id):
         decision, rows = attempt()
     lc.faults.before_dispatch()
-    lc.dispatcher.dispatch(rows)
+    lc.dispatcher.dispatch(_distinct(finished + rows))
     return decision
+
+
+def load_finished(lc: Lifecycle, account_id: str) -> Snapshot:
+    """Load an account to act on it without a decision of its own (a sweep finding nothing due,
+    an erasure): an earlier decision's follow-ups are applied and carried out first."""
+    with account_lock(account_id):
+        snap = lc.store.load(account_id, finish=True)
+    lc.dispatcher.dispatch(snap.finished)
+    return snap
+
+
+def _distinct(rows: list[OutboxRow]) -> list[OutboxRow]:
+    """Each row once: one this run finished may also be pending (a duplicate delivery's sweep-up)."""
+    return list({row.key: row for row in rows}.values())
 
 
 def register_account(lc: Lifecycle, account_id: str, reg: Registration) -> Account:

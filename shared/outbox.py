@@ -119,7 +119,6 @@ class OutboxDispatcher:
         self.email_queue = email_queue
         self._carry: dict[str, Callable[[OutboxRow], bool]] = {
             "lifecycle": self._send_lifecycle,
-            "charge_notes": self._write_notes,
             "email": self._hand_off_email,
             "index": self._update_index,
         }
@@ -137,10 +136,6 @@ class OutboxDispatcher:
         self.lifecycle_queue.send_message(lifecycle_cloudevent(row.payload))
         log.info("lifecycle event %s %s for %s/%s", row.payload["type"], row.key, row.account_id,
                  row.payload["subscriptionId"])
-        return True
-
-    def _write_notes(self, row: OutboxRow) -> bool:
-        self.store.write_notes(row.account_id, row.payload["notes"])
         return True
 
     def _update_index(self, row: OutboxRow) -> bool:

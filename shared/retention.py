@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from shared.handlers import Lifecycle, commit_decision
+from shared.handlers import Lifecycle, commit_decision, load_finished
 from shared.lifecycle.retention import REDACTED, erase_profile
 from shared.store.accounts import AccountStore
 from shared.store.indexes import Indexes
@@ -34,7 +34,7 @@ def erase_when_mailed(lc: Lifecycle, store: AccountStore, indexes: Indexes, mail
 
 
 def erase_customer_data(lc: Lifecycle, store: AccountStore, mail_index: MailIndex, account_id: str) -> None:
-    profile = store.load(account_id).account.profile
+    profile = load_finished(lc, account_id).account.profile  # redact what follow-ups wrote too
     if profile is None:
         return
     secrets = {*profile.billing_contacts, *profile.unreachable}

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, get_args
 
 from shared.gateway.protocol import CardRejected
-from shared.handlers import Lifecycle, commit_decision
+from shared.handlers import Lifecycle, commit_decision, load_finished
 from shared.json_reader import read_json
 from shared.lifecycle.dunning import advance
 from shared.lifecycle.model import Account, SubscriptionState
@@ -162,7 +162,7 @@ def give_up(svc: Services, work: SweepWork | None, body: bytes, reason: str, mes
 
 def _dunning(svc: Services, account_id: str, now: datetime) -> WorkDone:
     lc = svc.lifecycle
-    snap = lc.store.load(account_id)
+    snap = load_finished(lc, account_id)
     if _stale(snap.account.next_due_at, now):
         return WorkDone("stale")
     paid, retried = 0, False
@@ -187,7 +187,7 @@ def _dunning(svc: Services, account_id: str, now: datetime) -> WorkDone:
 
 def _retention(svc: Services, account_id: str, now: datetime) -> WorkDone:
     lc = svc.lifecycle
-    snap = lc.store.load(account_id)
+    snap = load_finished(lc, account_id)
     if _stale(snap.account.next_retention_at, now):
         return WorkDone("stale")
     erase: list[bool] = []

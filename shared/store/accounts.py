@@ -1,4 +1,4 @@
-"""The account partition: load a snapshot, commit a decision in one entity group transaction.
+"""The account partition: load a snapshot, commit a decision exactly once, whatever its size.
 
 Row keys inside an account's partition:
   `account`            the live state (subscriptions, outstanding charges, credit) and, in its own
@@ -6,16 +6,19 @@ Row keys inside an account's partition:
   `charge|{chargeId}`  the financial record of each charge, kept after data deletion
   `event|{sha}`        a processed event id, written with the decision it caused (dedupe)
   `outbox|{key}`       effects waiting to leave (lifecycle events, emails), written with the state
-  `tl|{at}|{key}`      one timeline row per decision
+  `tl|{revision}`      one timeline row per decision (more for a decision of hundreds of entries)
+  `mail|{key}`         an email sent or given up
+  `cont|{revision}|n`  the follow-up writes of a decision too large for one transaction, until
+                       applied (see `decision_rows.py`)
 
 Applying one event costs a fixed number of round trips whatever the history: three point reads
-at most (account, event marker, named charges not outstanding) and one `$batch`.
+at most (account, event marker, named charges not outstanding) and one `$batch`. A decision larger
+than one transaction adds one `$batch` per 99 follow-up writes, one query and one merge.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,22 +28,31 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.card_data import mask_card_numbers
-from shared.lifecycle.effects import (
-    Effect,
-    EmitLifecycleEvent,
-    IndexContact,
-    TimelineEntry,
-    UpdateIndex,
-    short_hash,
-)
+from shared.faults import Faults
 from shared.lifecycle.model import Account, ChargeNote
-from shared.lifecycle.work import Decision, MailRecord
+from shared.lifecycle.work import Decision
 from shared.store import codec
+from shared.store.decision_rows import (
+    ACCOUNT_ROW,
+    CONTINUATION_PREFIX,
+    FOLLOW_UPS,
+    Entity,
+    OutboxRow,
+    account_entity,
+    marker_entity,
+    marker_key,
+    outbox_of,
+    outbox_row,
+    rows_of,
+    split,
+    writes_in,
+)
 
-ACCOUNT_ROW = "account"
+__all__ = ["AccountRepository", "AccountStore", "AlreadyApplied", "ConcurrencyConflict", "OutboxRow", "Snapshot",
+           "marker_key", "outbox_row"]
+
 MAX_BATCH = 100
-NOTES_PER_OVERFLOW_ROW = 40
+FINISH_ROUNDS = 5
 
 
 class ConcurrencyConflict(Exception):
@@ -52,30 +64,23 @@ class AlreadyApplied(Exception):
 
 
 @dataclass(frozen=True)
-class OutboxRow:
-    account_id: str
-    key: str
-    kind: str
-    payload: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class Snapshot:
     account: Account
     etag: str | None
     notes: dict[str, ChargeNote] = field(default_factory=dict)
     already_applied: bool = False
-
-
-def marker_key(event_id: str) -> str:
-    return "event|" + hashlib.sha256(event_id.encode()).hexdigest()
+    pending: bool = False
+    """Follow-up writes of an earlier decision may be unapplied (loaded without `finish`): do not
+    decide on this snapshot."""
+    finished: tuple[OutboxRow, ...] = ()
+    """Outbox rows this load wrote while finishing an earlier decision: the loader carries them out."""
 
 
 class AccountRepository(Protocol):
     """What the service layer needs of account storage (Table Storage, or in memory for tests)."""
 
     def load(self, account_id: str, *, event_id: str | None = None,
-             charge_ids: Sequence[str] = ()) -> Snapshot: ...
+             charge_ids: Sequence[str] = (), finish: bool = False) -> Snapshot: ...
     def exists(self, account_id: str) -> bool: ...
     def commit(self, snapshot: Snapshot, decision: Decision, *, event_id: str | None = None,
                event_type: str | None = None, now: datetime) -> list[OutboxRow]: ...
@@ -83,25 +88,36 @@ class AccountRepository(Protocol):
     def delete_outbox(self, rows: Sequence[OutboxRow]) -> None: ...
     def timeline(self, account_id: str) -> list[dict[str, Any]]: ...
     def charge_notes(self, account_id: str) -> list[ChargeNote]: ...
-    def write_notes(self, account_id: str, notes: Iterable[dict[str, Any]]) -> None: ...
 
 
 class AccountStore:
-    def __init__(self, table: TableClient) -> None:
+    def __init__(self, table: TableClient, faults: Faults | None = None) -> None:
         self.table = table
+        self.faults = faults or Faults()
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def load(self, account_id: str, *, event_id: str | None = None, charge_ids: Sequence[str] = ()) -> Snapshot:
+    def load(self, account_id: str, *, event_id: str | None = None, charge_ids: Sequence[str] = (),
+             finish: bool = False) -> Snapshot:
+        """The account as committed. With `finish`, first apply what an earlier decision left to
+        follow (a crash between its transactions): every path that decides loads so."""
         row = self._get(account_id, ACCOUNT_ROW)
+        finished: list[OutboxRow] = []
+        for _ in range(FINISH_ROUNDS if finish else 0):
+            if row is None or not row.get(FOLLOW_UPS):
+                break
+            finished += self._apply_follow_ups(account_id)
+            self._clear_follow_ups(account_id, row.metadata["etag"])
+            row = self._get(account_id, ACCOUNT_ROW)
         account = codec.account_of(
             account_id,
             codec.get_json(row, "state") if row else None,
             codec.get_json(row, "profile") if row else None,
         )
         etag = row.metadata["etag"] if row else None
+        pending = bool(row.get(FOLLOW_UPS)) if row else False
         if event_id is not None and self._get(account_id, marker_key(event_id)) is not None:
-            return Snapshot(account, etag, already_applied=True)
+            return Snapshot(account, etag, already_applied=True, pending=pending, finished=tuple(finished))
         notes: dict[str, ChargeNote] = {}
         for charge_id in charge_ids:
             if charge_id in account.outstanding:
@@ -109,7 +125,7 @@ class AccountStore:
             note = self._get(account_id, f"charge|{charge_id}")
             if note is not None:
                 notes[charge_id] = codec.note_of(charge_id, note)
-        return Snapshot(account, etag, notes)
+        return Snapshot(account, etag, notes, pending=pending, finished=tuple(finished))
 
     def exists(self, account_id: str) -> bool:
         return self._get(account_id, ACCOUNT_ROW) is not None
@@ -189,6 +205,8 @@ class AccountStore:
                 codec.put_json(entity, "entries", clean)
                 ops.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
         for start in range(0, len(ops), MAX_BATCH):
+            if start:
+                self.faults.between_transactions()
             self.table.submit_transaction(ops[start:start + MAX_BATCH])
         return [o for o in operations if o]
 
@@ -202,47 +220,62 @@ class AccountStore:
 
     def commit(self, snapshot: Snapshot, decision: Decision, *, event_id: str | None = None,
                event_type: str | None = None, now: datetime) -> list[OutboxRow]:
-        """Write the decision atomically; return the outbox rows to dispatch after the commit."""
-        account = decision.account
-        pk = account.account_id
-        ops: list[tuple[Any, ...]] = [self._account_op(snapshot, account)]
-        if event_id is not None:
-            ops.append(("create", {"PartitionKey": pk, "RowKey": marker_key(event_id), "eventId": event_id[:1024],
-                                   "type": event_type or "", "appliedAt": now}))
-        outbox = [outbox_row(pk, e) for e in decision.effects]
-        room = MAX_BATCH - len(ops) - len(outbox) - 1 - 1
-        notes = list(decision.notes)
-        inline, overflow = notes[:max(room, 0)], notes[max(room, 0):]
-        for start in range(0, len(overflow), NOTES_PER_OVERFLOW_ROW):
-            chunk = overflow[start:start + NOTES_PER_OVERFLOW_ROW]
-            outbox.append(OutboxRow(pk, f"notes-{short_hash(chunk[0].charge_id + str(now))}-{start}",
-                                    "charge_notes", {"notes": [_note_payload(n) for n in chunk]}))
-        ops += [("upsert", _note_entity(pk, n), {"mode": UpdateMode.REPLACE}) for n in inline]
-        ops += [("upsert", _outbox_entity(r), {"mode": UpdateMode.REPLACE}) for r in outbox]
-        if decision.timeline:
-            ops.append(("upsert", _timeline_entity(pk, decision.timeline, account.revision),
-                        {"mode": UpdateMode.REPLACE}))
-        ops += [("upsert", _mail_entity(pk, m, now), {"mode": UpdateMode.REPLACE}) for m in decision.mail]
-        if len(ops) > MAX_BATCH:
-            raise ValueError(f"a decision of {len(ops)} writes does not fit one transaction")
-        self._submit(ops, has_marker=event_id is not None)
+        """Write the decision exactly once; return the outbox rows for this run to carry out.
+
+        What fits one transaction goes in one. Otherwise the first transaction commits the account
+        row, the marker and the rest packed into continuation rows, and this run applies them
+        (a crash in between leaves them to the next run that loads the account to decide).
+        Raises `ConcurrencyConflict`, `AlreadyApplied`, `DecisionTooLarge`."""
+        pk = decision.account.account_id
+        rows = rows_of(pk, decision, now)
+        head = [marker_entity(pk, event_id, event_type, now)] if event_id is not None else []
+        account_row = account_entity(decision.account, follow_ups=snapshot.pending)
+        upserts, follow = split(account_row, head, rows, decision.account.revision)
+        result = self._submit([self._account_op(snapshot, account_row), *_creates(head), *_upserts(upserts)],
+                              has_marker=bool(head))
+        carry = rows.outbox
+        if follow:
+            self.faults.between_transactions()
+            carry = self._apply_follow_ups(pk)  # those a twin applied first are the twin's to carry out
+            self._clear_follow_ups(pk, result[0]["etag"])
         # Closed by the `mail|` rows just committed; deleting the outbox rows is tidying.
         self.delete_outbox([OutboxRow(pk, record.key, "email", {}) for record in decision.mail])
-        return outbox
+        return carry
 
-    def _account_op(self, snapshot: Snapshot, account: Account) -> tuple[Any, ...]:
-        entity: dict[str, Any] = {"PartitionKey": account.account_id, "RowKey": ACCOUNT_ROW}
-        codec.put_json(entity, "state", codec.state_doc(account))
-        if account.profile is not None:
-            codec.put_json(entity, "profile", codec.profile_doc(account.profile))
+    def _apply_follow_ups(self, account_id: str) -> list[OutboxRow]:
+        """Apply every continuation row still there, each in one transaction with its own deletion;
+        return the outbox rows this run wrote. A row a twin applied meanwhile is gone, which fails
+        our transaction as a whole: nothing of it is written twice."""
+        mine: list[OutboxRow] = []
+        for row in self.table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                parameters={"pk": account_id, "lo": CONTINUATION_PREFIX, "hi": "cont}"}):
+            writes = writes_in(row)
+            try:
+                self.table.submit_transaction([*_upserts(writes),
+                                               ("delete", {"PartitionKey": account_id, "RowKey": row["RowKey"]})])
+            except TableTransactionError as exc:
+                if exc.status_code == 404:
+                    continue  # a twin applied it first
+                raise
+            mine += [r for r in map(outbox_of, writes) if r is not None]
+        return mine
+
+    def _clear_follow_ups(self, account_id: str, etag: str) -> None:
+        """Lower the flag once nothing follows; a decision committed meanwhile wrote its own."""
+        with contextlib.suppress(HttpResponseError):
+            self.table.update_entity({"PartitionKey": account_id, "RowKey": ACCOUNT_ROW, FOLLOW_UPS: False},
+                                     mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified)
+
+    def _account_op(self, snapshot: Snapshot, entity: Entity) -> tuple[Any, ...]:
         if snapshot.etag is None:
             return ("create", entity)
         return ("update", entity, {"mode": UpdateMode.REPLACE, "etag": snapshot.etag,
                                    "match_condition": MatchConditions.IfNotModified})
 
-    def _submit(self, ops: list[tuple[Any, ...]], *, has_marker: bool) -> None:
+    def _submit(self, ops: list[tuple[Any, ...]], *, has_marker: bool) -> list[Any]:
         try:
-            self.table.submit_transaction(ops)
+            return list(self.table.submit_transaction(ops))
         except TableTransactionError as exc:
             index = getattr(exc, "index", None)
             if exc.status_code == 412 or (exc.status_code == 409 and index == 0):
@@ -250,17 +283,6 @@ class AccountStore:
             if exc.status_code == 409 and has_marker and index == 1:
                 raise AlreadyApplied() from exc
             raise
-
-    def write_notes(self, account_id: str, notes: Iterable[dict[str, Any]]) -> None:
-        """Carry out a `charge_notes` outbox row: idempotent upserts of final charge records."""
-        ops: list[tuple[Any, ...]] = [
-            ("upsert", {"PartitionKey": account_id, "RowKey": f"charge|{n['chargeId']}",
-                        **codec.typed({k: v for k, v in n.items() if k != "chargeId" and v is not None})},
-             {"mode": UpdateMode.REPLACE})
-            for n in notes
-        ]
-        for start in range(0, len(ops), MAX_BATCH):
-            self.table.submit_transaction(ops[start:start + MAX_BATCH])
 
     def delete_outbox(self, rows: Sequence[OutboxRow]) -> None:
         """Clear carried-out rows, one `$batch` per account; a row already gone is no error."""
@@ -285,54 +307,9 @@ def _scrub(text: str, words: Sequence[str], replacement: str) -> str:
     return text
 
 
-def _mail_entity(pk: str, m: MailRecord, now: datetime) -> dict[str, Any]:
-    return {"PartitionKey": pk, "RowKey": f"mail|{m.key}", "outcome": m.outcome, "recipient": m.recipient,
-            "kind": m.kind, "operationId": m.operation_id, "detail": mask_card_numbers(m.detail[:2000]),
-            "closedAt": now.isoformat()}
+def _creates(entities: Sequence[Entity]) -> list[tuple[Any, ...]]:
+    return [("create", e) for e in entities]
 
 
-def _note_payload(n: ChargeNote) -> dict[str, Any]:
-    return {"chargeId": n.charge_id, **codec.note_entity(n)}
-
-
-def _note_entity(pk: str, n: ChargeNote) -> dict[str, Any]:
-    body = codec.typed({k: v for k, v in codec.note_entity(n).items() if v is not None})
-    return {"PartitionKey": pk, "RowKey": f"charge|{n.charge_id}", **body}
-
-
-def outbox_row(pk: str, effect: Effect) -> OutboxRow:
-    if isinstance(effect, EmitLifecycleEvent):
-        return OutboxRow(pk, effect.key, "lifecycle", {
-            "id": effect.key, "type": effect.type, "accountId": effect.account_id,
-            "subscriptionId": effect.subscription_id, "reason": effect.reason,
-            "effectiveAt": effect.effective_at.isoformat(),
-        })
-    if isinstance(effect, IndexContact):
-        return OutboxRow(pk, effect.key, "index", {
-            "index": "contact", "address": effect.address, "present": effect.listed, "revision": effect.revision,
-        })
-    if isinstance(effect, UpdateIndex):
-        return OutboxRow(pk, effect.key, "index", {
-            "index": effect.index, "at": effect.at.isoformat() if effect.at else None, "present": effect.present,
-        })
-    return OutboxRow(pk, effect.key, "email", {
-        "operationId": effect.key, "kind": effect.kind, "occasion": effect.occasion,
-        "recipient": effect.recipient, "subscriptionIds": list(effect.subscription_ids), "facts": effect.facts,
-    })
-
-
-def _outbox_entity(row: OutboxRow) -> dict[str, Any]:
-    entity: dict[str, Any] = {"PartitionKey": row.account_id, "RowKey": f"outbox|{row.key}", "kind": row.kind}
-    codec.put_json(entity, "payload", row.payload)
-    return entity
-
-
-def _timeline_entity(pk: str, entries: Sequence[TimelineEntry], revision: int) -> dict[str, Any]:
-    # One row per decision, keyed by the account's revision: ordered by commit, written once.
-    entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": f"tl|{revision:012d}"}
-    codec.put_json(entity, "entries", [
-        {"at": e.at.isoformat().replace("+00:00", "Z"), "kind": e.kind, "subscriptionId": e.subscription_id,
-         "detail": mask_card_numbers(e.detail)}  # free text from outside (gateway, ACS) may quote anything
-        for e in entries
-    ])
-    return entity
+def _upserts(entities: Sequence[Entity]) -> list[tuple[Any, ...]]:
+    return [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in entities]

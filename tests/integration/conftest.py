@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
 
+from devstack.sandbox_gateway import start_in_thread
 from shared.bootstrap import Services, build
 from shared.faults import Faults
 from shared.settings import Settings
@@ -28,3 +29,10 @@ def make_services(storage_connection_string: str) -> Callable[..., Services]:
         return build(base, faults=faults, **kwargs)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture(scope="module")
+def sandbox(storage_connection_string: str) -> Iterator[str]:
+    """The sandbox payment gateway over HTTP, on the test Azurite: its base URL."""
+    with start_in_thread(storage_connection_string) as sb:
+        yield sb.url
