@@ -76,7 +76,6 @@ class Settlement:
         paid = totals(Money.parse(p["amount"], p["currency"]) for p in self.paid)
         return {cur: m.to_str() for cur, m in paid.items()}
 
-
     @property
     def status(self) -> Literal["settled", "declined", "refused", "outcome_unknown"]:
         """The gravest thing that happened: an unknown outcome, a refusal, a decline, or none."""
@@ -177,9 +176,10 @@ def _charge(lc: Lifecycle, gateway: PaymentGateway, account_id: str, pending: Pe
     currency is still owed (a balance above the processor's limit: plan the next one)."""
     currency = pending.amount.currency
     account = lc.store.load(account_id).account
-    if account.settling.get(currency) != pending:
+    current = account.settling.get(currency)
+    if current is None or current.idempotency_key != pending.idempotency_key:
         return False  # recorded or replaced meanwhile: not ours to charge
-    if not still_owed(account, pending):
+    if not still_owed(account, current):
         _drop(lc, account_id, currency, pending.idempotency_key,
               "a payment, credit or write-off arrived after it was planned")
         return True
