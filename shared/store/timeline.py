@@ -28,6 +28,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 PREFIX, END = "tl|", "tl}"
 _ROW = re.compile(r"tl\|([0-9]{12})[^\x00-\x1f]{0,100}")  # ASCII digits: `\d` takes any script's
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,400}")  # as `Cursor.token` writes them: URL-safe base64, unpadded
 
 
 class BadCursor(ValueError):
@@ -47,6 +48,8 @@ class Cursor:
     @classmethod
     def parse(cls, token: str, order: Order) -> Cursor:
         """The cursor in `token`; `BadCursor` if it is not one of ours or was issued for the other order."""
+        if _TOKEN.fullmatch(token) is None:  # base64 decoding skips what is not base64: `tok\n` read as `tok`
+            raise BadCursor("not a continuation token of this API")
         try:
             doc = read_json(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
             row, skip, issued = doc["r"], doc["s"], doc["o"]

@@ -198,3 +198,11 @@ def test_continuation_tokens_with_foreign_digits_or_odd_json_are_refused(doc: st
     assert Cursor.parse(Cursor("tl|000000000001", 0, "oldest").token(), "oldest").skip == 0
     with pytest.raises(BadCursor):
         Cursor.parse(token, "oldest")
+
+
+@pytest.mark.parametrize("tail", ["\n", "\r\n", " ", "\x00", "=", "==", "\u0661", "!"])
+def test_continuation_tokens_end_where_the_text_ends(tail: str) -> None:
+    token = Cursor("tl|000000000001", 3, "oldest").token()
+    assert Cursor.parse(token, "oldest").skip == 3
+    with pytest.raises(BadCursor):
+        Cursor.parse(token + tail, "oldest")
