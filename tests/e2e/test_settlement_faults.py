@@ -143,3 +143,25 @@ def test_charged_then_no_usable_answer_is_read_back_and_recorded_once(
     assert [c["amount"] for c in gateway_charges(stack, acc)] == ["75.00"]
     again = card_update(api, acc, "tok_visa")
     assert again.status_code == 200 and again.json()["paid"] == [] and len(gateway_charges(stack, acc)) == 1
+
+
+def test_a_charge_paying_120_subscriptions_is_recorded_whole_and_never_asked_for_again(
+        api: str, stack: LocalStack, send_event: Callable[..., str]) -> None:
+    """Input 3: 120 subscriptions, each with a failed 10.00 charge. The card update charges
+    1,200.00 once, and the outcome (120 charges paid, 120 reactivations) is recorded whole even
+    though it does not fit one storage transaction."""
+    acc = new_account(api, subscriptions=120, token="tok_chargeDeclinedExpiredCard")
+    for n in range(1, 121):
+        fail(send_event, acc, f"c{n}", f"s{n}", "10.00")
+    wait_until(lambda: view(api, acc)["balance"] == {"USD": "1200.00"}, "120 failures", timeout=300)
+    answer = card_update(api, acc, "tok_visa")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["settled"] is True and body["charged"] == {"USD": "1200.00"} and body["totals"] == {"USD": "1200.00"}
+    assert len(body["paid"]) == 120 and len(body["reactivated"]) == 120
+    v = view(api, acc)
+    assert v["balance"] == {} and v["credit"] == {} and {s["state"] for s in v["subscriptions"]} == {"active"}
+    assert [(c["amount"], c["status"]) for c in gateway_charges(stack, acc)] == [("1200.00", "succeeded")]
+    again = card_update(api, acc, "tok_visa")
+    assert again.status_code == 200 and again.json()["paid"] == [] and again.json()["charged"] == {}
+    assert len(gateway_charges(stack, acc)) == 1
