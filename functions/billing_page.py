@@ -66,28 +66,35 @@ def billing_page(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _origin(url: str) -> str:
-    """`scheme://host:port` in lower case; "" (no one's origin) for a URL that cannot be read."""
+    """`scheme://host[:port]` as a browser writes an `Origin`: lower case, no default port; ""
+    (no one's origin) for a URL that cannot be read."""
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(url.strip())
+        port = parts.port
     except ValueError:  # `http://[::1`: an IPv6 bracket left open in a Referer was a 500
         return ""
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    host = (parts.hostname or "").lower()
+    host = f"[{host}]" if ":" in host else host
+    scheme = parts.scheme.lower()
+    return f"{scheme}://{host}" if port in (None, {"http": 80, "https": 443}.get(scheme)) else f"{scheme}://{host}:{port}"
 
 
 def _cross_site(req: func.HttpRequest, page_url: str) -> bool:
     """Whether the browser says the form was sent from another site: `Sec-Fetch-Site` other than
-    same-origin or none (typed, bookmarked), or an `Origin` that is neither this request's nor
-    the configured page's (`null` included), or, from a browser that sends no `Origin`, a
-    `Referer` from elsewhere. Without any of them the anti-forgery token decides."""
+    same-origin or none (typed, bookmarked), or an `Origin` other than the configured page's
+    (`BILLING_PAGE_URL`, where every emailed link points; `null` included), or, from a browser
+    that sends no `Origin`, a `Referer` from elsewhere. Without any of them the anti-forgery token
+    decides. The request's own `Host` is no proof: a DNS-rebinding page sends its own name there,
+    with a matching `Origin` and `Sec-Fetch-Site: same-origin`."""
     site = (req.headers.get("sec-fetch-site") or "").strip().lower()
     if site and site not in ("same-origin", "none"):
         return True
-    ours = {_origin(req.url), _origin(page_url)}
+    ours = _origin(page_url)
     origin = req.headers.get("origin")
     if origin is not None:
-        return origin.strip().rstrip("/").lower() not in ours
+        return _origin(origin) != ours
     referer = req.headers.get("referer")
-    return referer is not None and _origin(referer.strip()) not in ours
+    return referer is not None and _origin(referer) != ours
 
 
 def _submit(svc: Services, req: func.HttpRequest, account_id: str, locale: Locale,

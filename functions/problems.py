@@ -8,6 +8,7 @@ from typing import Any
 import azure.functions as func
 
 from shared import json_reader
+from shared.card_data import mask_card_numbers
 from shared.registration import InvalidRequest
 
 MAX_BODY_BYTES = 64 * 1024
@@ -26,9 +27,10 @@ def json_response(body: Any, status: int = 200) -> func.HttpResponse:
 
 def problem(status: int, title: str, detail: str, *, type_: str = "about:blank",
             errors: list[dict[str, str]] | None = None, **extra: Any) -> func.HttpResponse:
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+    # A problem may quote what the caller sent (a route parameter, a field name): never a card number.
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": mask_card_numbers(detail)}
     if errors is not None:
-        body["errors"] = errors
+        body["errors"] = [{k: mask_card_numbers(v) for k, v in e.items()} for e in errors]
     body.update(extra)
     return func.HttpResponse(json.dumps(body, ensure_ascii=False), status_code=status,
                              mimetype="application/problem+json", charset="utf-8", headers=SECURITY_HEADERS)

@@ -6,11 +6,12 @@ refused with the field named and is never echoed back or logged.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
-from shared.card_data import contains_card_number, is_card_field
+from shared.card_data import contains_card_number, is_card_field, mask_card_numbers
 from shared.free_text import printable
 from shared.intake import ID_PATTERN
 
@@ -35,21 +36,27 @@ class InvalidRequest(ValueError):
         self.problems = problems
 
 
+_SCALARS = (str, int, float, Decimal)  # a number is read as its digits: `4111111111111111.0` too
+_LOOKS_LIKE_A_CARD = "a value that looks like a card number was refused and not stored; send a gateway token"
+
+
 def refuse_card_data(body: Any, path: str = "") -> None:
-    """Raise if any key or string value in the body looks like raw card data (`shared.card_data`)."""
+    """Raise if any key, string or number in the body looks like raw card data (`shared.card_data`).
+    The field is named with any card number in its own name masked, so it is never echoed."""
     if isinstance(body, dict):
         for key, value in body.items():
-            where = f"{path}.{key}" if path else str(key)
+            where = f"{path}.{mask_card_numbers(str(key))}" if path else mask_card_numbers(str(key))
             if is_card_field(str(key)) or str(key).lower() in _FORBIDDEN_KEYS:
                 raise InvalidRequest([FieldProblem(where, "card numbers and security codes are never accepted; "
                                                           "send a gateway token")])
+            if contains_card_number(str(key)):
+                raise InvalidRequest([FieldProblem(where, _LOOKS_LIKE_A_CARD)])
             refuse_card_data(value, where)
     elif isinstance(body, list):
         for i, value in enumerate(body):
             refuse_card_data(value, f"{path}.{i}" if path else str(i))
-    elif isinstance(body, str) and contains_card_number(body):
-        raise InvalidRequest([FieldProblem(path or "body", "a value that looks like a card number was refused "
-                                                           "and not stored; send a gateway token")])
+    elif isinstance(body, _SCALARS) and not isinstance(body, bool) and contains_card_number(str(body)):
+        raise InvalidRequest([FieldProblem(path or "body", _LOOKS_LIKE_A_CARD)])
 
 
 class _Strict(BaseModel):

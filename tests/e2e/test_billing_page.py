@@ -144,9 +144,10 @@ def _unchanged(api: str, stack: LocalStack, acc: str) -> None:
                                      {"Origin": "null"}, {"Sec-Fetch-Site": "same-site"},
                                      {"Origin": None, "Sec-Fetch-Site": None, "Referer": "https://evil.example/pay"},
                                      {"Origin": None, "Sec-Fetch-Site": None, "Referer": "http://[::1/pay"},
-                                     {"Origin": None, "Sec-Fetch-Site": "same-origin", "Referer": "http://[x"}],
+                                     {"Origin": None, "Sec-Fetch-Site": "same-origin", "Referer": "http://[x"},
+                                     {"Origin": "http://evil.example", "Host": "evil.example"}],
                          ids=["origin", "sec-fetch-site", "both", "null-origin", "same-site", "referer",
-                              "unreadable-referer", "same-origin-unreadable-referer"])
+                              "unreadable-referer", "same-origin-unreadable-referer", "dns-rebinding"])
 def test_a_cross_site_post_is_refused_and_saves_nothing(
         api: str, stack: LocalStack, send_event: Callable[..., str], headers: dict[str, str | None]) -> None:
     acc = owing_account(api, send_event)

@@ -3,6 +3,7 @@ and characters that would garble or disguise a name in an email (issue 15)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -53,3 +54,17 @@ def test_the_refusal_names_the_code_point_but_never_echoes_it() -> None:
 def test_names_people_write_are_kept(name: str) -> None:
     parsed = parse_body(AccountBody, body(displayName=name, subscriptions=[{"id": "s1", "name": name}]))
     assert parsed.displayName == name and parsed.subscriptions[0].name == name
+
+
+@pytest.mark.parametrize(("data", "field"), [
+    (body(**{"4111111111111111": 1}), "************1111"),
+    (body(subscriptions=[{"id": "s1", "name": "A", "4111 1111 1111 1111": 1}]), "subscriptions.0.**** **** **** 1111"),
+    (body(displayName=4111111111111111), "displayName"),
+    (body(displayName=4111111111111111.0), "displayName"),
+    (body(subscriptions=[{"id": "s1", "name": Decimal("4111111111111111")}]), "subscriptions.0.name"),
+])
+def test_a_card_number_as_a_key_or_a_number_is_refused_and_never_echoed(data: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        parse_body(AccountBody, data)
+    assert [p.field for p in info.value.problems] == [field]
+    assert "card number" in info.value.problems[0].message and "4111" not in str(info.value)
