@@ -139,7 +139,9 @@ def _notices(update: CardUpdate, locale: Locale, account: Account) -> list[Notic
         return [Notice("error", t("page.declined", reason=t(f"reason.{contract_reason(reason)}")))]
     if update.status == "busy":
         return [Notice("error", t("page.busy"))]
-    if update.status in ("gateway_unavailable", "outcome_unknown", "refused"):
+    if update.status == "refused":
+        return [Notice("error", t("page.refused"))]
+    if update.status in ("gateway_unavailable", "outcome_unknown"):
         return [Notice("error", t("page.unavailable"))]
     notices: list[Notice] = []
     if result.charged:

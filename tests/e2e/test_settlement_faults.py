@@ -11,6 +11,7 @@ import requests
 
 from devstack.stack import LocalStack
 from tests.e2e.conftest import new_account, wait_until
+from tests.e2e.test_billing_page import link_from_email, owing_account, submit
 
 
 def view(api: str, account_id: str) -> dict[str, Any]:
@@ -165,3 +166,14 @@ def test_a_charge_paying_120_subscriptions_is_recorded_whole_and_never_asked_for
     again = card_update(api, acc, "tok_visa")
     assert again.status_code == 200 and again.json()["paid"] == [] and again.json()["charged"] == {}
     assert len(gateway_charges(stack, acc)) == 1
+
+
+def test_a_refusal_is_told_on_the_billing_page_and_the_other_currency_is_still_paid(
+        api: str, stack: LocalStack, send_event: Callable[..., str]) -> None:
+    acc = owing_account(api, send_event)  # 500 JPY and 10.00 USD; JPY is charged first
+    link = link_from_email(stack, acc)
+    fault(stack, mode="fail_next", count=1, status=422, code="amount_too_small", route="POST /v1/charges")
+    page = submit(link, "tok_visa")
+    assert page.status_code == 200 and "refused this payment" in page.text, page.text
+    assert view(api, acc)["balance"] == {"JPY": "500"}
+    assert [(c["currency"], c["status"]) for c in gateway_charges(stack, acc)] == [("USD", "succeeded")]
