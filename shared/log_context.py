@@ -1,7 +1,8 @@
 """Every log record carries the invocation, account and event it belongs to, as attributes
 (Application Insights shows them as custom dimensions), without threading them through calls,
 and never a card number: whatever a message or a traceback quotes is masked to the last four
-digits (`shared.card_data`) before any handler sees the record."""
+digits (`shared.card_data`) before any handler sees the record, also when a URL in it
+percent-encodes the number (`4111%201111...`, `4111+1111...` in an access log line)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import unquote_plus
 
 from shared.card_data import contains_card_number, mask_card_numbers
 
@@ -34,6 +36,8 @@ def _masked(record: logging.LogRecord) -> logging.LogRecord:
         message = record.getMessage()
     except Exception:  # a bad format string is the logging module's to report, not ours
         return record
+    if ("%" in message or "+" in message) and contains_card_number(unquote_plus(message)):
+        message = unquote_plus(message)  # a URL (an access log line) with `4111%201111...` or `4111+1111...`
     if contains_card_number(message):
         record.msg, record.args = mask_card_numbers(message), None
     if record.exc_info and not record.exc_text:

@@ -33,3 +33,15 @@ def test_card_numbers_in_messages_and_tracebacks_are_masked(caplog: pytest.LogCa
     assert "refused **** **** **** 1111 for acc-1" in caplog.records[-2].getMessage()
     assert "****-****-****-1111" in logged
     assert "4111 1111" not in logged and "4111-1111" not in logged
+
+
+@pytest.mark.parametrize("path", ["/api/billing/acc-1?note=4111+1111+1111+1111&sig=x",
+                                  "/api/accounts/4111%201111%201111%201111", "/api/x?n=4111%2D1111%2D1111%2D1111"])
+def test_a_card_number_percent_encoded_in_a_url_is_masked(caplog: pytest.LogCaptureFixture, path: str) -> None:
+    caplog.set_level(logging.INFO)
+    access = logging.getLogger("uvicorn.access")
+    access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", path, "1.1", 200)
+    access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/api/x?a=1+2%203", "1.1", 200)
+    masked, plain = (r.getMessage() for r in caplog.records[-2:])
+    assert "4111" not in masked and "1111" in masked and "/api/" in masked
+    assert plain.endswith('"GET /api/x?a=1+2%203 HTTP/1.1" 200')  # nothing to mask: kept as written
