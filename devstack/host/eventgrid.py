@@ -3,13 +3,17 @@
 Event Grid POSTs a JSON array and says what it is in the `aeg-event-type` header:
 `SubscriptionValidation` (echo `data.validationCode` back), `Notification` (run the function
 once per event, in order; 200 only if every one succeeded, else 500 so Event Grid retries the
-batch) or `Unsubscribe` (202). Events in the Event Grid schema become `func.EventGridEvent`;
+batch) or `Unsubscribe` (202). Each event stands on its own: one that is not an event object or
+whose time cannot be read (which Event Grid itself never publishes) is skipped with a log line
+naming it and why, and the others are delivered; only a body that is not a JSON object or array
+of them as a whole is a 400. Events in the Event Grid schema become `func.EventGridEvent`;
 events carrying `specversion` become `func.CloudEvent`, as the worker's converter does.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -21,6 +25,7 @@ from .exchange import Reply, Request
 from .invoker import Invoker
 from .loader import FunctionSpec
 
+log = logging.getLogger("devstack.host")
 PATH = "runtime/webhooks/eventgrid"
 _CLOUD_EVENT_FIELDS = {
     "specversion",
@@ -104,7 +109,7 @@ class EventGridWebhook:
         except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, a huge number, deep nesting
             return Reply.text(400, f"body is not JSON: {type(exc).__name__}: {str(exc)[:200]}")
         events = body if isinstance(body, list) else [body]
-        if not all(isinstance(e, dict) for e in events):
+        if events and not any(isinstance(e, dict) for e in events):
             return Reply.text(400, "body must be a JSON array of event objects")
         kind = (request.header("aeg-event-type") or "").strip().lower()
         if kind == "subscriptionvalidation":
@@ -116,23 +121,36 @@ class EventGridWebhook:
         return await self._deliver(spec, events)
 
     @staticmethod
-    def _validate(events: list[dict[str, Any]]) -> Reply:
-        data = events[0].get("data") if events else None
+    def _validate(events: list[Any]) -> Reply:
+        data = events[0].get("data") if events and isinstance(events[0], dict) else None
         code = data.get("validationCode") if isinstance(data, dict) else None
         if not code or not isinstance(code, str):
             return Reply.text(400, "SubscriptionValidation without a data.validationCode string")
         return Reply.json(200, {"validationResponse": code})
 
-    async def _deliver(self, spec: FunctionSpec, events: list[dict[str, Any]]) -> Reply:
-        try:
-            built = [build_event(e) for e in events]
-        except (ValueError, TypeError) as exc:
-            return Reply.text(400, f"not an Event Grid event: {exc}")
+    async def _deliver(self, spec: FunctionSpec, events: list[Any]) -> Reply:
         failed = 0
-        for raw, event in zip(events, built, strict=True):
+        for n, raw in enumerate(events):
+            event = _built_or_none(raw, n)
+            if event is None:
+                continue
             reason = f"(Event Grid event {raw.get('id')!r}, type {raw.get('eventType') or raw.get('type')!r})"
             outcome = await self._invoker.invoke(spec, event, reason)
             failed += not outcome.ok
         if failed:
             return Reply.text(500, f"{failed} of {len(events)} event(s) failed")
         return Reply.empty(200)
+
+
+def _built_or_none(raw: Any, n: int) -> func.EventGridEvent | func.CloudEvent | None:
+    """The event at position `n` of the batch, or None once logged as skipped (never redelivered:
+    it could only fail the same way)."""
+    if not isinstance(raw, dict):
+        log.warning("Event Grid batch item %d skipped: not an event object", n)
+        return None
+    try:
+        return build_event(raw)
+    except (ValueError, TypeError) as exc:
+        log.warning("Event Grid event %r (item %d) skipped: not an Event Grid event: %s",
+                    str(raw.get("id"))[:80], n, str(exc)[:200])
+        return None

@@ -90,3 +90,15 @@ def test_reports_in_the_cloudevents_schema_are_applied_too(api: str, stack: Loca
     delivered = _report(address, "Delivered", "2026-12-01T11:00:00Z")["data"]
     _deliver(stack, [cloud(delivered)])
     assert _unreachable(api, acc) == []
+
+
+def test_an_unreadable_event_in_a_batch_leaves_the_other_reports_applied(api: str, stack: LocalStack) -> None:
+    # The host refused the whole batch (400) for one event whose eventTime could not be read, so
+    # the bounces next to it were never applied.
+    tag = uuid.uuid4().hex[:8]
+    first, second = new_account(api, contacts=(f"a-{tag}@contoso.example",)), \
+        new_account(api, contacts=(f"b-{tag}@contoso.example",))
+    unreadable = {**_report(f"a-{tag}@contoso.example", "Delivered", "2026-12-01T10:00:00Z"), "eventTime": "soon"}
+    _deliver(stack, [_report(f"a-{tag}@contoso.example", "Bounced", "2026-12-01T09:00:00Z"), unreadable,
+                     "not an event", _report(f"b-{tag}@contoso.example", "Bounced", "2026-12-01T09:00:00Z")])
+    assert len(_unreachable(api, first)) == 1 and len(_unreachable(api, second)) == 1

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -444,6 +445,32 @@ def test_eventgrid_errors(host: RunningHost) -> None:
     unknown = host.url("/runtime/webhooks/eventgrid?functionName=nope")
     assert requests.post(unknown, json=[_event("ev-5", "x")], headers=notify, timeout=5).status_code == 404
     assert requests.post(url, data=b"{not json", headers=notify, timeout=5).status_code == 400
+
+
+@pytest.mark.parametrize("bad", [{"eventTime": "yesterday"}, {"eventTime": 20261201},
+                                 {"eventTime": "２０２６-01-02T03:04:05Z"}])
+def test_eventgrid_skips_an_unreadable_event_and_delivers_the_rest(host: RunningHost, records: TableClient,
+                                                                   bad: dict[str, Any]) -> None:
+    # One event Event Grid would never publish (its time cannot be read) used to refuse the whole
+    # batch with a 400, so the valid events in it were never delivered.
+    tag = uuid.uuid4().hex[:8]
+    batch = [{**_event(f"bad-{tag}", "accounts/b1"), **bad}, _event(f"ok1-{tag}", "accounts/b2"), 42,
+             _event(f"ok2-{tag}", "accounts/b3")]
+    r = requests.post(host.url("/runtime/webhooks/eventgrid?functionName=on_event"), json=batch,
+                      headers={"aeg-event-type": "Notification"}, timeout=10)
+    assert r.status_code == 200, r.text
+    got = {row["RowKey"] for row in rows(records, "events")}
+    assert {f"ok1-{tag}", f"ok2-{tag}"} <= got and f"bad-{tag}" not in got
+    log = wait_for(lambda: host.log() if f"bad-{tag}" in host.log() else "", "the skipped event's log line")
+    assert f"Event Grid event 'bad-{tag}' (item 0) skipped" in log
+    assert "Event Grid batch item 2 skipped: not an event object" in log
+
+
+def test_eventgrid_refuses_a_body_that_holds_no_event_object(host: RunningHost) -> None:
+    url = host.url("/runtime/webhooks/eventgrid?functionName=on_event")
+    for body in ([1, "two", None], "text", 7):
+        r = requests.post(url, json=body, headers={"aeg-event-type": "Notification"}, timeout=5)
+        assert r.status_code == 400, body
 
 
 @pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'[{"id": ' + b"9" * 5_000 + b"}]", b"[\xff]"])
