@@ -415,6 +415,17 @@ def test_rate_limits_and_server_errors_that_persist_are_unanswered(
     gw.close()
 
 
+def test_a_402_that_is_not_a_charge_is_unanswered_never_a_decline(
+    gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str
+) -> None:
+    """A 402 whose body is an error, not the declined charge: nothing says what the card did."""
+    fault(sandbox, mode="fail_next", status=402, code="card_error", route="POST /v1/charges")
+    key = new_key()
+    answer = charge(gateway, key, account)
+    assert isinstance(answer, Unanswered) and answer.code == "malformed_answer"
+    assert gateway.find_charge(key) is None
+
+
 @pytest.mark.parametrize("after_charge", [True, False])
 def test_a_malformed_answer_is_unanswered_and_read_back_tells(
     gateway: HttpPaymentGateway, sandbox: RunningSandbox, account: str, after_charge: bool
