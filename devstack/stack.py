@@ -49,6 +49,7 @@ class LocalStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     workers: int = 0
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    commands: dict[str, list[str]] = field(default_factory=dict)
     log_dir: Path = STATE_DIR / "logs"
     storage_access_log: Path | None = None
     storage_location: Path | None = None
@@ -69,6 +70,10 @@ class LocalStack:
     @property
     def connection_string(self) -> str:
         return self.ports.storage.connection_string
+
+    @property
+    def azurite_location(self) -> Path | None:
+        return STATE_DIR / "azurite" if self.persist else self.storage_location
 
     def app_env(self) -> dict[str, str]:
         """Settings for the app processes. They override local.settings.json, as environment
@@ -96,8 +101,7 @@ class LocalStack:
                            ("Azurite queue", storage.queue_port), ("Azurite table", storage.table_port)]:
             if azurite.is_listening(port):
                 raise RuntimeError(f"port {port} for the {name} is taken: is another local stack running?")
-        location = STATE_DIR / "azurite" if self.persist else self.storage_location
-        self.procs.append(("azurite", azurite.start(self.ports.storage, location=location,
+        self.procs.append(("azurite", azurite.start(self.ports.storage, location=self.azurite_location,
                                                     access_log=self.storage_access_log)))
         py = sys.executable
         self._spawn("email", [py, "-m", "devstack.email_endpoint", "--port", str(self.ports.email),
@@ -112,6 +116,7 @@ class LocalStack:
         return self
 
     def _spawn(self, name: str, args: list[str]) -> None:
+        self.commands[name] = args
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(args, cwd=ROOT, env=self.app_env(), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -141,6 +146,31 @@ class LocalStack:
         for name, proc in self.procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.log_dir / (name + '.log')}")
+
+    def process(self, name: str) -> subprocess.Popen[bytes]:
+        return next(proc for n, proc in self.procs if n == name)
+
+    def restart(self, name: str, *, kill: bool = False, pause: float = 0) -> None:
+        """Stop one process of the stack (SIGKILL with `kill`, else a graceful SIGTERM) and start
+        it again `pause` seconds later with the same command, ports and data. Azurite persists (`persist`)
+        every 5 s and on a graceful stop, so only a graceful stop keeps its newest writes."""
+        index, proc = next((i, p) for i, (n, p) in enumerate(self.procs) if n == name)
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        time.sleep(pause)
+        if name == "azurite":
+            self.procs[index] = (name, azurite.start(self.ports.storage, location=self.azurite_location,
+                                                     access_log=self.storage_access_log))
+            return
+        del self.procs[index]
+        self._spawn(name, self.commands[name])
 
     def stop(self) -> None:
         for _, proc in reversed(self.procs):

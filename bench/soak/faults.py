@@ -1,0 +1,71 @@
+"""The soak's fault injector: what goes wrong while the events flow, and how often it did.
+
+- `worker_kill`: a queue-worker host process gets SIGKILL in the middle of a batch (messages in
+  flight, their visibility timeout running) and is started again.
+- `azurite_restart`: Azurite is stopped and started again on the same ports and data folder.
+  Azurite writes its data to disk every 5 s and on a graceful stop, so the stop is a SIGTERM:
+  a SIGKILL would lose the last seconds of acknowledged writes, which no real storage does.
+- `email_429`, `email_500`: the email endpoint answers the next sends with that status.
+- `gateway_429`, `gateway_500`: the sandbox gateway answers the next calls with that status.
+- `gateway_timeout_after_charge`: the gateway stores the charge, then holds the answer longer
+  than the product's client waits (10 s), so the product does not know it charged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import requests
+
+from devstack.stack import LocalStack
+
+GATEWAY_TIMEOUT_S = 12  # longer than the product's gateway client waits per attempt
+
+
+@dataclass
+class Injector:
+    stack: LocalStack
+    counts: Counter[str] = field(default_factory=Counter)
+    log: list[str] = field(default_factory=list)
+
+    def _note(self, name: str, what: str) -> None:
+        self.counts[name] += 1
+        self.log.append(f"{time.strftime('%H:%M:%S')} {name}: {what}")
+        print(f"  fault {name}: {what}", flush=True)
+
+    def worker_kill(self, worker: str = "worker1", down_s: float = 2.0) -> None:
+        pid = self.stack.process(worker).pid
+        self.stack.restart(worker, kill=True, pause=down_s)
+        self._note("worker_kill", f"SIGKILL {worker} (pid {pid}), restarted after {down_s:.0f} s")
+
+    def azurite_restart(self, down_s: float = 3.0) -> None:
+        self.stack.restart("azurite", pause=down_s)
+        self._note("azurite_restart", f"graceful stop, {down_s:.0f} s down, started on the same data")
+
+    def email(self, status: int, count: int) -> None:
+        r = requests.post(f"{self.stack.email_url}/faults", json={"status": status, "count": count}, timeout=10)
+        r.raise_for_status()
+        self._note(f"email_{status}", f"the next {count} sends answered {status}")
+
+    def gateway(self, status: int, count: int) -> None:
+        r = requests.post(f"{self.stack.gateway_url}/faults", json={"mode": "fail_next", "count": count,
+                                                                     "status": status}, timeout=10)
+        r.raise_for_status()
+        self._note(f"gateway_{status}", f"the next {count} calls answered {status}")
+
+    def gateway_timeout_after_charge(self, count: int) -> None:
+        r = requests.post(f"{self.stack.gateway_url}/faults", json={
+            "mode": "timeout_after_charge", "count": count, "seconds": GATEWAY_TIMEOUT_S}, timeout=10)
+        r.raise_for_status()
+        self._note("gateway_timeout_after_charge",
+                   f"the next {count} charges stored, answers held {GATEWAY_TIMEOUT_S} s")
+
+    def email_faults_left(self) -> int:
+        faults = requests.get(f"{self.stack.email_url}/faults", timeout=10).json()["faults"]
+        return int(sum(f["count"] for f in faults))
+
+    def gateway_faults_left(self) -> int:
+        f = requests.get(f"{self.stack.gateway_url}/faults", timeout=10).json()
+        return int(f["failNext"]["count"] + f["timeoutAfterCharge"]["count"])
