@@ -16,9 +16,10 @@ through its real client code and tests read back what was "sent":
   product proves "no duplicate email" after a crash between send and bookkeeping.
 * ``GET /emails/operations/{id}`` – signed too; 200 ``{"id", "status": "Succeeded"}`` or 404.
 
-Test and developer helpers (unsigned, not part of ACS): ``GET/DELETE /messages`` (``?bodies=false``: without HTML and text),
-``GET /messages/{id}``, ``GET/POST/DELETE /faults`` (inject 429/5xx answers), ``GET /stats`` and
-an inbox web page at ``/``. Everything is kept in memory. Never deploy it: it lives in devstack/,
+Test and developer helpers (unsigned, not part of ACS): ``GET/DELETE /messages``
+(``?bodies=false``: without HTML and text), ``GET /messages/{id}``, ``GET/POST/DELETE /faults``
+(inject 429/5xx answers), ``GET /stats`` and an inbox web page at ``/``. Everything is kept in
+memory. Never deploy it: it lives in devstack/,
 which .funcignore keeps out of the Function App.
 
 Run it with ``python -m devstack.email_endpoint [--host 127.0.0.1] [--port 7075]

@@ -6,7 +6,8 @@ back off exponentially (100 ms up to `maxPollingInterval`) while the queue is em
 `messageEncoding` (an invalid base64 message goes straight to poison, as in the real host);
 delete on success; on failure make the message visible again after `visibilityTimeout`, or,
 once it has been dequeued `maxDequeueCount` times, copy it to `<queue>-poison` and delete it.
-A message is held invisible for 5 minutes and that lease is renewed while the function runs.
+A message is held invisible for 5 minutes (`DEVSTACK_QUEUE_LEASE_SECONDS` changes that, for the
+soak) and that lease is renewed while the function runs.
 Nothing a single message or a storage outage does may stop the loop: it logs and carries on.
 """
 
@@ -40,7 +41,7 @@ log = logging.getLogger("devstack.host")
 R = TypeVar("R")
 
 MIN_POLL = 0.1
-LEASE_SECONDS = 300
+LEASE_SECONDS = int(os.environ.get("DEVSTACK_QUEUE_LEASE_SECONDS", "") or 300)
 RENEW_EVERY = LEASE_SECONDS / 3
 
 
