@@ -94,6 +94,8 @@ def _money(exp: Expected, view: dict[str, Any], charged: dict[str, int], report:
         net, b, cr, g = exp.net.get(c, 0), balance.get(c, 0), credit.get(c, 0), charged.get(c, 0)
         if exp.card_settles:
             want = (0, max(0, -net), max(0, net)) if exp.exact_credit else (0, cr, cr + net)
+        elif c in exp.net_only:
+            want = (cr + net, cr, 0)
         else:
             want = (0 if net <= 0 else net, max(0, -net), 0)
         if (b, cr, g) != want:

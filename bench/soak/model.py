@@ -12,7 +12,10 @@ what the payments without `chargeIds` bring; `net = owed - unnamed`. An account 
 (a `tok_visa` saved at registration, or through the API while its events arrive) is settled by
 the day-1 retry at the latest: nothing is owed, and what the card charged less the credit left is
 `net`. Otherwise nothing is charged to a card, the balance is `max(0, net)` and the credit
-`max(0, -net)`.
+`max(0, -net)`; except in a currency with a payment without `chargeIds`: the contract applies it
+to what is outstanding *when it arrives* and keeps the rest as credit, and does not say that
+credit pays a charge whose failure arrives later, so there only `balance - credit = net` is
+fixed, and which subscriptions still owe is read from the product.
 
 A subscription that still owes after its cohort's day D walks contract §3 with the clock:
 past due at D, disabled at D + 30, canceled at D + 90, data deleted at D + 180, with the emails
@@ -104,6 +107,7 @@ class Expected:
     net: dict[str, int]  # per currency, in minor units
     card_settles: bool
     exact_credit: bool  # no race: credit and card sums are both fixed, not only their difference
+    net_only: set[str]  # currencies where only balance - credit is fixed (see the module docstring)
     owing: dict[str, bool | None]  # per subscription; None: the product's choice (a partial payment)
     exact_lifecycle: set[str]  # subscriptions whose transitions on day D are fixed too
     had_owed: set[str]  # subscriptions with a charge that stays failed (before any payment)
@@ -141,8 +145,6 @@ def expect(account: AccountPlan) -> Expected:
             owing[sub] = False
         elif any(unnamed.get(c, 0) == 0 for c in owes_in):
             owing[sub] = True
-        elif all(unnamed.get(c, 0) >= owed[c] for c in owes_in):
-            owing[sub] = False
         else:
             owing[sub] = None
         fixed_order = all(c.fate in (*OWED_FATES, "success_only") and unnamed.get(c.currency, 0) == 0 for c in charges)
@@ -151,6 +153,7 @@ def expect(account: AccountPlan) -> Expected:
     failures = [c for c in account.charges if c.fate != "success_only"]
     surely = [c for c in failures if c.fate in OWED_FATES and unnamed.get(c.currency, 0) == 0]
     had_owed = {c.subscription_id for c in account.charges if c.fate in OWED_FATES}
-    return Expected(account.account_id, net, settles, not account.races_card, owing, exact, had_owed,
+    net_only = set() if settles else set(unnamed)
+    return Expected(account.account_id, net, settles, not account.races_card, net_only, owing, exact, had_owed,
                     (len(surely), len(failures)), at_day(account.day))
 
