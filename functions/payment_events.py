@@ -35,7 +35,7 @@ def payment_events(msg: func.QueueMessage, context: func.Context) -> None:
         return
     with log_context(invocation_id=context.invocation_id, account_id=event.account_id, event_id=event.event_id,
                      subscription_id=getattr(event, "subscription_id", None)):
-        applied = apply_event(svc.lifecycle, event, event_type)
+        applied = apply_event(svc.lifecycle, event, event_type, redelivered=(msg.dequeue_count or 1) > 1)
         log.info("event %s (%s) for account %s %s", event.event_id, event_type, event.account_id,
                  "was a duplicate" if applied.duplicate else "applied")
 

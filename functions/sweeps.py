@@ -56,7 +56,7 @@ def sweep_work(msg: func.QueueMessage, context: func.Context) -> None:
     attempt = msg.dequeue_count or 1
     with log_context(invocation_id=context.invocation_id, account_id=work.entry.account_id):
         try:
-            done = run_work(svc, work)
+            done = run_work(svc, work, retried=attempt > 1)
         except Exception as exc:  # any failure of one account's step: counted, retried, then dead-lettered
             reason = f"{work.sweep} step for account {work.entry.account_id} failed: {type(exc).__name__}: {exc}"
             log.warning("sweep work failed (attempt %d of %d): %s", attempt, MAX_ATTEMPTS, reason,

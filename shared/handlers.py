@@ -66,8 +66,9 @@ class Applied:
     duplicate: bool
 
 
-def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str) -> Applied:
-    """Apply one payment event exactly once, whatever the delivery."""
+def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str, *, redelivered: bool = False) -> Applied:
+    """Apply one payment event exactly once, whatever the delivery. `redelivered`: this very
+    message was delivered before (its dequeue count is above 1), so that attempt is over."""
     now = lc.clock.now()
     finished: list[OutboxRow] = []
 
@@ -90,10 +91,24 @@ def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str) -> Applied:
     duplicate = rows is None
     if rows is None:
         # A redelivery also finishes what a crashed first delivery committed but never sent.
-        rows = lc.store.pending_outbox(event.account_id, settled_for=lc.redelivery_grace)
+        rows = lc.store.pending_outbox(event.account_id, settled_for=outbox_grace(lc, redelivered))
     lc.faults.before_dispatch()
     lc.dispatcher.dispatch(_distinct(finished + rows))
     return Applied(account, duplicate)
+
+
+def outbox_grace(lc: Lifecycle, redelivered: bool) -> timedelta:
+    """How old outbox rows must be before this delivery carries them out: none for a message
+    delivered before, whose earlier attempt failed after its commit (the host brings it back after
+    `visibilityTimeout`, 5 s, well inside the grace), else `lc.redelivery_grace` (a live twin's)."""
+    return timedelta(0) if redelivered else lc.redelivery_grace
+
+
+def finish_outbox(lc: Lifecycle, account_id: str) -> None:
+    """Carry out whatever the account's committed decisions left in the outbox, however young: for
+    a retried message whose earlier attempt failed after its commit and may now have nothing left
+    to decide (a sweep step already taken, a request already applied)."""
+    lc.dispatcher.dispatch(lc.store.pending_outbox(account_id, settled_for=outbox_grace(lc, True)))
 
 
 def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot], Decision],

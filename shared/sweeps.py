@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, get_args
 
 from shared.gateway.protocol import CardRejected
-from shared.handlers import Lifecycle, commit_decision, load_finished
+from shared.handlers import Lifecycle, commit_decision, finish_outbox, load_finished
 from shared.json_reader import read_json
 from shared.lifecycle.dunning import advance
 from shared.lifecycle.model import Account, SubscriptionState
@@ -137,9 +137,13 @@ class WorkDone:
     reconciled: list[str] = field(default_factory=list)
 
 
-def run_work(svc: Services, work: SweepWork) -> WorkDone:
-    """Do one account's step at the clock's `now`; raises on a failure worth retrying."""
+def run_work(svc: Services, work: SweepWork, *, retried: bool = False) -> WorkDone:
+    """Do one account's step at the clock's `now`; raises on a failure worth retrying. A `retried`
+    message first finishes the outbox its failed attempt may have left after committing the step
+    (the next due entry among it): the step itself is then found taken ("stale")."""
     now = svc.lifecycle.clock.now()
+    if retried:
+        finish_outbox(svc.lifecycle, work.entry.account_id)
     if work.sweep == "dunning":
         done = _dunning(svc, work.entry.account_id, now)
     elif work.sweep == "retention":

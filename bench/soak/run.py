@@ -1,5 +1,5 @@
 """The soak's driver: a private local stack with several worker processes on one Azurite whose
-data lives on disk (queue leases of 30 s instead of 5 minutes), the plan played against it with
+data lives on disk (queue leases of 45 s instead of 5 minutes), the plan played against it with
 the clock jumping forward, faults injected while it runs, then everything observable collected
 for the checker.
 
@@ -39,9 +39,10 @@ from devstack.stack import LocalStack, StackPorts
 LIFECYCLE_QUEUE = "subscription-lifecycle"
 SWEEPS = ("dunning_sweep", "retention_sweep")
 # A message a killed worker held, or whose delete Azurite's restart lost, comes back when its
-# lease runs out: 5 minutes in the Functions host; 30 s here (still renewed every 10 s while the
-# function runs), so the soak does not spend its time waiting.
-LEASE_SECONDS = 30
+# lease runs out: 5 minutes in the Functions host; 45 s here (above the product's 30 s redelivery
+# grace; still renewed every 15 s while the function runs), so the soak does not spend its time
+# waiting.
+LEASE_SECONDS = 45
 
 
 def checkpoints() -> list[int]:

@@ -181,3 +181,31 @@ def test_a_retried_request_finishes_what_a_crash_after_its_commit_left(
     assert email_rows_handed_off(svc) == {r.key for r in svc.store.pending_outbox("acc-1")}
     assert svc.contacts.accounts("new@contoso.example") == ["acc-1"]  # the index row, carried out too
     assert len(email_rows_handed_off(svc)) == 2
+
+
+def test_the_hosts_retry_of_a_message_whose_dispatch_failed_finishes_its_outbox(
+        svc: Services, make_services: Callable[..., Services]) -> None:
+    # Found by the soak (bench.soak): storage answered "connection reset" after the commit, the
+    # function failed, and the host brought the same message back after visibilityTimeout (5 s),
+    # well inside the 30 s grace a duplicate leaves a live twin's rows: the retry found the event
+    # applied, carried nothing out and succeeded, so the lifecycle event, the email and the
+    # dunning index entry stayed in the outbox for good. The default grace is kept here.
+    crashing = make_services(faults=CrashOnce("before_dispatch"))
+    with pytest.raises(CrashInjected):
+        apply_event(crashing.lifecycle, failed("c1"), "billing.charge.failed")
+    again = apply_event(crashing.lifecycle, failed("c1"), "billing.charge.failed", redelivered=True)
+    assert again.duplicate
+    assert [m["type"] for m in lifecycle_messages(svc)] == ["subscription.past_due"]
+    assert [r.kind for r in svc.store.pending_outbox("acc-1")] == ["email"]  # handed to the sender
+    assert len(email_rows_handed_off(svc)) == 1
+    assert [e.account_id for e in svc.indexes.due(NOW + timedelta(days=1))] == ["acc-1"]
+
+
+def test_a_fresh_duplicate_still_leaves_a_live_twins_young_rows_to_it(
+        svc: Services, make_services: Callable[..., Services]) -> None:
+    crashing = make_services(faults=CrashOnce("before_dispatch"))
+    with pytest.raises(CrashInjected):  # stands in for a twin still busy sending
+        apply_event(crashing.lifecycle, failed("c1"), "billing.charge.failed")
+    assert apply_event(svc.lifecycle, failed("c1"), "billing.charge.failed").duplicate
+    assert lifecycle_messages(svc) == []
+    assert sorted(r.kind for r in svc.store.pending_outbox("acc-1")) == ["email", "index", "lifecycle"]

@@ -12,6 +12,7 @@ import requests
 
 from devstack.sandbox_gateway import start_in_thread
 from shared.bootstrap import Services
+from shared.faults import CrashInjected, Faults
 from shared.gateway.http import HttpPaymentGateway
 from shared.handlers import apply_event, commit_decision, register_account
 from shared.lifecycle.decide import Registration
@@ -21,7 +22,7 @@ from shared.lifecycle.model import PaymentMethod, Profile, SubscriptionState
 from shared.lifecycle.work import Decision
 from shared.money import Money
 from shared.store.indexes import SHARDS
-from shared.sweeps import CLAIM, SweepWork, fan_out
+from shared.sweeps import CLAIM, SweepWork, fan_out, run_work
 from tests.integration.sweeping import drain, sweep
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -148,3 +149,37 @@ def test_a_timer_out_of_time_leaves_the_rest_to_the_next_run_taking_every_shard_
     first_shards = [w.entry.partition for w in messages[:SHARDS * 5]]
     assert len(set(first_shards)) > 1  # a page from each shard in turn, not one shard after another
 
+
+
+class _FailAfterCommit(Faults):
+    """Storage fails between a step's commit and its outbox (a "connection reset" the soak met)."""
+
+    def __init__(self) -> None:
+        self.armed = False
+
+    def before_dispatch(self) -> None:
+        if self.armed:
+            self.armed = False
+            raise CrashInjected("before_dispatch")
+
+
+def test_a_retried_sweep_message_finishes_the_outbox_its_failed_attempt_left(
+        make_services: Callable[..., Services], sandbox: str) -> None:
+    # Found by the soak: the reminder step committed, writing the next due entry failed, and the
+    # retry found the step taken ("stale") and dropped the account from the dunning sweep for good.
+    faults = _FailAfterCommit()
+    s = make_services(gateway=HttpPaymentGateway(sandbox, "sandbox-local-key"), faults=faults)
+    s.test_clock.set(T0)  # type: ignore[union-attr]
+    owing(s, "acc-reset", reason="card_expired")  # no retries in the way
+    s.test_clock.set(T0 + timedelta(days=7, hours=1))  # type: ignore[union-attr]
+    assert fan_out(s, "dunning").queued == 1
+    message = next(iter(s.sweep_queue.receive_messages(max_messages=1, visibility_timeout=60)))
+    work = SweepWork.from_message(message.content)
+    faults.armed = True
+    with pytest.raises(CrashInjected):
+        run_work(s, work)
+    # the claimed entry stays; the next one (day 14) is still in the outbox
+    assert [e.at for e in s.indexes.due(T0 + timedelta(days=365))] == [T0 + timedelta(days=1)]
+    assert run_work(s, work, retried=True).outcome == "stale"
+    assert [e.at for e in s.indexes.due(T0 + timedelta(days=365))] == [T0 + timedelta(days=14)]
+    assert [r.kind for r in s.store.pending_outbox("acc-reset") if r.kind != "email"] == []
