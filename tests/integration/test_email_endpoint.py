@@ -427,6 +427,16 @@ def test_delete_messages_clears_messages_and_counters(url: str, client: EmailCli
     assert stats(url)["sendRequests"] == 0
 
 
+def test_messages_can_be_listed_without_their_bodies(url: str, client: EmailClient) -> None:
+    sent = message(headers={"X-Billing-Email-Kind": "payment_failed"})
+    client.begin_send(sent, operation_id=str(uuid.uuid4())).result()
+    full = messages(url)[0]
+    light = requests.get(f"{url}/messages", params={"bodies": "false"}, timeout=5).json()[0]
+    assert "html" not in light and "plainText" not in light
+    assert light == {k: v for k, v in full.items() if k not in ("html", "plainText")}
+    assert light["headers"]["X-Billing-Email-Kind"] == "payment_failed"
+
+
 # -- the command line ----------------------------------------------------------------------
 
 
