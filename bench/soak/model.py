@@ -151,7 +151,10 @@ def expect(account: AccountPlan) -> Expected:
         if fixed_order and not account.races_card:
             exact.add(sub)
     failures = [c for c in account.charges if c.fate != "success_only"]
-    surely = [c for c in failures if c.fate in OWED_FATES and unnamed.get(c.currency, 0) == 0]
+    # A card saved while the events arrive may pay a charge before its failure email leaves; the
+    # product then skips the stale news (at most one per occasion, contract §4), so no minimum.
+    surely = [] if account.races_card else \
+        [c for c in failures if c.fate in OWED_FATES and unnamed.get(c.currency, 0) == 0]
     had_owed = {c.subscription_id for c in account.charges if c.fate in OWED_FATES}
     net_only = set() if settles else set(unnamed)
     return Expected(account.account_id, net, settles, not account.races_card, net_only, owing, exact, had_owed,
