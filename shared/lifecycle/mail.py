@@ -4,7 +4,7 @@ billing contact is reachable (the source document's "not getting billing emails?
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.lifecycle.mailbox import same_mailbox
@@ -13,6 +13,7 @@ from shared.lifecycle.work import Decision, MailRecord, Work
 from shared.policy import DunningPolicy
 
 FAILED_DELIVERY = frozenset({"Bounced", "Suppressed", "Failed", "Quarantined"})  # contract §4
+REPORT_CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of our clock a report's own clock may run
 
 
 def email_sent(account: Account, key: str, kind: str, recipient: str, operation_id: str, now: datetime,
@@ -55,13 +56,17 @@ def delivery_reported(account: Account, recipient: str, status: str, at: datetim
     """Contract §4: a `Bounced`, `Suppressed`, `Failed` or `Quarantined` report marks that address
     unreachable, a `Delivered` one clears it, whatever message it is about. The newest attempt
     wins: a report older than the last one applied for the address changes nothing. Other
-    statuses (`FilteredSpam`: the content was filtered, the mailbox is fine) change nothing."""
+    statuses (`FilteredSpam`: the content was filtered, the mailbox is fine) change nothing.
+    A report time later than `now` plus `REPORT_CLOCK_SKEW` (year 9999, a sender's broken clock)
+    is taken as `now`, and a kept time that far ahead (stored before this rule) counts as none,
+    so no report can outrank every later one."""
     profile = account.profile
     contact = _contact(account, recipient)
     if profile is None or contact is None or (status not in FAILED_DELIVERY and status != "Delivered"):
         return Decision(account)  # a former contact, data already deleted, or nothing about the mailbox
+    at = _report_time(at, now)
     last = profile.reported.get(contact)
-    if last is not None and last >= at:
+    if last is not None and at <= last <= now + REPORT_CLOCK_SKEW:
         return Decision(account)
     work = Work(account, {}, now, occasion=f"report|{contact}|{at.isoformat()}")
     work.touched = True
@@ -76,6 +81,12 @@ def delivery_reported(account: Account, recipient: str, status: str, at: datetim
     work.account = replace(account, profile=replace(profile, unreachable=unreachable,
                                                     reported={**profile.reported, contact: at}))
     return work.finish(policy)
+
+
+def _report_time(at: datetime, now: datetime) -> datetime:
+    """When a report counts as made: its own time, or `now` when that is beyond `now` plus the
+    allowed clock skew (a time no report can truly have yet)."""
+    return now if at > now + REPORT_CLOCK_SKEW else at
 
 
 def _contact(account: Account, recipient: str) -> str | None:

@@ -3,6 +3,7 @@ mail systems match it, the newest attempt wins, and odd report content is ignore
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from shared.delivery_reports import ReportIgnored, read_report
 from shared.lifecycle.decide import Registration, register
 from shared.lifecycle.effects import IndexContact
-from shared.lifecycle.mail import delivery_reported
+from shared.lifecycle.mail import REPORT_CLOCK_SKEW, delivery_reported
 from shared.lifecycle.mailbox import mailbox, same_mailbox
 from shared.lifecycle.model import Account, Profile
 from shared.lifecycle.retention import erase_profile
@@ -30,7 +31,9 @@ def account(*contacts: str) -> Account:
 
 
 def report(acc: Account, recipient: str, status: str, minutes: int) -> Account:
-    return delivery_reported(acc, recipient, status, NOW + timedelta(minutes=minutes), "550", NOW, POLICY).account
+    # Reports arrive after the attempts they describe: the clock reads an hour past NOW.
+    return delivery_reported(acc, recipient, status, NOW + timedelta(minutes=minutes), "550", NOW + timedelta(hours=1),
+                             POLICY).account
 
 
 def unreachable(acc: Account) -> dict[str, datetime]:
@@ -66,6 +69,62 @@ def test_a_repeated_bounce_keeps_the_first_time_and_spam_filtering_is_no_address
                                                                           NOW + timedelta(minutes=1)}
     assert unreachable(report(account("ap@contoso.example"), "ap@contoso.example", "FilteredSpam", 1)) == {}
     assert unreachable(report(account("ap@contoso.example"), "AP@contoso.example", "Bounced", 1)) == {}
+
+
+FAR = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+# A report time relative to its arrival: minutes before it (ACS reports a little late), within
+# the allowed skew after it, far past it (a broken clock), or the largest time there is.
+REPORT_TIMES = st.one_of(st.integers(-180, 0).map(lambda m: timedelta(minutes=m)),
+                         st.integers(0, 300).map(lambda s: timedelta(seconds=s)),
+                         st.integers(6, 10**6).map(lambda m: timedelta(minutes=m)),
+                         st.just(None))
+ARRIVALS = st.lists(st.tuples(st.integers(0, 60), st.sampled_from(["Bounced", "Delivered", "Suppressed"]),
+                              REPORT_TIMES), max_size=12)
+
+
+def _arrive(acc: Account, now: datetime, status: str, offset: timedelta | None) -> Account:
+    at = FAR if offset is None else now + offset
+    return delivery_reported(acc, "ap@contoso.example", status, at, "550", now, POLICY).account
+
+
+@given(ARRIVALS, st.sampled_from(["Bounced", "Delivered"]), st.integers(6, 600))
+def test_a_report_dated_at_its_arrival_wins_over_any_earlier_ones_however_far_ahead_they_are_dated(
+        arrivals: list[tuple[int, str, timedelta | None]], last_status: str, wait: int) -> None:
+    # A report dated year 9999 won over every later real report: the contact stayed unreachable forever.
+    acc, now = account("ap@contoso.example"), NOW
+    for gap, status, offset in arrivals:
+        now += timedelta(minutes=gap)
+        acc = _arrive(acc, now, status, offset)
+        assert acc.profile is not None
+        assert all(t <= now + REPORT_CLOCK_SKEW for t in acc.profile.reported.values())
+    now += timedelta(minutes=wait)  # later than every earlier report can count as made
+    acc = _arrive(acc, now, last_status, timedelta(0))
+    assert set(unreachable(acc)) == ({"ap@contoso.example"} if last_status == "Bounced" else set())
+    assert all(since <= now for since in unreachable(acc).values())  # since the first bounce still standing
+
+
+@given(st.permutations([("Bounced", 1), ("Delivered", 2), ("Bounced", 3), ("Delivered", 4)]), st.booleans())
+def test_reports_within_the_skew_keep_their_order_in_any_arrival_order(
+        order: list[tuple[str, int]], far_first: bool) -> None:
+    # Times up to REPORT_CLOCK_SKEW ahead of the clock are honoured as they are: the newest wins.
+    acc = account("ap@contoso.example")
+    if far_first:  # a bogus far-future bounce before them is taken as its arrival, NOW
+        acc = delivery_reported(acc, "ap@contoso.example", "Bounced", FAR, "550", NOW, POLICY).account
+    for status, minute in order:
+        acc = delivery_reported(acc, "ap@contoso.example", status, NOW + timedelta(minutes=minute), "550", NOW,
+                                POLICY).account
+    assert unreachable(acc) == {}
+
+
+def test_a_far_future_time_kept_before_the_rule_no_longer_blocks_later_reports() -> None:
+    acc = account("ap@contoso.example")
+    assert acc.profile is not None
+    stuck = replace(acc, profile=replace(acc.profile, unreachable={"ap@contoso.example": FAR},
+                                         reported={"ap@contoso.example": FAR}))
+    cleared = delivery_reported(stuck, "ap@contoso.example", "Delivered", NOW - timedelta(minutes=2), "", NOW, POLICY)
+    assert unreachable(cleared.account) == {}
+    assert cleared.account.profile is not None and cleared.account.profile.reported == {
+        "ap@contoso.example": NOW - timedelta(minutes=2)}
 
 
 def test_registration_contact_changes_and_erasure_keep_the_address_index() -> None:
