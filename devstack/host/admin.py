@@ -13,6 +13,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from . import eventgrid, queues, timers
 from .exchange import Reply, Request
@@ -30,7 +31,7 @@ class Admin:
 
     async def handle(self, request: Request) -> Reply | None:
         """The reply for an admin path, or None when the path is not an admin one."""
-        parts = request.path.strip("/").split("/")
+        parts = [unquote(p) for p in request.route_path().strip("/").split("/")]
         if len(parts) == 3 and parts[0].lower() == "admin" and parts[1].lower() == "functions":
             if request.method != "POST":
                 return Reply.empty(405, [("allow", "POST")])

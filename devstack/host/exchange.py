@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 
 @dataclass(frozen=True)
 class Request:
-    """A fully read request: path is percent-decoded, url is what the client asked for."""
+    """A fully read request: path is percent-decoded, raw_path as sent (still encoded; empty:
+    the same as path), url is what the client asked for."""
 
     method: str
     path: str
@@ -23,6 +24,14 @@ class Request:
     query_string: str
     headers: list[tuple[str, str]]
     body: bytes
+    raw_path: str = ""
+
+    def route_path(self) -> str:
+        """The path split where the client wrote `/`, each segment decoded, then `%` and `/`
+        inside a segment written back as `%25` and `%2F`: so routing sees the client's segments,
+        as the Functions host routes, and `routing.segment_value` decodes a matched value."""
+        raw = self.raw_path or self.path
+        return "/".join(unquote(seg).replace("%", "%25").replace("/", "%2F") for seg in raw.split("/"))
 
     def header(self, name: str) -> str | None:
         """Header value, duplicates joined with ', ' as the Functions host joins them."""

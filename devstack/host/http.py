@@ -151,7 +151,7 @@ class HttpApp:
         await _send(send, self._cors.decorate(request, reply))
 
     async def dispatch(self, request: Request) -> Reply:
-        if self._webhook.owns(request.path):
+        if self._webhook.owns(request.route_path()):
             return self._keys.refuse(SYSTEM, request) or await self._webhook.handle(request)
         if request.path.strip("/").lower().split("/")[0] == "admin":
             refused = self._keys.refuse(ADMIN, request)
@@ -160,7 +160,7 @@ class HttpApp:
         admin = await self._admin.handle(request)
         if admin is not None:
             return admin
-        rel = split_prefix(request.path, self._prefix)
+        rel = split_prefix(request.route_path(), self._prefix)
         if rel is not None:
             found = self._router.resolve(rel, request.method)
             if isinstance(found, Matched):
@@ -225,6 +225,7 @@ async def _read_request(scope: Scope, receive: Receive) -> Request | None:
         query_string=query,
         headers=headers,
         body=b"".join(chunks),
+        raw_path=raw_path.decode("utf-8", "replace"),
     )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
+from urllib.parse import unquote
 
 T = TypeVar("T")
 
@@ -135,13 +136,14 @@ class Route(Generic[T]):
     precedence: tuple[int, ...]
 
     def match(self, path: str) -> dict[str, str] | None:
-        """Route parameters if `path` (relative to the prefix, no leading slash) matches."""
+        """Route parameters, decoded, if `path` (relative to the prefix, no leading slash, in the
+        form of `Request.route_path`: a `/` inside a segment still `%2F`) matches."""
         m = self.regex.match(path)
         if not m:
             return None
         values: dict[str, str] = {}
         for p in self.params:
-            v = m.group(p.group)
+            v = segment_value(m.group(p.group))
             if v is None or v == "":
                 if p.default is not None:
                     values[p.name] = p.default
@@ -152,6 +154,11 @@ class Route(Generic[T]):
                 return None
             values[p.name] = v
         return values
+
+
+def segment_value(matched: str | None) -> str | None:
+    """A matched piece of a route path decoded: only `%25` and `%2F` are left encoded there."""
+    return None if matched is None else unquote(matched)
 
 
 def compile_route(template: str, methods: Iterable[str] | None, target: T) -> Route[T]:

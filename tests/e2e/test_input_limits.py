@@ -131,6 +131,18 @@ def test_identifiers_with_a_trailing_newline_answer_400_naming_the_field(api: st
     assert requests.get(f"{api}/billing/acct-1%0A", timeout=10).status_code == 403
 
 
+def test_an_identifier_with_an_encoded_slash_answers_400_and_never_acts_on_another_account(api: str) -> None:
+    # The local host decoded `%2F` before routing: `PUT /accounts/acc-x%2F` updated `acc-x`.
+    acc = new_account(api)
+    body = {"displayName": "Renamed", "billingContacts": ["a@b.example"]}
+    for suffix in ("%2F", "%2f", "%2Fx"):
+        assert _problem_fields(requests.put(f"{api}/accounts/{acc}{suffix}", json=body, timeout=10)) == ["accountId"]
+        assert _problem_fields(requests.get(f"{api}/accounts/{acc}{suffix}/timeline", timeout=10)) == ["accountId"]
+    assert _problem_fields(requests.put(f"{api}/accounts/{acc}%2Fpayment-method", json={"token": "tok_visa"},
+                                        timeout=10)) == ["accountId"]
+    assert requests.get(f"{api}/accounts/{acc}", timeout=10).json()["displayName"] == "Contoso Ltd"
+
+
 def test_ambiguous_and_pathological_http_bodies_answer_400(api: str) -> None:
     acc = f"acc-{uuid.uuid4().hex[:12]}"
     dup = '{"displayName": "A", "displayName": "B", "billingContacts": ["a@b.example"]}'

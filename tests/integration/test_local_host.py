@@ -272,6 +272,29 @@ def test_literal_segment_wins_and_nested_routes(host: RunningHost) -> None:
     assert requests.get(host.url("/api/greet/ana"), timeout=5).text == "hello ana"
 
 
+def test_routes_on_the_segments_as_sent_and_decodes_the_values(host: RunningHost) -> None:
+    # `%2F` was decoded before routing: `accounts/acc-x%2F` acted on `acc-x`, and
+    # `accounts/a%2Fb/timeline` was no route at all. The Functions host routes on the segments
+    # the client wrote and hands the function the decoded value, for it to validate.
+    def get(path: str) -> requests.Response:
+        return requests.get(host.url(path), timeout=5)
+
+    assert get("/api/accounts/acc-x%2F").json()["accountId"] == "acc-x/"
+    assert get("/api/accounts/acc-x%2f").json()["accountId"] == "acc-x/"
+    assert get("/api/accounts/a%2Fb%2Ftimeline").json()["accountId"] == "a/b/timeline"
+    assert get("/api/accounts/a%2Fb/timeline").text == "timeline of a/b"
+    assert get("/api/accounts/100%25").json()["accountId"] == "100%"
+    assert get("/api/accounts/a%252Fb").json()["accountId"] == "a%2Fb"  # decoded once, never twice
+    assert get("/api/accounts/caf%C3%A9%20x").json()["accountId"] == "café x"
+    assert get("/api/%61ccounts/acc-1").json()["accountId"] == "acc-1"  # a literal segment, decoded
+    assert get("/api/files/a%2Fb/c.txt").text == "path=a/b/c.txt"
+    assert get("/api/items/1%32").text == "number 12"  # constraints see the decoded value
+    put = requests.put(host.url("/api/accounts/acc-x%2F"), data=b"{}", timeout=5)
+    assert put.headers["x-account"] == "acc-x/"
+    assert requests.post(host.url("/admin/functions/record_item%2F"), json={"input": ""},
+                         timeout=5).status_code == 404
+
+
 def test_post_echo(host: RunningHost) -> None:
     r = requests.post(host.url("/api/echo?x=1"), data=b'{"a": 1}', headers={"Content-Type": "application/json"})
     assert r.status_code == 201
