@@ -6,14 +6,13 @@ from collections.abc import Mapping
 
 import azure.functions as func
 
-from functions.problems import invalid, json_response, not_found, problem, read_json
+from functions.problems import invalid, json_response, not_found, page_limit, problem, read_json
 from shared.bootstrap import services
 from shared.gateway.protocol import CardRejected, GatewayUnavailable
 from shared.handlers import register_account
 from shared.intake import ID_PATTERN, is_identifier
 from shared.lifecycle.decide import Registration
 from shared.lifecycle.model import PaymentMethod, Profile
-from shared.numerals import parse_whole
 from shared.registration import (
     AccountBody,
     CardMethodBody,
@@ -102,14 +101,8 @@ def get_timeline(req: func.HttpRequest) -> func.HttpResponse:
 
 def page_request(params: Mapping[str, str]) -> tuple[int, Order, Cursor | None]:
     """`limit`, `order` and `continuation` from the query, or `InvalidRequest` naming the field."""
-    problems: list[FieldProblem] = []
-    raw_limit = params.get("limit", str(DEFAULT_LIMIT))
-    try:
-        limit = parse_whole(raw_limit, max_digits=4)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
-        problems.append(FieldProblem("limit", f"a whole number from 1 to {MAX_LIMIT}"))
+    limit = page_limit(params, DEFAULT_LIMIT, MAX_LIMIT)
+    problems = [limit] if isinstance(limit, FieldProblem) else []
     order = params.get("order", "oldest")
     if order not in ("oldest", "newest"):
         problems.append(FieldProblem("order", "oldest or newest"))

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from functions.problems import invalid, json_response, not_found, problem, read_json
+from functions.problems import invalid, json_response, not_found, page_limit, problem, read_json
 from shared.bootstrap import services
 from shared.registration import FieldProblem, InvalidRequest
 from shared.rfc3339 import parse_rfc3339
+from shared.store.system import DEADLETTER_PAGE, DEADLETTER_PAGE_MAX, DeadLetterCursor
+from shared.store.tokens import BadCursor
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 
@@ -18,7 +20,21 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init_
 @bp.function_name("get_deadletters")
 @bp.route(route="deadletters", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 def get_deadletters(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response({"items": services().deadletters.list()})
+    """A page of dead letters, oldest first: `limit` (1 to 50, default 20: each may hold 64 KiB
+    of text) and `continuation` from the page before."""
+    limit = page_limit(req.params, DEADLETTER_PAGE, DEADLETTER_PAGE_MAX)
+    problems = [limit] if isinstance(limit, FieldProblem) else []
+    cursor = None
+    token = req.params.get("continuation")
+    if token is not None:
+        try:
+            cursor = DeadLetterCursor.parse(token)
+        except BadCursor as exc:
+            problems.append(FieldProblem("continuation", str(exc)))
+    if problems or isinstance(limit, FieldProblem):
+        return invalid(InvalidRequest(problems))
+    page = services().deadletters.page(limit, cursor)
+    return json_response({"items": page.items, "continuation": page.next.token() if page.next else None})
 
 
 @bp.function_name("replay_deadletter")

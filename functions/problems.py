@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import azure.functions as func
 
 from shared import json_reader
 from shared.card_data import mask_card_numbers
-from shared.registration import InvalidRequest
+from shared.numerals import parse_whole
+from shared.registration import FieldProblem, InvalidRequest
 
 MAX_BODY_BYTES = 64 * 1024
 SECURITY_HEADERS = {
@@ -60,3 +62,13 @@ def read_json(req: func.HttpRequest) -> Any:
     except json_reader.JsonRefused as exc:  # the reason names its field first, as a dead letter's does
         field = exc.field or "body"
         raise InvalidRequest([FieldProblem(field, exc.reason.removeprefix(f"{field}: "))]) from exc
+
+
+def page_limit(params: Mapping[str, str], default: int, maximum: int) -> int | FieldProblem:
+    """The query's `limit` (`default` when absent), or the problem naming `limit` when it is not
+    a whole number from 1 to `maximum` in ASCII digits."""
+    try:
+        limit = parse_whole(params.get("limit", str(default)), max_digits=4)
+    except ValueError:
+        limit = 0
+    return limit if 1 <= limit <= maximum else FieldProblem("limit", f"a whole number from 1 to {maximum}")

@@ -254,9 +254,16 @@ class Soak:
         return Observed(views, charges, emails, self.lifecycle, dead, replayed)
 
     def _deadletters(self) -> list[dict[str, Any]]:
-        r = self.session.get(f"{self.api}/deadletters", timeout=120)
-        r.raise_for_status()
-        return list(r.json()["items"])
+        """Every dead letter, page by page."""
+        items: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": 50}
+        while True:
+            r = self.session.get(f"{self.api}/deadletters", params=params, timeout=120)
+            r.raise_for_status()
+            items += r.json()["items"]
+            if not r.json()["continuation"]:
+                return items
+            params["continuation"] = r.json()["continuation"]
 
     def replay_valid_deadletters(self) -> int:
         """A valid event dead-lettered for a passing reason (storage down past maxDequeueCount) is

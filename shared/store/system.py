@@ -6,6 +6,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,8 +16,10 @@ from azure.data.tables import TableClient, UpdateMode
 from shared.clock import Clock, ensure_utc
 from shared.dead_letters import dead_letter_content
 from shared.store import codec
+from shared.store.tokens import BadCursor, decode_token, encode_token
 
 DEADLETTER_PK = "deadletter"
+DEADLETTER_PAGE, DEADLETTER_PAGE_MAX = 20, 50  # each may hold 64 KiB of text (GET /api/deadletters)
 CLOCK_PK, CLOCK_RK = "clock", "test"
 
 
@@ -65,6 +68,17 @@ class DeadLetters:
         items = [self._item(r, part(k)) for k, r in rows.items() if "~" not in k]
         return sorted(items, key=lambda i: (i["receivedAt"], i["id"]))
 
+    def page(self, limit: int, after: DeadLetterCursor | None) -> DeadLetterPage:
+        """Up to `limit` dead letters after `after`, oldest first (by `receivedAt`, then id), and
+        where the next page starts (None: no more). Costs one scan of the keys and times only,
+        then one read per dead letter on the page: never the texts of other pages."""
+        heads = sorted((str(r["receivedAt"]), str(r["RowKey"])) for r in self.table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": DEADLETTER_PK}, select=["RowKey", "receivedAt"])
+            if "~" not in r["RowKey"] and "receivedAt" in r)
+        rest = [h for h in heads if after is None or h > (after.received_at, after.item_id)]
+        items = [item for _, key in rest[:limit] if (item := self.get(key)) is not None]
+        return DeadLetterPage(items, DeadLetterCursor(*rest[limit - 1]) if len(rest) > limit else None)
+
     def get(self, item_id: str) -> dict[str, Any] | None:
         try:
             return self._item(self.table.get_entity(DEADLETTER_PK, item_id),
@@ -91,6 +105,33 @@ class DeadLetters:
             text = codec.get_json(r, "text")
         return {"id": r["RowKey"], "source": r["source"], "reason": r["reason"], "receivedAt": r["receivedAt"],
                 "replayedAt": r.get("replayedAt"), "redacted": bool(r.get("redacted", False)), "text": text}
+
+
+@dataclass(frozen=True)
+class DeadLetterCursor:
+    """Where the next page of dead letters starts: after this `receivedAt` and id."""
+
+    received_at: str
+    item_id: str
+
+    def token(self) -> str:
+        return encode_token({"d": self.received_at, "i": self.item_id})
+
+    @classmethod
+    def parse(cls, token: str) -> DeadLetterCursor:
+        """The cursor in `token`; `BadCursor` if it is not a dead-letter token of this API."""
+        doc = decode_token(token)
+        received_at, item_id = doc.get("d"), doc.get("i")
+        if not (isinstance(received_at, str) and isinstance(item_id, str) and set(doc) == {"d", "i"}
+                and 0 < len(received_at) <= 40 and 0 < len(item_id) <= 255):
+            raise BadCursor("not a continuation token of this API")
+        return cls(received_at, item_id)
+
+
+@dataclass(frozen=True)
+class DeadLetterPage:
+    items: list[dict[str, Any]]  # as `DeadLetters.get` gives them
+    next: DeadLetterCursor | None
 
 
 def _continuation(key: str, n: int) -> str:

@@ -53,6 +53,19 @@ def send_event(stack: LocalStack) -> Callable[..., str]:
     return send
 
 
+def all_dead_letters(api: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Every dead letter, read page by page through `GET /api/deadletters` (oldest first)."""
+    items: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": limit}
+    while True:
+        r = requests.get(f"{api}/deadletters", params=params, timeout=60)
+        assert r.status_code == 200, r.text
+        items += r.json()["items"]
+        if r.json()["continuation"] is None:
+            return items
+        params["continuation"] = r.json()["continuation"]
+
+
 def wait_until(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -14,7 +14,7 @@ import requests
 
 from devstack.stack import LocalStack
 from shared.card_data import contains_card_number, mask_escaped_card_numbers
-from tests.e2e.conftest import new_account, wait_until
+from tests.e2e.conftest import all_dead_letters, new_account, wait_until
 
 CARD = "4111 1111 1111 1111"
 
@@ -59,7 +59,7 @@ def _leaves(node: Any) -> list[Any]:
 
 def _dead_letter(api: str, marker: str) -> dict[str, Any]:
     def find() -> dict[str, Any] | None:
-        items = requests.get(f"{api}/deadletters", timeout=10).json()["items"]
+        items = all_dead_letters(api)
         return next((i for i in items if marker in i["text"]), None)
 
     found: dict[str, Any] = wait_until(find, f"the dead letter {marker}")
@@ -118,7 +118,7 @@ def test_a_message_base64_encoded_by_mistake_is_kept_redacted_inside(api: str, s
     send_event("", {}, raw=base64.b64encode(json.dumps(event).encode()).decode())
 
     def find() -> dict[str, Any] | None:
-        for item in requests.get(f"{api}/deadletters", timeout=10).json()["items"]:
+        for item in all_dead_letters(api):
             try:
                 text = base64.b64decode(item["text"], validate=True).decode()
             except ValueError:

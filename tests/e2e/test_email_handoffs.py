@@ -13,13 +13,13 @@ import requests
 from azure.storage.queue import QueueClient
 
 from devstack.stack import LocalStack
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import all_dead_letters, wait_until
 
 KEY = "0b6d3c2e-8f7a-5d41-9c3b-2a1e4f6d8b90"
 
 
 def _dead_letters(api: str, text: str) -> list[dict[str, Any]]:
-    return [i for i in requests.get(f"{api}/deadletters", timeout=30).json()["items"] if i["text"] == text]
+    return [i for i in all_dead_letters(api) if i["text"] == text]
 
 
 @pytest.mark.parametrize("queue", ["email-outbox", "email-outbox-poison"])

@@ -16,7 +16,7 @@ from azure.data.tables import TableServiceClient
 
 from devstack.stack import LocalStack
 from shared.money import Money
-from tests.e2e.conftest import new_account, wait_until
+from tests.e2e.conftest import all_dead_letters, new_account, wait_until
 from tests.e2e.test_billing_page import link_from_email, page_form_token
 
 BILLION_DONG = "2500000000"
@@ -71,7 +71,7 @@ def test_two_and_a_half_billion_dong_booked_shown_charged_and_wired_exactly(
 
 
 def _dead_letter(api: str, text: str) -> dict[str, Any]:
-    return dict(wait_until(lambda: next((i for i in requests.get(f"{api}/deadletters", timeout=10).json()["items"]
+    return dict(wait_until(lambda: next((i for i in all_dead_letters(api)
                                          if i["text"] == text), None), "the dead letter"))
 
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import requests
 
-from tests.e2e.conftest import new_account, wait_until
+from tests.e2e.conftest import all_dead_letters, new_account, wait_until
 
 
 def _dead_letters(api: str, text: str) -> list[dict[str, Any]]:
-    return [i for i in requests.get(f"{api}/deadletters", timeout=30).json()["items"] if i["text"] == text]
+    return [i for i in all_dead_letters(api) if i["text"] == text]
 
 
 def test_a_charge_failure_with_a_40_kb_extension_attribute_is_applied(

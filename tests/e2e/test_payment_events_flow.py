@@ -11,7 +11,7 @@ import requests
 from azure.storage.queue import QueueClient
 
 from devstack.stack import LocalStack
-from tests.e2e.conftest import new_account, wait_until
+from tests.e2e.conftest import all_dead_letters, new_account, wait_until
 from tests.malformed_cases import CASES
 
 
@@ -73,7 +73,7 @@ def test_every_malformed_message_is_dead_lettered_and_the_host_keeps_going(
     wait_until(lambda: view(api, acc)["balance"] == {"USD": "42.00"}, "the good event after the bad ones")
 
     def listed() -> list[dict[str, Any]] | None:
-        items = requests.get(f"{api}/deadletters", timeout=10).json()["items"]
+        items = all_dead_letters(api)
         texts = {i["text"] for i in items}
         return items if all(text in texts for _, text, _ in CASES) else None
 
@@ -131,7 +131,7 @@ def test_a_poison_message_is_kept_and_an_operator_can_replay_it(
     text = json.dumps({"specversion": "1.0", "id": event_id, "type": "billing.charge.failed", "source": "/tests",
                        "time": "2026-12-01T09:00:00Z", "data": failed(acc, "ch-poison")})
     QueueClient.from_connection_string(stack.connection_string, "payment-events-poison").send_message(text)
-    item = wait_until(lambda: next((i for i in requests.get(f"{api}/deadletters", timeout=10).json()["items"]
+    item = wait_until(lambda: next((i for i in all_dead_letters(api)
                                     if i["text"] == text), None), "the poison message in the dead-letter list")
     assert "maxDequeueCount" in item["reason"] and item["replayedAt"] is None
     r = requests.post(f"{api}/deadletters/{item['id']}/replay", timeout=10)

@@ -12,7 +12,7 @@ from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient
 
 from devstack.stack import LocalStack
-from tests.e2e.conftest import new_account, wait_until
+from tests.e2e.conftest import all_dead_letters, new_account, wait_until
 
 
 def states(api: str, account_id: str) -> list[str]:
@@ -21,7 +21,7 @@ def states(api: str, account_id: str) -> list[str]:
 
 
 def sweep_dead_letters(api: str, account_id: str) -> list[dict[str, Any]]:
-    items = requests.get(f"{api}/deadletters", timeout=10).json()["items"]
+    items = all_dead_letters(api)
     return [i for i in items if i["source"] == "sweep-work" and account_id in i["text"]]
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from shared.bootstrap import Services
+from shared.store.system import DeadLetterCursor
 
 AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -34,3 +35,31 @@ def test_a_redelivered_message_is_listed_once_and_empty_text_survives(make_servi
         svc.deadletters.add(source="payment-events", reason="empty", body=b"", received_at=AT, message_id="m-3")
     items = svc.deadletters.list()
     assert [(i["id"], i["text"]) for i in items] == [("msg-payment-events-m-3", "")]
+
+
+def test_pages_list_every_dead_letter_once_oldest_first_whatever_the_page_size(
+        make_services: Callable[..., Services]) -> None:
+    svc = make_services()
+    texts = {}
+    for n in range(7):  # three share a time; one spans continuation rows; message ids out of time order
+        at = AT + timedelta(minutes=n // 3 * 5 - n)
+        text = "😀" * 400_000 if n == 4 else f"message {n}"
+        svc.deadletters.add(source="payment-events", reason=f"r{n}", body=text.encode(), received_at=at,
+                            message_id=f"m-{9 - n}" if n % 2 else None)
+        texts[n] = text
+    svc.deadletters.add(source="payment-events", reason="again", body=b"message 1", received_at=AT,
+                        message_id="m-8")  # a redelivery replaces the row: still one dead letter
+    everything = svc.deadletters.list()
+    assert len(everything) == 7
+    for limit in (1, 2, 3, 7, 50):
+        seen: list[dict[str, object]] = []
+        cursor: DeadLetterCursor | None = None
+        for _ in range(10):
+            page = svc.deadletters.page(limit, cursor)
+            assert len(page.items) <= limit
+            seen += page.items
+            if page.next is None:
+                break
+            cursor = DeadLetterCursor.parse(page.next.token())  # the token round-trips
+        assert seen == everything, limit  # each once, oldest first, the huge text whole
+    assert sorted(i["text"] for i in everything) == sorted(texts.values())
