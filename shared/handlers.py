@@ -112,30 +112,36 @@ def finish_outbox(lc: Lifecycle, account_id: str) -> None:
 
 
 def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot], Decision],
-                    first: Snapshot | None = None) -> Decision:
+                    first: Snapshot | None = None, *, marker: str | None = None) -> Decision:
     """Load, decide and commit under the account's ETag, retrying on conflict; then dispatch.
 
     `first` is a snapshot the caller already loaded: the first attempt decides on it (saving a
     read) unless an earlier decision's follow-ups may be unapplied; if it is stale the ETag says
-    so and the retry loads afresh."""
+    so and the retry loads afresh. `marker` makes the decision take effect once: it commits with
+    the marker, and a later one under the same marker changes nothing (a card charge is recorded
+    once per idempotency key, whichever process reads its answer)."""
     now = lc.clock.now()
     given = [first] if first is not None and not first.pending else []
     finished: list[OutboxRow] = []
 
     @on_conflict
     def attempt() -> tuple[Decision, list[OutboxRow]]:
-        if given:
+        if given and marker is None:
             snap = given.pop()  # what its loader finished is the loader's to carry out
         else:
-            snap = lc.store.load(account_id, finish=True)
+            snap = lc.store.load(account_id, event_id=marker, finish=True)
             finished.extend(snap.finished)
-        decision = decide(snap)
+        decision = decide(snap) if not snap.already_applied else Decision(snap.account)
         if not decision.changed and snap.etag is not None:
             # Nothing to change, typically a client retrying a request whose first run crashed
             # after its commit: finish what that run left in the outbox.
             return decision, lc.store.pending_outbox(account_id, settled_for=lc.redelivery_grace)
         lc.faults.before_commit()
-        return decision, lc.store.commit(snap, decision, now=now)
+        try:
+            return decision, lc.store.commit(snap, decision, event_id=marker, event_type=marker and "decision.marker",
+                                                      now=now)
+        except AlreadyApplied:
+            return Decision(snap.account), []
 
     with account_lock(account_id):
         decision, rows = attempt()

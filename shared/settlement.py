@@ -241,7 +241,8 @@ def _record(lc: Lifecycle, account_id: str, currency: str, key: str, outcome: Ch
     to plan afresh."""
     now: datetime = lc.clock.now()
     decision = commit_decision(lc, account_id, lambda snap: record_outcome(snap.account, currency, key, outcome,
-                                                                          now, lc.policy))
+                                                                          now, lc.policy),
+                               marker=f"gateway-charge|{key}" if isinstance(outcome, Charged) else None)
     if not decision.changed:
         return decision  # recorded already
     if isinstance(outcome, Charged):

@@ -89,11 +89,14 @@ def within_limit(charges: list[Charge], limit: int | None) -> tuple[tuple[str, i
 
 def record_outcome(account: Account, currency: str, key: str, outcome: ChargeOutcome, now: datetime,
                    policy: DunningPolicy) -> Decision:
-    """Apply the gateway's answer under `key` to the pending charge of `currency`; a no-op when
-    that charge is no longer pending (recorded already, or replaced by a newer plan)."""
+    """Apply the gateway's answer under `key` to the pending charge of `currency`. When that charge
+    is no longer pending (its plan was dropped or replaced while the request was on its way, say
+    by a settlement that took over an expired lease), money the gateway took is still recorded,
+    as credit; a decline or refusal changes nothing. Recording a key twice is the shell's to
+    prevent (it commits each under a marker of its key)."""
     pending = account.settling.get(currency)
     if pending is None or pending.idempotency_key != key:
-        return Decision(account)
+        return _late(account, key, outcome, now, policy) if isinstance(outcome, Charged) else Decision(account)
     work = Work(account, {}, now, occasion=key)
     del work.settling[currency]
     if isinstance(outcome, Declined):
@@ -108,6 +111,14 @@ def record_outcome(account: Account, currency: str, key: str, outcome: ChargeOut
     else:
         work.log("charge_succeeded", f"card charge of {outcome.amount} succeeded ({outcome.gateway_charge_id})")
         _spend(work, pending, outcome.amount)
+    return work.finish(policy)
+
+
+def _late(account: Account, key: str, outcome: Charged, now: datetime, policy: DunningPolicy) -> Decision:
+    work = Work(account, {}, now, occasion=f"{key}-late")
+    work.log("charge_succeeded", f"card charge of {outcome.amount} succeeded ({outcome.gateway_charge_id}) "
+                                 f"after its plan (idempotency key {key}) was no longer pending")
+    to_credit(work, outcome.amount, f"card charge {key} was answered after its plan was dropped")
     return work.finish(policy)
 
 

@@ -57,8 +57,8 @@ def test_success_pays_every_planned_charge_reactivates_and_sends_one_receipt() -
     assert {s.state for s in done.account.subscriptions.values()} == {SubscriptionState.ACTIVE}
     assert sorted(e.subscription_id for e in done.effects if isinstance(e, EmitLifecycleEvent)) == ["s1", "s2"]
     assert [e.kind for e in done.effects if isinstance(e, SendEmail)] == ["payment_settled"]
-    assert record_outcome(done.account, "USD", p.idempotency_key, Charged(p.amount, "ch_1"), NOW,
-                          POLICY).changed is False
+    assert record_outcome(done.account, "USD", p.idempotency_key, Declined("card_declined"), NOW,
+                          POLICY).changed is False  # the charge is no longer pending: a late decline is nothing
 
 
 def test_decline_marks_nothing_paid() -> None:
@@ -114,11 +114,15 @@ def test_more_than_planned_taken_by_the_gateway_is_credit_never_lost() -> None:
     assert done.account.balance() == {} and done.account.credit == {"USD": 1500}
 
 
-def test_an_answer_for_another_key_changes_nothing() -> None:
+def test_money_taken_under_a_key_no_longer_pending_is_kept_as_credit() -> None:
+    """A request still on its way when its plan was dropped (its lease expired, a twin took over)
+    can charge after all: that money is recorded, never lost; the current plan is untouched."""
     acc = owing(fail("c1", "s1", "10.00"))
     planned, [p] = plan_settlement(acc, NOW, POLICY)
-    stale = record_outcome(planned.account, "USD", "stl-older", Charged(p.amount, "ch_0"), NOW, POLICY)
-    assert stale.changed is False and stale.account.settling["USD"] == p
+    late = record_outcome(planned.account, "USD", "stl-older", Charged(usd("10.00"), "ch_0"), NOW, POLICY)
+    assert late.account.settling["USD"] == p and late.account.credit == {"USD": 1000}
+    assert late.account.balance() == {"USD": usd("10.00")}
+    assert record_outcome(planned.account, "USD", "stl-older", Declined("card_declined"), NOW, POLICY).changed is False
 
 
 def test_a_refusal_closes_the_pending_charge_and_marks_nothing_paid() -> None:

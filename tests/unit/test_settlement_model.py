@@ -23,6 +23,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -43,12 +44,14 @@ from shared.gateway.protocol import (
     SOFT_DECLINE_CODES,
     CardDetails,
     ChargeAnswer,
+    Charged,
     ChargeResult,
 )
-from shared.handlers import Lifecycle, apply_event, register_account
+from shared.handlers import Lifecycle, apply_event, commit_decision, register_account
 from shared.lifecycle.decide import Registration
 from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
 from shared.lifecycle.model import ChargeStatus, PaymentMethod, Profile, SubscriptionState
+from shared.lifecycle.settlement import record_outcome
 from shared.money import Money
 from shared.outbox import RecordingDispatcher
 from shared.policy import DunningPolicy
@@ -410,3 +413,34 @@ def test_regression_a_decline_recovered_from_an_earlier_attempt_does_not_fail_th
     check(model)
     kinds = [e["kind"] for e in model.store.timeline(ACC)]
     assert kinds.count("charge_declined") == 1 and kinds.count("charge_succeeded") == 1
+
+
+def test_regression_a_request_still_on_its_way_when_a_twin_took_over_is_recorded_once() -> None:
+    """The lease expired while a charge request was slow; a twin settlement read its key back
+    (nothing yet), dropped it and charged afresh; then the slow request charged too. Both are
+    recorded, the second as credit, and reading the late one back again records nothing more."""
+    model = SettlementModel()
+    model.registered_with_a_card(limit=99_999_999)
+    model.charges_failed(["c1"], "insufficient_funds")
+    slow = model.fake.charge
+    twin_ran = []
+
+    def slow_charge(**request: Any) -> ChargeAnswer:
+        if not twin_ran:
+            twin_ran.append(True)
+            settle_account(model.lc, model.gateway, InMemoryLeases(), ACC)  # type: ignore[arg-type]
+        return slow(**request)
+
+    model.fake.charge = slow_charge  # type: ignore[method-assign]
+    model.automatic_retry(fault=None, crash=None, lookups_fail=False)
+    check(model)
+    assert [c.amount for c in model.fake.charges] == [Money(1000, "USD")] * 2
+    account = model.store.load(ACC).account
+    assert account.outstanding == {} and account.settling == {} and account.credit == {"USD": 1000}
+    first = model.fake.charges[1]  # the slow request's charge, made last
+    answer = Charged(first.amount, first.gateway_charge_id)
+    record = commit_decision(model.lc, ACC, lambda snap: record_outcome(snap.account, "USD", first.idempotency_key,
+                                                                          answer, NOW, DunningPolicy()),
+                             marker=f"gateway-charge|{first.idempotency_key}")
+    assert record.changed is False and model.store.load(ACC).account.credit == {"USD": 1000}
+    check(model)
