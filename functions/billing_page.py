@@ -1,7 +1,7 @@
 """The hosted billing page behind the signed link in every email: see what is owed, save a card,
 and the whole account is settled at once (the same settlement the API runs).
 
-A link that is not ours is a 403; one of ours that expired or was made for other contacts a 410
+A link that is not ours is a 403; one of ours that expired or was made before the contacts last changed a 410
 saying how to get a new one (`shared.links`). A form post must carry the page's anti-forgery
 token and must not come from another site (`Origin`, `Sec-Fetch-Site`): else a 403 page."""
 
@@ -51,8 +51,8 @@ def billing_page(req: func.HttpRequest) -> func.HttpResponse:
     link = SignedLink.from_query(req.params)
     status = LinkStatus.INVALID
     if key and account is not None:
-        contacts = profile.billing_contacts if profile else ()  # erased: no contacts, every link expired
-        status = check(key, account_id, link, contacts, svc.lifecycle.clock.now())
+        version = account.link_version if profile else None  # erased: every link has expired
+        status = check(key, account_id, link, version, svc.lifecycle.clock.now())
     if status is LinkStatus.EXPIRED:
         return _page(render_refusal(locale, svc.settings.support_url, "page.link_expired"), 410)
     if status is not LinkStatus.VALID or account is None or not key:

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from shared.lifecycle import schedule
+from shared.lifecycle.mailbox import same_mailbox
 from shared.lifecycle.model import Account, SubscriptionState
 from shared.links import billing_link
 from shared.mailer.protocol import OutgoingEmail
@@ -45,7 +46,7 @@ def compose(account: Account, payload: dict[str, Any], settings: Settings, polic
         subscriptions=lines,
         balance=tuple(m for _, m in sorted(account.balance().items())),
         update_payment_url=billing_link(settings.billing_page_url, settings.link_signing_key, account.account_id,
-                                        _link_contacts(profile.billing_contacts, payload["recipient"]), now),
+                                        _link_version(account, profile.billing_contacts, payload["recipient"]), now),
         support_url=settings.support_url,
         disable_at=_dt(facts.get("disableAt")) or (schedule.disable_at(first, policy) if first else None),
         cancel_at=_dt(facts.get("cancelAt")) or (schedule.cancel_at(first, policy) if first else None),
@@ -74,10 +75,11 @@ def _already(state: str | None) -> Literal["disabled", "canceled"] | None:
     return None
 
 
-def _link_contacts(contacts: tuple[str, ...], recipient: str) -> tuple[str, ...]:
-    """The contacts a billing link is made for: the account's, when the recipient is still one of
-    them; else none, so a mail still owed to a removed contact carries a link that has expired."""
-    return contacts if recipient.lower() in {c.lower() for c in contacts} else ()
+def _link_version(account: Account, contacts: tuple[str, ...], recipient: str) -> int | None:
+    """The link version a billing link is made at: the account's, when the recipient is still one
+    of its contacts; else none (`shared.links.RETIRED`), so a mail still owed to a removed contact
+    carries a link that has expired."""
+    return account.link_version if any(same_mailbox(c, recipient) for c in contacts) else None
 
 
 def _owed(account: Account, subscription_id: str) -> dict[str, Money]:

@@ -142,6 +142,10 @@ class Account:
     """When the retention sweep next has work for this account (deletion warnings, deletions, erasure)."""
     retry_blocked: bool = False
     """The saved card was hard-declined: no automatic retries until a new card is saved."""
+    link_version: int = 0
+    """The version billing links must carry to open the billing page (`shared.links`). Only ever
+    grows: one step with every change of the billing contacts' mailboxes (registration included)
+    and with erasure, so no older link works again, even when earlier contacts come back."""
 
     @property
     def registered(self) -> bool:

@@ -134,18 +134,27 @@ class Work:
             self.account, subscriptions=self.subs, outstanding=self.open,
             credit={c: m for c, m in self.credit.items() if m}, earmarks=self.earmarks, settling=self.settling,
             revision=revision, next_due_at=due, next_retention_at=retention,
+            link_version=next_link_version(self.before, self.account),
         )
         return Decision(account, tuple(self.notes.values()), tuple(self.effects), tuple(self.timeline),
                         tuple(self.mail), self.touched)
 
 
+def _listed(a: Account) -> set[str]:
+    """The mailboxes the account's billing contacts name; none once its customer data is erased."""
+    return {mailbox(c) for c in a.profile.billing_contacts} if a.profile else set()
+
+
 def contact_index_changes(before: Account, after: Account, revision: int) -> list[IndexContact]:
     """The address index rows a decision adds or drops: registration, a change of contacts, erasure."""
-    def listed(a: Account) -> set[str]:
-        return {mailbox(c) for c in a.profile.billing_contacts} if a.profile else set()
-
-    old, new = listed(before), listed(after)
+    old, new = _listed(before), _listed(after)
     return [IndexContact(after.account_id, address, address in new, revision) for address in sorted(old ^ new)]
+
+
+def next_link_version(before: Account, after: Account) -> int:
+    """The billing-link version after a decision: one step on when the contacts' mailboxes changed
+    (registration, a change of contacts, erasure), so every link made before stops working."""
+    return before.link_version + (1 if _listed(before) != _listed(after) else 0)
 
 
 def to_credit(work: Work, money: Money, why: str) -> None:

@@ -148,6 +148,7 @@ def state_doc(a: Account) -> dict[str, Any]:
         "nextDueAt": dt(a.next_due_at),
         "nextRetentionAt": dt(a.next_retention_at),
         "retryBlocked": a.retry_blocked,
+        "linkVersion": a.link_version,
     }
 
 
@@ -193,6 +194,7 @@ def account_of(account_id: str, state: Mapping[str, Any] | None, profile: Mappin
         parse_dt(state.get("nextDueAt")),
         parse_dt(state.get("nextRetentionAt")),
         bool(state.get("retryBlocked", False)),
+        int(state.get("linkVersion", 0)),  # accounts stored before versions were counted: the first
     )
 
 

@@ -22,10 +22,12 @@ from shared.links import billing_link
 from tests.e2e.conftest import new_account, wait_until
 
 
-def link_from_email(stack: LocalStack, account_id: str) -> str:
+def link_from_email(stack: LocalStack, account_id: str, to: str | None = None, kind: str | None = None) -> str:
+    """The billing link of the newest email to the account (to `to`, of `kind`, when given)."""
     def found() -> str | None:
-        for m in requests.get(f"{stack.email_url}/messages", timeout=10).json():
-            if m["headers"].get("X-Billing-Account") == account_id:
+        for m in reversed(requests.get(f"{stack.email_url}/messages", timeout=10).json()):
+            if m["headers"].get("X-Billing-Account") == account_id and to in (None, m["to"][0]["address"]) \
+                    and kind in (None, m["headers"].get("X-Billing-Email-Kind")):
                 match = re.search(r'href="([^"]*/api/billing/[^"]+)"', m["html"])
                 if match:
                     return html.unescape(match.group(1))
@@ -190,8 +192,32 @@ def test_a_link_stops_working_when_the_contacts_change(
         assert answer.status_code == 410 and answer.headers["Content-Type"].startswith("text/html")
         assert "expired" in answer.text and "most recent email" in answer.text and "support" in answer.text
     _unchanged(api, stack, acc)
-    fresh = billing_link(f"{api}/billing", stack.app_env()["BILLING_LINK_SIGNING_KEY"], acc,
-                         ("new-billing@contoso.example",), datetime.now(UTC))
+    send_event("billing.charge.failed", {"accountId": acc, "subscriptionId": "s1", "chargeId": "c3",
+                                         "amount": "1.00", "currency": "USD", "reason": "card_declined"})
+    fresh = link_from_email(stack, acc, to="new-billing@contoso.example", kind="payment_failed")
+    assert requests.get(fresh, timeout=10).status_code == 200
+
+
+def test_a_removed_contacts_link_stays_dead_when_the_contact_is_added_back(
+        api: str, stack: LocalStack, send_event: Callable[..., str]) -> None:
+    """Remove B, add B back: the contact list is as it was, but B's old link has expired for good;
+    the link in the newest email to B opens the page."""
+    a, b = "billing@contoso.example", "ops@contoso.example"
+    acc = new_account(api, contacts=(a, b), token="tok_chargeDeclined")
+    send_event("billing.charge.failed", {"accountId": acc, "subscriptionId": "s1", "chargeId": "c1",
+                                         "amount": "10.00", "currency": "USD", "reason": "card_declined"})
+    old = link_from_email(stack, acc, to=b, kind="payment_failed")
+    assert requests.get(old, timeout=10).status_code == 200
+    for contacts in ([a], [a, b]):
+        r = requests.put(f"{api}/accounts/{acc}", timeout=30, json={
+            "displayName": "Contoso Ltd", "billingContacts": contacts, "subscriptions": [{"id": "s1", "name": "S"}]})
+        assert r.status_code == 200, r.text
+    back = requests.get(old, timeout=10)
+    assert back.status_code == 410 and "expired" in back.text and "most recent email" in back.text
+    send_event("billing.charge.failed", {"accountId": acc, "subscriptionId": "s1", "chargeId": "c2",
+                                         "amount": "5.00", "currency": "USD", "reason": "card_declined"})
+    fresh = wait_until(lambda: (link := link_from_email(stack, acc, to=b, kind="payment_failed")) != old and link,
+                       "the failure email of c2 to B")
     assert requests.get(fresh, timeout=10).status_code == 200
 
 
@@ -224,7 +250,7 @@ def test_a_link_stops_working_once_the_accounts_data_is_erased(
         requests.put(f"{api}/testing/clock", json={"now": "2027-07-02T09:00:00Z"}, timeout=10).raise_for_status()
         # As the last deletion warning's link would be: made the day before, for the contacts then.
         link = billing_link(f"{api}/billing", stack.app_env()["BILLING_LINK_SIGNING_KEY"], acc,
-                            ("billing@contoso.example",), datetime(2027, 7, 1, 9, tzinfo=UTC))
+                            1, datetime(2027, 7, 1, 9, tzinfo=UTC))  # version 1: registered once
         assert requests.get(link, timeout=10).status_code == 200
         wait_until(swept(stack, "retention_sweep", api, acc, lambda v: v["billingContacts"] == []),
                    "the account's customer data erased", timeout=60)

@@ -110,14 +110,14 @@ def test_fractions_are_truncated_never_rounded(milli: int, rest: int) -> None:
 def test_billing_link_expiry_in_foreign_digits_is_refused(script: str) -> None:
     now, expires = datetime(2026, 12, 1, tzinfo=UTC), 1_900_000_000
     sig = _signature("k", "acc-1", expires, "v")  # signed for the value int() would read
-    assert check("k", "acc-1", SignedLink(str(expires), "v", sig), (), now) is not LinkStatus.INVALID
-    assert check("k", "acc-1", SignedLink(foreign(str(expires), script), "v", sig), (), now) is LinkStatus.INVALID
+    assert check("k", "acc-1", SignedLink(str(expires), "v", sig), 1, now) is not LinkStatus.INVALID
+    assert check("k", "acc-1", SignedLink(foreign(str(expires), script), "v", sig), 1, now) is LinkStatus.INVALID
 
 
 @pytest.mark.parametrize("text", BAD_WHOLE_NUMBERS)
 def test_billing_link_expiry_refused(text: str) -> None:
     now = datetime(2026, 12, 1, tzinfo=UTC)
-    assert check("k", "acc-1", SignedLink(text, "v", "sig"), (), now) is LinkStatus.INVALID
+    assert check("k", "acc-1", SignedLink(text, "v", "sig"), 1, now) is LinkStatus.INVALID
 
 
 @pytest.mark.parametrize("text", BAD_WHOLE_NUMBERS)
