@@ -7,8 +7,8 @@ import logging
 import azure.functions as func
 
 from shared.bootstrap import services
-from shared.card_data import redact_message
 from shared.dead_letters import dead_letter_text
+from shared.event_card_data import refuse_card_data_in_read_fields
 from shared.handlers import apply_event
 from shared.intake import Rejected, parse_message
 from shared.log_context import log_context
@@ -20,13 +20,13 @@ log = logging.getLogger(__name__)
 @bp.function_name("payment_events")
 @bp.queue_trigger(arg_name="msg", queue_name="payment-events", connection="AzureWebJobsStorage")
 def payment_events(msg: func.QueueMessage, context: func.Context) -> None:
-    """A malformed message is dead-lettered at once; a passing failure raises, so the host retries."""
+    """A malformed message (card data in a field the product reads included) is dead-lettered at
+    once, its text kept redacted; a passing failure raises, so the host retries."""
     svc = services()
     body = msg.get_body()
     try:
-        card_data = redact_message(dead_letter_text(body))
-        if card_data.redacted:  # as strict as the HTTP API: refused, and kept only redacted
-            raise Rejected(f"the message carries card data, which is never accepted: {card_data.note}")
+        # As strict as the HTTP API where the product reads; what it ignores is neither kept nor logged.
+        refuse_card_data_in_read_fields(dead_letter_text(body))
         event, event_type = parse_message(body)
     except Rejected as exc:
         svc.deadletters.add(source="payment-events", reason=exc.reason, body=body,

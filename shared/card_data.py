@@ -12,8 +12,9 @@ dashes, dots, slashes, underscores or invisible format characters, or up to eigh
 (`4111    1111 …`, as a form or a PDF pads them). Digits of any script count
 (a full-width `４１１１…` is still a card number), and so does a number written flush against a
 word (`card4111…`, `evt4111…`, `x4111…@example.com`). Not one: a run glued to more digits (a
-20-digit id is no 16-digit card number), or the digits of a word made only of hexadecimal digits
-with a letter among them (`0f3a…`, a hash or a random id), which match by chance. In JSON, a card
+20-digit id is no 16-digit card number), the digits of a word made only of hexadecimal digits
+with a letter among them (`0f3a…`, a hash or a random id), which match by chance, or the ids of a
+W3C `traceparent` (`00-<32 hex>-<16 hex>-01`), whose span id may be all digits. In JSON, a card
 number is also looked for in numbers (`4111111111111111.0`) and behind string escapes
 (`"4111\u00201111…"`), even when the rest of the text is not valid JSON.
 """
@@ -24,7 +25,7 @@ import base64
 import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,9 @@ _SEPARATOR = f"[{_SPACES}{_DASHES}{_DOTS_SLASHES}\u202a-\u202e\u2066-\u2069]"
 # longer run); whether a letter glued to either end makes it a hex id is `_hex_glued`'s to say.
 _RUN = re.compile(rf"\d(?<!\d\d)(?>\d*(?:(?:{_SEPARATOR}{{1,3}}|[{_SPACES}]{{4,8}})\d+)*)(?!\d)")
 _GROUP = re.compile(r"\d+")
+# A W3C `traceparent` (CloudEvents distributed tracing, and the logs that will quote it): version,
+# trace id, parent (span) id and flags in lower-case hex; a span id of digits only is still an id.
+TRACEPARENT = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(?![0-9A-Za-z])")
 _HEX_WORD = re.compile(r"[0-9A-Fa-f]*[A-Fa-f][0-9A-Fa-f]*")
 
 # Field names that only ever hold a card number or a security code, compared without case,
@@ -110,13 +114,20 @@ def _too_few_digits(text: str) -> bool:
     return len(text) < MIN_DIGITS or sum(map(str.isdigit, text)) < MIN_DIGITS
 
 
+def _outside_trace_context(text: str) -> Callable[[CardNumber], bool]:
+    """Whether a candidate lies outside every `traceparent` in `text` (one overlapping one is its ids)."""
+    spans = [m.span() for m in TRACEPARENT.finditer(text)] if "-" in text else []
+    return lambda card: not any(card.start < end and start < card.end for start, end in spans)
+
+
 def find_card_numbers(text: str) -> list[CardNumber]:
     """The card numbers in `text`, left to right, not overlapping (the longest at each place)."""
     found: list[CardNumber] = []
     if _too_few_digits(text):
         return found
+    outside = _outside_trace_context(text)
     for run in _RUN.finditer(text):
-        for card in sorted(_candidates(run), key=lambda c: (c.start, -c.end)):
+        for card in sorted(filter(outside, _candidates(run)), key=lambda c: (c.start, -c.end)):
             if not found or card.start >= found[-1].end:
                 found.append(card)
     return found
@@ -125,7 +136,8 @@ def find_card_numbers(text: str) -> list[CardNumber]:
 def contains_card_number(text: str) -> bool:
     if _too_few_digits(text):
         return False
-    return any(True for run in _RUN.finditer(text) for _ in _candidates(run))
+    outside = _outside_trace_context(text)
+    return any(outside(card) for run in _RUN.finditer(text) for card in _candidates(run))
 
 
 def mask_card_numbers(text: str) -> str:
@@ -180,8 +192,11 @@ class Redaction:
                 f"codes removed): {', '.join(self.findings)}")
 
 
-class _Object(list[tuple[str, Any]]):
+class JsonPairs(list[tuple[str, Any]]):
     """A JSON object as its key/value pairs, duplicates and order kept."""
+
+
+_Object = JsonPairs
 
 
 class _Number(str):
@@ -196,6 +211,20 @@ def _mask_number(literal: str) -> str:
     return literal if masked == mantissa else masked + literal[len(mantissa):len(mantissa) + len(e) + len(exponent)]
 
 
+def read_json_as_written(text: str) -> Any:
+    """`text` read as JSON with objects as `JsonPairs` and numbers as written (so a card number
+    written as a number is found); `ValueError` (or `RecursionError`) when it is not JSON."""
+    return json.loads(text, object_pairs_hook=_Object, parse_float=_Number, parse_int=_Number)
+
+
+def card_findings(node: Any) -> tuple[str, ...]:
+    """Where card data is in a tree from `read_json_as_written`: field paths (`data.reason`),
+    card fields by name included; empty when there is none."""
+    findings: list[str] = []
+    _walk(node, "", findings)
+    return tuple(findings)
+
+
 def redact_message(text: str) -> Redaction:
     """Mask card numbers and drop card fields from a message, JSON or not.
 
@@ -205,7 +234,7 @@ def redact_message(text: str) -> Redaction:
     removed; a message that is base64 of such text is redacted inside and stays base64. A message
     without card data comes back exactly as it was."""
     try:
-        tree = json.loads(text, object_pairs_hook=_Object, parse_float=_Number, parse_int=_Number)
+        tree = read_json_as_written(text)
     except (ValueError, RecursionError):
         return _redact_base64(text) or _redact_raw(text)
     findings: list[str] = []

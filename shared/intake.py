@@ -122,6 +122,18 @@ class _Envelope(_Strict):
         return value
 
 
+READ_ATTRIBUTES = frozenset({"specversion", "id", "type", "source", "time", "subject"})
+"""The CloudEvents attributes the product reads; any other is ignored (contract §1)."""
+
+
+def data_fields(event_type: object) -> frozenset[str]:
+    """The `data` fields contract §1 defines for `event_type`; for a type it does not define,
+    every field it defines for any type."""
+    models = [_DATA_MODELS[event_type]] if isinstance(event_type, str) and event_type in _DATA_MODELS \
+        else list(_DATA_MODELS.values())
+    return frozenset(name for model in models for name in model.model_fields)
+
+
 def _first_error(exc: ValidationError, prefix: str = "") -> Rejected:
     err = exc.errors()[0]
     field = prefix + ".".join(str(p) for p in err["loc"])

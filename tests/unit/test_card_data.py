@@ -200,3 +200,13 @@ def test_a_message_base64_encoded_by_mistake_is_redacted_inside_and_stays_base64
     assert kept["data"] == {"reason": "**** **** **** 1111"}
     clean = base64.b64encode(json.dumps({"id": "evt-1", "data": {"amount": "12.00"}}).encode()).decode()
     assert redact_message(clean).text == clean and not redact_message(clean).redacted
+
+
+@given(pans.filter(lambda p: len(p) >= 16).map(lambda p: p[:16]), st.binary(min_size=16, max_size=16), pans)
+def test_a_traceparents_ids_are_no_card_number_but_one_beside_it_is(span: str, trace: bytes, pan: str) -> None:
+    """W3C trace context, in a message or a log line: its span id may be all digits (and pass
+    Luhn); the ids stay as they are, a card number written next to them is still masked."""
+    traceparent = f"00-{trace.hex()}-{span}-01"
+    assert find_card_numbers(f"traceparent={traceparent};") == []
+    assert mask_card_numbers(f'"traceparent": "{traceparent}"') == f'"traceparent": "{traceparent}"'
+    assert mask_card_numbers(f"{traceparent} card {pan}") == f"{traceparent} card {MASK * (len(pan) - 4)}{pan[-4:]}"
