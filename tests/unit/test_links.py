@@ -15,6 +15,7 @@ from shared.lifecycle.model import Account, Profile
 from shared.lifecycle.retention import erase_profile
 from shared.links import LINK_LIFETIME, RETIRED, LinkStatus, SignedLink, _signature, billing_link, check, form_token
 from shared.policy import DunningPolicy
+from shared.store.codec import account_of, profile_doc, state_doc
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 KEY = "test-key"
@@ -126,3 +127,13 @@ def test_registration_renaming_and_delivery_news_keep_the_version_contact_change
     restored = _registered(_registered(removed, ["a@x.example"]), ["a@x.example", "b@x.example"])
     assert (removed.link_version, restored.link_version) == (2, 4)
     assert erase_profile(restored, NOW, POLICY).account.link_version == 5
+
+
+def test_the_link_version_is_stored_with_the_account_and_an_older_row_reads_as_the_first() -> None:
+    account = _registered(_registered(Account("acc-1"), ["a@x.example"]), ["b@x.example"])
+    assert account.profile is not None
+    state, profile = state_doc(account), profile_doc(account.profile)
+    assert account_of("acc-1", state, profile).link_version == account.link_version == 2
+    before_versions = {k: v for k, v in state.items() if k != "linkVersion"}
+    assert account_of("acc-1", before_versions, profile).link_version == 0
+    assert _registered(account_of("acc-1", before_versions, profile), ["a@x.example"]).link_version == 1
