@@ -133,7 +133,7 @@ def settle_account(lc: Lifecycle, gateway: PaymentGateway, leases: Leases, accou
     """Resolve what is pending, then charge what is owed now (see the module's docstring).
     Raises `LeaseBusy` when another settlement holds the account, `NoCardOnFile`."""
     result = Settlement()
-    with leases.hold(account_id, wait=wait):
+    with leases.hold(account_id, wait=wait) as holder:
         account = lc.store.load(account_id).account
         token = _card_token(account)
         for currency, pending in sorted(account.settling.items()):
@@ -141,12 +141,23 @@ def settle_account(lc: Lifecycle, gateway: PaymentGateway, leases: Leases, accou
         currencies: set[str] | None = None
         for _ in range(MAX_ROUNDS):
             planned = _plan(lc, gateway, account_id, currencies)
-            currencies = {p.amount.currency for p in planned if _charge(lc, gateway, account_id, p, token, result)}
+            currencies = {p.amount.currency for p in planned
+                          if _still_ours(leases, account_id, holder) and _charge(lc, gateway, account_id, p, token,
+                                                                                 result)}
             if not currencies:
                 break
         else:
             result.unfinished = sorted(currencies or ())
     return result
+
+
+def _still_ours(leases: Leases, account_id: str, holder: str) -> bool:
+    """Renew the lease before each gateway call, so that a slow gateway never lets a twin take the
+    account over while we charge; if one already has, stop (raises `LeaseBusy`)."""
+    if not leases.renew(account_id, holder):
+        log.warning("account %s: the settlement lease expired and was taken over; stopping", account_id)
+        raise LeaseBusy(account_id)
+    return True
 
 
 def _card_token(account: Account) -> str:

@@ -29,7 +29,12 @@ class LeaseBusy(Exception):
 
 class Leases(Protocol):
     def hold(self, account_id: str, *, wait: float = 20.0, poll: float = 0.05) -> AbstractContextManager[str]:
-        """Hold the account's lease for a block, waiting up to `wait` seconds; raises `LeaseBusy`."""
+        """Hold the account's lease for a block, waiting up to `wait` seconds; raises `LeaseBusy`.
+        Yields the holder's id."""
+        ...
+
+    def renew(self, account_id: str, holder: str) -> bool:
+        """Extend a held lease by its full time to live; False if it expired and was taken over."""
         ...
 
 
@@ -37,6 +42,7 @@ class AccountLeases:
     def __init__(self, table: TableClient, ttl: timedelta = timedelta(seconds=60)) -> None:
         self.table = table
         self.ttl = ttl
+        self._etags: dict[str, str] = {}  # holder -> the lease row's ETag as it last wrote it
 
     def try_acquire(self, account_id: str, holder: str) -> str | None:
         """The lease's ETag when taken, else None."""
@@ -60,6 +66,20 @@ class AccountLeases:
             return None  # someone else took over the expired lease first
         return str(meta["etag"])
 
+    def renew(self, account_id: str, holder: str) -> bool:
+        etag = self._etags.get(holder)
+        if etag is None:
+            return False
+        entity = {"PartitionKey": account_id, "RowKey": LEASE_ROW, "holder": holder,
+                  "expiresAt": (datetime.now(UTC) + self.ttl).isoformat()}
+        try:
+            meta = self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
+                                            match_condition=MatchConditions.IfNotModified)
+        except HttpResponseError:
+            return False  # expired and taken over: it is not ours any more
+        self._etags[holder] = str(meta["etag"])
+        return True
+
     def release(self, account_id: str, etag: str) -> None:
         # Expired and taken over, or already gone: then it is not ours to delete.
         with contextlib.suppress(ResourceNotFoundError, HttpResponseError):
@@ -75,10 +95,11 @@ class AccountLeases:
                 raise LeaseBusy(account_id)
             time.sleep(poll)
             poll = min(poll * 1.5, 0.5)
+        self._etags[holder] = etag
         try:
             yield holder
         finally:
-            self.release(account_id, etag)
+            self.release(account_id, self._etags.pop(holder, etag))
 
 
 class InMemoryLeases:
@@ -87,6 +108,10 @@ class InMemoryLeases:
     def __init__(self) -> None:
         self._held: set[str] = set()
         self._lock = threading.Condition()
+
+    def renew(self, account_id: str, holder: str) -> bool:
+        with self._lock:
+            return account_id in self._held
 
     @contextmanager
     def hold(self, account_id: str, *, wait: float = 20.0, poll: float = 0.05) -> Iterator[str]:

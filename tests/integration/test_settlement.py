@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -22,6 +23,7 @@ from shared.lifecycle.model import PaymentMethod, Profile, SubscriptionState
 from shared.lifecycle.work import Decision
 from shared.money import Money
 from shared.settlement import save_card, settle_account
+from shared.store.leases import AccountLeases, LeaseBusy
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -142,3 +144,21 @@ def test_twenty_concurrent_settlements_charge_once_per_currency(
     paid = sorted(p["chargeId"] for r in results for p in r.paid)  # type: ignore[attr-defined]
     assert paid == ["c1", "c2", "c3", "c4"]  # each charge paid by exactly one of the twenty
     assert svc.store.load("acc-race").account.balance() == {}
+
+
+def test_a_renewed_lease_outlives_its_first_term_and_one_taken_over_cannot_be_renewed(
+        make_services: Callable[..., Services]) -> None:
+    """Settlement renews its lease before each gateway call: a slow gateway never lets a twin in."""
+    table = make_services().store.table
+    mine, twin = AccountLeases(table, ttl=timedelta(seconds=1)), AccountLeases(table, ttl=timedelta(seconds=1))
+    with mine.hold("acc-lease") as holder:
+        time.sleep(0.7)
+        assert mine.renew("acc-lease", holder)
+        time.sleep(0.7)  # past the first term, within the renewed one
+        with pytest.raises(LeaseBusy), twin.hold("acc-lease", wait=0.1):
+            pass
+        time.sleep(1.2)  # not renewed: it expires, and the twin takes it over
+        with twin.hold("acc-lease", wait=1.0):
+            assert not mine.renew("acc-lease", holder)
+    with twin.hold("acc-lease", wait=0.5):  # both released
+        pass
