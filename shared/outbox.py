@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -109,6 +110,10 @@ class RecordingDispatcher:
         self.store.delete_outbox(rows)
 
 
+DISPATCH_ORDER = {"index": 0, "lifecycle": 1, "email": 2}
+HANDOFF_THREADS = 16
+
+
 class OutboxDispatcher:
     def __init__(self, store: AccountRepository, lifecycle_queue: QueueClient, email_queue: QueueClient,
                  indexes: Indexes) -> None:
@@ -124,11 +129,20 @@ class OutboxDispatcher:
         }
 
     def dispatch(self, rows: Iterable[OutboxRow]) -> None:
+        """Index hints first, then lifecycle events (in the order decided), then the email hand-offs,
+        several at once: a decision for 200 subscriptions x 5 contacts hands off 1,000."""
+        ordered = sorted(rows, key=lambda r: DISPATCH_ORDER[r.kind])
+        emails = [r for r in ordered if r.kind == "email"]
         done: list[OutboxRow] = []
         try:
-            for row in rows:
+            for row in ordered[:len(ordered) - len(emails)]:
                 if self._carry[row.kind](row):
                     done.append(row)
+            if len(emails) > 1:
+                with ThreadPoolExecutor(min(HANDOFF_THREADS, len(emails)), thread_name_prefix="handoff") as pool:
+                    list(pool.map(self._hand_off_email, emails))
+            elif emails:
+                self._hand_off_email(emails[0])
         finally:  # what left is cleared even if a later row failed: the redelivery repeats only the rest
             self.store.delete_outbox(done)
 
