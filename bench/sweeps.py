@@ -246,14 +246,16 @@ def run_sweep(seeded: Seeded, due: int, timeout: float) -> SweepRun:
 
 
 def _wait_for_timer(offsets: dict[Path, int], runs: int, timeout: float) -> list[float]:
-    """The durations (ms) of the timer's runs, once there are `runs` of them."""
+    """The durations (ms) of the timer's successful runs, once `runs` have ended. A failed run
+    (Azurite resetting connections under load) is what the next scheduled run makes good: the
+    caller starts another."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         durations, failed = invocations(offsets).get("dunning_sweep", ([], 0))
-        if failed:
-            raise BenchError("the dunning_sweep timer failed; see the host log")
-        if len(durations) >= runs:
-            return durations
+        if len(durations) + failed >= runs:
+            if failed:
+                print(f"   {failed} timer run(s) failed (see the host log); sweeping again", flush=True)
+            return durations + [float("nan")] * failed
         time.sleep(0.1)
     raise BenchError("the dunning_sweep timer did not finish")
 
