@@ -80,7 +80,7 @@ GATEWAY_FAULTS = st.one_of(
               st.sampled_from(["invalid_amount", "invalid_request", "not_found", "conflict", "unprocessable"]),
               st.sampled_from([400, 404, 409, 422])),
 )
-CRASHES = st.tuples(st.sampled_from(["before_commit", "before_dispatch", "after_gateway_charge"]), st.integers(1, 3))
+CRASHES = st.tuples(st.sampled_from(["before_commit", "before_dispatch", "after_gateway_charge"]), st.integers(1, 2))
 _CH_ID = re.compile(r"succeeded \((ch_[0-9a-f]+)\)")
 
 REACHED: Counter[str] = Counter()
