@@ -47,14 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"soak: seed {args.seed}, {n_accounts} accounts, {messages} messages ({dups} duplicates), "
           f"{args.workers} workers", flush=True)
     started = time.perf_counter()
-    with soak_stack(args.workers, args.keep_logs) as (stack, workdir):
+    keep = {"logs": args.keep_logs}
+    with soak_stack(args.workers, keep) as (stack, workdir):
         soak = Soak(plan, stack, Injector(stack), full=not args.quick)
         access_log = workdir / "azurite-access.log"
         soak.play()
         requests_in_run = _storage_requests(access_log)
         seen = soak.observe()
+        report = check(plan, seen)
+        keep["logs"] = keep["logs"] or bool(report.differences)  # Azurite's data too, to look into
     elapsed = time.perf_counter() - started
-    report = check(plan, seen)
     for d in report.differences:
         print(f"DIFFERENCE {d}")
     print(f"{len(report.differences)} differences", flush=True)

@@ -317,9 +317,11 @@ def _parallel(fn: Callable[[Any], None], items: list[Any], threads: int) -> None
 
 
 @contextlib.contextmanager
-def soak_stack(workers: int, keep: bool) -> Iterator[tuple[LocalStack, Path]]:
+def soak_stack(workers: int, keep: dict[str, bool]) -> Iterator[tuple[LocalStack, Path]]:
     """A private stack on free ports: Azurite on disk in a scratch folder (so a restart keeps the
-    data), its access log on, `workers` extra queue/timer worker processes."""
+    data), its access log on, `workers` extra queue/timer worker processes. The folder (logs,
+    Azurite's data) is kept after a failure, or when the caller sets `keep["logs"]` (a run with
+    differences)."""
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
     stack = LocalStack(StackPorts.free(), workers=workers, log_dir=workdir / "logs",
                        storage_access_log=workdir / "azurite-access.log", storage_location=workdir / "azurite",
@@ -331,7 +333,7 @@ def soak_stack(workers: int, keep: bool) -> Iterator[tuple[LocalStack, Path]]:
         ok = True
     finally:
         stack.stop()
-        if ok and not keep:
+        if ok and not keep["logs"]:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"soak logs kept in {workdir}", file=sys.stderr)
