@@ -135,7 +135,9 @@ def _spend(work: Work, pending: PendingCharge, charged: Money) -> None:
         if charge is None:
             to_credit(work, share, f"charge {charge_id} was settled otherwise while the card was charged")
             continue
-        left = apply_money(work, share, [charge], "card")
+        # "saved card", not "card": `paid_by_card` means the billing engine's own charge succeeded
+        # (`charge.succeeded`); if that comes too, the customer paid twice and it becomes credit.
+        left = apply_money(work, share, [charge], "saved card")
         to_credit(work, left, f"charge {charge_id} owed less than the card paid for it")
     to_credit(work, money, "the gateway charged more than was planned")
 
