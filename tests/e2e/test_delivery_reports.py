@@ -5,6 +5,7 @@ and none fails the webhook."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -13,11 +14,18 @@ from devstack.stack import LocalStack
 from tests.e2e.conftest import new_account
 
 REPORT = "Microsoft.Communication.EmailDeliveryReportReceived"
+# Reports are made before they arrive: times an hour or more before the stack's (real) clock, as
+# Azure writes them (seven fractional digits). A time ahead of the clock counts as made on arrival.
+_BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+
+
+def _at(minutes: int, fraction: str = "") -> str:
+    return (_BASE + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
 
 
 def _event(data: Any, event_type: str = REPORT) -> dict[str, Any]:
     return {"id": str(uuid.uuid4()), "topic": "/subscriptions/x/resourceGroups/y/providers/acs", "subject": "s",
-            "eventType": event_type, "eventTime": "2026-12-01T10:00:00.1234567Z", "dataVersion": "1.0", "data": data}
+            "eventType": event_type, "eventTime": _at(0, ".1234567"), "dataVersion": "1.0", "data": data}
 
 
 def _report(recipient: str, status: str, at: str, message_id: str | None = None) -> dict[str, Any]:
@@ -44,19 +52,19 @@ def test_a_bounce_for_a_message_never_recorded_marks_the_address_on_every_accoun
     second = new_account(api, contacts=(f"{local}@CONTOSO.EXAMPLE",))
     bystander = new_account(api, contacts=(f"{local.upper()}@contoso.example",))  # another mailbox
     _deliver(stack, [
-        _report(f"{local}@contoso.example", "Bounced", "2026-12-01T10:00:00.1234567Z", "never/recorded?a#b"),
+        _report(f"{local}@contoso.example", "Bounced", _at(0, ".1234567"), "never/recorded?a#b"),
         _event({"status": "Bounced"}),  # no recipient: ignored with a log line
         _event("not an object"),
         _event({"anything": 1}, "Microsoft.Communication.SomethingElse"),
-        _report("nobody-lists-this@contoso.example", "Bounced", "2026-12-01T10:00:00Z"),
+        _report("nobody-lists-this@contoso.example", "Bounced", _at(0)),
         _report(f"{local}@contoso.example", "Bounced", "the day before yesterday", "x/y"),
     ])
     assert len(_unreachable(api, first)) == 1 and local in _unreachable(api, first)[0]
     assert len(_unreachable(api, second)) == 1
     assert _unreachable(api, bystander) == []
     # A later delivery clears it everywhere; an older bounce arriving after it changes nothing.
-    _deliver(stack, [_report(f"{local}@contoso.example", "Delivered", "2026-12-01T11:00:00.0000001Z", "m/1"),
-                     _report(f"{local}@Contoso.example", "Suppressed", "2026-12-01T10:30:00Z", "m/2")])
+    _deliver(stack, [_report(f"{local}@contoso.example", "Delivered", _at(60, ".0000001"), "m/1"),
+                     _report(f"{local}@Contoso.example", "Suppressed", _at(30), "m/2")])
     assert _unreachable(api, first) == [] and _unreachable(api, second) == []
     kinds = [e["kind"] for e in requests.get(f"{api}/accounts/{first}/timeline", timeout=10).json()["entries"]]
     assert kinds.count("contact_unreachable") == 1 and kinds.count("contact_reachable") == 1
@@ -68,9 +76,9 @@ def test_a_contact_removed_from_an_account_is_no_longer_marked_there(api: str, s
     body = {"displayName": "Contoso Ltd", "billingContacts": [f"new-{uuid.uuid4().hex[:8]}@contoso.example"],
             "subscriptions": [{"id": "s1", "name": "Service 1"}]}
     assert requests.put(f"{api}/accounts/{acc}", json=body, timeout=30).status_code == 200
-    _deliver(stack, [_report(old, "Bounced", "2026-12-01T10:00:00Z")])
+    _deliver(stack, [_report(old, "Bounced", _at(0))])
     assert _unreachable(api, acc) == []
-    _deliver(stack, [_report(body["billingContacts"][0], "Quarantined", "2026-12-01T10:00:00Z")])  # type: ignore[index]
+    _deliver(stack, [_report(body["billingContacts"][0], "Quarantined", _at(0))])  # type: ignore[index]
     assert len(_unreachable(api, acc)) == 1
 
 
@@ -81,13 +89,13 @@ def test_reports_in_the_cloudevents_schema_are_applied_too(api: str, stack: Loca
 
     def cloud(data: Any, event_type: str = REPORT) -> dict[str, Any]:
         return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "/subscriptions/x/providers/acs",
-                "type": event_type, "time": "2026-12-01T10:00:00.1234567Z", "subject": "s", "data": data}
+                "type": event_type, "time": _at(0, ".1234567"), "subject": "s", "data": data}
 
-    bounce = _report(address.lower(), "Bounced", "2026-12-01T10:00:00.1234567Z")["data"]
+    bounce = _report(address.lower(), "Bounced", _at(0, ".1234567"))["data"]
     _deliver(stack, [cloud({"status": "Bounced"}), cloud("not an object"), cloud({"x": 1}, "Other.Type"),
                      cloud(bounce)])
     assert len(_unreachable(api, acc)) == 1
-    delivered = _report(address, "Delivered", "2026-12-01T11:00:00Z")["data"]
+    delivered = _report(address, "Delivered", _at(60))["data"]
     _deliver(stack, [cloud(delivered)])
     assert _unreachable(api, acc) == []
 
@@ -98,7 +106,7 @@ def test_an_unreadable_event_in_a_batch_leaves_the_other_reports_applied(api: st
     tag = uuid.uuid4().hex[:8]
     first, second = new_account(api, contacts=(f"a-{tag}@contoso.example",)), \
         new_account(api, contacts=(f"b-{tag}@contoso.example",))
-    unreadable = {**_report(f"a-{tag}@contoso.example", "Delivered", "2026-12-01T10:00:00Z"), "eventTime": "soon"}
+    unreadable = {**_report(f"a-{tag}@contoso.example", "Delivered", _at(0)), "eventTime": "soon"}
     _deliver(stack, [_report(f"a-{tag}@contoso.example", "Bounced", "2026-12-01T09:00:00Z"), unreadable,
                      "not an event", _report(f"b-{tag}@contoso.example", "Bounced", "2026-12-01T09:00:00Z")])
     assert len(_unreachable(api, first)) == 1 and len(_unreachable(api, second)) == 1
