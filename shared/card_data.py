@@ -13,8 +13,10 @@ dashes, dots, slashes, underscores or invisible format characters, or up to eigh
 (a full-width `４１１１…` is still a card number), and so does a number written flush against a
 word (`card4111…`, `evt4111…`, `x4111…@example.com`). Not one: a run glued to more digits (a
 20-digit id is no 16-digit card number), the digits of a word made only of hexadecimal digits
-with a letter among them (`0f3a…`, a hash or a random id), which match by chance, or the ids of a
-W3C `traceparent` (`00-<32 hex>-<16 hex>-01`), whose span id may be all digits. In JSON, a card
+with a letter among them (`0f3a…`, a hash or a random id), which match by chance, the ids of a
+W3C `traceparent` (`00-<32 hex>-<16 hex>-01`), whose span id may be all digits, or a canonical
+UUID (`8-4-4-4-12` hex digits, any case, also in braces or as `urn:uuid:…`), such as an ACS
+operation id, whose first three groups may be 16 digits passing Luhn (about one in a million). In JSON, a card
 number is also looked for in numbers (`4111111111111111.0`) and behind string escapes
 (`"4111\u00201111…"`), even when the rest of the text is not valid JSON.
 """
@@ -43,6 +45,11 @@ _GROUP = re.compile(r"\d+")
 # A W3C `traceparent` (CloudEvents distributed tracing, and the logs that will quote it): version,
 # trace id, parent (span) id and flags in lower-case hex; a span id of digits only is still an id.
 TRACEPARENT = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(?![0-9A-Za-z])")
+# A canonical UUID (RFC 9562 text form, any case): an identifier, never a card number, even when
+# its first groups are all digits (`39684038-0819-5168-ad1c-e96a19fda06b`, an ACS operation id);
+# delimited by anything but a hex digit (`mail|…`, `evt-…`, `op_…`).
+UUID = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}(?![0-9A-Fa-f])")
+_IDENTIFIERS = (TRACEPARENT, UUID)
 _HEX_WORD = re.compile(r"[0-9A-Fa-f]*[A-Fa-f][0-9A-Fa-f]*")
 
 # Field names that only ever hold a card number or a security code, compared without case,
@@ -114,9 +121,10 @@ def _too_few_digits(text: str) -> bool:
     return len(text) < MIN_DIGITS or sum(map(str.isdigit, text)) < MIN_DIGITS
 
 
-def _outside_trace_context(text: str) -> Callable[[CardNumber], bool]:
-    """Whether a candidate lies outside every `traceparent` in `text` (one overlapping one is its ids)."""
-    spans = [m.span() for m in TRACEPARENT.finditer(text)] if "-" in text else []
+def _outside_identifiers(text: str) -> Callable[[CardNumber], bool]:
+    """Whether a candidate lies outside every `traceparent` and UUID in `text` (one overlapping
+    one is made of its digits)."""
+    spans = [m.span() for pattern in _IDENTIFIERS for m in pattern.finditer(text)] if "-" in text else []
     return lambda card: not any(card.start < end and start < card.end for start, end in spans)
 
 
@@ -125,7 +133,7 @@ def find_card_numbers(text: str) -> list[CardNumber]:
     found: list[CardNumber] = []
     if _too_few_digits(text):
         return found
-    outside = _outside_trace_context(text)
+    outside = _outside_identifiers(text)
     for run in _RUN.finditer(text):
         for card in sorted(filter(outside, _candidates(run)), key=lambda c: (c.start, -c.end)):
             if not found or card.start >= found[-1].end:
@@ -136,7 +144,7 @@ def find_card_numbers(text: str) -> list[CardNumber]:
 def contains_card_number(text: str) -> bool:
     if _too_few_digits(text):
         return False
-    outside = _outside_trace_context(text)
+    outside = _outside_identifiers(text)
     return any(outside(card) for run in _RUN.finditer(text) for card in _candidates(run))
 
 

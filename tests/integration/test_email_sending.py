@@ -15,9 +15,10 @@ from devstack.email_endpoint import DEFAULT_ACCESS_KEY, running
 from shared.bootstrap import Services
 from shared.delivery_reports import DeliveryReport, apply_report
 from shared.email_sending import send_outbox_email
-from shared.handlers import apply_event, register_account
+from shared.handlers import apply_event, commit_decision, register_account
 from shared.lifecycle.decide import Registration
 from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded
+from shared.lifecycle.mail import email_failed, email_sent
 from shared.lifecycle.model import Profile
 from shared.mailer.acs import AcsMailer
 from shared.mailer.protocol import MailRejected, MailTransient, OutgoingEmail
@@ -189,4 +190,33 @@ def test_an_account_missing_from_the_address_index_is_found_by_the_message_id(sv
     svc.contacts.update(recipient, "acc-1", False, revision=10**6)
     assert svc.contacts.accounts(recipient) == []
     assert report(svc, first.upper(), recipient, "Bounced", datetime(2026, 12, 1, 9, 5, tzinfo=UTC)) == ["acc-1"]
+    assert len(unreachable_alerts(svc)) == 1
+
+
+ACS_OPERATION_ID = "39684038-0819-5168-ad1c-e96a19fda06b"  # 16 digits passing Luhn before its fourth group
+
+
+def test_an_operation_id_that_looks_like_a_card_number_is_stored_and_found_unchanged(svc: Services) -> None:
+    """Keys and ids are never masked: the mail row, its operation id, the mail index and the
+    timeline keep the id as it is, and a delivery report naming it finds the account. Free text
+    next to it still has a card number masked."""
+    now = svc.lifecycle.clock.now()
+    recipient = CONTACTS[0]
+    svc.mail_index.remember(ACS_OPERATION_ID, "acc-1", recipient)
+    commit_decision(svc.lifecycle, "acc-1", lambda snap: email_sent(
+        snap.account, ACS_OPERATION_ID, "payment_failed", recipient, ACS_OPERATION_ID, now, svc.lifecycle.policy))
+    other = "7d8f3c1e-0000-4000-8000-000000000003"
+    commit_decision(svc.lifecycle, "acc-1", lambda snap: email_failed(
+        snap.account, other, "payment_failed", recipient, f"refused after {ACS_OPERATION_ID}: card 4111 1111 1111 1111",
+        now, svc.lifecycle.policy))
+    row = svc.store.mail_record("acc-1", ACS_OPERATION_ID)
+    assert row is not None and row["RowKey"] == f"mail|{ACS_OPERATION_ID}" and row["operationId"] == ACS_OPERATION_ID
+    failed = svc.store.mail_record("acc-1", other)
+    assert failed is not None and failed["detail"] == f"refused after {ACS_OPERATION_ID}: card **** **** **** 1111"
+    assert svc.mail_index.find(ACS_OPERATION_ID) == ("acc-1", recipient)
+    details = [e["detail"] for e in svc.store.timeline("acc-1")]
+    assert any(f"(operation {ACS_OPERATION_ID})" in d for d in details)
+    assert not any("4111" in d for d in details)
+    svc.contacts.update(recipient, "acc-1", False, revision=10**6)  # found by the message id alone
+    assert report(svc, ACS_OPERATION_ID, recipient, "Bounced", datetime(2026, 12, 1, 9, 5, tzinfo=UTC)) == ["acc-1"]
     assert len(unreachable_alerts(svc)) == 1

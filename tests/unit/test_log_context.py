@@ -45,3 +45,12 @@ def test_a_card_number_percent_encoded_in_a_url_is_masked(caplog: pytest.LogCapt
     masked, plain = (r.getMessage() for r in caplog.records[-2:])
     assert "4111" not in masked and "1111" in masked and "/api/" in masked
     assert plain.endswith('"GET /api/x?a=1+2%203 HTTP/1.1" 200')  # nothing to mask: kept as written
+
+
+def test_an_operation_id_in_a_log_line_is_kept_and_a_card_number_beside_it_masked(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An ACS operation id whose first three groups are 16 digits passing Luhn is still an id."""
+    caplog.set_level(logging.INFO)
+    operation = "39684038-0819-5168-ad1c-e96a19fda06b"
+    logging.getLogger("devstack.email_endpoint").info("accepted %s (note %s)", operation, "4111 1111 1111 1111")
+    assert caplog.records[-1].getMessage() == f"accepted {operation} (note **** **** **** 1111)"
