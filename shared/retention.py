@@ -19,12 +19,15 @@ from shared.store.system import MailIndex
 
 log = logging.getLogger(__name__)
 WAIT_FOR_MAIL = timedelta(hours=1)
+"""A fallback only: closing the account's last email (sent, skipped or given up) puts it back on the
+retention index at once (`shared/lifecycle/mail.py`); this entry catches a lost index write."""
 
 
 def erase_when_mailed(lc: Lifecycle, store: AccountStore, indexes: Indexes, mail_index: MailIndex,
                       account_id: str) -> bool:
-    """Erase the account's customer data once its last emails are out; until then put the account
-    back on the retention index an hour later. True if it was erased now."""
+    """Erase the account's customer data once its last emails are out; until then the close of each
+    email puts the account back on the retention index, and an entry an hour later stands in for
+    a close whose index write was lost. True if it was erased now."""
     if any(r.kind == "email" for r in store.pending_outbox(account_id)):
         # The deletion confirmation must reach the contacts before their addresses go.
         indexes.mark_due(account_id, lc.clock.now() + WAIT_FOR_MAIL, "retention")

@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.lifecycle.effects import UpdateIndex
 from shared.lifecycle.mailbox import same_mailbox
 from shared.lifecycle.model import Account
 from shared.lifecycle.work import Decision, MailRecord, Work
@@ -21,7 +22,7 @@ def email_sent(account: Account, key: str, kind: str, recipient: str, operation_
     work = Work(account, {}, now, occasion=key)
     work.log("email_sent", f"{kind} email sent to {recipient} (operation {operation_id})")
     work.mail.append(MailRecord(key, "sent", recipient, kind, operation_id))
-    return work.finish(policy)
+    return _closed(work, policy)
 
 
 def still_relevant(account: Account, kind: str, facts: dict[str, Any]) -> bool:
@@ -37,7 +38,7 @@ def email_skipped(account: Account, key: str, kind: str, recipient: str, now: da
     work = Work(account, {}, now, occasion=key)
     work.log("email_skipped", f"{kind} email to {recipient} not sent: resolved before it went out")
     work.mail.append(MailRecord(key, "skipped", recipient, kind, key))
-    return work.finish(policy)
+    return _closed(work, policy)
 
 
 def email_failed(account: Account, key: str, kind: str, recipient: str, reason: str, now: datetime,
@@ -48,6 +49,18 @@ def email_failed(account: Account, key: str, kind: str, recipient: str, reason: 
     work = Work(_unreachable(account, recipient, now) if bad_address else account, {}, now, occasion=key)
     work.log("email_failed", f"{kind} email to {recipient} could not be sent: {reason}")
     work.mail.append(MailRecord(key, "failed", recipient, kind, key, reason))
+    return _closed(work, policy)
+
+
+def _closed(work: Work, policy: DunningPolicy) -> Decision:
+    """An email is closed (sent, skipped or given up). If the account's erasure is due it may have
+    been waiting for this email (contract §3: the deletion confirmation reaches the contacts before
+    their addresses go): put the account back on the retention index at once, so the next sweep
+    erases it (or finds another email still out, and waits for that one's close)."""
+    erase_at = work.account.erasure_due_at()
+    if erase_at is not None and erase_at <= work.now:
+        work.effects.append(UpdateIndex(work.account.account_id, "retention", work.now, True,
+                                        work.account.revision + 1))
     return work.finish(policy)
 
 

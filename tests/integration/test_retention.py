@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from shared.bootstrap import Services
-from shared.email_sending import send_outbox_email
+from shared.email_sending import give_up, send_outbox_email
 from shared.handlers import apply_event, register_account
 from shared.lifecycle.decide import Registration
 from shared.lifecycle.facts import ChargeFailed
@@ -79,3 +79,44 @@ def test_a_canceled_account_is_warned_deleted_and_erased_keeping_its_financial_r
                for o in operation_ids)
     again = sweep(s, "retention")
     assert again.queued == 0
+
+
+def waiting_for_its_confirmation(s: Services, account_id: str) -> datetime:
+    """Register, cancel at day 90 and run the retention sweep on the deletion day, whose
+    confirmation email is still out: the instant of that sweep (the clock stays there)."""
+    at(s, T0)
+    register_account(s.lifecycle, account_id, Registration(Profile("Contoso", "en", (CONTACT,), None),
+                                                           (("s1", "Web shop"),)))
+    apply_event(s.lifecycle, ChargeFailed("e1", account_id, "s1", "c1", Money.parse("10.00", "USD"), "card_expired"),
+                "billing.charge.failed")
+    at(s, T0 + timedelta(days=90))
+    sweep(s, "dunning")
+    send_pending_mail(s, account_id)
+    deletion_day = T0 + timedelta(days=180)
+    at(s, deletion_day)
+    # The deletion's step, then its erasure entry: both find the confirmation still out.
+    outcomes = [o for _ in range(3) for o in sweep(s, "retention").outcomes.elements()]
+    assert outcomes == ["erasure_waits", "erasure_waits"]
+    return deletion_day
+
+
+def test_erasure_follows_the_confirmation_email_at_once_not_an_hour_later(
+        make_services: Callable[..., Services]) -> None:
+    """The next sweep after the confirmation is sent erases, at the same instant: a sweep that
+    found the email still out does not hold the erasure back for an hour."""
+    s = make_services(mailer=FakeMailer())
+    waiting_for_its_confirmation(s, "acc-mailed")
+    assert send_pending_mail(s, "acc-mailed") == 1
+    assert sweep(s, "retention").outcomes["erased"] == 1
+    assert s.store.load("acc-mailed").account.profile is None
+
+
+def test_erasure_follows_a_confirmation_that_could_not_be_sent(make_services: Callable[..., Services]) -> None:
+    """An email given up is closed too: the erasure does not wait for it any longer."""
+    s = make_services(mailer=FakeMailer())
+    now = waiting_for_its_confirmation(s, "acc-unsent")
+    [row] = [r for r in s.store.pending_outbox("acc-unsent") if r.kind == "email"]
+    give_up(s.lifecycle, "acc-unsent", row.key, row.payload["kind"], row.payload["recipient"], "the retries ran out")
+    assert s.store.load("acc-unsent").account.profile is not None and s.lifecycle.clock.now() == now
+    assert sweep(s, "retention").outcomes["erased"] == 1
+    assert s.store.load("acc-unsent").account.profile is None
