@@ -212,7 +212,8 @@ class SweepRun:
     def idle_polls(self) -> int:
         """The hosts' receives on queues with nothing for them: they grow with the window's length,
         not with the work."""
-        return sum(n for k, n in self.requests.items() if k[1] == "receive" and k[2] != "sweep-work")
+        return sum(n for k, n in self.requests.items()
+                   if k[1] == "receive" and k[2] not in ("sweep-work", "sweep-pages"))
 
 
 def run_sweep(seeded: Seeded, due: int, timeout: float) -> SweepRun:
@@ -235,7 +236,8 @@ def run_sweep(seeded: Seeded, due: int, timeout: float) -> SweepRun:
         if r.status_code != 202:
             raise BenchError(f"starting the sweep answered {r.status_code}")
         timers = _wait_for_timer(offsets, len(timers) + 1, timeout)
-        drained = wait_drained(stack.connection_string, ["sweep-work"], timeout, interval=0.2, progress=True)
+        drained = wait_drained(stack.connection_string, ["sweep-pages", "sweep-work"], timeout, interval=0.2,
+                               progress=True)
         work, failed = invocations(offsets).get("sweep_work", ([], 0))
     seconds = drained.at - started
     end_mark = log.mark()

@@ -52,7 +52,7 @@ def replay_deadletter(req: func.HttpRequest) -> func.HttpResponse:
                                                 "not what its producer sent: the producer must send it again")
     # Back to its own queue (a poison queue's message to the queue it came from): the account's
     # step is idempotent like an event, an email is claimed by its key.
-    own = {"sweep-work": svc.sweep_queue, "email-outbox": svc.email_queue}
+    own = {"sweep-work": svc.sweep_queue, "sweep-pages": svc.sweep_page_queue, "email-outbox": svc.email_queue}
     queue = own.get(str(item["source"]).removesuffix("-poison"), svc.payment_events_queue)
     queue.send_message(item["text"])
     at = svc.lifecycle.clock.now()

@@ -1,5 +1,6 @@
-"""The sweeps: three timers that queue one `sweep-work` message per due account, and the queue
-trigger that does each account's step (contract §3, §5). `POST /admin/functions/{name}` with
+"""The sweeps: three timers that queue one `sweep-pages` message per page of due accounts, a queue
+trigger that expands each page into one `sweep-work` message per account, and the queue trigger
+that does each account's step (contract §3, §5). `POST /admin/functions/{name}` with
 `{"input": ""}` starts a sweep; its effects follow as the work queue drains."""
 
 from __future__ import annotations
@@ -10,7 +11,17 @@ import azure.functions as func
 
 from shared.bootstrap import services
 from shared.log_context import log_context
-from shared.sweeps import MAX_ATTEMPTS, MalformedWork, SweepName, SweepWork, fan_out, give_up, run_work
+from shared.sweeps import (
+    MAX_ATTEMPTS,
+    MalformedWork,
+    SweepName,
+    SweepPage,
+    SweepWork,
+    expand,
+    fan_out,
+    give_up,
+    run_work,
+)
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 log = logging.getLogger(__name__)
@@ -38,6 +49,42 @@ def reconciliation_sweep(timer: func.TimerRequest) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="0 30 * * * *")
 def retention_sweep(timer: func.TimerRequest) -> None:
     _start("retention")
+
+
+@bp.function_name("sweep_pages")
+@bp.queue_trigger(arg_name="msg", queue_name="sweep-pages", connection="AzureWebJobsStorage")
+def sweep_pages(msg: func.QueueMessage) -> None:
+    """One page of due accounts, queued as one `sweep-work` message each. A failed send raises so
+    the host retries the page; the last attempt dead-letters it (its accounts come back to the
+    timer when their claim runs out)."""
+    svc = services()
+    body = msg.get_body()
+    try:
+        page = SweepPage.from_message(body.decode("utf-8", "replace"))
+    except MalformedWork as exc:
+        give_up(svc, None, body, str(exc), msg.id, source="sweep-pages")
+        log.warning("dead-lettered sweep-pages message %s: %s", msg.id, exc)
+        return
+    attempt = msg.dequeue_count or 1
+    try:
+        queued = expand(svc, page)
+    except Exception as exc:  # storage refused a send: the whole page is tried again
+        reason = f"{page.sweep} page of {len(page.entries)} accounts not queued: {type(exc).__name__}: {exc}"
+        log.warning("sweep page failed (attempt %d of %d): %s", attempt, MAX_ATTEMPTS, reason,
+                    extra={"counter": "sweep_page_failed", "sweep": page.sweep})
+        if attempt < MAX_ATTEMPTS:
+            raise
+        give_up(svc, None, body, f"{reason} (after {attempt} attempts)", msg.id, source="sweep-pages")
+        return
+    log.info("%s sweep: queued %d accounts from a page", page.sweep, queued)
+
+
+@bp.function_name("sweep_pages_poison")
+@bp.queue_trigger(arg_name="msg", queue_name="sweep-pages-poison", connection="AzureWebJobsStorage")
+def sweep_pages_poison(msg: func.QueueMessage) -> None:
+    """A page whose process died on every attempt: listed, its accounts left to a later sweep."""
+    give_up(services(), None, msg.get_body(), "processing failed repeatedly (moved to sweep-pages-poison after "
+            "maxDequeueCount attempts)", msg.id, source="sweep-pages-poison")
 
 
 @bp.function_name("sweep_work")

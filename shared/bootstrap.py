@@ -44,6 +44,7 @@ class Services:
     indexes: Indexes
     payment_events_queue: QueueClient
     sweep_queue: QueueClient
+    sweep_page_queue: QueueClient
     email_queue: QueueClient
 
 
@@ -74,6 +75,7 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
         indexes=indexes,
         payment_events_queue=clients.ensure_queue(queues, settings.payment_events_queue),
         sweep_queue=clients.ensure_queue(queues, settings.sweep_queue),
+        sweep_page_queue=clients.ensure_queue(queues, settings.sweep_page_queue),
         email_queue=email_queue,
         test_clock=test_clock,
         gateway=gateway,

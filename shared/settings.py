@@ -37,6 +37,7 @@ class Settings:
     payment_events_queue: str = "payment-events"
     email_queue: str = "email-outbox"
     sweep_queue: str = "sweep-work"
+    sweep_page_queue: str = "sweep-pages"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -1,10 +1,12 @@
 """The sweeps (contract §3): dunning, retention and reconciliation, fanned out one account per
 queue message.
 
-The timer side (`fan_out`) only reads an index, claims what is due and puts one `SweepWork`
-message per account on the `sweep-work` queue, so its own run takes seconds however much is due.
-The queue side (`run_work`) does one account's step; the Functions scale controller spreads the
-messages over every instance. Each account's work succeeds, fails and is retried on its own: a
+The timer side (`fan_out`) only reads an index, claims what is due a page at a time and puts one
+`SweepPage` message per page (up to 100 accounts) on the `sweep-pages` queue: its own run costs
+about three storage requests per 100 due accounts, so it takes seconds however much is due. A
+worker expands each page into one `SweepWork` message per account on `sweep-work` (`expand`), and
+the queue side (`run_work`) does one account's step; the Functions scale controller spreads both
+queues' messages over every instance. Each account's work succeeds, fails and is retried on its own: a
 failure is logged with the account id and raised, so the host retries the message; the last
 attempt records a dead letter with the reason (`give_up`) instead, listed by
 `GET /api/deadletters` like a payment event.
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from shared.gateway.protocol import CardRejected
 from shared.handlers import Lifecycle, commit_decision, finish_outbox, load_finished
@@ -37,7 +39,7 @@ from shared.retention import erase_when_mailed
 from shared.rfc3339 import parse_rfc3339
 from shared.settlement import NoCardOnFile, settle_account
 from shared.store.accounts import Snapshot
-from shared.store.indexes import DueEntry
+from shared.store.indexes import PAGE, DueEntry
 from shared.store.leases import LeaseBusy
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ CLAIM = timedelta(minutes=10)
 QUARANTINE = timedelta(days=1)
 """How long an account whose work was dead-lettered waits before a sweep tries it again."""
 SEND_THREADS = 16
+"""Concurrent `sweep-work` sends while one page is expanded."""
 
 
 class RetryUnanswered(Exception):
@@ -64,33 +67,78 @@ class RetryUnanswered(Exception):
 
 
 class MalformedWork(ValueError):
-    """A `sweep-work` message that is not one: dead-lettered at once, never retried."""
+    """A `sweep-work` or `sweep-pages` message that is not one: dead-lettered at once, never retried."""
+
+
+def _entry_doc(entry: DueEntry) -> dict[str, str | None]:
+    return {"accountId": entry.account_id, "partition": entry.partition, "row": entry.row,
+            "at": entry.at.isoformat() if entry.at else None}
+
+
+def _entry_of(doc: Any, what: str) -> DueEntry:
+    """An index entry from its message form; raises MalformedWork naming `what`."""
+    try:
+        account_id, partition, row = doc["accountId"], doc["partition"], doc["row"]
+        at = parse_rfc3339(doc["at"]) if doc.get("at") else None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise MalformedWork(f"not a {what} message: {type(exc).__name__}: {exc}") from exc
+    if not all(isinstance(v, str) and v for v in (account_id, partition, row)):
+        raise MalformedWork(f"not a {what} message: accountId {account_id!r}, partition {partition!r}, row {row!r}")
+    return DueEntry(account_id, at, partition, row)
+
+
+def _read(text: str, what: str) -> dict[str, Any]:
+    try:
+        doc = read_json(text)  # JsonRefused is a ValueError: deep nesting, duplicate keys
+    except ValueError as exc:
+        raise MalformedWork(f"not a {what} message: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("sweep") not in SWEEPS:
+        sweep = doc.get("sweep") if isinstance(doc, dict) else None
+        raise MalformedWork(f"not a {what} message: sweep {sweep!r}")
+    return doc
 
 
 @dataclass(frozen=True)
 class SweepWork:
     """One account's step, as a `sweep-work` message: JSON `{"sweep", "accountId", "partition",
-    "row"}`, the last two naming the index entry to delete once the step is done."""
+    "row", "at"}`, the partition and row naming the index entry to delete once the step is done."""
 
     sweep: SweepName
     entry: DueEntry
 
     def to_message(self) -> str:
-        return json.dumps({"sweep": self.sweep, "accountId": self.entry.account_id,
-                           "partition": self.entry.partition, "row": self.entry.row,
-                           "at": self.entry.at.isoformat() if self.entry.at else None})
+        return json.dumps({"sweep": self.sweep, **_entry_doc(self.entry)})
 
     @classmethod
     def from_message(cls, text: str) -> SweepWork:
-        try:
-            doc = read_json(text)  # JsonRefused is a ValueError: deep nesting, duplicate keys
-            sweep, account_id, partition, row = doc["sweep"], doc["accountId"], doc["partition"], doc["row"]
-            at = parse_rfc3339(doc["at"]) if doc.get("at") else None
-        except (ValueError, TypeError, KeyError) as exc:
-            raise MalformedWork(f"not a sweep-work message: {type(exc).__name__}: {exc}") from exc
-        if sweep not in SWEEPS or not all(isinstance(v, str) and v for v in (account_id, partition, row)):
-            raise MalformedWork(f"not a sweep-work message: sweep {sweep!r}, accountId {account_id!r}")
-        return cls(sweep, DueEntry(account_id, at, partition, row))
+        """Raises MalformedWork (with the reason) for anything else."""
+        doc = _read(text, "sweep-work")
+        return cls(doc["sweep"], _entry_of(doc, "sweep-work"))
+
+
+@dataclass(frozen=True)
+class SweepPage:
+    """One claimed index page, as a `sweep-pages` message: JSON `{"sweep", "entries": [{"accountId",
+    "partition", "row", "at"}, ...]}` with 1 to `PAGE` (100) entries. At the longest identifiers
+    (64 characters) a page is about 25 KB, well inside a queue message's 64 KiB."""
+
+    sweep: SweepName
+    entries: tuple[DueEntry, ...]
+
+    def to_message(self) -> str:
+        return json.dumps({"sweep": self.sweep, "entries": [_entry_doc(e) for e in self.entries]})
+
+    @classmethod
+    def from_message(cls, text: str) -> SweepPage:
+        """Raises MalformedWork (with the reason) for anything else."""
+        doc = _read(text, "sweep-pages")
+        entries = doc.get("entries")
+        if not isinstance(entries, list) or not 1 <= len(entries) <= PAGE:
+            raise MalformedWork(f"not a sweep-pages message: entries must be a list of 1 to {PAGE} index entries")
+        return cls(doc["sweep"], tuple(_entry_of(e, "sweep-pages") for e in entries))
+
+    def work(self) -> list[SweepWork]:
+        return [SweepWork(self.sweep, e) for e in self.entries]
 
 
 # -- the timer side ---------------------------------------------------------------------------------
@@ -106,22 +154,31 @@ class FanOut:
 
 
 def fan_out(svc: Services, sweep: SweepName, budget: timedelta = timedelta(minutes=2)) -> FanOut:
-    """Queue one `SweepWork` per due, unclaimed index entry, page by page across the shards;
-    each page is claimed (one `$batch`) before its messages go, so a crash in between only delays
-    those accounts by `CLAIM`."""
+    """Queue one `SweepPage` per page of due, unclaimed index entries (one shard, at most 100
+    entries), taking the shards in turn. Each page is claimed (one `$batch`) before its message
+    goes, so a crash in between only delays those accounts by `CLAIM`. Storage requests: one read,
+    one `$batch` and one send per page."""
     started = time.monotonic()
     report = FanOut(sweep)
     now = svc.lifecycle.clock.now()
-    with ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="sweep-send") as pool:
-        for page in svc.indexes.unclaimed(now, INDEX_OF[sweep]):  # type: ignore[arg-type]
-            svc.indexes.claim(page, now + CLAIM)
-            list(pool.map(svc.sweep_queue.send_message, [SweepWork(sweep, e).to_message() for e in page]))
-            report.queued += len(page)
-            if time.monotonic() - started > budget.total_seconds():
-                report.finished = False
-                break
+    for page in svc.indexes.unclaimed(now, INDEX_OF[sweep]):  # type: ignore[arg-type]
+        svc.indexes.claim(page, now + CLAIM)
+        svc.sweep_page_queue.send_message(SweepPage(sweep, tuple(page)).to_message())
+        report.queued += len(page)
+        if time.monotonic() - started > budget.total_seconds():
+            report.finished = False
+            break
     report.seconds = time.monotonic() - started
     return report
+
+
+def expand(svc: Services, page: SweepPage) -> int:
+    """Queue the page's `SweepWork` messages on `sweep-work` (`SEND_THREADS` at a time); returns
+    how many. A failed send raises, and the retried page sends them all again: a repeat finds its
+    step taken ("stale"), so the account's step still happens once."""
+    with ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="sweep-send") as pool:
+        list(pool.map(svc.sweep_queue.send_message, [w.to_message() for w in page.work()]))
+    return len(page.entries)
 
 
 # -- the queue side ---------------------------------------------------------------------------------
@@ -155,10 +212,13 @@ def run_work(svc: Services, work: SweepWork, *, retried: bool = False) -> WorkDo
     return done
 
 
-def give_up(svc: Services, work: SweepWork | None, body: bytes, reason: str, message_id: str | None) -> None:
+def give_up(svc: Services, work: SweepWork | None, body: bytes, reason: str, message_id: str | None,
+            source: str = "sweep-work") -> None:
     """The last attempt failed, or the message is malformed: list it with the reason, and leave
-    the account's index entry alone for `QUARANTINE` (the rest of the sweep goes on regardless)."""
-    svc.deadletters.add(source="sweep-work", reason=reason, body=body, received_at=svc.lifecycle.clock.now(),
+    the account's index entry alone for `QUARANTINE` (the rest of the sweep goes on regardless).
+    A page given up (`source="sweep-pages"`, no `work`) keeps its entries' claims, so the next
+    sweep after `CLAIM` queues them again."""
+    svc.deadletters.add(source=source, reason=reason, body=body, received_at=svc.lifecycle.clock.now(),
                         message_id=message_id)
     if work is not None:
         svc.indexes.claim([work.entry], svc.lifecycle.clock.now() + QUARANTINE)

@@ -30,6 +30,8 @@ param queueNames array = [
   'email-outbox-poison'
   'sweep-work'
   'sweep-work-poison'
+  'sweep-pages'
+  'sweep-pages-poison'
 ]
 
 @description('Tables the app keeps its state in (shared/settings.py).')

@@ -1,6 +1,6 @@
-"""The dunning sweep on the running local stack: the timer queues one message per due account,
-and an account whose step keeps failing is retried on its own and dead-lettered with its reason,
-while every other due account is handled."""
+"""The dunning sweep on the running local stack: the timer queues a message per page of due
+accounts, each expanded into one per account, and an account whose step keeps failing is retried
+on its own and dead-lettered with its reason, while every other due account is handled."""
 
 from __future__ import annotations
 
@@ -66,3 +66,16 @@ def test_a_malformed_work_message_is_dead_lettered_at_once_with_its_reason(api: 
     QueueClient.from_connection_string(stack.connection_string, "sweep-work").send_message(text)
     dead = wait_until(lambda: sweep_dead_letters(api, "acc-weeds"), "the malformed work dead-lettered")
     assert dead[0]["text"] == text and "not a sweep-work message" in dead[0]["reason"]
+
+
+def test_a_malformed_page_is_dead_lettered_at_once_with_its_reason(api: str, stack: LocalStack) -> None:
+    text = '{"sweep": "dunning", "entries": [{"accountId": "acc-no-row", "partition": "due-1"}]}'
+    QueueClient.from_connection_string(stack.connection_string, "sweep-pages").send_message(text)
+    def pages() -> list[dict[str, Any]]:
+        return [i for i in all_dead_letters(api) if i["source"] == "sweep-pages" and "acc-no-row" in i["text"]]
+
+    dead = wait_until(pages, "the malformed page dead-lettered")
+    assert dead[0]["text"] == text and "not a sweep-pages message" in dead[0]["reason"]
+    # A replay goes back to the page queue (not to the payment events), where it is refused again.
+    assert requests.post(f"{api}/deadletters/{dead[0]['id']}/replay", timeout=10).status_code == 200
+    wait_until(lambda: len(pages()) == 2, "the replayed page dead-lettered again from sweep-pages")

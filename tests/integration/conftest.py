@@ -23,6 +23,7 @@ def make_services(storage_connection_string: str) -> Callable[..., Services]:
                            "BILLING_LINK_SIGNING_KEY": "integration-test-key"}),
         billing_table=f"billing{suffix}", system_table=f"system{suffix}", index_table=f"index{suffix}",
         lifecycle_queue=f"lifecycle-{suffix}", email_queue=f"email-{suffix}", sweep_queue=f"sweep-{suffix}",
+        sweep_page_queue=f"pages-{suffix}",
     )
 
     def make(faults: Faults | None = None, **kwargs: object) -> Services:

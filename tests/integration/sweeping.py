@@ -1,5 +1,6 @@
-"""Run a sweep as the deployed app does: the timer's fan-out onto the (real) work queue, then the
-queue's messages, each through the same per-account step the `sweep_work` function runs."""
+"""Run a sweep as the deployed app does: the timer's fan-out onto the (real) page queue, each page
+expanded onto the (real) work queue as `sweep_pages` does, then the work queue's messages, each
+through the same per-account step the `sweep_work` function runs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from shared.bootstrap import Services
-from shared.sweeps import SweepName, SweepWork, WorkDone, fan_out, run_work
+from shared.sweeps import SweepName, SweepPage, SweepWork, WorkDone, expand, fan_out, run_work
 
 
 @dataclass
@@ -33,8 +34,20 @@ class Swept:
         return [r for d in self.done for r in d.reconciled]
 
 
+def expand_pages(svc: Services) -> int:
+    """Expand every page on the page queue onto the work queue; returns the pages expanded."""
+    pages = 0
+    while messages := list(svc.sweep_page_queue.receive_messages(max_messages=32, visibility_timeout=60)):
+        for m in messages:
+            expand(svc, SweepPage.from_message(m.content))
+            svc.sweep_page_queue.delete_message(m)
+            pages += 1
+    return pages
+
+
 def drain(svc: Services) -> list[WorkDone]:
-    """Work every message on the sweep queue until it is empty."""
+    """Expand every page, then work every message on the sweep queue until it is empty."""
+    expand_pages(svc)
     done: list[WorkDone] = []
     while messages := list(svc.sweep_queue.receive_messages(max_messages=32, visibility_timeout=60)):
         for m in messages:

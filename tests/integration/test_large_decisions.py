@@ -30,7 +30,7 @@ from shared.lifecycle.work import Decision, MailRecord
 from shared.money import Money
 from shared.settlement import update_card_and_settle
 from shared.sweeps import SweepName, SweepWork, fan_out, run_work
-from tests.integration.sweeping import sweep
+from tests.integration.sweeping import expand_pages, sweep
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 SUBSCRIPTIONS = 200  # the API's maximum
@@ -218,6 +218,7 @@ def _crash_then_redeliver(crashing: Services, svc: Services, ladder: Ladder, out
     transactions of the decision; the host delivers the message again, to another instance."""
     name: SweepName = "dunning" if ladder == "due" else "retention"
     assert fan_out(crashing, name).queued == 1
+    assert expand_pages(svc) == 1
     (message,) = list(svc.sweep_queue.receive_messages(max_messages=32, visibility_timeout=600))
     work = SweepWork.from_message(message.content)
     with pytest.raises(CrashInjected):

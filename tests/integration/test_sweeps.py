@@ -22,8 +22,8 @@ from shared.lifecycle.model import PaymentMethod, Profile, SubscriptionState
 from shared.lifecycle.work import Decision
 from shared.money import Money
 from shared.store.indexes import SHARDS
-from shared.sweeps import CLAIM, SweepWork, fan_out, run_work
-from tests.integration.sweeping import drain, sweep
+from shared.sweeps import CLAIM, SweepPage, SweepWork, fan_out, run_work
+from tests.integration.sweeping import drain, expand_pages, sweep
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -118,6 +118,9 @@ def test_the_timer_only_queues_one_message_per_due_account_and_never_twice_while
     owing(svc, "acc-later", reason="card_expired")  # its first step is due after the others'
     svc.test_clock.set(T0 + timedelta(days=31))  # type: ignore[union-attr]
     first = fan_out(svc, "dunning")
+    pages = [SweepPage.from_message(m.content) for m in svc.sweep_page_queue.peek_messages(max_messages=32)]
+    assert not svc.sweep_queue.peek_messages(max_messages=32)  # the timer sends pages, not per-account work
+    assert expand_pages(svc) == len(pages) <= SHARDS
     queued = [SweepWork.from_message(m.content) for m in svc.sweep_queue.peek_messages(max_messages=32)]
     assert first.queued == 3 and sorted(w.entry.account_id for w in queued) == ["acc-q0", "acc-q1", "acc-q2"]
     assert {w.sweep for w in queued} == {"dunning"}
@@ -140,6 +143,9 @@ def test_a_timer_out_of_time_leaves_the_rest_to_the_next_run_taking_every_shard_
     assert not first.finished and 0 < first.queued <= 100
     rest = fan_out(svc, "dunning")
     assert rest.finished and first.queued + rest.queued == len(accounts)
+    pages = [SweepPage.from_message(m.content) for m in svc.sweep_page_queue.peek_messages(max_messages=32)]
+    assert all(len({e.partition for e in p.entries}) == 1 for p in pages)  # a page is one shard's
+    assert expand_pages(svc) == len(pages) < len(accounts) // 10  # a send per page, not per account
     messages = []
     while batch := list(svc.sweep_queue.receive_messages(max_messages=32)):
         messages += [SweepWork.from_message(m.content) for m in batch]
@@ -173,6 +179,7 @@ def test_a_retried_sweep_message_finishes_the_outbox_its_failed_attempt_left(
     owing(s, "acc-reset", reason="card_expired")  # no retries in the way
     s.test_clock.set(T0 + timedelta(days=7, hours=1))  # type: ignore[union-attr]
     assert fan_out(s, "dunning").queued == 1
+    expand_pages(s)
     message = next(iter(s.sweep_queue.receive_messages(max_messages=1, visibility_timeout=60)))
     work = SweepWork.from_message(message.content)
     faults.armed = True

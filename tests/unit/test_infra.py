@@ -61,7 +61,8 @@ MIN_PASSED = 30
 
 GRS_FAMILY = {"Standard_GRS", "Standard_RAGRS", "Standard_GZRS", "Standard_RAGZRS"}
 QUEUES = {"payment-events", "payment-events-poison", "subscription-lifecycle", "email-outbox", "email-outbox-poison",
-          "sweep-work", "sweep-work-poison"}
+          "sweep-work", "sweep-work-poison",
+          "sweep-pages", "sweep-pages-poison"}
 TABLES = {"billing", "billingsystem", "billingindex"}
 DELIVERY_REPORT_EVENT = "Microsoft.Communication.EmailDeliveryReportReceived"
 DELIVERY_REPORT_FUNCTION = "email_delivery_reports"
