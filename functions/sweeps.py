@@ -53,7 +53,7 @@ def retention_sweep(timer: func.TimerRequest) -> None:
 
 @bp.function_name("sweep_pages")
 @bp.queue_trigger(arg_name="msg", queue_name="sweep-pages", connection="AzureWebJobsStorage")
-def sweep_pages(msg: func.QueueMessage) -> None:
+def sweep_pages(msg: func.QueueMessage, context: func.Context) -> None:
     """One page of due accounts, queued as one `sweep-work` message each. A failed send raises so
     the host retries the page; the last attempt dead-letters it (its accounts come back to the
     timer when their claim runs out)."""
@@ -66,17 +66,18 @@ def sweep_pages(msg: func.QueueMessage) -> None:
         log.warning("dead-lettered sweep-pages message %s: %s", msg.id, exc)
         return
     attempt = msg.dequeue_count or 1
-    try:
-        queued = expand(svc, page)
-    except Exception as exc:  # storage refused a send: the whole page is tried again
-        reason = f"{page.sweep} page of {len(page.entries)} accounts not queued: {type(exc).__name__}: {exc}"
-        log.warning("sweep page failed (attempt %d of %d): %s", attempt, MAX_ATTEMPTS, reason,
-                    extra={"counter": "sweep_page_failed", "sweep": page.sweep})
-        if attempt < MAX_ATTEMPTS:
-            raise
-        give_up(svc, None, body, f"{reason} (after {attempt} attempts)", msg.id, source="sweep-pages")
-        return
-    log.info("%s sweep: queued %d accounts from a page", page.sweep, queued)
+    with log_context(invocation_id=context.invocation_id):
+        try:
+            queued = expand(svc, page)
+        except Exception as exc:  # storage refused even the retry page: the whole page is tried again
+            reason = f"{page.sweep} page of {len(page.entries)} accounts not queued: {type(exc).__name__}: {exc}"
+            log.warning("sweep page failed (attempt %d of %d): %s", attempt, MAX_ATTEMPTS, reason,
+                        extra={"counter": "sweep_page_failed", "sweep": page.sweep})
+            if attempt < MAX_ATTEMPTS:
+                raise
+            give_up(svc, None, body, f"{reason} (after {attempt} attempts)", msg.id, source="sweep-pages")
+            return
+        log.info("%s sweep: queued %d of %d accounts from a page", page.sweep, queued, len(page.entries))
 
 
 @bp.function_name("sweep_pages_poison")

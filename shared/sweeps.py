@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from shared.gateway.protocol import CardRejected
 from shared.handlers import Lifecycle, commit_decision, finish_outbox, load_finished
+from shared.intake import is_identifier
 from shared.json_reader import read_json
 from shared.lifecycle.dunning import advance
 from shared.lifecycle.model import Account, SubscriptionState
@@ -39,7 +40,7 @@ from shared.retention import erase_when_mailed
 from shared.rfc3339 import parse_rfc3339
 from shared.settlement import NoCardOnFile, settle_account
 from shared.store.accounts import Snapshot
-from shared.store.indexes import PAGE, DueEntry
+from shared.store.indexes import PAGE, DueEntry, Ladder, index_entry
 from shared.store.leases import LeaseBusy
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ log = logging.getLogger(__name__)
 
 SweepName = Literal["dunning", "retention", "reconciliation"]
 SWEEPS: tuple[SweepName, ...] = get_args(SweepName)
-INDEX_OF = {"dunning": "due", "retention": "retention", "reconciliation": "disabled"}
+INDEX_OF: dict[SweepName, Ladder | Literal["disabled"]] = {
+    "dunning": "due", "retention": "retention", "reconciliation": "disabled"}
 
 MAX_ATTEMPTS = 5
 """host.json `extensions.queues.maxDequeueCount`: the attempt that records the dead letter."""
@@ -70,21 +72,24 @@ class MalformedWork(ValueError):
     """A `sweep-work` or `sweep-pages` message that is not one: dead-lettered at once, never retried."""
 
 
-def _entry_doc(entry: DueEntry) -> dict[str, str | None]:
-    return {"accountId": entry.account_id, "partition": entry.partition, "row": entry.row,
-            "at": entry.at.isoformat() if entry.at else None}
-
-
-def _entry_of(doc: Any, what: str) -> DueEntry:
-    """An index entry from its message form; raises MalformedWork naming `what`."""
+def _entry_of(sweep: SweepName, doc: Any, what: str) -> DueEntry:
+    """The index entry a message names: `accountId` and `at` (absent for reconciliation) give
+    the row (`index_entry`); `partition` and `row`, where the message carries them, must be that
+    row's keys. MalformedWork naming `what` for anything else, so a message can only ever claim,
+    quarantine or delete an entry the sweep's own index keeps."""
     try:
-        account_id, partition, row = doc["accountId"], doc["partition"], doc["row"]
-        at = parse_rfc3339(doc["at"]) if doc.get("at") else None
+        account_id = doc["accountId"]
+        at = parse_rfc3339(doc["at"]) if doc.get("at") is not None else None
+        if not is_identifier(account_id):
+            raise ValueError(f"accountId {account_id!r} is not an identifier")
+        entry = index_entry(INDEX_OF[sweep], account_id, at)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise MalformedWork(f"not a {what} message: {type(exc).__name__}: {exc}") from exc
-    if not all(isinstance(v, str) and v for v in (account_id, partition, row)):
-        raise MalformedWork(f"not a {what} message: accountId {account_id!r}, partition {partition!r}, row {row!r}")
-    return DueEntry(account_id, at, partition, row)
+    keys = {k: doc[k] for k in ("partition", "row") if k in doc}
+    if keys and keys != {"partition": entry.partition, "row": entry.row}:
+        raise MalformedWork(f"not a {what} message: partition and row {keys} are not the {sweep} index's "
+                            f"keys for account {account_id} at {at}")
+    return entry
 
 
 def _read(text: str, what: str) -> dict[str, Any]:
@@ -107,26 +112,30 @@ class SweepWork:
     entry: DueEntry
 
     def to_message(self) -> str:
-        return json.dumps({"sweep": self.sweep, **_entry_doc(self.entry)})
+        e = self.entry  # the keys are derived, and kept for messages queued before pages existed
+        return json.dumps({"sweep": self.sweep, "accountId": e.account_id, "partition": e.partition, "row": e.row,
+                           "at": e.at.isoformat() if e.at else None})
 
     @classmethod
     def from_message(cls, text: str) -> SweepWork:
         """Raises MalformedWork (with the reason) for anything else."""
         doc = _read(text, "sweep-work")
-        return cls(doc["sweep"], _entry_of(doc, "sweep-work"))
+        return cls(doc["sweep"], _entry_of(doc["sweep"], doc, "sweep-work"))
 
 
 @dataclass(frozen=True)
 class SweepPage:
     """One claimed index page, as a `sweep-pages` message: JSON `{"sweep", "entries": [{"accountId",
-    "partition", "row", "at"}, ...]}` with 1 to `PAGE` (100) entries. At the longest identifiers
-    (64 characters) a page is about 25 KB, well inside a queue message's 64 KiB."""
+    "at"}, ...]}` with 1 to `PAGE` (100) entries (`at` null for reconciliation; each entry's index
+    keys follow from the two). At the longest identifiers (64 characters) a page is about 10 KB,
+    well inside a queue message's 64 KiB."""
 
     sweep: SweepName
     entries: tuple[DueEntry, ...]
 
     def to_message(self) -> str:
-        return json.dumps({"sweep": self.sweep, "entries": [_entry_doc(e) for e in self.entries]})
+        return json.dumps({"sweep": self.sweep, "entries": [
+            {"accountId": e.account_id, "at": e.at.isoformat() if e.at else None} for e in self.entries]})
 
     @classmethod
     def from_message(cls, text: str) -> SweepPage:
@@ -135,7 +144,7 @@ class SweepPage:
         entries = doc.get("entries")
         if not isinstance(entries, list) or not 1 <= len(entries) <= PAGE:
             raise MalformedWork(f"not a sweep-pages message: entries must be a list of 1 to {PAGE} index entries")
-        return cls(doc["sweep"], tuple(_entry_of(e, "sweep-pages") for e in entries))
+        return cls(doc["sweep"], tuple(_entry_of(doc["sweep"], e, "sweep-pages") for e in entries))
 
     def work(self) -> list[SweepWork]:
         return [SweepWork(self.sweep, e) for e in self.entries]
@@ -161,7 +170,7 @@ def fan_out(svc: Services, sweep: SweepName, budget: timedelta = timedelta(minut
     started = time.monotonic()
     report = FanOut(sweep)
     now = svc.lifecycle.clock.now()
-    for page in svc.indexes.unclaimed(now, INDEX_OF[sweep]):  # type: ignore[arg-type]
+    for page in svc.indexes.unclaimed(now, INDEX_OF[sweep]):
         svc.indexes.claim(page, now + CLAIM)
         svc.sweep_page_queue.send_message(SweepPage(sweep, tuple(page)).to_message())
         report.queued += len(page)
@@ -174,11 +183,17 @@ def fan_out(svc: Services, sweep: SweepName, budget: timedelta = timedelta(minut
 
 def expand(svc: Services, page: SweepPage) -> int:
     """Queue the page's `SweepWork` messages on `sweep-work` (`SEND_THREADS` at a time); returns
-    how many. A failed send raises, and the retried page sends them all again: a repeat finds its
-    step taken ("stale"), so the account's step still happens once."""
+    how many went. The entries whose send failed go back on `sweep-pages` as a smaller page, so a
+    passing failure repeats none of the sends that succeeded; if that send fails too, it raises
+    and the whole page is retried (a repeated account finds its step taken: "stale")."""
     with ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="sweep-send") as pool:
-        list(pool.map(svc.sweep_queue.send_message, [w.to_message() for w in page.work()]))
-    return len(page.entries)
+        sends = [(w, pool.submit(svc.sweep_queue.send_message, w.to_message())) for w in page.work()]
+    failed = [(w.entry, f.exception()) for w, f in sends if f.exception() is not None]
+    if failed:
+        log.warning("%d of %d sweep-work sends failed (first: %s); queued again as a page", len(failed),
+                    len(sends), failed[0][1], extra={"counter": "sweep_send_failed", "sweep": page.sweep})
+        svc.sweep_page_queue.send_message(SweepPage(page.sweep, tuple(e for e, _ in failed)).to_message())
+    return len(sends) - len(failed)
 
 
 # -- the queue side ---------------------------------------------------------------------------------
@@ -212,12 +227,15 @@ def run_work(svc: Services, work: SweepWork, *, retried: bool = False) -> WorkDo
     return done
 
 
+SweepSource = Literal["sweep-work", "sweep-work-poison", "sweep-pages", "sweep-pages-poison"]
+
+
 def give_up(svc: Services, work: SweepWork | None, body: bytes, reason: str, message_id: str | None,
-            source: str = "sweep-work") -> None:
-    """The last attempt failed, or the message is malformed: list it with the reason, and leave
-    the account's index entry alone for `QUARANTINE` (the rest of the sweep goes on regardless).
-    A page given up (`source="sweep-pages"`, no `work`) keeps its entries' claims, so the next
-    sweep after `CLAIM` queues them again."""
+            source: SweepSource = "sweep-work") -> None:
+    """The last attempt failed, or the message is malformed: list it with the reason (the rest of
+    the sweep goes on regardless). An account's `work` also leaves its index entry alone for
+    `QUARANTINE`; a page's entries (no `work`) keep the timer's claim, so a sweep after `CLAIM`
+    queues them again."""
     svc.deadletters.add(source=source, reason=reason, body=body, received_at=svc.lifecycle.clock.now(),
                         message_id=message_id)
     if work is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,8 @@ from typing import Any, Literal
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
+
+log = logging.getLogger(__name__)
 
 SHARDS = 8
 PAGE = 100  # one claim `$batch` per page: an entity group transaction holds at most 100 writes
@@ -68,13 +71,32 @@ class DueEntry:
         return entity
 
 
-def _entry(r: Any) -> DueEntry:
-    claimed = r.get("queuedUntil")
-    if r["PartitionKey"] == DISABLED_PK:
-        return DueEntry(r["RowKey"], None, DISABLED_PK, r["RowKey"],
-                        datetime.fromisoformat(claimed) if claimed else None)
-    return DueEntry(r["accountId"], datetime.fromisoformat(r["at"]), r["PartitionKey"], r["RowKey"],
-                    datetime.fromisoformat(claimed) if claimed else None)
+def index_entry(index: Ladder | Literal["disabled"], account_id: str, at: datetime | None) -> DueEntry:
+    """The entry `index` keeps for `account_id`: `at` (UTC) for `due` and `retention`, None for
+    `disabled`; ValueError when `at` is missing or given where it does not belong."""
+    if index == "disabled":
+        if at is not None:
+            raise ValueError("a disabled entry has no time")
+        return DueEntry(account_id, None, DISABLED_PK, account_id)
+    if at is None:
+        raise ValueError(f"a {index} entry needs its time")
+    partition, row = due_keys(index, account_id, at)
+    return DueEntry(account_id, at, partition, row)
+
+
+def _entry(r: Any) -> DueEntry | None:
+    """The row as an entry, or None (logged) for a row no writer of this code makes, so one bad
+    row never stops the sweep of its shard."""
+    try:
+        claimed = r.get("queuedUntil")
+        until = datetime.fromisoformat(claimed) if claimed else None
+        if r["PartitionKey"] == DISABLED_PK:
+            return DueEntry(r["RowKey"], None, DISABLED_PK, r["RowKey"], until)
+        return DueEntry(r["accountId"], datetime.fromisoformat(r["at"]), r["PartitionKey"], r["RowKey"], until)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("unreadable index row %s/%s skipped: %s: %s", r.get("PartitionKey"), r.get("RowKey"),
+                    type(exc).__name__, exc, extra={"counter": "index_row_unreadable"})
+        return None
 
 
 class Indexes:
@@ -82,9 +104,7 @@ class Indexes:
         self.table = table
 
     def mark_due(self, account_id: str, at: datetime, ladder: Ladder = "due") -> None:
-        partition, row = due_keys(ladder, account_id, at)
-        self.table.upsert_entity({"PartitionKey": partition, "RowKey": row, "accountId": account_id,
-                                  "at": at.isoformat()})
+        self.table.upsert_entity(index_entry(ladder, account_id, at).entity())
 
     def due(self, now: datetime, ladder: Ladder = "due") -> list[DueEntry]:
         """Every entry due at or before `now`, claimed or not, oldest first (for reading, not sweeping)."""
@@ -115,7 +135,7 @@ class Indexes:
                 if page is None:
                     shards.remove(pages)
                     continue
-                entries = [_entry(r) for r in page]
+                entries = [e for e in map(_entry, page) if e is not None]
                 if entries:
                     yield entries
 
