@@ -127,7 +127,7 @@ class SweepWork:
 class SweepPage:
     """One claimed index page, as a `sweep-pages` message: JSON `{"sweep", "entries": [{"accountId",
     "at"}, ...]}` with 1 to `PAGE` (100) entries (`at` null for reconciliation; each entry's index
-    keys follow from the two). At the longest identifiers (64 characters) a page is about 10 KB,
+    keys follow from the two). At the longest identifiers (64 characters) a page is at most 12.5 KB,
     well inside a queue message's 64 KiB."""
 
     sweep: SweepName
