@@ -16,7 +16,7 @@ import azure.functions as func
 from functions.problems import SECURITY_HEADERS
 from shared.bootstrap import Services, services
 from shared.gateway.protocol import contract_reason
-from shared.intake import is_identifier
+from shared.identifiers import is_identifier
 from shared.lifecycle.model import Account, Locale
 from shared.links import LinkStatus, SignedLink, check, form_token
 from shared.notifications.catalog import catalog

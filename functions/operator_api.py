@@ -8,7 +8,7 @@ from functions.accounts_api import account_id_of
 from functions.problems import invalid, json_response, not_found, read_json
 from shared.bootstrap import services
 from shared.handlers import commit_decision
-from shared.intake import is_identifier
+from shared.identifiers import is_identifier
 from shared.lifecycle.retention import set_legal_hold
 from shared.registration import FieldProblem, InvalidRequest
 from shared.views import account_view

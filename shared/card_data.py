@@ -19,6 +19,11 @@ UUID (`8-4-4-4-12` hex digits, any case, also in braces or as `urn:uuid:…`), s
 operation id, whose first three groups may be 16 digits passing Luhn (about one in a million). In JSON, a card
 number is also looked for in numbers (`4111111111111111.0`) and behind string escapes
 (`"4111\u00201111…"`), even when the rest of the text is not valid JSON.
+
+The detector guards free text, never an identifier: in JSON, the value of an identifier field
+(`shared.identifiers.is_identifier_field`: `id`, `accountId`, `chargeId`, ... matching contract
+§1's pattern) is neither a finding nor masked, whatever digits it holds. Prose that quotes an id
+(a log line) may still be masked; the stored id and the API's answers keep it whole.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from shared.identifiers import is_identifier_field
 
 MIN_DIGITS, MAX_DIGITS = 13, 19
 MASK = "*"
@@ -266,7 +273,8 @@ def _walk(node: Any, path: str, findings: list[str]) -> Any:
                 continue
             if safe_key != key:
                 findings.append(where)
-            kept.append((safe_key, _walk(value, where, findings)))
+            # An identifier is applied whatever digits it holds (contract §1), so it is kept whole.
+            kept.append((safe_key, value if is_identifier_field(key, value) else _walk(value, where, findings)))
         return kept
     if isinstance(node, list):
         return [_walk(v, f"{path}.{i}" if path else str(i), findings) for i, v in enumerate(node)]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.card_data import mask_card_numbers
 from shared.handlers import Lifecycle, commit_decision
 from shared.lifecycle.mail import delivery_reported
 from shared.lifecycle.mailbox import mailbox
@@ -41,6 +42,11 @@ class DeliveryReport:
     at: datetime  # deliveryAttemptTimeStamp, UTC
     message_id: str
     detail: str  # deliveryStatusDetails.statusMessage
+
+    def __post_init__(self) -> None:
+        # Free text from outside that reaches the timeline: any card number it quotes is masked here.
+        object.__setattr__(self, "status", mask_card_numbers(self.status))
+        object.__setattr__(self, "detail", mask_card_numbers(self.detail))
 
 
 def read_report(data: Any, event_time: datetime | None) -> DeliveryReport:

@@ -7,11 +7,11 @@ person who must fix the producer.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
+from shared.identifiers import ID_PATTERN
 from shared.json_reader import JsonRefused, read_json
 from shared.lifecycle.facts import (
     ChargeFailed,
@@ -26,16 +26,7 @@ from shared.money import Money, MoneyError, is_currency
 from shared.rfc3339 import parse_rfc3339
 
 MAX_MESSAGE_CHARS = 65_536  # what a Storage queue message holds (64 KiB of text)
-IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-# For pydantic and OpenAPI (Rust regex and ECMA: `$` ends the text). Python code calls
-# `is_identifier`: Python's `re.match(...$)` also accepts a final newline.
-ID_PATTERN = rf"^{IDENTIFIER.pattern}$"
 Identifier = Annotated[StrictStr, Field(pattern=ID_PATTERN)]
-
-
-def is_identifier(value: object) -> bool:
-    """An `accountId`, `subscriptionId`, `chargeId` or `paymentId` as contract §1 defines them."""
-    return isinstance(value, str) and IDENTIFIER.fullmatch(value) is not None
 
 
 class Rejected(ValueError):

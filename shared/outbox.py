@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from azure.storage.queue import QueueClient
 
-from shared.intake import is_identifier
+from shared.identifiers import is_identifier
 from shared.json_reader import JsonRefused, read_json
 from shared.store.accounts import AccountRepository, OutboxRow
 from shared.store.contact_index import ContactIndex

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from shared.gateway.protocol import CardRejected
 from shared.handlers import Lifecycle, commit_decision, finish_outbox, load_finished
-from shared.intake import is_identifier
+from shared.identifiers import is_identifier
 from shared.json_reader import read_json
 from shared.lifecycle.dunning import advance
 from shared.lifecycle.model import Account, SubscriptionState

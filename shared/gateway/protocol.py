@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
+from shared.card_data import mask_card_numbers
 from shared.money import Money
 
 ChargeStatus = Literal["succeeded", "declined"]
@@ -139,6 +140,9 @@ class Declined:
     decline_code: str | None
     gateway_charge_id: str | None = None
 
+    def __post_init__(self) -> None:
+        _mask_fields(self, "decline_code")
+
     @property
     def kind(self) -> DeclineKind:
         return decline_kind(self.decline_code)
@@ -154,6 +158,9 @@ class Refused:
     message: str
     status: int
 
+    def __post_init__(self) -> None:
+        _mask_fields(self, "code", "message")
+
 
 @dataclass(frozen=True)
 class Unanswered:
@@ -163,8 +170,20 @@ class Unanswered:
     reason: str
     code: str = "gateway_unavailable"
 
+    def __post_init__(self) -> None:
+        _mask_fields(self, "reason", "code")
+
 
 ChargeAnswer: TypeAlias = Charged | Declined | Refused | Unanswered
+
+
+def _mask_fields(answer: object, *names: str) -> None:
+    """A gateway's text is free text from outside, kept on the timeline and in logs: any card
+    number it quotes is masked where it enters the product, whichever adapter read it."""
+    for name in names:
+        value = getattr(answer, name)
+        if isinstance(value, str):
+            object.__setattr__(answer, name, mask_card_numbers(value))
 
 
 def answer_of(result: ChargeResult) -> Charged | Declined:
@@ -178,6 +197,7 @@ class GatewayError(Exception):
     """Base of every error the gateway adapters raise; `code` is machine-readable."""
 
     def __init__(self, code: str, message: str) -> None:
+        code, message = mask_card_numbers(code), mask_card_numbers(message)  # outside text, as above
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from shared.card_data import mask_card_numbers
+
 
 @dataclass(frozen=True)
 class OutgoingEmail:
@@ -17,7 +19,11 @@ class OutgoingEmail:
 
 
 class MailError(Exception):
-    """Base of mailer errors."""
+    """Base of mailer errors. The message quotes the email service, free text from outside that
+    reaches the timeline: any card number in it is masked here, whichever adapter raised it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(mask_card_numbers(reason))
 
 
 class MailTransient(MailError):

@@ -14,8 +14,20 @@ from azure.storage.queue import QueueServiceClient
 
 from shared.card_data import find_card_numbers, mask_card_numbers, mask_escaped_card_numbers
 
+IDENTIFIERS_IN_USE: set[str] = set()
+"""Identifiers (contract §1) that tests sent on purpose with digits passing Luhn: applied and kept
+whole wherever they are stored, so the scan reads past them. Nothing else is exempt."""
+
+
+def declare_identifier(identifier: str) -> str:
+    """Note an identifier a test uses that looks like a card number; returns it."""
+    IDENTIFIERS_IN_USE.add(identifier)
+    return identifier
+
 
 def _where(text: str) -> bool:
+    for identifier in sorted(IDENTIFIERS_IN_USE, key=len, reverse=True):
+        text = text.replace(identifier, "<id>")
     return bool(find_card_numbers(text)) or mask_escaped_card_numbers(text) != text
 
 

@@ -39,12 +39,11 @@ QUEUE_CASES: dict[str, dict[str, Any]] = {
     "reason": {"data__reason": CARD},
     "amount": {"data__amount": "4111-1111-1111-1111"},
     "type": {"type": "billing.charge.4111111111111111"},
-    "id": {"id": "evt-4111.1111.1111.1111"},
-    "charge id": {"data__chargeId": "4111111111111111"},
+    "id that is no identifier": {"id": "evt 4111.1111.1111.1111"},
+    "charge id that is no identifier": {"data__chargeId": "4111 1111 1111 1111"},
     "no-break spaces": {"data__reason": "4111\u00a01111\u00a01111\u00a01111"},
     "JSON number": {"data__amount": 4111111111111111.0},
-    "id flush against a word": {"id": "evt4111111111111111"},
-    "subscription id flush against a letter": {"data__subscriptionId": "s4111111111111111"},
+    "reason flush against a word": {"data__reason": "declined4111111111111111"},
     "subject": {"subject": "5555555555554444"},
 }
 # In attributes the product ignores, card data does not make a valid event invalid: applied, and
@@ -203,17 +202,9 @@ def test_a_card_number_with_any_separator_is_refused_over_http(api: str, card: s
     _refused(api, _account(subscriptions=[{"id": "s1", "name": card}]), "subscriptions.0.name")
 
 
-def test_a_card_number_flush_against_a_word_in_an_id_or_address_is_refused(api: str) -> None:
+def test_a_card_number_flush_against_a_word_in_an_address_is_refused(api: str) -> None:
     _refused(api, _account(billingContacts=["x4111111111111111@contoso.example"]), "billingContacts.0")
-    _refused(api, _account(subscriptions=[{"id": "s4111111111111111", "name": "Service 1"}]), "subscriptions.0.id")
-    r = requests.put(f"{api}/accounts/acct4111111111111111", json=_account(), timeout=10)
-    assert r.status_code == 400 and [e["field"] for e in r.json()["errors"]] == ["accountId"]
-
-
-def test_a_card_number_as_an_account_id_is_refused(api: str) -> None:
-    r = requests.put(f"{api}/accounts/4111111111111111", json=_account(), timeout=10)
-    assert r.status_code == 400 and [e["field"] for e in r.json()["errors"]] == ["accountId"]
-    assert requests.get(f"{api}/accounts/4111111111111111", timeout=10).status_code == 400
+    _refused(api, _account(subscriptions=[{"id": "s1", "name": "Plan 4111111111111111"}]), "subscriptions.0.name")
 
 
 @pytest.mark.parametrize("name", sorted(HIDDEN))
@@ -236,7 +227,7 @@ def test_joiners_that_scripts_need_are_kept(api: str) -> None:
 
 def test_a_redacted_dead_letter_is_not_replayed(api: str, send_event: Callable[..., str]) -> None:
     marker = uuid.uuid4().hex
-    send_event("", {}, raw=json.dumps(_event("acc-x", marker, id="evt-4111-1111-1111-1111")))
+    send_event("", {}, raw=json.dumps(_event("acc-x", marker, data__reason="4111-1111-1111-1111")))
     item = _dead_letter(api, marker)
     r = requests.post(f"{api}/deadletters/{item['id']}/replay", timeout=10)
     assert r.status_code == 409 and r.headers["Content-Type"].startswith("application/problem+json")

@@ -206,9 +206,10 @@ def test_an_operation_id_that_looks_like_a_card_number_is_stored_and_found_uncha
     commit_decision(svc.lifecycle, "acc-1", lambda snap: email_sent(
         snap.account, ACS_OPERATION_ID, "payment_failed", recipient, ACS_OPERATION_ID, now, svc.lifecycle.policy))
     other = "7d8f3c1e-0000-4000-8000-000000000003"
+    # The email service's text is masked where it enters, in the mailer port's error.
+    refusal = str(MailRejected(f"refused after {ACS_OPERATION_ID}: card 4111 1111 1111 1111"))
     commit_decision(svc.lifecycle, "acc-1", lambda snap: email_failed(
-        snap.account, other, "payment_failed", recipient, f"refused after {ACS_OPERATION_ID}: card 4111 1111 1111 1111",
-        now, svc.lifecycle.policy))
+        snap.account, other, "payment_failed", recipient, refusal, now, svc.lifecycle.policy))
     row = svc.store.mail_record("acc-1", ACS_OPERATION_ID)
     assert row is not None and row["RowKey"] == f"mail|{ACS_OPERATION_ID}" and row["operationId"] == ACS_OPERATION_ID
     failed = svc.store.mail_record("acc-1", other)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import string
+from datetime import date
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from shared.card_data import contains_card_number, luhn
 from shared.dead_letters import dead_letter_content
 from shared.event_card_data import refuse_card_data_in_read_fields
 from shared.intake import READ_ATTRIBUTES, Rejected, data_fields, parse_message
+from shared.lifecycle.facts import PaymentReceived
 from tests.malformed_cases import PAYMENT, VALID
 
 EPOCH_MS = 1764477712343  # 2025-11-30T04:41:52.343Z, and Luhn-valid: about one epoch-ms in ten is
@@ -64,8 +66,8 @@ READ = {
     "subject": {"subject": CARD},
     "data.reason": {"data": {**VALID["data"], "reason": CARD}},
     "data.amount": {"data": {**VALID["data"], "amount": 4111111111111111.0}},
-    "data.chargeId": {"data": {**VALID["data"], "chargeId": "ch4111111111111111"}},
-    "data.chargeIds.0": {**PAYMENT, "data": {**PAYMENT["data"], "chargeIds": ["4111111111111111"]}},
+    "data.chargeId": {"data": {**VALID["data"], "chargeId": "ch 4111 1111 1111 1111"}},  # no identifier
+    "data.chargeIds.0": {**PAYMENT, "data": {**PAYMENT["data"], "chargeIds": ["4111 1111 1111 1111"]}},
     "data": {"data": CARD},
 }
 
@@ -97,13 +99,52 @@ def test_no_ignored_extension_attribute_makes_a_valid_event_invalid(extensions: 
     _applied({**VALID, **extensions})
 
 
-@given(pans, st.sampled_from(["id", "source", "subject", "data.subscriptionId", "data.accountId"]))
-def test_a_card_number_in_any_read_field_is_refused(pan: str, field: str) -> None:
+@given(pans, st.sampled_from(["source", "subject", "data.reason"]))
+def test_a_card_number_in_any_read_free_text_field_is_refused(pan: str, field: str) -> None:
     message: dict[str, Any] = json.loads(json.dumps(VALID))
     node = message["data"] if field.startswith("data.") else message
     node[field.removeprefix("data.")] = f"x{pan}"
     with pytest.raises(Rejected, match="card data"):
         refuse_card_data_in_read_fields(json.dumps(message))
+
+
+ID_FIELDS = ["id", "data.accountId", "data.subscriptionId", "data.chargeId"]
+# Identifiers as billing engines write them, each Luhn-valid over its digits (about one in ten is).
+def _dated_id(day: date, sequence: int) -> str:
+    """`pay-20261201-00000001`-style, its 16 digits passing Luhn."""
+    digits = _with_check_digit(f"{day:%Y%m%d}{sequence:07d}")
+    return f"pay-{digits[:8]}-{digits[8:]}"
+
+
+identifiers = st.one_of(
+    st.builds(_dated_id, st.dates(date(2000, 1, 1), date(2099, 12, 31)), st.integers(0, 10**7 - 1)),
+    pans,
+    pans.map(lambda p: f"x{p}"),
+    pans.map(lambda p: f"{p}.{p[:3]}"),
+)
+
+
+@given(identifiers, st.sampled_from(ID_FIELDS))
+def test_an_identifier_is_applied_whatever_digits_it_holds(an_id: str, field: str) -> None:
+    """Contract §1: an id matching the pattern is an identifier, never card data, and is kept whole."""
+    message: dict[str, Any] = json.loads(json.dumps(VALID))
+    node = message["data"] if field.startswith("data.") else message
+    node[field.removeprefix("data.")] = an_id
+    refuse_card_data_in_read_fields(json.dumps(message))
+    event, _ = parse_message(json.dumps(message).encode())
+    assert an_id in {event.event_id, event.account_id, getattr(event, "subscription_id", None),
+                     getattr(event, "charge_id", None)}
+    kept = dead_letter_content(json.dumps(message), "some other reason")
+    assert not kept.redacted and json.loads(kept.text) == message
+
+
+@given(st.lists(identifiers, min_size=1, max_size=5, unique=True))
+def test_charge_ids_of_a_payment_are_identifiers_too(charge_ids: list[str]) -> None:
+    message = {**PAYMENT, "data": {**PAYMENT["data"], "paymentId": charge_ids[0], "chargeIds": charge_ids}}
+    refuse_card_data_in_read_fields(json.dumps(message))
+    event, _ = parse_message(json.dumps(message).encode())
+    assert isinstance(event, PaymentReceived)
+    assert list(event.charge_ids) == charge_ids and event.payment_id == charge_ids[0]
 
 
 def test_a_kept_malformed_message_is_masked_and_says_so_but_its_traceparent_is_kept() -> None:

@@ -167,7 +167,7 @@ def test_operator_routes_are_at_admin_level(app_functions: list[dict[str, Any]])
 
 
 def test_patterns_and_enums_are_the_codes_own(document: dict[str, Any]) -> None:
-    from shared.intake import ID_PATTERN
+    from shared.identifiers import ID_PATTERN
     from shared.lifecycle.model import Locale, SubscriptionState
     from shared.notifications.alerts import ALERT_CODES
     from shared.registration import EMAIL_PATTERN, TOKEN_PATTERN
