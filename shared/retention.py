@@ -1,9 +1,12 @@
 """The retention sweep's shell: deletion warnings and deletions from the pure core, then the
 erasure of an account's customer data once nothing of it is left to serve.
 
-Erasure redacts the personal data that financial records mention (contact addresses, the card's
-last digits) before it drops the profile, so a crash halfway is finished by the next run: the
-profile, which names what to redact, goes last.
+Erasure redacts the personal data that financial records mention before it drops the profile:
+every address and card summary the account ever held (`shared.lifecycle.erasure`), derived from
+the profile and from the records themselves (mail recipients, contact and card changes, quoted
+delivery reports), whatever the case. A crash halfway is finished by the next run: the profile,
+which names the current contacts and card, goes last, and what the records name is found again in
+the rows not yet rewritten, by their spelling or by their shape.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 from datetime import timedelta
 
 from shared.handlers import Lifecycle, commit_decision, load_finished
+from shared.lifecycle.erasure import profile_words
 from shared.lifecycle.retention import REDACTED, erase_profile
 from shared.store.accounts import AccountStore
 from shared.store.indexes import Indexes
@@ -40,10 +44,7 @@ def erase_customer_data(lc: Lifecycle, store: AccountStore, mail_index: MailInde
     profile = load_finished(lc, account_id).account.profile  # redact what follow-ups wrote too
     if profile is None:
         return
-    secrets = {*profile.billing_contacts, *profile.unreachable}
-    if profile.payment_method and profile.payment_method.last4:
-        secrets.add(f"ending {profile.payment_method.last4}")
-    operations = store.redact(account_id, secrets, REDACTED)
+    operations = store.redact(account_id, profile_words(profile), REDACTED)
     mail_index.forget(operations)
     now = lc.clock.now()
     commit_decision(lc, account_id, lambda snap: erase_profile(snap.account, now, lc.policy))

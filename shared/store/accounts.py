@@ -29,6 +29,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.faults import Faults
+from shared.lifecycle.erasure import Erasure
 from shared.lifecycle.model import Account, ChargeNote
 from shared.lifecycle.work import Decision
 from shared.store import codec
@@ -182,33 +183,36 @@ class AccountStore:
             entries.extend(codec.get_json(row, "entries"))
         return entries
 
-    def redact(self, account_id: str, secrets: Iterable[str], replacement: str) -> list[str]:
-        """Rewrite timeline and mail rows without the given personal data, in batches of at most
-        100 writes; idempotent, so a crash halfway is finished by running it again. Returns the
-        ACS operation ids of the account's emails (their index rows go too)."""
-        words = sorted({w for w in secrets if w}, key=len, reverse=True)
-        ops: list[tuple[Any, ...]] = []
-        operations: list[str] = []
-        for row in self.table.query_entities(
-                "PartitionKey eq @pk and RowKey ge 'mail|' and RowKey lt 'mail}'", parameters={"pk": account_id}):
-            operations.append(str(row.get("operationId", "")))
-            if row.get("recipient") != replacement:
-                ops.append(("upsert", {**row, "recipient": replacement, "detail": _scrub(str(row.get("detail", "")),
-                                                                                         words, replacement)},
-                            {"mode": UpdateMode.REPLACE}))
-        for row in self.table.query_entities(
-                "PartitionKey eq @pk and RowKey ge 'tl|' and RowKey lt 'tl}'", parameters={"pk": account_id}):
-            entries = codec.get_json(row, "entries")
-            clean = [{**e, "detail": _scrub(e["detail"], words, replacement)} for e in entries]
-            if clean != entries:
-                entity: dict[str, Any] = {"PartitionKey": account_id, "RowKey": row["RowKey"]}
-                codec.put_json(entity, "entries", clean)
+    def redact(self, account_id: str, named: Iterable[str], replacement: str) -> list[str]:
+        """Rewrite the account's timeline and mail rows without its personal data, in batches of
+        at most 100 writes. What goes is derived from the rows themselves as well as from `named`
+        (the profile's contacts and card): every mail recipient, and every address or card summary
+        in their free text, whatever the case (`Erasure`). Idempotent and resumable: a crash halfway
+        is finished by running it again. Returns the ACS operation ids of the account's emails
+        (their index rows go too)."""
+        mail = list(self._rows(account_id, "mail"))
+        timeline = [(row["RowKey"], codec.get_json(row, "entries")) for row in self._rows(account_id, "tl")]
+        recipients = [str(row.get("recipient", "")) for row in mail]
+        texts = [*(str(row.get("detail", "")) for row in mail), *(str(e["detail"]) for _, es in timeline for e in es)]
+        erasure = Erasure.of([*named, *recipients], texts, replacement)
+        ops = [("upsert", clean, {"mode": UpdateMode.REPLACE}) for row in mail
+               if (clean := _erased_mail(row, erasure)) != dict(row)]
+        for key, entries in timeline:
+            clean_entries = [{**e, "detail": erasure.scrub(str(e["detail"]))} for e in entries]
+            if clean_entries != entries:
+                entity: dict[str, Any] = {"PartitionKey": account_id, "RowKey": key}
+                codec.put_json(entity, "entries", clean_entries)
                 ops.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
         for start in range(0, len(ops), MAX_BATCH):
             if start:
                 self.faults.between_transactions()
             self.table.submit_transaction(ops[start:start + MAX_BATCH])
-        return [o for o in operations if o]
+        return [o for row in mail if (o := str(row.get("operationId", "")))]
+
+    def _rows(self, account_id: str, prefix: str) -> Iterable[Any]:
+        """The account's rows whose keys start with `{prefix}|`."""
+        return self.table.query_entities("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                                         parameters={"pk": account_id, "lo": f"{prefix}|", "hi": f"{prefix}}}"})
 
     def charge_notes(self, account_id: str) -> list[ChargeNote]:
         rows = self.table.query_entities(
@@ -301,10 +305,9 @@ class AccountStore:
                             self.table.delete_entity(account_id, f"outbox|{r.key}")
 
 
-def _scrub(text: str, words: Sequence[str], replacement: str) -> str:
-    for word in words:
-        text = text.replace(word, replacement)
-    return text
+def _erased_mail(row: Any, erasure: Erasure) -> dict[str, Any]:
+    """A mail record without its recipient and with its detail scrubbed: `{...row, "recipient": "[deleted]"}`."""
+    return {**row, "recipient": erasure.replacement, "detail": erasure.scrub(str(row.get("detail", "")))}
 
 
 def _creates(entities: Sequence[Entity]) -> list[tuple[Any, ...]]:
