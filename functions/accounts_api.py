@@ -9,8 +9,8 @@ import azure.functions as func
 from functions.problems import invalid, json_response, not_found, page_limit, problem, read_json
 from shared.bootstrap import services
 from shared.gateway.protocol import CardRejected, GatewayUnavailable
-from shared.handlers import register_account
-from shared.intake import ID_PATTERN, is_identifier
+from shared.handlers import Refused, register_account
+from shared.identifiers import ID_PATTERN, is_identifier
 from shared.lifecycle.decide import Registration
 from shared.lifecycle.model import PaymentMethod, Profile
 from shared.registration import (
@@ -19,7 +19,6 @@ from shared.registration import (
     FieldProblem,
     InvalidRequest,
     parse_body,
-    refuse_card_data,
 )
 from shared.settlement import check_card
 from shared.store.timeline import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, Cursor, Order, timeline_page
@@ -32,8 +31,7 @@ def account_id_of(req: func.HttpRequest) -> str:
     account_id = str(req.route_params.get("accountId", ""))
     if not is_identifier(account_id):
         raise InvalidRequest([FieldProblem("accountId", f"must match {ID_PATTERN}")])
-    refuse_card_data({"accountId": account_id})  # an id is stored and logged: never a card number
-    return account_id
+    return account_id  # whatever digits it holds: an identifier, never card data (contract §1)
 
 
 @bp.function_name("put_account")
@@ -61,7 +59,10 @@ def put_account(req: func.HttpRequest) -> func.HttpResponse:
         Profile(body.displayName, body.locale, tuple(body.billingContacts), method),
         tuple((s.id, s.name) for s in body.subscriptions),
     )
-    account = register_account(svc.lifecycle, account_id, reg)
+    try:
+        account = register_account(svc.lifecycle, account_id, reg)
+    except Refused as exc:  # the listed subscriptions would take the account past 200 (contract §1)
+        return invalid(InvalidRequest([FieldProblem("subscriptions", exc.reason)]))
     return json_response(account_view(account, svc.settings.policy))
 
 

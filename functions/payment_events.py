@@ -9,7 +9,7 @@ import azure.functions as func
 from shared.bootstrap import services
 from shared.dead_letters import dead_letter_text
 from shared.event_card_data import refuse_card_data_in_read_fields
-from shared.handlers import apply_event
+from shared.handlers import Refused, apply_event
 from shared.intake import Rejected, parse_message
 from shared.log_context import log_context
 
@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 @bp.function_name("payment_events")
 @bp.queue_trigger(arg_name="msg", queue_name="payment-events", connection="AzureWebJobsStorage")
 def payment_events(msg: func.QueueMessage, context: func.Context) -> None:
-    """A malformed message (card data in a field the product reads included) is dead-lettered at
-    once, its text kept redacted; a passing failure raises, so the host retries."""
+    """A malformed message (card data in a field the product reads included), and an event the
+    lifecycle refuses (past an account's limits, contract §1), are dead-lettered at once, the text
+    kept redacted; a passing failure raises, so the host retries."""
     svc = services()
     body = msg.get_body()
     try:
@@ -29,15 +30,25 @@ def payment_events(msg: func.QueueMessage, context: func.Context) -> None:
         refuse_card_data_in_read_fields(dead_letter_text(body))
         event, event_type = parse_message(body)
     except Rejected as exc:
-        svc.deadletters.add(source="payment-events", reason=exc.reason, body=body,
-                            received_at=svc.lifecycle.clock.now(), message_id=msg.id)
-        log.warning("dead-lettered message %s: %s", msg.id, exc.reason)
+        _dead_letter(msg, body, exc)
         return
     with log_context(invocation_id=context.invocation_id, account_id=event.account_id, event_id=event.event_id,
                      subscription_id=getattr(event, "subscription_id", None)):
-        applied = apply_event(svc.lifecycle, event, event_type, redelivered=(msg.dequeue_count or 1) > 1)
+        try:
+            applied = apply_event(svc.lifecycle, event, event_type, redelivered=(msg.dequeue_count or 1) > 1)
+        except Refused as exc:
+            _dead_letter(msg, body, exc)
+            return
         log.info("event %s (%s) for account %s %s", event.event_id, event_type, event.account_id,
                  "was a duplicate" if applied.duplicate else "applied")
+
+
+def _dead_letter(msg: func.QueueMessage, body: bytes, exc: Rejected) -> None:
+    """Keep the message in the dead-letter list with the reason; it is not retried."""
+    svc = services()
+    svc.deadletters.add(source="payment-events", reason=exc.reason, body=body,
+                        received_at=svc.lifecycle.clock.now(), message_id=msg.id)
+    log.warning("dead-lettered message %s: %s", msg.id, exc.reason)
 
 
 @bp.function_name("payment_events_poison")

@@ -17,6 +17,7 @@ from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_afte
 
 from shared.clock import Clock
 from shared.faults import Faults
+from shared.intake import Rejected
 from shared.lifecycle.decide import Registration, apply_payment_event, register
 from shared.lifecycle.facts import PaymentEvent, charge_ids_of
 from shared.lifecycle.model import Account
@@ -45,6 +46,12 @@ on_conflict = retry(
 )
 
 
+class Refused(Rejected):
+    """A valid fact the lifecycle refuses as a whole (a limit of `shared.lifecycle.limits`): the
+    account is unchanged. A queue message is dead-lettered at once with `reason`, never retried;
+    a request answers 400."""
+
+
 @dataclass
 class Lifecycle:
     """What a handler needs, wired once per process (see shared/bootstrap.py)."""
@@ -68,9 +75,11 @@ class Applied:
 
 def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str, *, redelivered: bool = False) -> Applied:
     """Apply one payment event exactly once, whatever the delivery. `redelivered`: this very
-    message was delivered before (its dequeue count is above 1), so that attempt is over."""
+    message was delivered before (its dequeue count is above 1), so that attempt is over.
+    Raises `Refused` when the event would take the account past a limit: nothing is committed."""
     now = lc.clock.now()
     finished: list[OutboxRow] = []
+    refused: list[str] = []
 
     @on_conflict
     def attempt() -> tuple[Account, list[OutboxRow] | None]:
@@ -79,6 +88,9 @@ def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str, *, redelive
         if snap.already_applied:
             return snap.account, None
         decision = apply_payment_event(snap.account, event, snap.notes, now, lc.policy)
+        if decision.refused is not None:
+            refused.append(decision.refused)
+            return snap.account, []
         lc.faults.before_commit()
         try:
             rows = lc.store.commit(snap, decision, event_id=event.event_id, event_type=event_type, now=now)
@@ -88,6 +100,9 @@ def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str, *, redelive
 
     with account_lock(event.account_id):
         account, rows = attempt()
+    if refused:
+        lc.dispatcher.dispatch(_distinct(finished))  # what this load finished of an earlier decision
+        raise Refused(refused[-1])
     duplicate = rows is None
     if rows is None:
         # A redelivery also finishes what a crashed first delivery committed but never sent.
@@ -132,6 +147,8 @@ def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot],
             snap = lc.store.load(account_id, event_id=marker, finish=True)
             finished.extend(snap.finished)
         decision = decide(snap) if not snap.already_applied else Decision(snap.account)
+        if decision.refused is not None:
+            return decision, []
         if not decision.changed and snap.etag is not None:
             # Nothing to change, typically a client retrying a request whose first run crashed
             # after its commit: finish what that run left in the outbox.
@@ -165,6 +182,9 @@ def _distinct(rows: list[OutboxRow]) -> list[OutboxRow]:
 
 
 def register_account(lc: Lifecycle, account_id: str, reg: Registration) -> Account:
+    """Register or update the account; `Refused` (nothing stored) past 200 subscriptions."""
     now = lc.clock.now()
     decision = commit_decision(lc, account_id, lambda snap: register(snap.account, reg, now, lc.policy))
+    if decision.refused is not None:
+        raise Refused(decision.refused, "subscriptions")
     return decision.account

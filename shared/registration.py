@@ -13,7 +13,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, Va
 
 from shared.card_data import contains_card_number, is_card_field, mask_card_numbers
 from shared.free_text import printable
-from shared.intake import ID_PATTERN
+from shared.identifiers import ID_PATTERN, is_identifier_field
+from shared.lifecycle.limits import MAX_SUBSCRIPTIONS
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 EMAIL_PATTERN = rf"^[^@\s<>()\[\],;:\"\x00-\x1f\x7f]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$"
@@ -41,10 +42,13 @@ _LOOKS_LIKE_A_CARD = "a value that looks like a card number was refused and not 
 
 
 def refuse_card_data(body: Any, path: str = "") -> None:
-    """Raise if any key, string or number in the body looks like raw card data (`shared.card_data`).
+    """Raise if any key, string or number in the body looks like raw card data (`shared.card_data`);
+    an identifier field (`subscriptions[].id`) is an identifier, never card data (contract §1).
     The field is named with any card number in its own name masked, so it is never echoed."""
     if isinstance(body, dict):
         for key, value in body.items():
+            if is_identifier_field(str(key), value):
+                continue  # an identifier is applied whatever digits it holds (contract §1)
             where = f"{path}.{mask_card_numbers(str(key))}" if path else mask_card_numbers(str(key))
             if is_card_field(str(key)) or str(key).lower() in _FORBIDDEN_KEYS:
                 raise InvalidRequest([FieldProblem(where, "card numbers and security codes are never accepted; "
@@ -88,7 +92,7 @@ class AccountBody(_Strict):
                                               AfterValidator(printable)]],
                                Field(min_length=1, max_length=5)]
     paymentMethod: Annotated[CardMethodBody | InvoiceMethodBody, Field(discriminator="type")] | None = None
-    subscriptions: Annotated[list[SubscriptionBody], Field(max_length=200)] = []
+    subscriptions: Annotated[list[SubscriptionBody], Field(max_length=MAX_SUBSCRIPTIONS)] = []
 
     @field_validator("subscriptions")
     @classmethod

@@ -25,6 +25,7 @@ from shared.lifecycle.facts import (
     PaymentReceived,
     most_telling,
 )
+from shared.lifecycle.limits import refusal
 from shared.lifecycle.model import Account, Charge, ChargeNote, ChargeStatus, Profile
 from shared.lifecycle.work import Decision, Work, apply_money, oldest_first, to_credit
 from shared.money import Money
@@ -35,7 +36,9 @@ def apply_payment_event(
     account: Account, event: PaymentEvent, notes: Mapping[str, ChargeNote], now: datetime,
     policy: DunningPolicy,
 ) -> Decision:
-    """Apply one validated payment event. `notes` holds what is known of the charges it names."""
+    """Apply one validated payment event. `notes` holds what is known of the charges it names.
+    An event that would take the account past a limit (`shared.lifecycle.limits`: a 201st
+    subscription, a 501st outstanding charge) is refused: `Decision.refused` says why."""
     work = Work(account, notes, now, occasion=event.event_id)
     if isinstance(event, ChargeFailed):
         _charge_failed(work, event)
@@ -45,7 +48,13 @@ def apply_payment_event(
         _payment_received(work, event)
     else:
         _charge_voided(work, event)
-    return work.finish(policy)
+    return within_limits(account, work.finish(policy))
+
+
+def within_limits(before: Account, decision: Decision) -> Decision:
+    """`decision`, or, when it would take the account past a limit, a refusal that changes nothing."""
+    why = refusal(before, decision.account)
+    return decision if why is None else Decision(before, refused=why)
 
 
 def _charge_failed(work: Work, event: ChargeFailed) -> None:
@@ -164,7 +173,8 @@ class Registration:
 
 
 def register(account: Account, reg: Registration, now: datetime, policy: DunningPolicy) -> Decision:
-    """Register or update an account. Changed billing contacts are told, old and new alike."""
+    """Register or update an account. Changed billing contacts are told, old and new alike.
+    Refused (`Decision.refused`) when the listed subscriptions would take it past 200."""
     work = Work(account, {}, now, occasion=f"register@{now.isoformat()}")
     old = account.profile
     listed = set(reg.profile.billing_contacts)
@@ -189,7 +199,7 @@ def register(account: Account, reg: Registration, now: datetime, policy: Dunning
     work.account = replace(account, profile=profile)
     if old is not None and set(old.billing_contacts) != set(profile.billing_contacts):
         _contacts_changed(work, old.billing_contacts, profile.billing_contacts)
-    return work.finish(policy)
+    return within_limits(account, work.finish(policy))
 
 
 def _contacts_changed(work: Work, old: tuple[str, ...], new: tuple[str, ...]) -> None:

@@ -55,6 +55,9 @@ class Decision:
     mail: tuple[MailRecord, ...] = ()
     touched: bool = False
     """The account changed in a way no timeline entry tells (when the last delivery report came)."""
+    refused: str | None = None
+    """Why the fact was refused as a whole (a limit of `shared.lifecycle.limits`): then nothing
+    else is set and the account is as it was."""
 
     @property
     def changed(self) -> bool:
