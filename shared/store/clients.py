@@ -12,6 +12,7 @@ from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from shared.settings import Settings
+from shared.store.storable import StorableTableClient
 
 RequestHook = Callable[[Any], None]
 
@@ -38,9 +39,11 @@ def queue_service(settings: Settings, hook: RequestHook | None = None) -> QueueS
 
 
 def ensure_table(service: TableServiceClient, name: str) -> TableClient:
+    """The table `name`, created if missing; its client sends only what Table Storage can hold
+    (`shared.store.storable`: text made storable on writes, nothing found for text no row can hold)."""
     with contextlib.suppress(ResourceExistsError):
         service.create_table(name)
-    return service.get_table_client(name)
+    return StorableTableClient.wrapping(service.get_table_client(name))
 
 
 def ensure_queue(service: QueueServiceClient, name: str) -> QueueClient:

@@ -30,11 +30,11 @@ from typing import Any
 
 from azure.data.tables import EdmType, EntityProperty
 
-from shared.card_data import mask_card_numbers
 from shared.lifecycle.effects import Effect, EmitLifecycleEvent, IndexContact, TimelineEntry, UpdateIndex
 from shared.lifecycle.model import Account, ChargeNote
 from shared.lifecycle.work import Decision, MailRecord
 from shared.store import codec
+from shared.store.storable import storable_entity
 
 Entity = dict[str, Any]
 
@@ -163,9 +163,11 @@ def outbox_of(entity: Entity) -> OutboxRow | None:
 
 
 def _packed(entity: Entity) -> list[list[Any]]:
-    """Each property as [name, value, EDM type or null], so typed values survive JSON."""
+    """Each property as [name, value, EDM type or null], so typed values survive JSON; text as
+    Table Storage can hold it (`storable_entity`: continuation rows carry their writes compressed,
+    where the table client cannot see them, and sizes are measured on what is written)."""
     out: list[list[Any]] = []
-    for name, value in entity.items():
+    for name, value in storable_entity(entity).items():
         if isinstance(value, EntityProperty):
             inner = value.value.isoformat() if isinstance(value.value, datetime) else value.value
             out.append([name, inner, EdmType(value.edm_type).value])
@@ -225,7 +227,7 @@ def note_entity(pk: str, n: ChargeNote) -> Entity:
 
 def mail_entity(pk: str, m: MailRecord, now: datetime) -> Entity:
     return {"PartitionKey": pk, "RowKey": f"mail|{m.key}", "outcome": m.outcome, "recipient": m.recipient,
-            "kind": m.kind, "operationId": m.operation_id, "detail": mask_card_numbers(m.detail[:2000]),
+            "kind": m.kind, "operationId": m.operation_id, "detail": m.detail[:2000],
             "closedAt": now.isoformat()}
 
 
@@ -244,7 +246,7 @@ def timeline_entities(pk: str, entries: Sequence[TimelineEntry], revision: int) 
         entity: Entity = {"PartitionKey": pk, "RowKey": f"tl|{revision:012d}" + (f"|{n:04d}" if spill else "")}
         codec.put_json(entity, "entries", [
             {"at": e.at.isoformat().replace("+00:00", "Z"), "kind": e.kind, "subscriptionId": e.subscription_id,
-             "detail": mask_card_numbers(e.detail)}  # free text from outside (gateway, ACS) may quote anything
+             "detail": e.detail}  # outside text in it was masked where it came in; ids stay whole
             for e in entries[start:start + TIMELINE_ENTRIES_PER_ROW]
         ])
         rows.append(entity)

@@ -25,7 +25,10 @@ Order = Literal["oldest", "newest"]
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 PREFIX, END = "tl|", "tl}"
-_ROW = re.compile(r"tl\|([0-9]{12})[^\x00-\x1f]{0,100}")  # ASCII digits: `\d` takes any script's
+# The keys `decision_rows.timeline_entities` writes, and nothing else: a cursor names one of them.
+# ASCII digits (`\d` takes any script's); no free text, so a token can never carry text a query
+# cannot send (a lone surrogate was a 500).
+_ROW = re.compile(r"tl\|[0-9]{12}(?:\|[0-9]{4})?")
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class Cursor:
         """The cursor in `token`; `BadCursor` if it is not one of ours or was issued for the other order."""
         doc = decode_token(token)
         row, skip, issued = doc.get("r"), doc.get("s"), doc.get("o")
-        if not (isinstance(row, str) and _ROW.fullmatch(row) and type(skip) is int and 0 <= skip < 10**6):
+        if not (isinstance(row, str) and _ROW.fullmatch(row) and type(skip) is int and 0 <= skip < 10**6
+                and issued in ("oldest", "newest")):  # echoed below: never text of the caller's own
             raise BadCursor("not a continuation token of this API")
         if issued != order:
             raise BadCursor(f"issued for order={issued}; ask with the same order")

@@ -4,6 +4,7 @@ and none fails the webhook."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import requests
 
 from devstack.stack import LocalStack
-from tests.e2e.conftest import new_account
+from tests.e2e.conftest import new_account, wait_until
 
 REPORT = "Microsoft.Communication.EmailDeliveryReportReceived"
 # Reports are made before they arrive: times an hour or more before the stack's (real) clock, as
@@ -110,3 +111,28 @@ def test_an_unreadable_event_in_a_batch_leaves_the_other_reports_applied(api: st
     _deliver(stack, [_report(f"a-{tag}@contoso.example", "Bounced", "2026-12-01T09:00:00Z"), unreadable,
                      "not an event", _report(f"b-{tag}@contoso.example", "Bounced", "2026-12-01T09:00:00Z")])
     assert len(_unreachable(api, first)) == 1 and len(_unreachable(api, second)) == 1
+
+
+def test_a_report_with_a_lone_surrogate_answers_200_and_is_applied_or_ignored(api: str, stack: LocalStack) -> None:
+    # Issue 24 point 4: a `\ud800` escape in `data.recipient` (the index query) and another in the
+    # status message (the timeline write) answered 500, and Event Grid would redeliver for a day.
+    tag = uuid.uuid4().hex[:8]
+    acc = new_account(api, contacts=(f"s-{tag}@contoso.example",))
+    odd_recipient = _report(f"s-{tag}\ud800@contoso.example", "Bounced", _at(0))
+    odd_message = _report(f"s-{tag}@contoso.example", "Bounced", _at(0))
+    odd_message["data"]["deliveryStatusDetails"]["statusMessage"] = "550 5.1.1 \ud800 unknown"
+    body = json.dumps([odd_recipient, odd_message])
+    assert body.count("\\ud800") == 2  # JSON text with the escape, as a sender would write it
+    r = requests.post(f"{stack.functions_url}/runtime/webhooks/eventgrid", params={"functionName":
+                      "email_delivery_reports"}, headers={"aeg-event-type": "Notification",
+                      "Content-Type": "application/json"}, data=body.encode(), timeout=30)
+    assert r.status_code == 200, r.text
+    # The address no billing contact can be: ignored, with a log line naming its message.
+    ignored = f"for message {odd_recipient['data']['messageId']}: no account lists the address, ignored"
+    wait_until(lambda: ignored in (stack.log_dir / "functions.log").read_text(errors="replace"),
+               "the ignored report logged")
+    # The contact's report: applied, its status message kept with U+FFFD for the lone surrogate.
+    assert len(_unreachable(api, acc)) == 1
+    entries = requests.get(f"{api}/accounts/{acc}/timeline", timeout=10).json()["entries"]
+    assert [e["detail"] for e in entries if e["kind"] == "contact_unreachable"] == [
+        f"mail to s-{tag}@contoso.example was not delivered: Bounced (550 5.1.1 \ufffd unknown)"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,3 +55,23 @@ def test_a_2000_event_history_is_read_page_by_page_either_way(api: str, send_eve
     for bad in ({"limit": "0"}, {"limit": "501"}, {"limit": "ten"}, {"order": "sideways"}):
         r = requests.get(f"{api}/accounts/{acc}/timeline", params=bad, timeout=10)
         assert r.status_code == 400 and r.json()["errors"][0]["field"] == next(iter(bad))
+
+
+def test_a_tampered_token_with_a_lone_surrogate_is_a_400_naming_continuation(api: str) -> None:
+    # Issue 24 point 5: the token's row let free text follow the digits, and a `\ud800` in it
+    # reached the storage query as a 500.
+    acc = new_account(api)
+
+    def token(fields: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
+
+    for order in ("oldest", "newest"):
+        for fields in ({"r": "tl|000000000001\ud800", "s": 0, "o": order},
+                       {"r": "tl|000000000001x", "s": 0, "o": order},
+                       {"r": "tl|000000000001", "s": 0, "o": "\ud800"}):
+            r = requests.get(f"{api}/accounts/{acc}/timeline", params={"order": order, "continuation": token(fields)},
+                             timeout=10)
+            assert r.status_code == 400, (fields, r.text)
+            assert r.headers["Content-Type"].startswith("application/problem+json")
+            assert r.json()["errors"][0]["field"] == "continuation"
+    assert requests.get(f"{api}/accounts/{acc}/timeline", timeout=10).status_code == 200
