@@ -61,6 +61,22 @@ def start(endpoints: AzuriteEndpoints, location: Path | None = None, silent: boo
 
     With `access_log`, Azurite's access log (one line per storage request, `$batch` counting
     once) goes to that file: the benchmark counts storage round trips with it."""
+    proc = launch(endpoints, location, silent, access_log)
+    try:
+        wait_ready(proc, endpoints)
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        raise
+    return proc
+
+
+def launch(endpoints: AzuriteEndpoints, location: Path | None = None, silent: bool = True,
+           access_log: Path | None = None, *, new_session: bool = False) -> subprocess.Popen[bytes]:
+    """Start Azurite without waiting for it (then `wait_ready`): the caller can track the
+    process before anything can interrupt it. With `new_session`, Azurite leads a process group
+    of its own (the stack's children do: a signal to the group reaches all of Azurite)."""
     if not AZURITE_JS.exists():
         raise RuntimeError(f"Azurite is not installed at {AZURITE_JS}: run `npm ci` first")
     args = [
@@ -78,7 +94,12 @@ def start(endpoints: AzuriteEndpoints, location: Path | None = None, silent: boo
         location.mkdir(parents=True, exist_ok=True)
         args += ["--location", str(location)]
     out = open(access_log, "ab") if access_log else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
-    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.PIPE, env={**os.environ, "AZURITE_ACCEPT_EULA": "true"})
+    return subprocess.Popen(args, stdout=out, stderr=subprocess.PIPE, env={**os.environ, "AZURITE_ACCEPT_EULA": "true"},
+                            start_new_session=new_session)
+
+
+def wait_ready(proc: subprocess.Popen[bytes], endpoints: AzuriteEndpoints) -> None:
+    """Wait until Azurite, started by `launch`, answers on its three ports (RuntimeError if not)."""
     deadline = time.monotonic() + 30
     ports = (endpoints.blob_port, endpoints.queue_port, endpoints.table_port)
     while not all(is_listening(p, endpoints.host) for p in ports):
@@ -89,7 +110,6 @@ def start(endpoints: AzuriteEndpoints, location: Path | None = None, silent: boo
             proc.kill()
             raise RuntimeError("Azurite did not open its ports within 30 s")
         time.sleep(0.1)
-    return proc
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -1,21 +1,26 @@
 """The local stack of contract §5: Azurite, the local ACS email endpoint, the sandbox gateway and
 the Functions app on the project's own host, each in a process of its own.
 
-    python -m devstack.stack                 # start everything, print the URLs, run until Ctrl-C
+    python -m devstack.stack                 # start everything, print the URLs, run until Ctrl-C or SIGTERM
     python -m devstack.stack --story         # start, play the scripted story, stop
+    python -m devstack.stack --email-quota 30,100   # the email endpoint enforces ACS-like quotas
+    python -m devstack.stack --ports free    # on free ports (printed), beside another stack
 
 The same `LocalStack` runs the end-to-end tests, on free ports with an in-memory Azurite.
+SIGTERM, SIGINT and SIGHUP stop every process it started (`LocalStack.stop`), then it exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -23,10 +28,55 @@ from types import TracebackType
 import requests
 
 from devstack import azurite
+from devstack.email_endpoint.__main__ import quota_argument
+from devstack.email_endpoint.server import Quota
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".devstack"
 DEV_ACS_KEY = "bG9jYWwtZGV2LWtleS1ub3QtYS1zZWNyZXQ="  # the local endpoint's public dev key
+
+
+class Interrupted(BaseException):
+    """SIGTERM, SIGINT or SIGHUP reached a stack that handles signals (`LocalStack.handle_signals`).
+    A BaseException, as KeyboardInterrupt is, so no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+def _is_host(name: str) -> bool:
+    return name == "functions" or name.startswith("worker")
+
+
+STOP_ROUNDS: list[tuple[Callable[[str], bool], float]] = [
+    (_is_host, 20.0),  # a host drains in its grace period (5 s), hands back, then gives up (about 13 s at most)
+    (lambda name: name in ("email", "gateway"), 5.0),
+    (lambda name: not _is_host(name) and name not in ("email", "gateway"), 5.0),  # Azurite, and anything else
+]
+"""Who stops in which round, and how many seconds a round waits before SIGKILL."""
+
+
+def _running(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the child still runs, without reaping it (an unreaped leader keeps its group id,
+    so `_signal_group` cannot reach a stranger)."""
+    if proc.returncode is not None:
+        return False
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+    except ChildProcessError:
+        return proc.poll() is None
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Signal the child's process group (it leads one: `start_new_session`), unless it was reaped."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
 
 
 @dataclass(frozen=True)
@@ -54,6 +104,13 @@ class LocalStack:
     storage_access_log: Path | None = None
     storage_location: Path | None = None
     """Azurite's data folder (for a benchmark that prepares it); `persist` uses .devstack/azurite."""
+    email_quota: Quota | None = None
+    """The email endpoint starts with this quota (its `PUT /quota` changes it later)."""
+    _signals: int = field(default=0, init=False, repr=False)
+    _pending: int | None = field(default=None, init=False, repr=False)
+    _critical: int = field(default=0, init=False, repr=False)
+    _stopping: int = field(default=0, init=False, repr=False)
+    _hurry: bool = field(default=False, init=False, repr=False)
 
     @property
     def functions_url(self) -> str:
@@ -101,26 +158,43 @@ class LocalStack:
                            ("Azurite queue", storage.queue_port), ("Azurite table", storage.table_port)]:
             if azurite.is_listening(port):
                 raise RuntimeError(f"port {port} for the {name} is taken: is another local stack running?")
-        self.procs.append(("azurite", azurite.start(self.ports.storage, location=self.azurite_location,
-                                                    access_log=self.storage_access_log)))
+        try:
+            self._start_azurite()
+            self._start_app_processes()
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # a failed or interrupted start leaves nothing running
+            raise
+        return self
+
+    def _start_azurite(self) -> None:
+        with self._uninterrupted():  # tracked before a signal can lose it
+            proc = azurite.launch(self.ports.storage, location=self.azurite_location,
+                                  access_log=self.storage_access_log, new_session=True)
+            self.procs.append(("azurite", proc))
+        azurite.wait_ready(proc, self.ports.storage)
+
+    def _start_app_processes(self) -> None:
         py = sys.executable
+        quota = ["--quota", self.email_quota.spec()] if self.email_quota is not None else []
         self._spawn("email", [py, "-m", "devstack.email_endpoint", "--port", str(self.ports.email),
-                              "--access-key", DEV_ACS_KEY])
+                              "--access-key", DEV_ACS_KEY, *quota])
         self._spawn("gateway", [py, "-m", "devstack.sandbox_gateway", "--port", str(self.ports.gateway),
                                 "--storage-connection-string", self.connection_string])
         self._spawn("functions", [py, "-m", "devstack.host", "--app-dir", str(ROOT),
                                   "--port", str(self.ports.functions)])
         for n in range(self.workers):
             self._spawn(f"worker{n + 1}", [py, "-m", "devstack.host", "--app-dir", str(ROOT), "--no-http"])
-        self._wait_ready()
-        return self
 
     def _spawn(self, name: str, args: list[str]) -> None:
+        """Start one app process, leading a process group of its own (`stop` signals the group),
+        and track it before a signal can interrupt."""
         self.commands[name] = args
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(args, cwd=ROOT, env=self.app_env(), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        self.procs.append((name, proc))
+        env = self.app_env()
+        with open(self.log_dir / f"{name}.log", "ab") as log, self._uninterrupted():
+            proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            self.procs.append((name, proc))
 
     def _wait_ready(self, timeout: float = 60) -> None:
         checks = {
@@ -166,23 +240,72 @@ class LocalStack:
             proc.wait()
         time.sleep(pause)
         if name == "azurite":
-            self.procs[index] = (name, azurite.start(self.ports.storage, location=self.azurite_location,
-                                                     access_log=self.storage_access_log))
+            del self.procs[index]
+            self._start_azurite()
             return
         del self.procs[index]
         self._spawn(name, self.commands[name])
 
     def stop(self) -> None:
-        for _, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for _, proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
+        """Stop every process the stack started, in three rounds: the functions hosts and workers
+        (SIGTERM: they stop polling, finish or hand back the queue messages in flight - which
+        needs the other three - and exit within about their grace period), then the email
+        endpoint and the sandbox gateway, then Azurite. A round waits at most its bound
+        (`STOP_TIMEOUTS`), then SIGKILLs what is left. Each signal goes to the child's whole process
+        group, so nothing it started is left behind. A signal during `stop` (see
+        `handle_signals`) skips the waiting: everything still running is killed at once."""
+        self._stopping += 1
+        try:
+            for names, bound in STOP_ROUNDS:
+                procs = [proc for name, proc in self.procs if names(name)]
+                for proc in procs:
+                    _signal_group(proc, signal.SIGTERM)
+                deadline = time.monotonic() + bound
+                while not self._hurry and time.monotonic() < deadline and any(_running(p) for p in procs):
+                    time.sleep(0.05)
+                for proc in procs:
+                    # SIGKILL the group: a straggler, or what an exited leader left behind (a
+                    # leader that has exited but is not reaped yet still holds its group's id).
+                    _signal_group(proc, signal.SIGKILL)
+                    proc.wait()
+            self.procs.clear()
+        finally:
+            self._stopping -= 1
+
+    def handle_signals(self) -> None:
+        """Stop on SIGTERM, SIGINT and SIGHUP alike (call from the main thread, for a stack that
+        runs until stopped): the first raises `Interrupted` in the main thread, so the caller
+        stops the stack in a `finally` (or `with`); a start interrupted this way stops what it
+        started. A later one, or one while stopping, kills what is still running without waiting.
+        SIGINT or SIGHUP ignored by whoever started us (a background job, `nohup`) stay ignored."""
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            if sig != signal.SIGTERM and signal.getsignal(sig) is signal.SIG_IGN:
+                continue
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            self._hurry = True
+            return
+        if self._stopping:
+            return  # a graceful stop is under way already
+        if self._critical:
+            self._pending = signum
+            return
+        raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def _uninterrupted(self) -> Iterator[None]:
+        """Defer a signal's `Interrupted` to the end of the block (a child started and tracked)."""
+        self._critical += 1
+        try:
+            yield
+        finally:
+            self._critical -= 1
+        if not self._critical and self._pending is not None:
+            signum, self._pending = self._pending, None
+            raise Interrupted(signum)
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -202,26 +325,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--story", action="store_true", help="play the scripted story, then stop")
     parser.add_argument("--persist", action="store_true", help="keep Azurite's data in .devstack/azurite")
     parser.add_argument("--workers", type=int, default=0, help="extra queue/timer worker processes")
+    parser.add_argument("--email-quota", type=quota_argument, metavar="PER_MINUTE[,PER_HOUR]",
+                        help="the email endpoint answers 429 beyond this quota, as ACS does (e.g. 30,100)")
+    parser.add_argument("--ports", choices=["standard", "free"], default="standard",
+                        help="standard: 7071, 7075, 7076, 10000-10002; free: any free ports (printed at start)")
+    parser.add_argument("--log-dir", type=Path, default=STATE_DIR / "logs", help="where each process logs")
     args = parser.parse_args(argv)
-    stack = LocalStack(persist=args.persist, workers=args.workers)
+    ports = StackPorts.free() if args.ports == "free" else StackPorts()
+    stack = LocalStack(ports, persist=args.persist, workers=args.workers, email_quota=args.email_quota,
+                       log_dir=args.log_dir)
+    stack.handle_signals()  # SIGTERM, SIGINT (Ctrl-C), SIGHUP: stop every process, then exit
     print("starting the local stack (Azurite, email endpoint, sandbox gateway, functions host)...", flush=True)
-    with stack:
-        print(f"functions host: {stack.functions_url}")
-        print(f"email endpoint: {stack.email_url}")
-        print(f"sandbox gateway: {stack.gateway_url}")
-        print(f"storage: Azurite on 127.0.0.1:10000-10002; logs in {stack.log_dir}", flush=True)
-        if args.story:
-            from devstack.story import play
+    try:
+        return _run(stack, args.story)
+    except Interrupted as sig:
+        print(f"\n{sig.name}: stopping the local stack", flush=True)
+        return 128 + sig.signum if args.story else 0
+    finally:
+        stack.stop()
+        print("stopped", flush=True)
 
-            return play(stack)
-        print("running; Ctrl-C stops everything", flush=True)
-        try:
-            while True:
-                stack._check_alive()
-                time.sleep(1)
-        except KeyboardInterrupt:
-            print("\nstopping")
-    return 0
+
+def _run(stack: LocalStack, story: bool) -> int:
+    stack.start()
+    print(f"functions host: {stack.functions_url}")
+    print(f"email endpoint: {stack.email_url}")
+    print(f"sandbox gateway: {stack.gateway_url}")
+    if stack.email_quota is not None:
+        print(f"email quota: {stack.email_quota.describe()} (change it with PUT {stack.email_url}/quota)")
+    storage = stack.ports.storage
+    print(f"storage: Azurite on {storage.host} (blob {storage.blob_port}, queue {storage.queue_port}, "
+          f"table {storage.table_port}); logs in {stack.log_dir}", flush=True)
+    if story:
+        from devstack.story import play
+
+        return play(stack)
+    print("running; Ctrl-C or SIGTERM stops everything", flush=True)
+    while True:
+        stack._check_alive()
+        time.sleep(1)
 
 
 if __name__ == "__main__":

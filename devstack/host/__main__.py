@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -49,6 +50,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _stop_before_start(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.verbose)
@@ -70,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log=args.access_log,
         keys=keys,
     )
+    # A SIGTERM while the app is still importing stops the host at once; once it runs, the host's
+    # own handler drains (see runtime.py).
+    signal.signal(signal.SIGTERM, _stop_before_start)
     try:
         os.chdir(host.app_dir)
         host.load()
@@ -84,9 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         log.error("Cannot start the host: %s", exc)
         return 1
-    if host.abandoned:
+    if host.abandoned or host.stuck_threads:
         # Their threads cannot be killed, and the interpreter would wait for them at exit.
         logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(0)
     return 0
 

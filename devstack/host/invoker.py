@@ -10,6 +10,7 @@ duration; a failure logs its traceback too, and never escapes to the caller as a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
@@ -19,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,16 +141,16 @@ class Invoker:
         kwargs: dict[str, Any] = {spec.arg_name: value}
         if spec.wants_context:
             kwargs["context"] = Context(invocation_id, spec.name, self._directory)
-        self._in_flight += 1
-        self._idle.clear()
         started = time.perf_counter()
         try:
             if spec.is_async:
-                result = await spec.user_function(**kwargs)
+                self._begin()
+                try:
+                    result = await spec.user_function(**kwargs)
+                finally:
+                    self._end()
             else:
-                call = functools.partial(_call_in_thread, spec.user_function, kwargs, invocation_id)
-                ctx = contextvars.copy_context()
-                result = await asyncio.get_running_loop().run_in_executor(self._pool, ctx.run, call)
+                result = await self._in_thread(spec, kwargs, invocation_id)
         except Exception as exc:
             ms = (time.perf_counter() - started) * 1000
             log.error(
@@ -163,10 +164,6 @@ class Invoker:
                 exc_info=exc,
             )
             return Outcome(invocation_id, ok=False, error=exc)
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
         ms = (time.perf_counter() - started) * 1000
         log.info(
             "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms) %s",
@@ -176,6 +173,35 @@ class Invoker:
             reason,
         )
         return Outcome(invocation_id, ok=True, result=result)
+
+    def _begin(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+
+    def _end(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def _in_thread(self, spec: FunctionSpec, kwargs: dict[str, Any], invocation_id: str) -> Any:
+        """A sync function on the pool. It counts as in flight until its thread returns, even when
+        the task awaiting it is cancelled (a shutdown, a dropped HTTP request): a thread cannot be
+        stopped, so shutdown must see it to wait for it or to abandon it knowingly."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(_call_in_thread, spec.user_function, kwargs, invocation_id)
+        self._begin()
+        try:
+            future = self._pool.submit(contextvars.copy_context().run, call)
+        except BaseException:
+            self._end()
+            raise
+
+        def finished(_: Future[Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the host has stopped
+                loop.call_soon_threadsafe(self._end)
+
+        future.add_done_callback(finished)
+        return await asyncio.wrap_future(future)
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing is running, at most `timeout` seconds; True if idle."""

@@ -8,6 +8,10 @@ delete on success; on failure make the message visible again after `visibilityTi
 once it has been dequeued `maxDequeueCount` times, copy it to `<queue>-poison` and delete it.
 A message is held invisible for 5 minutes (`DEVSTACK_QUEUE_LEASE_SECONDS` changes that, for the
 soak) and that lease is renewed while the function runs.
+At shutdown the host stops polling, lets running functions finish for its grace period, then
+`hand_back()` returns the messages whose function is still running to the queue as a failed
+attempt would (visible again after `visibilityTimeout`), as the Functions host releases them:
+a message is deleted only after its function succeeded, never unprocessed.
 Nothing a single message or a storage outage does may stop the loop: it logs and carries on.
 """
 
@@ -124,6 +128,8 @@ class QueueListener:
         self._stopping = stopping
         self._client = storage_client(connection_string, self.queue)
         self._poison_client = storage_client(connection_string, self.poison_queue)
+        self._running: dict[str, str | None] = {}
+        """Messages whose function is running: id -> the pop receipt that settles the message."""
 
     async def _io(self, call: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Blocking SDK calls run on the storage pool, never on the loop or the function pool."""
@@ -219,10 +225,16 @@ class QueueListener:
         reason = f"(queue {self.queue}, message {message.id}, dequeue count {count})"
         invocation = asyncio.create_task(self._invoker.invoke(self.spec, value, reason))
         receipt = message.pop_receipt
-        while not invocation.done():
-            await asyncio.wait({invocation}, timeout=RENEW_EVERY)
-            if not invocation.done():  # still running: keep the message ours
-                receipt = await self._renew(message.id, receipt)
+        self._running[message.id] = receipt
+        try:
+            while not invocation.done():
+                await asyncio.wait({invocation}, timeout=RENEW_EVERY)
+                if not invocation.done() and message.id in self._running:  # keep the message ours
+                    receipt = self._running[message.id] = await self._renew(message.id, receipt)
+            if message.id not in self._running:
+                return  # handed back at shutdown: the next delivery settles it
+        finally:
+            self._running.pop(message.id, None)
         outcome = invocation.result()
         if outcome.ok:
             await self._io(self._client.delete_message, message.id, receipt)
@@ -256,6 +268,29 @@ class QueueListener:
         """Copy the original text to the poison queue, then delete it here (at-least-once)."""
         await self._io(self._poison_client.send_message, message.content or "")
         await self._io(self._client.delete_message, message.id, receipt)
+
+    async def hand_back(self) -> int:
+        """Shutdown, after the grace period: every message whose function is still running goes
+        back to the queue, visible again after `visibilityTimeout`, as after a failed attempt (its
+        dequeue count already counts this delivery). Returns how many were handed back; one that
+        cannot be (storage gone) stays invisible until its lease runs out, then reappears."""
+        running, self._running = dict(self._running), {}
+        retry_in = round(self._options.visibility_timeout)
+        handed = 0
+        for message_id, receipt in running.items():
+            try:
+                await self._io(self._client.update_message, message_id, receipt, visibility_timeout=retry_in)
+            except Exception as exc:
+                log.warning(
+                    "Queue %s: message %s not handed back (%s); it reappears when its lease runs out",
+                    self.queue,
+                    message_id,
+                    exc,
+                )
+                continue
+            handed += 1
+            log.info("Queue %s: message %s handed back unfinished; it will be delivered again", self.queue, message_id)
+        return handed
 
     def close(self) -> None:
         self._client.close()

@@ -4,8 +4,11 @@ Everything runs on one asyncio loop: uvicorn serves HTTP on it, each queue and t
 a task on it, sync functions run on the invoker's thread pool and blocking storage calls on a
 separate small pool (so busy functions can never starve polling or message settlement).
 We bind the listening socket ourselves so a busy port is an ordinary OSError rather than
-uvicorn's `sys.exit`, and we own SIGINT/SIGTERM: the first one drains (stop polling, let
-in-flight invocations finish for `grace` seconds), a second one exits at once.
+uvicorn's `sys.exit`, and we own SIGINT/SIGTERM: the first one drains (stop polling, stop
+HTTP, let in-flight invocations finish for `grace` seconds, then hand the queue messages whose
+function still runs back to their queue), a second one exits at once. Shutdown is bounded: what
+is still running after that (a function's thread, a storage call) is abandoned, and
+`python -m devstack.host` exits 0 without waiting for it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ log = logging.getLogger("devstack.host")
 
 DEFAULT_PORT = 7071
 DEFAULT_GRACE = 5.0
+HAND_BACK_TIMEOUT = 5.0
+"""Seconds, after the grace period, to return unfinished queue messages to their queues."""
+THREADS_TIMEOUT = 2.0
+"""Seconds, at the very end, for the storage threads to finish their calls before they are abandoned."""
 
 
 class _Server(uvicorn.Server):
@@ -82,6 +89,9 @@ class Host:
         self.port: int | None = None
         self.functions: list[FunctionSpec] = []
         self.abandoned = 0
+        """Invocations still running when the host stopped (their threads cannot be stopped)."""
+        self.stuck_threads = False
+        """Storage calls still running when the host stopped."""
         self.started = threading.Event()
         self._loaded = False
         self._local = settings.LocalSettings()
@@ -259,11 +269,11 @@ class Host:
             stopping.set()
             if server is not None:
                 server.should_exit = True
-            await self._drain(tasks, invoker)
+            await self._drain(tasks, invoker, queues)
             for listener in queues:
                 listener.close()
-            io.shutdown(wait=False, cancel_futures=True)
             invoker.close(wait=self.abandoned == 0)
+            self.stuck_threads = not _shut_down(io, THREADS_TIMEOUT)
             for sig in installed:
                 self._loop.remove_signal_handler(sig)
             self.started.clear()
@@ -287,16 +297,33 @@ class Host:
         task.add_done_callback(self._unexpected_end(what))
         return task
 
-    async def _drain(self, tasks: list[asyncio.Task[Any]], invoker: Invoker) -> None:
-        """Give listeners, HTTP and in-flight invocations `grace` seconds, then move on."""
+    async def _drain(self, tasks: list[asyncio.Task[Any]], invoker: Invoker, queues: list[QueueListener]) -> None:
+        """Give listeners, HTTP and in-flight invocations `grace` seconds, hand back the queue
+        messages still being processed, then move on."""
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.grace)
+            if pending and queues:
+                hand_backs = asyncio.gather(*(q.hand_back() for q in queues), return_exceptions=True)
+                try:
+                    await asyncio.wait_for(hand_backs, HAND_BACK_TIMEOUT)
+                except TimeoutError:
+                    log.warning("Could not hand every unfinished queue message back within %.0fs", HAND_BACK_TIMEOUT)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         if not await invoker.wait_idle(timeout=1.0 if tasks else self.grace):
             self.abandoned = invoker.in_flight
             log.warning("%d invocation(s) still running after %.0fs: abandoned", self.abandoned, self.grace)
+
+
+def _shut_down(pool: ThreadPoolExecutor, timeout: float) -> bool:
+    """Shut `pool` down, waiting at most `timeout` seconds for its running calls; True if none is
+    left. (`shutdown(wait=False)` alone is not enough: the interpreter joins pool threads at exit.)"""
+    pool.shutdown(wait=False, cancel_futures=True)
+    waiter = threading.Thread(target=pool.shutdown, kwargs={"wait": True}, daemon=True)
+    waiter.start()
+    waiter.join(timeout)
+    return not waiter.is_alive()
 
 
 def serve(
