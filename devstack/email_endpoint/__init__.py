@@ -15,15 +15,28 @@ through its real client code and tests read back what was "sent":
   same operation again and stores no second message, only counts ``submissions``. This is how the
   product proves "no duplicate email" after a crash between send and bookkeeping.
 * ``GET /emails/operations/{id}`` – signed too; 200 ``{"id", "status": "Succeeded"}`` or 404.
+* Quotas, as ACS enforces them per resource (contract §5): ``PUT /quota`` with ``{"perMinute":
+  N, "perHour": M}`` (either null or left out: no such limit) refuses a new send beyond N
+  accepted in the last 60 s, or M in the last 3,600 s (sliding windows over the accepted sends'
+  times), with 429, ``Retry-After`` (whole seconds until a send would be accepted, rounded up, at
+  least 1; the whole window when the limit is 0), ``x-ms-error-code: TooManyRequests`` and ACS's
+  ``{"error": {"code": "TooManyRequests", ...}}``, and stores nothing. ``GET /quota`` reads it,
+  ``DELETE /quota`` lifts it. A resubmitted operation is not a new email: neither refused nor
+  counted. The windows hold every send accepted since the last ``DELETE /messages``, with or
+  without a quota. A bad body is a 400 ``application/problem+json`` naming the field. Start with
+  one by ``--quota PER_MINUTE[,PER_HOUR]``.
 
 Test and developer helpers (unsigned, not part of ACS): ``GET/DELETE /messages``
 (``?bodies=false``: without HTML and text), ``GET /messages/{id}``, ``GET/POST/DELETE /faults``
-(inject 429/5xx answers), ``GET /stats`` and an inbox web page at ``/``. Everything is kept in
+(inject 4xx/5xx answers to the next sends, before any validation or quota: ``POST /faults`` with
+``{"status": 429, "count": 300, "retryAfter": 1}`` answers the next 300 sends 429 with
+``Retry-After: 1``), ``GET /stats`` and an inbox web page at ``/``. Everything is kept in
 memory. Never deploy it: it lives in devstack/,
 which .funcignore keeps out of the Function App.
 
 Run it with ``python -m devstack.email_endpoint [--host 127.0.0.1] [--port 7075]
-[--access-key BASE64KEY]``; in tests use :func:`start_in_thread` or :func:`running`.
+[--access-key BASE64KEY] [--quota PER_MINUTE[,PER_HOUR]]``; in tests use
+:func:`start_in_thread` or :func:`running` (both take ``quota=`` and a ``clock=`` for the windows).
 """
 
 from devstack.email_endpoint.server import (
@@ -31,6 +44,7 @@ from devstack.email_endpoint.server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     EmailEndpoint,
+    Quota,
     running,
     start_in_thread,
 )
@@ -40,6 +54,7 @@ __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "EmailEndpoint",
+    "Quota",
     "running",
     "start_in_thread",
 ]

@@ -6,7 +6,14 @@ import argparse
 import base64
 import binascii
 
-from devstack.email_endpoint.server import DEFAULT_ACCESS_KEY, DEFAULT_HOST, DEFAULT_PORT, serve
+from devstack.email_endpoint.server import (
+    DEFAULT_ACCESS_KEY,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    Quota,
+    parse_quota_spec,
+    serve,
+)
 
 
 def _base64_key(value: str) -> str:
@@ -15,6 +22,14 @@ def _base64_key(value: str) -> str:
     except binascii.Error:
         raise argparse.ArgumentTypeError("the access key must be base64, like an ACS access key") from None
     return value
+
+
+def quota_argument(value: str) -> Quota:
+    """argparse type for ``PER_MINUTE[,PER_HOUR]`` (``30``, ``30,100``, ``,100``)."""
+    try:
+        return parse_quota_spec(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,8 +45,14 @@ def main(argv: list[str] | None = None) -> None:
         default=DEFAULT_ACCESS_KEY,
         help="base64 access key the SDK signs with (default: the public local development key)",
     )
+    parser.add_argument(
+        "--quota",
+        type=quota_argument,
+        metavar="PER_MINUTE[,PER_HOUR]",
+        help="start with a send quota, as PUT /quota sets it (e.g. 30,100; ,100 = per hour only)",
+    )
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.access_key)
+    serve(args.host, args.port, args.access_key, args.quota)
 
 
 if __name__ == "__main__":

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import contextlib
 import hashlib
 import hmac
 import http
 import json
+import math
 import socket
 import sys
 import threading
+import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -163,6 +166,105 @@ class Fault:
         return out
 
 
+# The sliding windows ACS's quotas count in: (JSON name, seconds).
+QUOTA_WINDOWS = (("perMinute", 60), ("perHour", 3600))
+
+
+@dataclass(frozen=True)
+class Quota:
+    """ACS's per-resource send quotas: at most ``per_minute`` accepted sends in any 60 s and
+    ``per_hour`` in any 3,600 s (``None``: no limit)."""
+
+    per_minute: int | None = None
+    per_hour: int | None = None
+
+    def limits(self) -> list[tuple[str, int, int]]:
+        """``(name, limit, window seconds)`` of each limit in force."""
+        values = {"perMinute": self.per_minute, "perHour": self.per_hour}
+        return [(name, limit, window) for name, window in QUOTA_WINDOWS if (limit := values[name]) is not None]
+
+    def to_json(self) -> dict[str, int | None]:
+        return {"perMinute": self.per_minute, "perHour": self.per_hour}
+
+    def spec(self) -> str:
+        """The ``PER_MINUTE[,PER_HOUR]`` text :func:`parse_quota_spec` reads back."""
+        minute = "" if self.per_minute is None else str(self.per_minute)
+        return minute if self.per_hour is None else f"{minute},{self.per_hour}"
+
+    def describe(self) -> str:
+        parts = [f"{limit} {'a minute' if name == 'perMinute' else 'an hour'}" for name, limit, _ in self.limits()]
+        return " and ".join(parts) or "none"
+
+
+class QuotaExceeded(Exception):
+    """A send beyond the quota: answered 429 with ``Retry-After: retry_after`` (whole seconds)."""
+
+    def __init__(self, retry_after: int, reason: str) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+        self.reason = reason
+
+
+class FieldProblem(Exception):
+    """A bad body on a helper route that answers RFC 9457 problem details (``PUT /quota``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": "about:blank",
+            "title": "Invalid request",
+            "status": 400,
+            "detail": f"{self.field}: {self.message}",
+            "errors": [{"field": self.field, "message": self.message}],
+        }
+
+
+def _quota_value(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise FieldProblem(name, "must be null or a whole number of emails >= 0")
+    return value
+
+
+def parse_quota(body: bytes) -> Quota:
+    """The body of ``PUT /quota``: ``{"perMinute": N, "perHour": M}``, each null (or absent) for no
+    limit; anything else is a :class:`FieldProblem` naming the field."""
+    try:
+        spec = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise FieldProblem("body", 'must be JSON like {"perMinute": 30, "perHour": 100}') from None
+    if not isinstance(spec, dict):
+        raise FieldProblem("body", 'must be a JSON object like {"perMinute": 30, "perHour": 100}')
+    for key in spec:
+        if key not in ("perMinute", "perHour"):
+            raise FieldProblem(key, "is not a quota field; use perMinute and perHour")
+    return Quota(_quota_value("perMinute", spec.get("perMinute")), _quota_value("perHour", spec.get("perHour")))
+
+
+def parse_quota_spec(text: str) -> Quota:
+    """``PER_MINUTE[,PER_HOUR]`` from a command line (``30``, ``30,100``, ``,100``); ValueError else."""
+    parts = text.split(",")
+    if len(parts) > 2:
+        raise ValueError("a quota is PER_MINUTE[,PER_HOUR]")
+    values: list[int | None] = []
+    for part in (*parts, "")[:2]:
+        part = part.strip()
+        if not part:
+            values.append(None)
+        elif part.isascii() and part.isdigit():
+            values.append(int(part))
+        else:
+            raise ValueError(f"{part!r} is not a whole number of emails >= 0")
+    if values == [None, None]:
+        raise ValueError("a quota is PER_MINUTE[,PER_HOUR]")
+    return Quota(values[0], values[1])
+
+
 @dataclass
 class Stats:
     """Request counters, so tests can prove how many requests the SDK really made."""
@@ -174,6 +276,7 @@ class Stats:
     invalid: int = 0
     unauthorized: int = 0
     operation_polls: int = 0
+    throttled: int = 0
 
 
 @dataclass
@@ -184,18 +287,59 @@ class Mailbox:
     messages: dict[str, StoredMessage] = field(default_factory=dict)  # insertion = arrival order
     faults: deque[Fault] = field(default_factory=deque)
     stats: Stats = field(default_factory=Stats)
+    quota: Quota = field(default_factory=Quota)
+    clock: Callable[[], float] = time.monotonic
+    """Seconds, never going back; what the quota windows count in (tests pass a fake one)."""
+    sent_at: list[float] = field(default_factory=list)
+    """``clock()`` of each accepted send of the last hour, oldest first."""
 
     def submit(self, message: StoredMessage) -> StoredMessage:
-        """Store ``message`` unless its operation is known; then only count the resubmission."""
+        """Store ``message`` unless its operation is known; then only count the resubmission.
+
+        A new message beyond the quota raises :class:`QuotaExceeded` and stores nothing. A
+        resubmitted operation is not a new email: it is answered as before, quota or not.
+        """
         with self.lock:
             existing = self.messages.get(message.operation_id)
             if existing is not None:
                 existing.submissions += 1
                 self.stats.duplicates += 1
                 return existing
+            now = self.clock()
+            del self.sent_at[: bisect.bisect_right(self.sent_at, now - QUOTA_WINDOWS[-1][1])]
+            refusal = self._over_quota(now)
+            if refusal is not None:
+                self.stats.throttled += 1
+                raise refusal
+            self.sent_at.append(now)
             self.messages[message.operation_id] = message
             self.stats.accepted += 1
             return message
+
+    def _over_quota(self, now: float) -> QuotaExceeded | None:
+        """The refusal for a send at ``now``, or None. A send is accepted when fewer than each limit
+        were accepted in the window before it; else it would be accepted once enough of them have
+        left the window: that wait, rounded up to whole seconds, is the Retry-After."""
+        wait, reasons = 0.0, []
+        for name, limit, window in self.quota.limits():
+            first = bisect.bisect_right(self.sent_at, now - window)  # the sends still in the window
+            in_window = len(self.sent_at) - first
+            if in_window < limit:
+                continue
+            # With limit 0 no send is ever accepted: answer with the whole window.
+            leaves = self.sent_at[first + in_window - limit] + window if limit else now + window
+            wait = max(wait, leaves - now)
+            per = "a minute" if name == "perMinute" else "an hour"
+            reasons.append(f"{in_window} of {limit} emails {per} sent")
+        if not reasons:
+            return None
+        retry_after = max(1, math.ceil(wait - 1e-9))
+        return QuotaExceeded(retry_after, "; ".join(reasons))
+
+    def set_quota(self, quota: Quota) -> None:
+        """The windows keep the sends already accepted: a new quota counts them, as ACS would."""
+        with self.lock:
+            self.quota = quota
 
     def take_fault(self) -> Fault | None:
         """Consume one injected fault answer, if any is pending (oldest rule first)."""
@@ -222,9 +366,11 @@ class Mailbox:
             return self.messages.get(operation_id)
 
     def clear_messages(self) -> None:
-        """Forget messages, operations and counters (not faults): a clean slate for a test."""
+        """Forget messages, operations, counters and the sends the quota windows count (not faults
+        nor the quota itself): a clean slate for a test."""
         with self.lock:
             self.messages.clear()
+            self.sent_at.clear()
             self.stats = Stats()
 
     def stats_json(self) -> dict[str, int]:
@@ -238,6 +384,7 @@ class Mailbox:
                 "invalid": s.invalid,
                 "unauthorized": s.unauthorized,
                 "operationPolls": s.operation_polls,
+                "throttled": s.throttled,
                 "messages": len(self.messages),
             }
 
@@ -433,6 +580,9 @@ class _Handler(BaseHTTPRequestHandler):
     """Routes one request; all state lives on ``self.server`` (an :class:`EmailEndpoint`)."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's requests session expects
+    # Headers and body go out in two writes: without TCP_NODELAY the body waits for the client's
+    # delayed ACK, about 40 ms a request on a kept-alive connection (300 sends took 13 s).
+    disable_nagle_algorithm = True
     server_version = "LocalAcsEmail/1.0"
     server: EmailEndpoint
 
@@ -440,6 +590,7 @@ class _Handler(BaseHTTPRequestHandler):
         "/emails:send": ("POST",),
         "/messages": ("GET", "DELETE"),
         "/faults": ("GET", "POST", "DELETE"),
+        "/quota": ("GET", "PUT", "DELETE"),
         "/stats": ("GET",),
         "/": ("GET",),
     }
@@ -474,6 +625,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._route(path, query, body)
         except ApiError as error:
             self._send_json(error.status, error.body(), {"x-ms-error-code": error.code, **error.headers})
+        except FieldProblem as problem:
+            data = json.dumps(problem.body(), ensure_ascii=False).encode("utf-8")
+            self._send_bytes(400, data, "application/problem+json; charset=utf-8")
         except Exception as exc:  # a bug here: answer like a server error instead of dropping the socket
             traceback.print_exc(file=sys.stderr)
             self.close_connection = True
@@ -531,6 +685,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, message.to_json())
         elif path == "/faults":
             self._faults(method, body)
+        elif path == "/quota":
+            self._quota(method, body)
         elif path == "/stats":
             self._send_json(200, self.server.mailbox.stats_json())
         else:
@@ -614,7 +770,19 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError:
             mailbox.count("invalid")
             raise
-        stored = mailbox.submit(message)
+        try:
+            stored = mailbox.submit(message)
+        except QuotaExceeded as refusal:
+            if self.server.verbose:
+                self.log_message("email %s refused: quota (%s), Retry-After %d", operation_id, refusal.reason,
+                                 refusal.retry_after)
+            raise ApiError(
+                429,
+                "TooManyRequests",
+                f"The email sending quota of this resource is used up ({refusal.reason}); "
+                f"retry after {refusal.retry_after} seconds.",
+                headers={"Retry-After": str(refusal.retry_after)},
+            ) from None
         if self.server.verbose:
             to = ", ".join(r["address"] or "" for r in stored.to)
             note = "stored" if stored is message else f"duplicate #{stored.submissions}, not stored again"
@@ -677,6 +845,18 @@ class _Handler(BaseHTTPRequestHandler):
         with mailbox.lock:
             pending = [f.to_json() for f in mailbox.faults]
         self._send_json(200, {"faults": pending})
+
+    def _quota(self, method: str, body: bytes) -> None:
+        mailbox = self.server.mailbox
+        if method == "PUT":
+            mailbox.set_quota(parse_quota(body))
+        elif method == "DELETE":
+            mailbox.set_quota(Quota())
+            self._send_empty(204)
+            return
+        with mailbox.lock:
+            quota = mailbox.quota
+        self._send_json(200, quota.to_json())
 
     # -- inbox page ------------------------------------------------------------------------
 
@@ -766,6 +946,8 @@ class EmailEndpoint(ThreadingHTTPServer):
         *,
         verbose: bool = False,
         max_clock_skew: timedelta | None = MAX_CLOCK_SKEW,
+        quota: Quota | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         try:
             self.secret = base64.b64decode(access_key, validate=True)
@@ -774,7 +956,7 @@ class EmailEndpoint(ThreadingHTTPServer):
         self.access_key = access_key
         self.verbose = verbose
         self.max_clock_skew = max_clock_skew
-        self.mailbox = Mailbox()
+        self.mailbox = Mailbox(quota=quota or Quota(), clock=clock)
         self._thread: threading.Thread | None = None
         if ":" in host:
             self.address_family = socket.AF_INET6
@@ -819,34 +1001,48 @@ class EmailEndpoint(ThreadingHTTPServer):
 
 
 def start_in_thread(
-    port: int = 0, host: str = DEFAULT_HOST, access_key: str = DEFAULT_ACCESS_KEY, *, verbose: bool = False
+    port: int = 0,
+    host: str = DEFAULT_HOST,
+    access_key: str = DEFAULT_ACCESS_KEY,
+    *,
+    verbose: bool = False,
+    quota: Quota | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[EmailEndpoint, str]:
     """Start an endpoint in this process (port 0 = a free one); returns ``(server, base_url)``.
 
+    ``clock`` (seconds, monotonic) is what the quota windows count in; tests pass a fake one.
     Call ``server.stop()`` when done (or use :func:`running`).
     """
-    server = EmailEndpoint(host, port, access_key, verbose=verbose).start()
+    server = EmailEndpoint(host, port, access_key, verbose=verbose, quota=quota, clock=clock).start()
     return server, server.url
 
 
 @contextlib.contextmanager
 def running(
-    port: int = 0, host: str = DEFAULT_HOST, access_key: str = DEFAULT_ACCESS_KEY, *, verbose: bool = False
+    port: int = 0,
+    host: str = DEFAULT_HOST,
+    access_key: str = DEFAULT_ACCESS_KEY,
+    *,
+    verbose: bool = False,
+    quota: Quota | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[EmailEndpoint]:
     """``with running() as server:`` – an in-process endpoint on a free port, stopped afterwards."""
-    server, _ = start_in_thread(port, host, access_key, verbose=verbose)
+    server, _ = start_in_thread(port, host, access_key, verbose=verbose, quota=quota, clock=clock)
     try:
         yield server
     finally:
         server.stop()
 
 
-def serve(host: str, port: int, access_key: str) -> None:
+def serve(host: str, port: int, access_key: str, quota: Quota | None = None) -> None:
     """Run in the foreground until Ctrl-C (the CLI)."""
-    server = EmailEndpoint(host, port, access_key, verbose=True)
+    server = EmailEndpoint(host, port, access_key, verbose=True, quota=quota)
     print(
         f"Local ACS email endpoint (dev only) on {server.url}\n"
         f"  inbox:     {server.url}/\n"
+        f"  quota:     {server.mailbox.quota.describe()} (GET/PUT/DELETE {server.url}/quota)\n"
         f"  SDK:       EmailClient({server.url!r}, AzureKeyCredential({access_key!r}))\n"
         f"  (a connection string would be rewritten to https by the SDK; pass the endpoint as above)",
         file=sys.stderr,

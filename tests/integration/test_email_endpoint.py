@@ -7,6 +7,7 @@ to an in-process endpoint on a free port, and the tests read back what it stored
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import socket
@@ -30,9 +31,13 @@ from azure.core.pipeline import Pipeline, PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from devstack.email_endpoint import DEFAULT_ACCESS_KEY, EmailEndpoint, start_in_thread
-from devstack.email_endpoint.server import ApiError, compute_signature, content_hash, verify_hmac
+from devstack.email_endpoint import DEFAULT_ACCESS_KEY, EmailEndpoint, Quota, start_in_thread
+from devstack.email_endpoint.server import ApiError, compute_signature, content_hash, parse_quota_spec, verify_hmac
+from devstack.stack import LocalStack, StackPorts
+from devstack.stack import main as stack_main
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "api-version=2025-09-01"
@@ -153,6 +158,7 @@ def test_sent_message_is_stored_with_every_field(url: str, client: EmailClient) 
         "invalid": 0,
         "unauthorized": 0,
         "operationPolls": 1,
+        "throttled": 0,
         "messages": 1,
     }
 
@@ -435,6 +441,397 @@ def test_messages_can_be_listed_without_their_bodies(url: str, client: EmailClie
     assert "html" not in light and "plainText" not in light
     assert light == {k: v for k, v in full.items() if k not in ("html", "plainText")}
     assert light["headers"]["X-Billing-Email-Kind"] == "payment_failed"
+
+
+# -- quotas (contract §5) ------------------------------------------------------------------
+
+
+class FakeClock:
+    """The quota windows' clock, moved by the test instead of sleeping for minutes."""
+
+    def __init__(self) -> None:
+        self.now = 10_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(scope="module")
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="module")
+def clocked(clock: FakeClock) -> Iterator[EmailEndpoint]:
+    server, _ = start_in_thread(port=0, clock=clock)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def reset(base: str) -> str:
+    for route in ("messages", "faults", "quota"):
+        assert requests.delete(f"{base}/{route}", timeout=5).status_code == 204
+    return base
+
+
+@pytest.fixture
+def qurl(clocked: EmailEndpoint) -> str:
+    """An endpoint whose quota windows run on `clock`: emptied, no faults, no quota."""
+    return reset(clocked.url)
+
+
+def put_quota(base: str, per_minute: int | None = None, per_hour: int | None = None) -> None:
+    response = requests.put(f"{base}/quota", json={"perMinute": per_minute, "perHour": per_hour}, timeout=5)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"perMinute": per_minute, "perHour": per_hour}
+
+
+def no_retries(base: str) -> EmailClient:
+    """The SDK as the product may use it: a 429 surfaces at once instead of azure-core sleeping."""
+    return EmailClient(base, AzureKeyCredential(DEFAULT_ACCESS_KEY), retry_total=0)
+
+
+def send_status(client: EmailClient, base: str, operation_id: str | None = None) -> tuple[int, str | None]:
+    """One signed send through the SDK's pipeline: (status, Retry-After)."""
+    headers = {"Operation-Id": operation_id or str(uuid.uuid4())}
+    response = client.send_request(HttpRequest("POST", f"{base}/emails:send?{API}", json=message(), headers=headers))
+    return response.status_code, response.headers.get("Retry-After")
+
+
+def test_send_beyond_per_minute_is_429_until_the_oldest_send_leaves_the_window(
+    qurl: str, clock: FakeClock
+) -> None:
+    put_quota(qurl, per_minute=3)
+    client = no_retries(qurl)
+    for gap in (0, 10, 10):  # sends at t, t+10, t+20
+        clock.advance(gap)
+        client.begin_send(message(), operation_id=str(uuid.uuid4())).result()
+    clock.advance(5)  # t+25: the oldest send leaves the window at t+60
+
+    refused = str(uuid.uuid4())
+    with pytest.raises(HttpResponseError) as raised:
+        client.begin_send(message("fourth"), operation_id=refused)
+
+    error = raised.value
+    assert error.status_code == 429
+    assert error.error is not None and error.error.code == "TooManyRequests"
+    response: Any = error.response
+    assert response.headers["Retry-After"] == "35"
+    assert response.headers["x-ms-error-code"] == "TooManyRequests"
+    assert response.json()["error"]["code"] == "TooManyRequests"
+    assert "3 of 3 emails a minute" in response.json()["error"]["message"]
+    # Nothing stored for the refused send, not even its operation.
+    assert [m["subject"] for m in messages(qurl)] == ["Invoice INV-1001 is past due"] * 3
+    assert requests.get(f"{qurl}/messages/{refused}", timeout=5).status_code == 404
+    assert client.send_request(HttpRequest("GET", f"{qurl}/emails/operations/{refused}?{API}")).status_code == 404
+    assert stats(qurl)["throttled"] == 1
+
+    clock.advance(34.5)  # half a second before the window frees up: rounded up to 1
+    assert send_status(client, qurl, refused) == (429, "1")
+    clock.advance(0.5)
+    client.begin_send(message("fourth"), operation_id=refused).result()
+    assert messages(qurl)[-1]["operationId"] == refused
+    # The window slid: t+10, t+20, t+60 are in it now, so the next one waits for t+10 to leave.
+    assert send_status(client, qurl) == (429, "10")
+
+
+def test_per_hour_quota_slides_over_its_own_window(qurl: str, clock: FakeClock) -> None:
+    put_quota(qurl, per_hour=2)
+    client = no_retries(qurl)
+    assert send_status(client, qurl)[0] == 202
+    clock.advance(100)
+    assert send_status(client, qurl)[0] == 202
+    clock.advance(900)  # t+1000: 2 of 2 in the hour, the oldest leaves at t+3600
+
+    with pytest.raises(HttpResponseError) as raised:
+        client.begin_send(message(), operation_id=str(uuid.uuid4()))
+    assert raised.value.status_code == 429
+    response: Any = raised.value.response
+    assert response.headers["Retry-After"] == "2600"
+
+    clock.advance(2599)
+    assert send_status(client, qurl) == (429, "1")
+    clock.advance(1)
+    assert send_status(client, qurl)[0] == 202
+    assert send_status(client, qurl) == (429, "100")  # now the t+100 send is the oldest
+    assert len(messages(qurl)) == 3 and stats(qurl)["throttled"] == 3
+
+
+def test_both_limits_answer_with_the_longer_wait(qurl: str, clock: FakeClock) -> None:
+    put_quota(qurl, per_minute=2, per_hour=3)
+    client = no_retries(qurl)
+    assert [send_status(client, qurl)[0] for _ in range(2)] == [202, 202]  # at t
+    clock.advance(30)
+    assert send_status(client, qurl) == (429, "30")  # the minute is full, the hour is not
+    clock.advance(30)
+    assert send_status(client, qurl)[0] == 202  # t+60: third of the hour
+    clock.advance(1)
+    assert send_status(client, qurl) == (429, "3539")  # the hour is full until t+3600
+    assert len(messages(qurl)) == 3
+
+
+def test_sdk_retrying_after_retry_after_is_accepted(qurl: str, clock: FakeClock) -> None:
+    slept: list[float] = []
+
+    class FastForward(RequestsTransport):  # type: ignore[misc]
+        """azure-core sleeps through the transport: move the endpoint's clock instead."""
+
+        def sleep(self, duration: float) -> None:
+            slept.append(duration)
+            clock.advance(duration)
+
+    put_quota(qurl, per_minute=1)
+    transport = FastForward()
+    client = EmailClient(qurl, AzureKeyCredential(DEFAULT_ACCESS_KEY), transport=transport)
+    client.begin_send(message("first"), operation_id=str(uuid.uuid4())).result()
+    clock.advance(15)
+    second = str(uuid.uuid4())
+
+    assert client.begin_send(message("second"), operation_id=second).result() == {"id": second, "status": "Succeeded"}
+
+    assert [s for s in slept if s >= 1] == [45]  # the Retry-After azure-core honoured, once
+    assert [m["subject"] for m in messages(qurl)] == ["first", "second"]
+    counters = stats(qurl)
+    assert (counters["sendRequests"], counters["throttled"], counters["accepted"]) == (3, 1, 2)
+
+
+def test_resubmitted_operation_is_neither_refused_nor_counted(qurl: str) -> None:
+    put_quota(qurl, per_minute=1)
+    client = no_retries(qurl)
+    operation_id = str(uuid.uuid4())
+    assert send_status(client, qurl, operation_id)[0] == 202
+    # The same operation again (a crash between send and bookkeeping) is not a new email.
+    assert send_status(client, qurl, operation_id)[0] == 202
+    assert send_status(client, qurl) == (429, "60")
+    [stored] = messages(qurl)
+    assert stored["operationId"] == operation_id and stored["submissions"] == 2
+
+
+def test_quota_is_read_set_and_lifted(qurl: str) -> None:
+    assert requests.get(f"{qurl}/quota", timeout=5).json() == {"perMinute": None, "perHour": None}
+    assert requests.put(f"{qurl}/quota", json={"perMinute": 1}, timeout=5).json() == {
+        "perMinute": 1,
+        "perHour": None,
+    }
+    assert requests.get(f"{qurl}/quota", timeout=5).json() == {"perMinute": 1, "perHour": None}
+    client = no_retries(qurl)
+    assert [send_status(client, qurl)[0] for _ in range(2)] == [202, 429]
+
+    assert requests.delete(f"{qurl}/quota", timeout=5).status_code == 204
+
+    assert requests.get(f"{qurl}/quota", timeout=5).json() == {"perMinute": None, "perHour": None}
+    assert [send_status(client, qurl)[0] for _ in range(2)] == [202, 202]
+    # A new quota counts the sends already made, as ACS's windows do.
+    put_quota(qurl, per_hour=3)
+    assert send_status(client, qurl) == (429, "3600")  # three sent at this instant, within the hour
+    assert requests.post(f"{qurl}/quota", json={}, timeout=5).status_code == 405
+
+
+def test_quota_of_zero_refuses_every_send(qurl: str) -> None:
+    put_quota(qurl, per_minute=0, per_hour=None)
+    assert send_status(no_retries(qurl), qurl) == (429, "60")
+    put_quota(qurl, per_minute=5, per_hour=0)
+    assert send_status(no_retries(qurl), qurl) == (429, "3600")
+    assert messages(qurl) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"perMinute": -1}', "perMinute"),
+        (b'{"perMinute": 1.5}', "perMinute"),
+        (b'{"perMinute": 2.0}', "perMinute"),
+        (b'{"perMinute": NaN}', "perMinute"),
+        (b'{"perMinute": "30"}', "perMinute"),
+        (b'{"perHour": true}', "perHour"),
+        (b'{"perHour": -100}', "perHour"),
+        (b'{"perHour": [100]}', "perHour"),
+        (b'{"perMinute": 30, "perDay": 1000}', "perDay"),
+        (b'{"perminute": 30}', "perminute"),
+        (b"not json", "body"),
+        (b"", "body"),
+        (b"[30, 100]", "body"),
+        (b"30", "body"),
+        (b"null", "body"),
+        (b'{"perMinute": 3', "body"),
+        ("{\"perMinute\": 3}".encode("utf-16"), "body"),
+    ],
+)
+def test_bad_quota_body_is_400_problem_naming_the_field(qurl: str, body: bytes, field: str) -> None:
+    put_quota(qurl, per_minute=7, per_hour=70)
+
+    response = requests.put(f"{qurl}/quota", data=body, headers={"Content-Type": "application/json"}, timeout=5)
+
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/problem+json; charset=utf-8"
+    problem = response.json()
+    assert problem["status"] == 400 and problem["title"] and field in problem["detail"]
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert requests.get(f"{qurl}/quota", timeout=5).json() == {"perMinute": 7, "perHour": 70}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    per_minute=st.none() | st.integers(min_value=1, max_value=40),
+    per_hour=st.none() | st.integers(min_value=1, max_value=40),
+    sends=st.integers(min_value=0, max_value=45),
+)
+def test_a_burst_is_cut_at_the_smaller_limit(
+    clocked: EmailEndpoint, clock: FakeClock, per_minute: int | None, per_hour: int | None, sends: int
+) -> None:
+    base = reset(clocked.url)
+    put_quota(base, per_minute, per_hour)
+    client = no_retries(base)
+
+    answers = [send_status(client, base) for _ in range(sends)]
+
+    limits = [limit for limit in (per_minute, per_hour) if limit is not None]
+    accepted = min([sends, *limits])
+    # The binding limit decides the wait: a full hour outlasts a full minute.
+    wait = "3600" if per_hour is not None and accepted == per_hour else "60"
+    assert answers == [(202, None)] * accepted + [(429, wait)] * (sends - accepted)
+    assert len(messages(base)) == accepted
+    assert stats(base)["throttled"] == sends - accepted
+    clock.advance(3600)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    per_minute=st.none() | st.integers(min_value=1, max_value=5),
+    per_hour=st.none() | st.integers(min_value=1, max_value=12),
+    gaps=st.lists(st.integers(min_value=0, max_value=90) | st.integers(min_value=0, max_value=2000), max_size=20),
+)
+def test_sliding_windows_never_pass_the_quota_and_retry_after_is_exact(
+    clocked: EmailEndpoint,
+    clock: FakeClock,
+    per_minute: int | None,
+    per_hour: int | None,
+    gaps: list[int],
+) -> None:
+    base = reset(clocked.url)
+    put_quota(base, per_minute, per_hour)
+    limits = [(limit, window) for limit, window in ((per_minute, 60), (per_hour, 3600)) if limit is not None]
+    client = no_retries(base)
+    start = clock.now
+    accepted: list[float] = []
+
+    def allowed(at: float) -> bool:
+        return all(sum(1 for t in accepted if t > at - window) < limit for limit, window in limits)
+
+    for gap in gaps:
+        clock.advance(gap)
+        status, retry_after = send_status(client, base)
+        # Accepted exactly when every window has room (greedy, like ACS).
+        assert (status == 202) == allowed(clock.now), (status, clock.now - start, accepted)
+        if status == 202:
+            accepted.append(clock.now)
+            continue
+        assert status == 429 and retry_after is not None and retry_after.isdigit()
+        wait = int(retry_after)
+        assert wait >= 1
+        # One second sooner is still too soon; Retry-After itself is accepted.
+        if wait > 1:
+            clock.advance(wait - 1)
+            assert send_status(client, base)[0] == 429
+            clock.advance(1)
+        else:
+            clock.advance(wait)
+        assert send_status(client, base) == (202, None)
+        accepted.append(clock.now)
+
+    for at in accepted:  # never more than the quota in any window
+        for limit, window in limits:
+            assert sum(1 for t in accepted if at - window < t <= at) <= limit
+    assert len(messages(base)) == len(accepted)
+    clock.advance(3600)
+
+
+def test_fault_wall_of_429_with_retry_after_1_comes_before_the_quota(qurl: str) -> None:
+    # What the product's e2e test asks for: 429 with Retry-After: 1 to the next 300 sends.
+    add_fault(qurl, status=429, count=300, retryAfter=1)
+    put_quota(qurl, per_minute=1)
+    client = no_retries(qurl)
+
+    answers = [send_status(client, qurl) for _ in range(300)]
+
+    assert answers == [(429, "1")] * 300
+    assert requests.get(f"{qurl}/faults", timeout=5).json() == {"faults": []}
+    # Faulted sends were never accepted, so the quota still has its one send free.
+    assert send_status(client, qurl) == (202, None)
+    assert send_status(client, qurl) == (429, "60")
+    counters = stats(qurl)
+    assert (counters["faulted"], counters["throttled"], counters["accepted"]) == (300, 1, 1)
+    add_fault(qurl, status=429, count=1, retryAfter=1)
+    response = client.send_request(HttpRequest("POST", f"{qurl}/emails:send?{API}", json=message()))
+    assert response.json()["error"]["code"] == "TooManyRequests"
+
+
+@given(per_minute=st.none() | st.integers(min_value=0, max_value=10**6),
+       per_hour=st.none() | st.integers(min_value=0, max_value=10**6))
+def test_quota_spec_round_trips(per_minute: int | None, per_hour: int | None) -> None:
+    quota = Quota(per_minute, per_hour)
+    if per_minute is None and per_hour is None:
+        with pytest.raises(ValueError):
+            parse_quota_spec(quota.spec())
+    else:
+        assert parse_quota_spec(quota.spec()) == quota
+
+
+@pytest.mark.parametrize("spec", ["", ",", "x", "-1", "1,2,3", "1.5", "٣"])
+def test_bad_quota_spec_is_refused(spec: str) -> None:
+    with pytest.raises(ValueError):
+        parse_quota_spec(spec)
+    with pytest.raises(SystemExit) as exited:
+        stack_main(["--email-quota", spec])  # refused before anything starts
+    assert exited.value.code == 2
+
+
+def test_stack_starts_the_endpoint_with_its_quota(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`--email-quota` reaches the endpoint: the command the stack spawns serves that quota."""
+    import devstack.azurite
+    import devstack.stack
+
+    spawned: dict[str, list[str]] = {}
+    monkeypatch.setattr(devstack.stack, "ensure_local_settings", lambda: None)
+    monkeypatch.setattr(devstack.azurite, "start", lambda *args, **kwargs: None)
+    monkeypatch.setattr(LocalStack, "_spawn", lambda self, name, args: spawned.__setitem__(name, args))
+    monkeypatch.setattr(LocalStack, "_wait_ready", lambda self: None)
+    stack = LocalStack(ports=StackPorts.free(), email_quota=parse_quota_spec(",40"), log_dir=tmp_path)
+    stack.start()
+    stack.procs.clear()
+
+    with _endpoint_process(spawned["email"]) as base:
+        assert base == stack.email_url
+        assert requests.get(f"{base}/quota", timeout=5).json() == {"perMinute": None, "perHour": 40}
+
+    plain = LocalStack(ports=StackPorts.free(), log_dir=tmp_path)
+    plain.start()
+    assert "--quota" not in spawned["email"]
+
+
+@contextlib.contextmanager
+def _endpoint_process(args: list[str]) -> Iterator[str]:
+    port = args[args.index("--port") + 1]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                requests.get(f"{base}/stats", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, "the endpoint did not start"
+                time.sleep(0.05)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 # -- the command line ----------------------------------------------------------------------
