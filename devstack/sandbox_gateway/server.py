@@ -217,6 +217,7 @@ class SandboxGatewayServer(ThreadingHTTPServer):
 class SandboxHandler(BaseHTTPRequestHandler):
     server: SandboxGatewayServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # a reply written in pieces would otherwise wait ~40 ms for a delayed ACK
     server_version = "SandboxGateway/1"
 
     def do_GET(self) -> None:
