@@ -4,7 +4,7 @@ catch, and its false-positive rate over realistic free text and identifier forma
     python -m bench.card_detector            # -n 2000 examples per format
 
 Examples come from hypothesis strategies (a fixed seed, no example database), so a run is
-repeatable. The detector is `shared.card_data`: `contains_card_number` on free text, and
+repeatable. The detector is `shared.inbound.card_data`: `contains_card_number` on free text, and
 `card_findings` on a JSON event, where an identifier field is never a finding (contract §1).
 Prints one row per format: examples drawn, how many the detector flagged, the rate.
 """
@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from shared.card_data import card_findings, contains_card_number, luhn, read_json_as_written
+from shared.inbound.card_data import card_findings, contains_card_number, luhn, read_json_as_written
 
 # Issuer prefixes and lengths of the brands a processor sees (ISO/IEC 7812 ranges as networks publish them).
 BRANDS = {"visa": (["4"], [13, 16, 19]), "mastercard": (["51", "55", "2221", "2720"], [16]),

@@ -61,14 +61,14 @@ from bench.common import (
 from devstack import azurite
 from devstack.host.leases import TABLE as LOCK_TABLE
 from devstack.stack import LocalStack, StackPorts
+from shared.adapters.store.indexes import due_keys
 from shared.bootstrap import build
-from shared.handlers import apply_event, register_account
-from shared.lifecycle.decide import Registration
-from shared.lifecycle.facts import ChargeFailed
-from shared.lifecycle.model import PaymentMethod, Profile
-from shared.money import Money
+from shared.domain.facts import ChargeFailed
+from shared.domain.model import PaymentMethod, Profile
+from shared.domain.money import Money
+from shared.domain.payments import Registration
+from shared.services.unit_of_work import apply_event, register_account
 from shared.settings import Settings
-from shared.store.indexes import due_keys
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 SWEEP_AT = T0 + timedelta(days=1, hours=1)

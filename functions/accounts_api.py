@@ -7,22 +7,22 @@ from collections.abc import Mapping
 import azure.functions as func
 
 from functions.problems import invalid, json_response, not_found, page_limit, problem, read_json
+from shared.adapters.gateway.protocol import CardRejected, GatewayUnavailable
+from shared.adapters.store.timeline import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, Cursor, Order, timeline_page
 from shared.bootstrap import services
-from shared.gateway.protocol import CardRejected, GatewayUnavailable
-from shared.handlers import Refused, register_account
-from shared.identifiers import ID_PATTERN, is_identifier
-from shared.lifecycle.decide import Registration
-from shared.lifecycle.model import PaymentMethod, Profile
-from shared.registration import (
+from shared.domain.identifiers import ID_PATTERN, is_identifier
+from shared.domain.model import PaymentMethod, Profile
+from shared.domain.payments import Registration
+from shared.inbound.account_body import (
     AccountBody,
     CardMethodBody,
     FieldProblem,
     InvalidRequest,
     parse_body,
 )
-from shared.settlement import check_card
-from shared.store.timeline import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, Cursor, Order, timeline_page
-from shared.views import account_view
+from shared.services.settle_account import check_card
+from shared.services.unit_of_work import Refused, register_account
+from shared.services.views import account_view
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 

@@ -2,7 +2,7 @@
 and the whole account is settled at once (the same settlement the API runs).
 
 A link that is not ours is a 403; one of ours that expired or was made before the contacts last changed a 410
-saying how to get a new one (`shared.links`). A form post must carry the page's anti-forgery
+saying how to get a new one (`shared.web.billing_links`). A form post must carry the page's anti-forgery
 token and must not come from another site (`Origin`, `Sec-Fetch-Site`): else a 403 page."""
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from urllib.parse import parse_qs, urlsplit
 import azure.functions as func
 
 from functions.problems import SECURITY_HEADERS
+from shared.adapters.gateway.protocol import contract_reason
 from shared.bootstrap import Services, services
-from shared.gateway.protocol import contract_reason
-from shared.identifiers import is_identifier
-from shared.lifecycle.model import Account, Locale
-from shared.links import LinkStatus, SignedLink, check, form_token
+from shared.domain.identifiers import is_identifier
+from shared.domain.model import Account, Locale
+from shared.inbound.account_body import TOKEN_PATTERN, InvalidRequest, refuse_card_data
 from shared.notifications.catalog import catalog
 from shared.notifications.formatting import format_money
-from shared.pages.billing import Notice, render_billing_page, render_refusal
-from shared.registration import TOKEN_PATTERN, InvalidRequest, refuse_card_data
-from shared.settlement import CardUpdate, update_card_and_settle
+from shared.services.settle_account import CardUpdate, update_card_and_settle
+from shared.web.billing_form import Notice, render_billing_page, render_refusal
+from shared.web.billing_links import LinkStatus, SignedLink, check, form_token
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 HEADERS = {

@@ -13,10 +13,10 @@ from datetime import datetime
 import azure.functions as func
 
 from shared.bootstrap import services
-from shared.delivery_reports import ReportIgnored, apply_report, read_report
-from shared.email_sending import give_up, send_outbox_email
 from shared.log_context import log_context
-from shared.outbox import EmailHandoff, MalformedHandoff, read_email_handoff
+from shared.services.delivery_reports import ReportIgnored, apply_report, read_report
+from shared.services.dispatch import EmailHandoff, MalformedHandoff, read_email_handoff
+from shared.services.email import give_up, send_outbox_email
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 log = logging.getLogger(__name__)

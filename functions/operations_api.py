@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from functions.problems import invalid, json_response, not_found, page_limit, problem, read_json
+from shared.adapters.store.system import DEADLETTER_PAGE, DEADLETTER_PAGE_MAX, DeadLetterCursor
+from shared.adapters.store.tokens import BadCursor
 from shared.bootstrap import services
-from shared.registration import FieldProblem, InvalidRequest
-from shared.rfc3339 import parse_rfc3339
-from shared.store.system import DEADLETTER_PAGE, DEADLETTER_PAGE_MAX, DeadLetterCursor
-from shared.store.tokens import BadCursor
+from shared.inbound.account_body import FieldProblem, InvalidRequest
+from shared.inbound.rfc3339 import parse_rfc3339
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 

@@ -7,11 +7,11 @@ import azure.functions as func
 from functions.accounts_api import account_id_of
 from functions.problems import invalid, json_response, not_found, read_json
 from shared.bootstrap import services
-from shared.handlers import commit_decision
-from shared.identifiers import is_identifier
-from shared.lifecycle.retention import set_legal_hold
-from shared.registration import FieldProblem, InvalidRequest
-from shared.views import account_view
+from shared.domain.identifiers import is_identifier
+from shared.domain.retention import set_legal_hold
+from shared.inbound.account_body import FieldProblem, InvalidRequest
+from shared.services.unit_of_work import commit_decision
+from shared.services.views import account_view
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 

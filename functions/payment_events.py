@@ -7,11 +7,11 @@ import logging
 import azure.functions as func
 
 from shared.bootstrap import services
-from shared.dead_letters import dead_letter_text
-from shared.event_card_data import refuse_card_data_in_read_fields
-from shared.handlers import Refused, apply_event
-from shared.intake import Rejected, parse_message
+from shared.inbound.cloudevents import Rejected, parse_message
+from shared.inbound.event_card_data import refuse_card_data_in_read_fields
 from shared.log_context import log_context
+from shared.services.dead_letters import dead_letter_text
+from shared.services.unit_of_work import Refused, apply_event
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 log = logging.getLogger(__name__)

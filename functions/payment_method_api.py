@@ -9,8 +9,8 @@ import azure.functions as func
 from functions.accounts_api import account_id_of
 from functions.problems import invalid, json_response, not_found, problem, read_json
 from shared.bootstrap import services
-from shared.registration import FieldProblem, InvalidRequest, PaymentMethodBody, parse_body
-from shared.settlement import update_card_and_settle
+from shared.inbound.account_body import FieldProblem, InvalidRequest, PaymentMethodBody, parse_body
+from shared.services.settle_account import update_card_and_settle
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 

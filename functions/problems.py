@@ -8,10 +8,10 @@ from typing import Any
 
 import azure.functions as func
 
-from shared import json_reader
-from shared.card_data import mask_card_numbers
-from shared.numerals import parse_whole
-from shared.registration import FieldProblem, InvalidRequest
+from shared.inbound import json_reader
+from shared.inbound.account_body import FieldProblem, InvalidRequest
+from shared.inbound.card_data import mask_card_numbers
+from shared.inbound.numerals import parse_whole
 
 MAX_BODY_BYTES = 64 * 1024
 SECURITY_HEADERS = {
@@ -50,7 +50,7 @@ def not_found(detail: str) -> func.HttpResponse:
 
 def read_json(req: func.HttpRequest) -> Any:
     """The body as JSON, or `InvalidRequest` naming the body (never a 500 for bad input)."""
-    from shared.registration import FieldProblem
+    from shared.inbound.account_body import FieldProblem
 
     raw = req.get_body()
     if not raw:

@@ -11,7 +11,7 @@ import azure.functions as func
 
 from shared.bootstrap import services
 from shared.log_context import log_context
-from shared.sweeps import (
+from shared.services.sweep_work import (
     MAX_ATTEMPTS,
     MalformedWork,
     SweepName,

@@ -10,22 +10,22 @@ from dataclasses import dataclass
 
 from azure.storage.queue import QueueClient
 
+from shared.adapters.gateway.capped import CappedGateway
+from shared.adapters.gateway.http import HttpPaymentGateway
+from shared.adapters.gateway.protocol import PaymentGateway
+from shared.adapters.mailer.acs import AcsMailer
+from shared.adapters.mailer.protocol import Mailer
+from shared.adapters.store import clients
+from shared.adapters.store.account_store import AccountStore
+from shared.adapters.store.contact_index import ContactIndex
+from shared.adapters.store.indexes import Indexes
+from shared.adapters.store.leases import AccountLeases
+from shared.adapters.store.system import DeadLetters, MailIndex, StoredTestClock
 from shared.clock import Clock, SystemClock
 from shared.faults import Faults
-from shared.gateway.capped import CappedGateway
-from shared.gateway.http import HttpPaymentGateway
-from shared.gateway.protocol import PaymentGateway
-from shared.handlers import Lifecycle
-from shared.mailer.acs import AcsMailer
-from shared.mailer.protocol import Mailer
-from shared.outbox import OutboxDispatcher
+from shared.services.dispatch import OutboxDispatcher
+from shared.services.unit_of_work import Lifecycle
 from shared.settings import Settings
-from shared.store import clients
-from shared.store.accounts import AccountStore
-from shared.store.contact_index import ContactIndex
-from shared.store.indexes import Indexes
-from shared.store.leases import AccountLeases
-from shared.store.system import DeadLetters, MailIndex, StoredTestClock
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Every log record carries the invocation, account and event it belongs to, as attributes
 (Application Insights shows them as custom dimensions), without threading them through calls,
 and never a card number: whatever a message or a traceback quotes is masked to the last four
-digits (`shared.card_data`) before any handler sees the record, also when a URL in it
+digits (`shared.inbound.card_data`) before any handler sees the record, also when a URL in it
 percent-encodes the number (`4111%201111...`, `4111+1111...` in an access log line)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from typing import Any
 from urllib.parse import unquote_plus
 
-from shared.card_data import contains_card_number, mask_card_numbers
+from shared.inbound.card_data import contains_card_number, mask_card_numbers
 
 _FIELDS: dict[str, ContextVar[str | None]] = {
     name: ContextVar(name, default=None) for name in ("invocation_id", "account_id", "subscription_id", "event_id")

@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.numerals import parse_whole
-from shared.policy import DunningPolicy
+from shared.domain.policy import DunningPolicy
+from shared.inbound.numerals import parse_whole
 
 
 class SettingsError(ValueError):

@@ -32,15 +32,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from devstack.sandbox_gateway.store import ChargeStore, StoredCharge, iso_utc
-from shared.card_data import mask_card_numbers
-from shared.gateway.fake import (
+from devstack.sandbox_gateway.cards import (
     SANDBOX_CARDS,
     amount_problem,
     idempotency_key_problem,
     new_charge_id,
 )
-from shared.money import Money, MoneyError, is_currency
+from devstack.sandbox_gateway.store import ChargeStore, StoredCharge, iso_utc
+from shared.domain.money import Money, MoneyError, is_currency
+from shared.inbound.card_data import mask_card_numbers
 
 log = logging.getLogger("devstack.sandbox_gateway")
 

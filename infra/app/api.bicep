@@ -42,10 +42,10 @@ param paymentGatewayUrl string
 param linkSigningKeySecretUri string
 param gatewayApiKeySecretUri string
 
-@description('Charges in flight per instance at most (shared/gateway/capped.py). The processor sees at most this x maximumInstanceCount / seconds per charge: keep that under its rate limit.')
+@description('Charges in flight per instance at most (shared/adapters/gateway/capped.py). The processor sees at most this x maximumInstanceCount / seconds per charge: keep that under its rate limit.')
 param maxConcurrentCharges string = '8'
 
-// Dunning policy (shared/policy.py). Defaults are the contract's; tests/unit/test_infra.py checks
+// Dunning policy (shared/domain/policy.py). Defaults are the contract's; tests/unit/test_infra.py checks
 // they equal DunningPolicy() so the deployed policy cannot drift from the code's.
 param dunningRetryDays string = '1,3,5,7'
 param dunningReminderDays string = '7,14,21'

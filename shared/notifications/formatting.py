@@ -12,7 +12,7 @@ from babel.dates import format_date as babel_format_date
 from babel.lists import format_list
 from babel.numbers import format_currency
 
-from shared.money import Money
+from shared.domain.money import Money
 
 Locale = Literal["en", "zh-CN"]
 

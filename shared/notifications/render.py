@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from shared.money import Money
+from shared.domain.money import Money
 from shared.notifications.catalog import catalog, catalogs
 from shared.notifications.formatting import (
     Locale,

@@ -12,7 +12,7 @@ import requests
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from shared.card_data import find_card_numbers, mask_card_numbers, mask_escaped_card_numbers
+from shared.inbound.card_data import find_card_numbers, mask_card_numbers, mask_escaped_card_numbers
 
 IDENTIFIERS_IN_USE: set[str] = set()
 """Identifiers (contract §1) that tests sent on purpose with digits passing Luhn: applied and kept

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from devstack.stack import LocalStack
-from shared.links import billing_link
+from shared.web.billing_links import billing_link
 from tests.e2e.conftest import new_account, wait_until
 
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from devstack.stack import LocalStack
-from shared.card_data import contains_card_number, mask_escaped_card_numbers
+from shared.inbound.card_data import contains_card_number, mask_escaped_card_numbers
 from tests.e2e.conftest import all_dead_letters, new_account, wait_until
 
 CARD = "4111 1111 1111 1111"

@@ -15,7 +15,7 @@ from typing import Any
 import requests
 
 from devstack.stack import LocalStack
-from shared.card_data import contains_card_number, luhn
+from shared.inbound.card_data import contains_card_number, luhn
 from tests.e2e.card_scan import declare_identifier
 from tests.e2e.conftest import new_account, wait_until
 

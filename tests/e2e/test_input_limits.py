@@ -15,7 +15,7 @@ import requests
 from azure.data.tables import TableServiceClient
 
 from devstack.stack import LocalStack
-from shared.money import Money
+from shared.domain.money import Money
 from tests.e2e.conftest import all_dead_letters, new_account, wait_until
 from tests.e2e.test_billing_page import link_from_email, page_form_token
 

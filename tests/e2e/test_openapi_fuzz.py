@@ -37,7 +37,7 @@ import schemathesis
 import yaml
 
 from devstack.stack import LocalStack
-from shared.links import SignedLink, billing_link, form_token
+from shared.web.billing_links import SignedLink, billing_link, form_token
 from tests.e2e.conftest import all_dead_letters, new_account, wait_until
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "openapi.yaml"

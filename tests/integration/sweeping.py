@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from shared.bootstrap import Services
-from shared.sweeps import SweepName, SweepPage, SweepWork, WorkDone, expand, fan_out, run_work
+from shared.services.sweep_work import SweepName, SweepPage, SweepWork, WorkDone, expand, fan_out, run_work
 
 
 @dataclass

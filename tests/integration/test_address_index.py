@@ -8,12 +8,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from shared.bootstrap import Services
-from shared.delivery_reports import DeliveryReport, apply_report
-from shared.handlers import register_account
-from shared.lifecycle.decide import Registration
-from shared.lifecycle.model import Profile
-from shared.retention import erase_customer_data
-from shared.views import account_view
+from shared.domain.model import Profile
+from shared.domain.payments import Registration
+from shared.services.data_erasure import erase_customer_data
+from shared.services.delivery_reports import DeliveryReport, apply_report
+from shared.services.unit_of_work import register_account
+from shared.services.views import account_view
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 ODD = "o'brien/ops#1?x\\\"q\"\u00e9@Contoso.example"  # every character Table keys forbid, quotes, non-ASCII

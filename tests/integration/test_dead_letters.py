@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from shared.adapters.store.system import DeadLetterCursor
 from shared.bootstrap import Services
-from shared.store.system import DeadLetterCursor
 
 AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 

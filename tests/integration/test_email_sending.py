@@ -12,18 +12,18 @@ from azure.communication.email import EmailClient
 from azure.core.credentials import AzureKeyCredential
 
 from devstack.email_endpoint import DEFAULT_ACCESS_KEY, running
+from shared.adapters.mailer.acs import AcsMailer
+from shared.adapters.mailer.protocol import MailRejected, MailTransient, OutgoingEmail
 from shared.bootstrap import Services
-from shared.delivery_reports import DeliveryReport, apply_report
-from shared.email_sending import send_outbox_email
-from shared.handlers import apply_event, commit_decision, register_account
-from shared.lifecycle.decide import Registration
-from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded
-from shared.lifecycle.mail import email_failed, email_sent
-from shared.lifecycle.model import Profile
-from shared.mailer.acs import AcsMailer
-from shared.mailer.protocol import MailRejected, MailTransient, OutgoingEmail
-from shared.money import Money
-from shared.views import account_view
+from shared.domain.facts import ChargeFailed, ChargeSucceeded
+from shared.domain.mail import email_failed, email_sent
+from shared.domain.model import Profile
+from shared.domain.money import Money
+from shared.domain.payments import Registration
+from shared.services.delivery_reports import DeliveryReport, apply_report
+from shared.services.email import send_outbox_email
+from shared.services.unit_of_work import apply_event, commit_decision, register_account
+from shared.services.views import account_view
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 CONTACTS = ("ap@contoso.example", "cfo@contoso.example")

@@ -10,17 +10,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.bootstrap import Services
-from shared.delivery_reports import DeliveryReport, apply_report
-from shared.email_sending import give_up
+from shared.domain.facts import ChargeFailed
+from shared.domain.model import PaymentMethod, Profile
+from shared.domain.money import Money
+from shared.domain.payments import Registration
 from shared.faults import CrashInjected, Faults
-from shared.handlers import apply_event, register_account
-from shared.lifecycle.decide import Registration
-from shared.lifecycle.facts import ChargeFailed
-from shared.lifecycle.model import PaymentMethod, Profile
-from shared.mailer.fake import FakeMailer
-from shared.money import Money
-from shared.retention import erase_customer_data
-from shared.settlement import save_card
+from shared.services.data_erasure import erase_customer_data
+from shared.services.delivery_reports import DeliveryReport, apply_report
+from shared.services.email import give_up
+from shared.services.settle_account import save_card
+from shared.services.unit_of_work import apply_event, register_account
+from tests.fakes.mailer import FakeMailer
 from tests.integration.test_retention import send_pending_mail
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from shared.bootstrap import Services, build
+from shared.domain.facts import ChargeFailed, ChargeSucceeded, PaymentReceived
+from shared.domain.model import Profile, SubscriptionState
+from shared.domain.money import Money
+from shared.domain.payments import Registration
 from shared.faults import CrashInjected, Faults
-from shared.handlers import apply_event, register_account
-from shared.lifecycle.decide import Registration
-from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded, PaymentReceived
-from shared.lifecycle.model import Profile, SubscriptionState
-from shared.money import Money
+from shared.services.unit_of_work import apply_event, register_account
 from shared.settings import Settings
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -69,8 +69,8 @@ def _worker(settings: Settings, ids: list[int], conflicts: Any) -> None:
     """A worker process of its own, as a second Functions instance would be."""
     s = build(settings)
     counter = _ConflictCounter()
-    logging.getLogger("shared.handlers").addHandler(counter)
-    logging.getLogger("shared.handlers").setLevel(logging.INFO)
+    logging.getLogger("shared.services.unit_of_work").addHandler(counter)
+    logging.getLogger("shared.services.unit_of_work").setLevel(logging.INFO)
     for i in ids:
         apply_event(s.lifecycle, failed(f"c{i}", sub=f"s{i % 3}", amount="1.00"), "billing.charge.failed")
     conflicts.value += counter.count

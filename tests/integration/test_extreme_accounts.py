@@ -14,9 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.adapters.store.account_store import Snapshot
 from shared.bootstrap import Services
-from shared.lifecycle.effects import TimelineEntry
-from shared.lifecycle.model import (
+from shared.domain.decision import Decision
+from shared.domain.effects import TimelineEntry
+from shared.domain.model import (
     Account,
     Charge,
     ChargeNote,
@@ -26,11 +28,9 @@ from shared.lifecycle.model import (
     Subscription,
     SubscriptionState,
 )
-from shared.lifecycle.work import Decision
-from shared.money import MAX_MINOR, Money
-from shared.registration import AccountBody
-from shared.store.accounts import Snapshot
-from shared.views import account_view
+from shared.domain.money import MAX_MINOR, Money
+from shared.inbound.account_body import AccountBody
+from shared.services.views import account_view
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 CURRENCIES = ["JPY", "VND", "USD", "EUR", "KWD", "BHD"]  # zero, two and three decimals

@@ -10,12 +10,12 @@ import pytest
 from azure.data.tables import EdmType, EntityProperty, TableClient
 
 from shared.bootstrap import Services
-from shared.handlers import apply_event, register_account
-from shared.lifecycle.decide import Registration
-from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded, PaymentReceived
-from shared.lifecycle.model import ChargeStatus, Profile, SubscriptionState
-from shared.money import MAX_MINOR, Money
-from shared.views import account_view
+from shared.domain.facts import ChargeFailed, ChargeSucceeded, PaymentReceived
+from shared.domain.model import ChargeStatus, Profile, SubscriptionState
+from shared.domain.money import MAX_MINOR, Money
+from shared.domain.payments import Registration
+from shared.services.unit_of_work import apply_event, register_account
+from shared.services.views import account_view
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 BILLION_DONG = Money.parse("2500000000", "VND")

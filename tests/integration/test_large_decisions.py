@@ -16,20 +16,20 @@ import pytest
 import requests
 from azure.storage.queue import QueueClient
 
+from shared.adapters.gateway.http import HttpPaymentGateway
 from shared.bootstrap import Services
+from shared.domain.decision import Decision, MailRecord
+from shared.domain.dunning import advance
+from shared.domain.effects import TimelineEntry
+from shared.domain.facts import ChargeFailed, PaymentReceived
+from shared.domain.model import Account, PaymentMethod, Profile, SubscriptionState
+from shared.domain.money import Money
+from shared.domain.payments import Registration, apply_payment_event, register
+from shared.domain.retention import REDACTED, advance_retention
 from shared.faults import CrashInjected, Faults
-from shared.gateway.http import HttpPaymentGateway
-from shared.handlers import apply_event, commit_decision
-from shared.lifecycle.decide import Registration, apply_payment_event, register
-from shared.lifecycle.dunning import advance
-from shared.lifecycle.effects import TimelineEntry
-from shared.lifecycle.facts import ChargeFailed, PaymentReceived
-from shared.lifecycle.model import Account, PaymentMethod, Profile, SubscriptionState
-from shared.lifecycle.retention import REDACTED, advance_retention
-from shared.lifecycle.work import Decision, MailRecord
-from shared.money import Money
-from shared.settlement import update_card_and_settle
-from shared.sweeps import SweepName, SweepWork, fan_out, run_work
+from shared.services.settle_account import update_card_and_settle
+from shared.services.sweep_work import SweepName, SweepWork, fan_out, run_work
+from shared.services.unit_of_work import apply_event, commit_decision
 from tests.integration.sweeping import expand_pages, sweep
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

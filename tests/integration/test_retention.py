@@ -7,13 +7,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from shared.bootstrap import Services
-from shared.email_sending import give_up, send_outbox_email
-from shared.handlers import apply_event, register_account
-from shared.lifecycle.decide import Registration
-from shared.lifecycle.facts import ChargeFailed
-from shared.lifecycle.model import PaymentMethod, Profile, SubscriptionState
-from shared.mailer.fake import FakeMailer
-from shared.money import Money
+from shared.domain.facts import ChargeFailed
+from shared.domain.model import PaymentMethod, Profile, SubscriptionState
+from shared.domain.money import Money
+from shared.domain.payments import Registration
+from shared.services.email import give_up, send_outbox_email
+from shared.services.unit_of_work import apply_event, register_account
+from tests.fakes.mailer import FakeMailer
 from tests.integration.sweeping import sweep
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

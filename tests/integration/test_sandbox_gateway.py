@@ -18,7 +18,7 @@ import requests
 
 from devstack import azurite
 from devstack.sandbox_gateway import RunningSandbox, redact, start_in_thread
-from shared.gateway import (
+from shared.adapters.gateway import (
     HARD_DECLINE_CODES,
     SOFT_DECLINE_CODES,
     CardDetails,
@@ -33,8 +33,8 @@ from shared.gateway import (
     Unanswered,
     answer_of,
 )
-from shared.gateway.http import HttpPaymentGateway
-from shared.money import Money
+from shared.adapters.gateway.http import HttpPaymentGateway
+from shared.domain.money import Money
 
 ROOT = Path(__file__).resolve().parents[2]
 USD = Money.parse("12.34", "USD")

@@ -12,18 +12,18 @@ import pytest
 import requests
 
 from devstack.sandbox_gateway import start_in_thread
+from shared.adapters.gateway.http import HttpPaymentGateway
+from shared.adapters.store.leases import AccountLeases, LeaseBusy
 from shared.bootstrap import Services
+from shared.domain.decision import Decision
+from shared.domain.effects import TimelineEntry
+from shared.domain.facts import ChargeFailed
+from shared.domain.model import PaymentMethod, Profile, SubscriptionState
+from shared.domain.money import Money
+from shared.domain.payments import Registration
 from shared.faults import CrashInjected, Faults
-from shared.gateway.http import HttpPaymentGateway
-from shared.handlers import apply_event, commit_decision, register_account
-from shared.lifecycle.decide import Registration
-from shared.lifecycle.effects import TimelineEntry
-from shared.lifecycle.facts import ChargeFailed
-from shared.lifecycle.model import PaymentMethod, Profile, SubscriptionState
-from shared.lifecycle.work import Decision
-from shared.money import Money
-from shared.settlement import save_card, settle_account
-from shared.store.leases import AccountLeases, LeaseBusy
+from shared.services.settle_account import save_card, settle_account
+from shared.services.unit_of_work import apply_event, commit_decision, register_account
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 

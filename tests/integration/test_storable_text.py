@@ -18,17 +18,17 @@ from azure.data.tables import UpdateMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.adapters.store import decision_rows
+from shared.adapters.store.storable import is_storable, storable_text
+from shared.adapters.store.system import DeadLetterCursor
+from shared.adapters.store.timeline import BadCursor, Cursor, timeline_page
+from shared.adapters.store.tokens import encode_token
 from shared.bootstrap import Services
-from shared.dead_letters import dead_letter_content
-from shared.delivery_reports import DeliveryReport, apply_report
-from shared.handlers import register_account
-from shared.lifecycle.decide import Registration
-from shared.lifecycle.model import Profile
-from shared.store import decision_rows
-from shared.store.storable import is_storable, storable_text
-from shared.store.system import DeadLetterCursor
-from shared.store.timeline import BadCursor, Cursor, timeline_page
-from shared.store.tokens import encode_token
+from shared.domain.model import Profile
+from shared.domain.payments import Registration
+from shared.services.dead_letters import dead_letter_content
+from shared.services.delivery_reports import DeliveryReport, apply_report
+from shared.services.unit_of_work import register_account
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 # Lone surrogates as often as anything else, and what Table keys refuse, beside any other character.

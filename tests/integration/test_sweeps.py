@@ -11,18 +11,18 @@ import pytest
 import requests
 
 from devstack.sandbox_gateway import start_in_thread
+from shared.adapters.gateway.http import HttpPaymentGateway
+from shared.adapters.store.indexes import SHARDS
 from shared.bootstrap import Services
+from shared.domain.decision import Decision
+from shared.domain.effects import TimelineEntry
+from shared.domain.facts import ChargeFailed
+from shared.domain.model import PaymentMethod, Profile, SubscriptionState
+from shared.domain.money import Money
+from shared.domain.payments import Registration
 from shared.faults import CrashInjected, Faults
-from shared.gateway.http import HttpPaymentGateway
-from shared.handlers import apply_event, commit_decision, register_account
-from shared.lifecycle.decide import Registration
-from shared.lifecycle.effects import TimelineEntry
-from shared.lifecycle.facts import ChargeFailed
-from shared.lifecycle.model import PaymentMethod, Profile, SubscriptionState
-from shared.lifecycle.work import Decision
-from shared.money import Money
-from shared.store.indexes import SHARDS
-from shared.sweeps import CLAIM, SweepPage, SweepWork, fan_out, run_work
+from shared.services.sweep_work import CLAIM, SweepPage, SweepWork, fan_out, run_work
+from shared.services.unit_of_work import apply_event, commit_decision, register_account
 from tests.integration.sweeping import drain, expand_pages, sweep
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

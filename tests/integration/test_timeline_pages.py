@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from azure.data.tables import UpdateMode
 
+from shared.adapters.store import codec
+from shared.adapters.store.timeline import BadCursor, Cursor, Order, TimelinePage, timeline_page
 from shared.bootstrap import Services
-from shared.store import codec
-from shared.store.timeline import BadCursor, Cursor, Order, TimelinePage, timeline_page
 
 ROWS = 60
 

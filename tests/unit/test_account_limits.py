@@ -13,13 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.adapters.store.decision_rows import account_entity
 from shared.clock import FixedClock
-from shared.faults import Faults
-from shared.handlers import Lifecycle, Refused, apply_event, register_account
-from shared.lifecycle.decide import Registration, apply_payment_event, register
-from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
-from shared.lifecycle.limits import MAX_OPEN_CHARGES, MAX_SUBSCRIPTIONS
-from shared.lifecycle.model import (
+from shared.domain.decision import Decision
+from shared.domain.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
+from shared.domain.limits import MAX_OPEN_CHARGES, MAX_SUBSCRIPTIONS
+from shared.domain.model import (
     Account,
     Charge,
     ChargeStatus,
@@ -29,13 +28,14 @@ from shared.lifecycle.model import (
     Subscription,
     SubscriptionState,
 )
-from shared.lifecycle.work import Decision
-from shared.money import MAX_MINOR, Money
-from shared.outbox import RecordingDispatcher
-from shared.policy import DunningPolicy
-from shared.registration import AccountBody
-from shared.store.decision_rows import account_entity
-from shared.store.memory import InMemoryAccountStore
+from shared.domain.money import MAX_MINOR, Money
+from shared.domain.payments import Registration, apply_payment_event, register
+from shared.domain.policy import DunningPolicy
+from shared.faults import Faults
+from shared.inbound.account_body import AccountBody
+from shared.services.dispatch import RecordingDispatcher
+from shared.services.unit_of_work import Lifecycle, Refused, apply_event, register_account
+from tests.fakes.memory_store import InMemoryAccountStore
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 POLICY = DunningPolicy()

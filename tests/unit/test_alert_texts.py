@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.money import Money
+from shared.domain.money import Money
 from shared.notifications import ALERT_CODES, LOCALES, AlertCode, AlertParams, Locale, alert_message
 
 USD = Money.parse("42.00", "USD")

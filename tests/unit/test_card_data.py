@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.card_data import (
+from shared.inbound.card_data import (
     MASK,
     contains_card_number,
     find_card_numbers,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.store.codec import CHUNK, split_utf16
+from shared.adapters.store.codec import CHUNK, split_utf16
 
 
 def _units(text: str) -> int:

@@ -11,18 +11,7 @@ from azure.data.tables import EdmType, EntityProperty
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.clock import FixedClock
-from shared.faults import CrashInjected, Faults
-from shared.handlers import Lifecycle, apply_event, commit_decision
-from shared.lifecycle.decide import Registration, apply_payment_event, register
-from shared.lifecycle.effects import TimelineEntry
-from shared.lifecycle.facts import ChargeFailed, PaymentReceived
-from shared.lifecycle.model import Account, Profile, SubscriptionState
-from shared.lifecycle.work import Decision
-from shared.money import Money
-from shared.outbox import RecordingDispatcher
-from shared.policy import DunningPolicy
-from shared.store.decision_rows import (
+from shared.adapters.store.decision_rows import (
     CONTINUATION_RAW_BYTES,
     MAX_OPERATIONS,
     WRITES_PER_CONTINUATION,
@@ -35,7 +24,18 @@ from shared.store.decision_rows import (
     timeline_entities,
     writes_in,
 )
-from shared.store.memory import InMemoryAccountStore
+from shared.clock import FixedClock
+from shared.domain.decision import Decision
+from shared.domain.effects import TimelineEntry
+from shared.domain.facts import ChargeFailed, PaymentReceived
+from shared.domain.model import Account, Profile, SubscriptionState
+from shared.domain.money import Money
+from shared.domain.payments import Registration, apply_payment_event, register
+from shared.domain.policy import DunningPolicy
+from shared.faults import CrashInjected, Faults
+from shared.services.dispatch import RecordingDispatcher
+from shared.services.unit_of_work import Lifecycle, apply_event, commit_decision
+from tests.fakes.memory_store import InMemoryAccountStore
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 CONTACTS = tuple(f"ap{n}@contoso.example" for n in range(5))

@@ -10,15 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.delivery_reports import ReportIgnored, read_report
-from shared.lifecycle.decide import Registration, register
-from shared.lifecycle.effects import IndexContact
-from shared.lifecycle.mail import REPORT_CLOCK_SKEW, delivery_reported
-from shared.lifecycle.mailbox import mailbox, same_mailbox
-from shared.lifecycle.model import Account, Profile
-from shared.lifecycle.retention import erase_profile
-from shared.policy import DunningPolicy
-from shared.store.contact_index import contact_key
+from shared.adapters.store.contact_index import contact_key
+from shared.domain.effects import IndexContact
+from shared.domain.mail import REPORT_CLOCK_SKEW, delivery_reported
+from shared.domain.mailbox import mailbox, same_mailbox
+from shared.domain.model import Account, Profile
+from shared.domain.payments import Registration, register
+from shared.domain.policy import DunningPolicy
+from shared.domain.retention import erase_profile
+from shared.services.delivery_reports import ReportIgnored, read_report
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 POLICY = DunningPolicy()

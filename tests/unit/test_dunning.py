@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.lifecycle.decide import Registration, apply_payment_event, register
-from shared.lifecycle.dunning import advance
-from shared.lifecycle.effects import EmitLifecycleEvent, SendEmail, UpdateIndex
-from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded
-from shared.lifecycle.model import Account, PaymentMethod, Profile, SubscriptionState
-from shared.lifecycle.work import Decision
-from shared.money import Money
-from shared.policy import DunningPolicy
+from shared.domain.decision import Decision
+from shared.domain.dunning import advance
+from shared.domain.effects import EmitLifecycleEvent, SendEmail, UpdateIndex
+from shared.domain.facts import ChargeFailed, ChargeSucceeded
+from shared.domain.model import Account, PaymentMethod, Profile, SubscriptionState
+from shared.domain.money import Money
+from shared.domain.payments import Registration, apply_payment_event, register
+from shared.domain.policy import DunningPolicy
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 POLICY = DunningPolicy()

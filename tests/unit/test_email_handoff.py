@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.outbox import EmailHandoff, MalformedHandoff, email_handoff, read_email_handoff
-from shared.store.accounts import OutboxRow
+from shared.adapters.store.account_store import OutboxRow
+from shared.services.dispatch import EmailHandoff, MalformedHandoff, email_handoff, read_email_handoff
 
 ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True)
 KEY = "0b6d3c2e-8f7a-5d41-9c3b-2a1e4f6d8b90"

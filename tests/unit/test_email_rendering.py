@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
-from shared.money import Money
+from shared.domain.money import Money
 from shared.notifications import (
     EMAIL_KINDS,
     LOCALES,

@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.lifecycle.decide import Registration, register
-from shared.lifecycle.erasure import Erasure, profile_words
-from shared.lifecycle.mail import delivery_reported, email_sent
-from shared.lifecycle.model import Account, PaymentMethod, Profile
-from shared.lifecycle.retention import REDACTED
-from shared.lifecycle.settlement import save_payment_method
-from shared.policy import DunningPolicy
-from shared.registration import EMAIL_PATTERN
+from shared.domain.charging import save_payment_method
+from shared.domain.erasure import Erasure, profile_words
+from shared.domain.mail import delivery_reported, email_sent
+from shared.domain.model import Account, PaymentMethod, Profile
+from shared.domain.payments import Registration, register
+from shared.domain.policy import DunningPolicy
+from shared.domain.retention import REDACTED
+from shared.inbound.account_body import EMAIL_PATTERN
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 POLICY = DunningPolicy()

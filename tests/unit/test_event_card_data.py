@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.card_data import contains_card_number, luhn
-from shared.dead_letters import dead_letter_content
-from shared.event_card_data import refuse_card_data_in_read_fields
-from shared.intake import READ_ATTRIBUTES, Rejected, data_fields, parse_message
-from shared.lifecycle.facts import PaymentReceived
+from shared.domain.facts import PaymentReceived
+from shared.inbound.card_data import contains_card_number, luhn
+from shared.inbound.cloudevents import READ_ATTRIBUTES, Rejected, data_fields, parse_message
+from shared.inbound.event_card_data import refuse_card_data_in_read_fields
+from shared.services.dead_letters import dead_letter_content
 from tests.malformed_cases import PAYMENT, VALID
 
 EPOCH_MS = 1764477712343  # 2025-11-30T04:41:52.343Z, and Luhn-valid: about one epoch-ms in ten is

@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.clock import FixedClock
+from shared.domain.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
+from shared.domain.model import Account
+from shared.domain.money import Money
+from shared.domain.policy import DunningPolicy
 from shared.faults import Faults
-from shared.handlers import Lifecycle, apply_event
-from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
-from shared.lifecycle.model import Account
-from shared.money import Money
-from shared.outbox import RecordingDispatcher
-from shared.policy import DunningPolicy
-from shared.store.memory import InMemoryAccountStore
+from shared.services.dispatch import RecordingDispatcher
+from shared.services.unit_of_work import Lifecycle, apply_event
+from tests.fakes.memory_store import InMemoryAccountStore
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 CHARGES = {  # charge id -> (subscription, amount)
@@ -100,7 +100,7 @@ def test_any_order_with_duplicates_ends_in_the_same_state(case: tuple[list[Payme
 def test_payments_without_named_charges_never_change_what_is_owed_net_of_credit(
         case: tuple[list[PaymentEvent], list[PaymentEvent]]) -> None:
     # Which charge an unnamed payment covers depends on what is outstanding when it arrives
-    # (documented in shared/lifecycle/decide.py); what the customer owes net of credit does not.
+    # (documented in shared/domain/payments.py); what the customer owes net of credit does not.
     events, delivered = case
     a, _ = final(play(events))
     b, _ = final(play(delivered))

@@ -8,17 +8,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.lifecycle.decide import Registration, apply_payment_event, register
-from shared.lifecycle.dunning import advance
-from shared.lifecycle.effects import SendEmail
-from shared.lifecycle.facts import ChargeFailed
-from shared.lifecycle.mail import email_failed
-from shared.lifecycle.model import Account, Locale, Profile, SubscriptionState
-from shared.lifecycle.retention import set_legal_hold
-from shared.mail_content import compose
-from shared.money import Money
+from shared.domain.dunning import advance
+from shared.domain.effects import SendEmail
+from shared.domain.facts import ChargeFailed
+from shared.domain.mail import email_failed
+from shared.domain.model import Account, Locale, Profile, SubscriptionState
+from shared.domain.money import Money
+from shared.domain.payments import Registration, apply_payment_event, register
+from shared.domain.policy import DunningPolicy
+from shared.domain.retention import set_legal_hold
+from shared.notifications.compose import compose
 from shared.notifications.formatting import format_date
-from shared.policy import DunningPolicy
 from shared.settings import Settings
 
 START = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)

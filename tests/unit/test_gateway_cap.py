@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared.gateway.capped import CappedGateway
-from shared.gateway.fake import FakeGateway
-from shared.gateway.protocol import ChargeAnswer, Charged
-from shared.money import Money
+from devstack.sandbox_gateway.cards import FakeGateway
+from shared.adapters.gateway.capped import CappedGateway
+from shared.adapters.gateway.protocol import ChargeAnswer, Charged
+from shared.domain.money import Money
 from shared.settings import Settings, SettingsError
 
 BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}

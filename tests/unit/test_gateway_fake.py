@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.gateway import (
+from devstack.sandbox_gateway.cards import SANDBOX_CARDS, FakeGateway, GatewayFault
+from shared.adapters.gateway import (
     HARD_DECLINE_CODES,
     SOFT_DECLINE_CODES,
     CardDetails,
@@ -22,8 +23,7 @@ from shared.gateway import (
     Unanswered,
     decline_kind,
 )
-from shared.gateway.fake import SANDBOX_CARDS, FakeGateway, GatewayFault
-from shared.money import MAX_MINOR, Money
+from shared.domain.money import MAX_MINOR, Money
 
 USD_10 = Money.parse("10.00", "USD")
 

@@ -8,7 +8,7 @@ There is no Bicep compiler, az or azd here, so this stands in for them as far as
 - every .bicep file is parsed with pycep (the parser checkov uses) and the security-relevant
   literals are asserted on the parsed JSON: identity-only storage, no keys or connection strings in
   app settings, the test clock never enabled, Key Vault references, the queues and tables the code
-  uses, the Event Grid route for delivery reports, the dunning defaults equal to shared/policy.py.
+  uses, the Event Grid route for delivery reports, the dunning defaults equal to shared/domain/policy.py.
 - the wiring a compiler would check: module parameters and outputs, the azd parameter file,
   abbreviations, resource name lengths.
 
@@ -35,7 +35,7 @@ import pytest
 import yaml
 from pycep import BicepParser
 
-from shared.policy import DunningPolicy
+from shared.domain.policy import DunningPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"

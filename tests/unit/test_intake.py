@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from shared.intake import Rejected, parse_message
-from shared.lifecycle.facts import ChargeFailed, ChargeVoided, PaymentReceived
-from shared.money import Money
+from shared.domain.facts import ChargeFailed, ChargeVoided, PaymentReceived
+from shared.domain.money import Money
+from shared.inbound.cloudevents import Rejected, parse_message
 from tests.malformed_cases import CASES, PAYMENT, VALID
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.json_reader import MAX_DEPTH, JsonRefused, read_json
+from shared.inbound.json_reader import MAX_DEPTH, JsonRefused, read_json
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30) | st.text(),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.lifecycle.decide import Registration, apply_payment_event, register
-from shared.lifecycle.effects import EmitLifecycleEvent, SendEmail
-from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
-from shared.lifecycle.model import Account, ChargeStatus, Profile, SubscriptionState
-from shared.lifecycle.work import Decision
-from shared.money import Money
-from shared.policy import DunningPolicy
+from shared.domain.decision import Decision
+from shared.domain.effects import EmitLifecycleEvent, SendEmail
+from shared.domain.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
+from shared.domain.model import Account, ChargeStatus, Profile, SubscriptionState
+from shared.domain.money import Money
+from shared.domain.payments import Registration, apply_payment_event, register
+from shared.domain.policy import DunningPolicy
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 POLICY = DunningPolicy()

@@ -10,12 +10,21 @@ from urllib.parse import parse_qs, urlsplit
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.lifecycle.decide import Registration, register
-from shared.lifecycle.model import Account, Profile
-from shared.lifecycle.retention import erase_profile
-from shared.links import LINK_LIFETIME, RETIRED, LinkStatus, SignedLink, _signature, billing_link, check, form_token
-from shared.policy import DunningPolicy
-from shared.store.codec import account_of, profile_doc, state_doc
+from shared.adapters.store.codec import account_of, profile_doc, state_doc
+from shared.domain.model import Account, Profile
+from shared.domain.payments import Registration, register
+from shared.domain.policy import DunningPolicy
+from shared.domain.retention import erase_profile
+from shared.web.billing_links import (
+    LINK_LIFETIME,
+    RETIRED,
+    LinkStatus,
+    SignedLink,
+    _signature,
+    billing_link,
+    check,
+    form_token,
+)
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 KEY = "test-key"

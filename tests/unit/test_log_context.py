@@ -10,7 +10,7 @@ from shared.log_context import current, log_context
 
 
 def test_records_inside_the_block_carry_the_context(caplog: pytest.LogCaptureFixture) -> None:
-    log = logging.getLogger("shared.handlers")
+    log = logging.getLogger("shared.services.unit_of_work")
     caplog.set_level(logging.INFO)
     with log_context(invocation_id="inv-1", account_id="acc-1", event_id="e-1"):
         log.info("inside")
@@ -22,7 +22,7 @@ def test_records_inside_the_block_carry_the_context(caplog: pytest.LogCaptureFix
 
 
 def test_card_numbers_in_messages_and_tracebacks_are_masked(caplog: pytest.LogCaptureFixture) -> None:
-    log = logging.getLogger("shared.handlers")
+    log = logging.getLogger("shared.services.unit_of_work")
     caplog.set_level(logging.INFO)
     log.warning("refused %s for %s", "4111 1111 1111 1111", "acc-1")
     try:

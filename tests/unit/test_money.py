@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.money import MAX_MINOR, Money, MoneyError, largest, totals
+from shared.domain.money import MAX_MINOR, Money, MoneyError, largest, totals
 from shared.notifications.formatting import format_money
 
 CURRENCIES = ["JPY", "VND", "USD", "EUR", "KWD", "BHD"]  # zero, two and three decimals

@@ -167,10 +167,10 @@ def test_operator_routes_are_at_admin_level(app_functions: list[dict[str, Any]])
 
 
 def test_patterns_and_enums_are_the_codes_own(document: dict[str, Any]) -> None:
-    from shared.identifiers import ID_PATTERN
-    from shared.lifecycle.model import Locale, SubscriptionState
+    from shared.domain.identifiers import ID_PATTERN
+    from shared.domain.model import Locale, SubscriptionState
+    from shared.inbound.account_body import EMAIL_PATTERN, TOKEN_PATTERN
     from shared.notifications.alerts import ALERT_CODES
-    from shared.registration import EMAIL_PATTERN, TOKEN_PATTERN
 
     schemas = document["components"]["schemas"]
     assert schemas["Identifier"]["pattern"] == ID_PATTERN
@@ -215,7 +215,7 @@ def constraints(schema: dict[str, Any], defs: dict[str, Any], path: str = "") ->
 def test_request_bodies_have_the_models_constraints(document: dict[str, Any], name: str, model_name: str) -> None:
     """Fields, required fields, closedness, lengths, counts, patterns and enums of each request
     body are those of the pydantic model that reads it (its JSON schema, compared keyword by keyword)."""
-    from shared import registration
+    from shared.inbound import account_body as registration
 
     model_schema = getattr(registration, model_name).model_json_schema()
     from_code = constraints(model_schema, model_schema.get("$defs", {}))

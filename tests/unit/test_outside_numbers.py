@@ -15,17 +15,17 @@ from hypothesis import strategies as st
 
 from functions.accounts_api import page_request
 from functions.operations_api import _parse_now
-from shared.gateway.http import _charge_result, _whole
-from shared.gateway.protocol import GatewayUnavailable
-from shared.intake import Rejected, parse_message
-from shared.links import LinkStatus, SignedLink, _signature, check
-from shared.money import Money
-from shared.numerals import parse_whole
-from shared.policy import PolicyError
-from shared.registration import InvalidRequest
-from shared.rfc3339 import parse_rfc3339
+from shared.adapters.gateway.http import _charge_result, _whole
+from shared.adapters.gateway.protocol import GatewayUnavailable
+from shared.adapters.store.timeline import BadCursor, Cursor
+from shared.domain.money import Money
+from shared.domain.policy import PolicyError
+from shared.inbound.account_body import InvalidRequest
+from shared.inbound.cloudevents import Rejected, parse_message
+from shared.inbound.numerals import parse_whole
+from shared.inbound.rfc3339 import parse_rfc3339
 from shared.settings import Settings
-from shared.store.timeline import BadCursor, Cursor
+from shared.web.billing_links import LinkStatus, SignedLink, _signature, check
 from tests.malformed_cases import (
     BAD_AMOUNTS,
     BAD_TIMES,

@@ -10,7 +10,7 @@ import azure.functions as func
 import pytest
 
 from functions.problems import invalid, not_found, read_json
-from shared.registration import FieldProblem, InvalidRequest
+from shared.inbound.account_body import FieldProblem, InvalidRequest
 
 
 def _refused(body: bytes) -> InvalidRequest:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.registration import AccountBody, InvalidRequest, parse_body
+from shared.inbound.account_body import AccountBody, InvalidRequest, parse_body
 
 CARD_FORMS = ["4111.1111.1111.1111", "4111  1111  1111  1111", "4111/1111/1111/1111",
               "4111\u00a01111\u00a01111\u00a01111", "4111\t1111\t1111\t1111",

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.lifecycle.decide import Registration, apply_payment_event, register
-from shared.lifecycle.dunning import advance
-from shared.lifecycle.effects import EmitLifecycleEvent, SendEmail
-from shared.lifecycle.facts import ChargeFailed
-from shared.lifecycle.model import Account, Profile, SubscriptionState
-from shared.lifecycle.retention import REDACTED, advance_retention, erase_profile, set_legal_hold
-from shared.money import Money
-from shared.policy import DunningPolicy
+from shared.domain.dunning import advance
+from shared.domain.effects import EmitLifecycleEvent, SendEmail
+from shared.domain.facts import ChargeFailed
+from shared.domain.model import Account, Profile, SubscriptionState
+from shared.domain.money import Money
+from shared.domain.payments import Registration, apply_payment_event, register
+from shared.domain.policy import DunningPolicy
+from shared.domain.retention import REDACTED, advance_retention, erase_profile, set_legal_hold
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 POLICY = DunningPolicy()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.policy import DunningPolicy, PolicyError
+from shared.domain.policy import DunningPolicy, PolicyError
 from shared.settings import Settings, SettingsError
 
 BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from shared.gateway.protocol import Charged, Declined, Refused
-from shared.lifecycle.decide import Registration, apply_payment_event, register
-from shared.lifecycle.effects import EmitLifecycleEvent, SendEmail
-from shared.lifecycle.facts import ChargeFailed, PaymentEvent, PaymentReceived
-from shared.lifecycle.model import Account, PaymentMethod, Profile, SubscriptionState
-from shared.lifecycle.settlement import drop_pending, plan_settlement, record_outcome
-from shared.money import Money
-from shared.policy import DunningPolicy
+from shared.adapters.gateway.protocol import Charged, Declined, Refused
+from shared.domain.charging import drop_pending, plan_settlement, record_outcome
+from shared.domain.effects import EmitLifecycleEvent, SendEmail
+from shared.domain.facts import ChargeFailed, PaymentEvent, PaymentReceived
+from shared.domain.model import Account, PaymentMethod, Profile, SubscriptionState
+from shared.domain.money import Money
+from shared.domain.payments import Registration, apply_payment_event, register
+from shared.domain.policy import DunningPolicy
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 POLICY = DunningPolicy()
@@ -185,7 +185,7 @@ def test_the_billing_engines_success_after_our_card_paid_the_charge_is_credited(
     # Found by the soak (bench.soak, seed 3, 800 accounts): a card saved through the API paid a
     # charge whose `charge.succeeded` (the billing engine collected it too) arrived afterwards; it
     # was taken for a repeat of our own card payment, so the customer paid twice and got no credit.
-    from shared.lifecycle.facts import ChargeSucceeded
+    from shared.domain.facts import ChargeSucceeded
 
     acc = owing(fail("c1", "s1", "82.21"))
     planned, [p] = plan_settlement(acc, NOW, POLICY)

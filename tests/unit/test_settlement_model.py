@@ -36,10 +36,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from shared.clock import FixedClock
-from shared.faults import CrashInjected, Faults
-from shared.gateway.fake import FakeGateway, GatewayFault
-from shared.gateway.protocol import (
+from devstack.sandbox_gateway.cards import FakeGateway, GatewayFault
+from shared.adapters.gateway.protocol import (
     HARD_DECLINE_CODES,
     SOFT_DECLINE_CODES,
     CardDetails,
@@ -47,17 +45,19 @@ from shared.gateway.protocol import (
     Charged,
     ChargeResult,
 )
-from shared.handlers import Lifecycle, apply_event, commit_decision, register_account
-from shared.lifecycle.decide import Registration
-from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
-from shared.lifecycle.model import ChargeStatus, PaymentMethod, Profile, SubscriptionState
-from shared.lifecycle.settlement import record_outcome
-from shared.money import Money
-from shared.outbox import RecordingDispatcher
-from shared.policy import DunningPolicy
-from shared.settlement import NoCardOnFile, settle_account, update_card_and_settle
-from shared.store.leases import InMemoryLeases, LeaseBusy
-from shared.store.memory import InMemoryAccountStore
+from shared.adapters.store.leases import InMemoryLeases, LeaseBusy
+from shared.clock import FixedClock
+from shared.domain.charging import record_outcome
+from shared.domain.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
+from shared.domain.model import ChargeStatus, PaymentMethod, Profile, SubscriptionState
+from shared.domain.money import Money
+from shared.domain.payments import Registration
+from shared.domain.policy import DunningPolicy
+from shared.faults import CrashInjected, Faults
+from shared.services.dispatch import RecordingDispatcher
+from shared.services.settle_account import NoCardOnFile, settle_account, update_card_and_settle
+from shared.services.unit_of_work import Lifecycle, apply_event, commit_decision, register_account
+from tests.fakes.memory_store import InMemoryAccountStore
 
 ACC = "acc"
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

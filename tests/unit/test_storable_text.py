@@ -1,4 +1,4 @@
-"""The rules of `shared/store/storable.py` on their own: what text Table Storage can hold, and what a
+"""The rules of `shared/adapters/store/storable.py` on their own: what text Table Storage can hold, and what a
 write makes of text it cannot (issue 24 points 4 and 5)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from azure.data.tables import EdmType, EntityProperty, TableEntity
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.store.storable import UnstorableKey, is_storable, is_storable_key, storable_entity, storable_text
+from shared.adapters.store.storable import UnstorableKey, is_storable, is_storable_key, storable_entity, storable_text
 
 CHARS = st.one_of(st.characters(categories=["Cs"]), st.characters())
 TEXT = st.lists(CHARS, max_size=60).map("".join)  # about half the strings hold a surrogate

@@ -12,8 +12,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.store.indexes import PAGE, DueEntry, index_entry
-from shared.sweeps import INDEX_OF, MAX_ATTEMPTS, SWEEPS, MalformedWork, SweepName, SweepPage, SweepWork, expand
+from shared.adapters.store.indexes import PAGE, DueEntry, index_entry
+from shared.services.sweep_work import (
+    INDEX_OF,
+    MAX_ATTEMPTS,
+    SWEEPS,
+    MalformedWork,
+    SweepName,
+    SweepPage,
+    SweepWork,
+    expand,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shared.lifecycle.decide import Registration, apply_payment_event, register
-from shared.lifecycle.facts import ChargeFailed, ChargeSucceeded
-from shared.lifecycle.model import Account, PaymentMethod, Profile
-from shared.lifecycle.settlement import save_payment_method
-from shared.money import Money
-from shared.policy import DunningPolicy
-from shared.views import account_view
+from shared.domain.charging import save_payment_method
+from shared.domain.facts import ChargeFailed, ChargeSucceeded
+from shared.domain.model import Account, PaymentMethod, Profile
+from shared.domain.money import Money
+from shared.domain.payments import Registration, apply_payment_event, register
+from shared.domain.policy import DunningPolicy
+from shared.services.views import account_view
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 POLICY = DunningPolicy()

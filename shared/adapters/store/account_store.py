@@ -1,0 +1,318 @@
+"""The account partition: load a snapshot, commit a decision exactly once, whatever its size.
+
+Row keys inside an account's partition:
+  `account`            the live state (subscriptions, outstanding charges, credit) and, in its own
+                       property, the personal profile; the ETag of this row guards every decision
+  `charge|{chargeId}`  the financial record of each charge, kept after data deletion
+  `event|{sha}`        a processed event id, written with the decision it caused (dedupe)
+  `outbox|{key}`       effects waiting to leave (lifecycle events, emails), written with the state
+  `tl|{revision}`      one timeline row per decision (more for a decision of hundreds of entries)
+  `mail|{key}`         an email sent or given up
+  `cont|{revision}|n`  the follow-up writes of a decision too large for one transaction, until
+                       applied (see `decision_rows.py`)
+
+Applying one event costs a fixed number of round trips whatever the history: three point reads
+at most (account, event marker, named charges not outstanding) and one `$batch`. A decision larger
+than one transaction adds one `$batch` per 99 follow-up writes, one query and one merge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from shared.adapters.store import codec
+from shared.adapters.store.decision_rows import (
+    ACCOUNT_ROW,
+    CONTINUATION_PREFIX,
+    FOLLOW_UPS,
+    Entity,
+    OutboxRow,
+    account_entity,
+    marker_entity,
+    marker_key,
+    outbox_of,
+    outbox_row,
+    rows_of,
+    split,
+    writes_in,
+)
+from shared.domain.decision import Decision
+from shared.domain.erasure import Erasure
+from shared.domain.model import Account, ChargeNote
+from shared.faults import Faults
+
+__all__ = ["AccountRepository", "AccountStore", "AlreadyApplied", "ConcurrencyConflict", "OutboxRow", "Snapshot",
+           "marker_key", "outbox_row"]
+
+MAX_BATCH = 100
+FINISH_ROUNDS = 5
+
+
+class ConcurrencyConflict(Exception):
+    """Another instance committed to this account first: reload and decide again."""
+
+
+class AlreadyApplied(Exception):
+    """The event marker exists: a twin applied this event."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    account: Account
+    etag: str | None
+    notes: dict[str, ChargeNote] = field(default_factory=dict)
+    already_applied: bool = False
+    pending: bool = False
+    """Follow-up writes of an earlier decision may be unapplied (loaded without `finish`): do not
+    decide on this snapshot."""
+    finished: tuple[OutboxRow, ...] = ()
+    """Outbox rows this load wrote while finishing an earlier decision: the loader carries them out."""
+
+
+class AccountRepository(Protocol):
+    """What the service layer needs of account storage (Table Storage, or in memory for tests)."""
+
+    def load(self, account_id: str, *, event_id: str | None = None,
+             charge_ids: Sequence[str] = (), finish: bool = False) -> Snapshot: ...
+    def exists(self, account_id: str) -> bool: ...
+    def commit(self, snapshot: Snapshot, decision: Decision, *, event_id: str | None = None,
+               event_type: str | None = None, now: datetime) -> list[OutboxRow]: ...
+    def pending_outbox(self, account_id: str, settled_for: timedelta = timedelta(0)) -> list[OutboxRow]: ...
+    def delete_outbox(self, rows: Sequence[OutboxRow]) -> None: ...
+    def timeline(self, account_id: str) -> list[dict[str, Any]]: ...
+    def charge_notes(self, account_id: str) -> list[ChargeNote]: ...
+
+
+class AccountStore:
+    def __init__(self, table: TableClient, faults: Faults | None = None) -> None:
+        self.table = table
+        self.faults = faults or Faults()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def load(self, account_id: str, *, event_id: str | None = None, charge_ids: Sequence[str] = (),
+             finish: bool = False) -> Snapshot:
+        """The account as committed. With `finish`, first apply what an earlier decision left to
+        follow (a crash between its transactions): every path that decides loads so."""
+        row = self._get(account_id, ACCOUNT_ROW)
+        finished: list[OutboxRow] = []
+        for _ in range(FINISH_ROUNDS if finish else 0):
+            if row is None or not row.get(FOLLOW_UPS):
+                break
+            finished += self._apply_follow_ups(account_id)
+            self._clear_follow_ups(account_id, row.metadata["etag"])
+            row = self._get(account_id, ACCOUNT_ROW)
+        account = codec.account_of(
+            account_id,
+            codec.get_json(row, "state") if row else None,
+            codec.get_json(row, "profile") if row else None,
+        )
+        etag = row.metadata["etag"] if row else None
+        pending = bool(row.get(FOLLOW_UPS)) if row else False
+        if event_id is not None and self._get(account_id, marker_key(event_id)) is not None:
+            return Snapshot(account, etag, already_applied=True, pending=pending, finished=tuple(finished))
+        notes: dict[str, ChargeNote] = {}
+        for charge_id in charge_ids:
+            if charge_id in account.outstanding:
+                continue
+            note = self._get(account_id, f"charge|{charge_id}")
+            if note is not None:
+                notes[charge_id] = codec.note_of(charge_id, note)
+        return Snapshot(account, etag, notes, pending=pending, finished=tuple(finished))
+
+    def exists(self, account_id: str) -> bool:
+        return self._get(account_id, ACCOUNT_ROW) is not None
+
+    def _get(self, pk: str, rk: str) -> Any:
+        try:
+            return self.table.get_entity(pk, rk)
+        except ResourceNotFoundError:
+            return None
+
+    def pending_outbox(self, account_id: str, settled_for: timedelta = timedelta(0)) -> list[OutboxRow]:
+        """Rows not yet carried out, written at least `settled_for` ago (by the server's clock): a
+        redelivery leaves a live twin's fresh rows to that twin, and takes over only stale ones."""
+        rows = self.table.query_entities(
+            "PartitionKey eq @pk and RowKey ge 'outbox|' and RowKey lt 'outbox}'",
+            parameters={"pk": account_id},
+        )
+        cutoff = datetime.now(UTC) - settled_for
+        return [OutboxRow(account_id, r["RowKey"][len("outbox|"):], r["kind"], codec.get_json(r, "payload"))
+                for r in rows if not settled_for or (r.metadata["timestamp"] or cutoff) <= cutoff]
+
+    def outbox_row(self, account_id: str, key: str) -> tuple[OutboxRow, Any] | None:
+        """One outbox row, and the stored entity (with its ETag) by which the sender claims it."""
+        r = self._get(account_id, f"outbox|{key}")
+        if r is None:
+            return None
+        return OutboxRow(account_id, key, r["kind"], codec.get_json(r, "payload")), r
+
+    def claim_outbox(self, entity: Any, holder: str, until: datetime) -> bool:
+        """Take an email row for sending; False if a twin took it first and its claim still stands."""
+        claimed = entity.get("claimedUntil")
+        if claimed and datetime.fromisoformat(claimed) > datetime.now(UTC) and entity.get("claimedBy") != holder:
+            return False
+        attempts = codec.int_of(entity.get("attempts", 0)) + 1
+        claim = {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"], "claimedBy": holder,
+                 "claimedUntil": until.isoformat(), "attempts": codec.int64(attempts)}
+        try:
+            self.table.update_entity(claim, mode=UpdateMode.MERGE, etag=entity.metadata["etag"],
+                                     match_condition=MatchConditions.IfNotModified)
+        except HttpResponseError:
+            return False  # changed since we read it: a twin claimed or closed it
+        return True
+
+    def mail_record(self, account_id: str, key: str) -> dict[str, Any] | None:
+        r = self._get(account_id, f"mail|{key}")
+        return dict(r) if r is not None else None
+
+    def timeline(self, account_id: str) -> list[dict[str, Any]]:
+        rows = self.table.query_entities(
+            "PartitionKey eq @pk and RowKey ge 'tl|' and RowKey lt 'tl}'", parameters={"pk": account_id},
+        )
+        entries: list[dict[str, Any]] = []
+        for row in rows:
+            entries.extend(codec.get_json(row, "entries"))
+        return entries
+
+    def redact(self, account_id: str, named: Iterable[str], replacement: str) -> list[str]:
+        """Rewrite the account's timeline and mail rows without its personal data, in batches of
+        at most 100 writes. What goes is derived from the rows themselves as well as from `named`
+        (the profile's contacts and card): every mail recipient, and every address or card summary
+        in their free text, whatever the case (`Erasure`). Idempotent and resumable: a crash halfway
+        is finished by running it again. Returns the ACS operation ids of the account's emails
+        (their index rows go too)."""
+        mail = list(self._rows(account_id, "mail"))
+        timeline = [(row["RowKey"], codec.get_json(row, "entries")) for row in self._rows(account_id, "tl")]
+        recipients = [str(row.get("recipient", "")) for row in mail]
+        texts = [*(str(row.get("detail", "")) for row in mail), *(str(e["detail"]) for _, es in timeline for e in es)]
+        erasure = Erasure.of([*named, *recipients], texts, replacement)
+        ops = [("upsert", clean, {"mode": UpdateMode.REPLACE}) for row in mail
+               if (clean := _erased_mail(row, erasure)) != dict(row)]
+        for key, entries in timeline:
+            clean_entries = [{**e, "detail": erasure.scrub(str(e["detail"]))} for e in entries]
+            if clean_entries != entries:
+                entity: dict[str, Any] = {"PartitionKey": account_id, "RowKey": key}
+                codec.put_json(entity, "entries", clean_entries)
+                ops.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+        for start in range(0, len(ops), MAX_BATCH):
+            if start:
+                self.faults.between_transactions()
+            self.table.submit_transaction(ops[start:start + MAX_BATCH])
+        return [o for row in mail if (o := str(row.get("operationId", "")))]
+
+    def _rows(self, account_id: str, prefix: str) -> Iterable[Any]:
+        """The account's rows whose keys start with `{prefix}|`."""
+        return self.table.query_entities("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                                         parameters={"pk": account_id, "lo": f"{prefix}|", "hi": f"{prefix}}}"})
+
+    def charge_notes(self, account_id: str) -> list[ChargeNote]:
+        rows = self.table.query_entities(
+            "PartitionKey eq @pk and RowKey ge 'charge|' and RowKey lt 'charge}'", parameters={"pk": account_id},
+        )
+        return [codec.note_of(r["RowKey"][len("charge|"):], r) for r in rows]
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def commit(self, snapshot: Snapshot, decision: Decision, *, event_id: str | None = None,
+               event_type: str | None = None, now: datetime) -> list[OutboxRow]:
+        """Write the decision exactly once; return the outbox rows for this run to carry out.
+
+        What fits one transaction goes in one. Otherwise the first transaction commits the account
+        row, the marker and the rest packed into continuation rows, and this run applies them
+        (a crash in between leaves them to the next run that loads the account to decide).
+        Raises `ConcurrencyConflict`, `AlreadyApplied`, `DecisionTooLarge`."""
+        pk = decision.account.account_id
+        rows = rows_of(pk, decision, now)
+        head = [marker_entity(pk, event_id, event_type, now)] if event_id is not None else []
+        account_row = account_entity(decision.account, follow_ups=snapshot.pending)
+        upserts, follow = split(account_row, head, rows, decision.account.revision)
+        result = self._submit([self._account_op(snapshot, account_row), *_creates(head), *_upserts(upserts)],
+                              has_marker=bool(head))
+        carry = rows.outbox
+        if follow:
+            self.faults.between_transactions()
+            carry = self._apply_follow_ups(pk)  # those a twin applied first are the twin's to carry out
+            self._clear_follow_ups(pk, result[0]["etag"])
+        # Closed by the `mail|` rows just committed; deleting the outbox rows is tidying.
+        self.delete_outbox([OutboxRow(pk, record.key, "email", {}) for record in decision.mail])
+        return carry
+
+    def _apply_follow_ups(self, account_id: str) -> list[OutboxRow]:
+        """Apply every continuation row still there, each in one transaction with its own deletion;
+        return the outbox rows this run wrote. A row a twin applied meanwhile is gone, which fails
+        our transaction as a whole: nothing of it is written twice."""
+        mine: list[OutboxRow] = []
+        for row in self.table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                parameters={"pk": account_id, "lo": CONTINUATION_PREFIX, "hi": "cont}"}):
+            writes = writes_in(row)
+            try:
+                self.table.submit_transaction([*_upserts(writes),
+                                               ("delete", {"PartitionKey": account_id, "RowKey": row["RowKey"]})])
+            except TableTransactionError as exc:
+                if exc.status_code == 404:
+                    continue  # a twin applied it first
+                raise
+            mine += [r for r in map(outbox_of, writes) if r is not None]
+        return mine
+
+    def _clear_follow_ups(self, account_id: str, etag: str) -> None:
+        """Lower the flag once nothing follows; a decision committed meanwhile wrote its own."""
+        with contextlib.suppress(HttpResponseError):
+            self.table.update_entity({"PartitionKey": account_id, "RowKey": ACCOUNT_ROW, FOLLOW_UPS: False},
+                                     mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified)
+
+    def _account_op(self, snapshot: Snapshot, entity: Entity) -> tuple[Any, ...]:
+        if snapshot.etag is None:
+            return ("create", entity)
+        return ("update", entity, {"mode": UpdateMode.REPLACE, "etag": snapshot.etag,
+                                   "match_condition": MatchConditions.IfNotModified})
+
+    def _submit(self, ops: list[tuple[Any, ...]], *, has_marker: bool) -> list[Any]:
+        try:
+            return list(self.table.submit_transaction(ops))
+        except TableTransactionError as exc:
+            index = getattr(exc, "index", None)
+            if exc.status_code == 412 or (exc.status_code == 409 and index == 0):
+                raise ConcurrencyConflict(str(getattr(exc, "error_code", exc.status_code))) from exc
+            if exc.status_code == 409 and has_marker and index == 1:
+                raise AlreadyApplied() from exc
+            raise
+
+    def delete_outbox(self, rows: Sequence[OutboxRow]) -> None:
+        """Clear carried-out rows, one `$batch` per account; a row already gone is no error."""
+        by_account: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            by_account.setdefault(row.account_id, []).append(row)
+        for account_id, mine in by_account.items():
+            for start in range(0, len(mine), MAX_BATCH):
+                chunk = mine[start:start + MAX_BATCH]
+                try:
+                    self.table.submit_transaction([("delete", {"PartitionKey": account_id,
+                                                               "RowKey": f"outbox|{r.key}"}) for r in chunk])
+                except (TableTransactionError, ResourceNotFoundError):
+                    for r in chunk:  # one was gone already (a twin cleared it): delete the rest singly
+                        with contextlib.suppress(ResourceNotFoundError):
+                            self.table.delete_entity(account_id, f"outbox|{r.key}")
+
+
+def _erased_mail(row: Any, erasure: Erasure) -> dict[str, Any]:
+    """A mail record without its recipient and with its detail scrubbed: `{...row, "recipient": "[deleted]"}`."""
+    return {**row, "recipient": erasure.replacement, "detail": erasure.scrub(str(row.get("detail", "")))}
+
+
+def _creates(entities: Sequence[Entity]) -> list[tuple[Any, ...]]:
+    return [("create", e) for e in entities]
+
+
+def _upserts(entities: Sequence[Entity]) -> list[tuple[Any, ...]]:
+    return [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in entities]

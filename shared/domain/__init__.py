@@ -1,0 +1,1 @@
+"""The pure domain: lifecycle rules as functions of facts, time and policy; no I/O, no clock."""

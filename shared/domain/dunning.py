@@ -1,0 +1,81 @@
+"""The time-driven part of the lifecycle (contract §3): what the dunning sweep does at `now`.
+
+`advance` lands each subscription on the step that is due, however late the sweep runs: every
+due step is marked done once per episode, state transitions happen with their own dates, and only
+the latest notice is mailed, so a sweep after downtime sends no storm of stale reminders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from shared.domain import schedule
+from shared.domain.decision import Decision, Work, email_contacts
+from shared.domain.effects import EmitLifecycleEvent
+from shared.domain.model import Account, Subscription, SubscriptionState
+from shared.domain.policy import DunningPolicy
+from shared.domain.schedule import Step
+
+
+def advance(account: Account, now: datetime, policy: DunningPolicy) -> tuple[Decision, bool]:
+    """The sweep's decision for one account, and whether an automatic card retry is due."""
+    work = Work(account, {}, now, occasion=f"sweep-{account.revision + 1}")
+    retry = False
+    for sub_id in sorted(work.subs):
+        sub = work.subs[sub_id]
+        due = [s for s in schedule.steps_for(sub, policy) if s.at <= now and s.name not in sub.steps_done]
+        if not due:
+            continue
+        work.subs[sub_id] = _take_steps(work, sub, due, policy)
+        retry = retry or (any(s.kind == "retry" for s in due) and work.subs[sub_id].state is SubscriptionState.PAST_DUE)
+    if retry and (account.retry_blocked or account.card_token is None):
+        work.log("retry_skipped", "automatic retry skipped: " + (
+            "the saved card was declined for good; waiting for a new card" if account.retry_blocked
+            else "no card on file"))
+        retry = False
+    return work.finish(policy), retry
+
+
+def _take_steps(work: Work, sub: Subscription, due: list[Step], policy: DunningPolicy) -> Subscription:
+    done = sub.steps_done | {s.name for s in due}
+    by_kind = {s.kind: s for s in due}
+    episode = f"{sub.subscription_id}@episode-{sub.episode}"
+    new = replace(sub, steps_done=done)
+    if "disable" in by_kind or ("cancel" in by_kind and sub.state is SubscriptionState.PAST_DUE):
+        at = by_kind["disable"].at if "disable" in by_kind else sub.past_due_since or work.now
+        new = _transition(work, new, SubscriptionState.DISABLED, "subscription.disabled", at, episode)
+        new = replace(new, disabled_at=at)
+    if "cancel" in by_kind:
+        at = by_kind["cancel"].at
+        new = _transition(work, new, SubscriptionState.CANCELED, "subscription.canceled", at, episode)
+        new = replace(new, canceled_at=at)
+        delete = schedule.delete_at(new, policy)
+        email_contacts(work, "service_canceled", f"{episode}|cancel", (sub.subscription_id,),
+                       {"deleteAt": delete.isoformat() if delete else ""})
+    elif "disable" in by_kind:
+        cancel = schedule.cancel_at(new, policy)
+        email_contacts(work, "service_disabled", f"{episode}|disable", (sub.subscription_id,),
+                       {"cancelAt": cancel.isoformat() if cancel else "",
+                        "deleteAt": (d.isoformat() if (d := schedule.delete_at(new, policy)) else "")})
+    else:
+        notices = [s for s in due if s.kind in ("payment_reminder", "disable_warning")]
+        if notices:
+            latest = notices[-1]
+            disable = schedule.disable_at(new, policy)
+            email_contacts(work, latest.kind, f"{episode}|{latest.name}", (sub.subscription_id,),  # type: ignore[arg-type]
+                           {"disableAt": disable.isoformat() if disable else ""})
+            skipped = [s.name for s in notices[:-1]]
+            if skipped:
+                work.log("notices_skipped", f"late sweep: {', '.join(skipped)} superseded by {latest.name}",
+                         sub.subscription_id)
+    work.log("dunning_steps", f"steps taken: {', '.join(s.name for s in due)}", sub.subscription_id)
+    return new
+
+
+def _transition(work: Work, sub: Subscription, to: SubscriptionState, event: str, at: datetime,
+                episode: str) -> Subscription:
+    work.effects.append(EmitLifecycleEvent(work.account.account_id, sub.subscription_id, event,  # type: ignore[arg-type]
+                                           "balance_past_due", at, f"{episode}|{to}"))
+    work.log("state_changed", f"{sub.state} → {to}", sub.subscription_id)
+    return replace(sub, state=to)

@@ -1,0 +1,88 @@
+"""The facts that change an account: validated payment events, and operator/customer actions.
+
+These are the core's inputs. Parsing the wire format into them is the shell's work
+(`shared/inbound/cloudevents.py`); here they are already known to be well formed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from shared.domain.money import Money
+
+DeclineReason = Literal[
+    "card_declined", "insufficient_funds", "processing_error", "authentication_required",
+    "card_expired", "lost_or_stolen", "other",
+]
+SOFT_DECLINES: frozenset[str] = frozenset(
+    {"card_declined", "insufficient_funds", "processing_error", "authentication_required", "other"}
+)
+# Most telling first. When one charge fails more than once, its reason is the most telling one
+# seen, so a hard decline is never forgotten and arrival order does not matter.
+_SEVERITY: tuple[str, ...] = (
+    "lost_or_stolen", "card_expired", "authentication_required", "insufficient_funds",
+    "card_declined", "processing_error", "other",
+)
+
+
+def most_telling(a: str, b: str) -> str:
+    return min(a, b, key=lambda r: _SEVERITY.index(r) if r in _SEVERITY else len(_SEVERITY))
+
+
+PaymentMethodKind = Literal["wire", "check", "card", "other"]
+
+
+@dataclass(frozen=True)
+class ChargeFailed:
+    event_id: str
+    account_id: str
+    subscription_id: str
+    charge_id: str
+    amount: Money
+    reason: DeclineReason
+
+
+@dataclass(frozen=True)
+class ChargeSucceeded:
+    event_id: str
+    account_id: str
+    subscription_id: str
+    charge_id: str
+    amount: Money
+
+
+@dataclass(frozen=True)
+class PaymentReceived:
+    event_id: str
+    account_id: str
+    payment_id: str
+    amount: Money
+    method: PaymentMethodKind
+    charge_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChargeVoided:
+    event_id: str
+    account_id: str
+    charge_id: str
+
+
+PaymentEvent = ChargeFailed | ChargeSucceeded | PaymentReceived | ChargeVoided
+
+
+def charge_ids_of(event: PaymentEvent) -> tuple[str, ...]:
+    """The charges an event names: the shell loads their notes before deciding."""
+    if isinstance(event, PaymentReceived):
+        return event.charge_ids
+    return (event.charge_id,)
+
+
+@dataclass(frozen=True)
+class EventReceipt:
+    """When and under which CloudEvent an event arrived (for the timeline)."""
+
+    event_type: str
+    occurred_at: datetime

@@ -1,0 +1,178 @@
+"""The account as the lifecycle sees it: plain immutable values, no I/O.
+
+Personal data (`Profile`) is kept apart from the financial facts (`Charge`, credit, the
+subscriptions' states) so retention cleanup can erase the one and keep the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from shared.domain.money import Money, totals
+
+Locale = Literal["en", "zh-CN"]
+
+
+class SubscriptionState(StrEnum):
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    DISABLED = "disabled"
+    CANCELED = "canceled"
+    DELETED = "deleted"
+
+    @property
+    def recoverable(self) -> bool:
+        """Past due and disabled come back to active the moment nothing is owed; later ones do not."""
+        return self in (SubscriptionState.PAST_DUE, SubscriptionState.DISABLED)
+
+
+class ChargeStatus(StrEnum):
+    OUTSTANDING = "outstanding"
+    PAID = "paid"
+    VOIDED = "voided"
+
+
+@dataclass(frozen=True)
+class PaymentMethod:
+    """A gateway token and its display summary. Never a card number, never a CVV."""
+
+    type: Literal["card", "invoice"]
+    token: str | None = None
+    brand: str | None = None
+    last4: str | None = None
+    exp_month: int | None = None
+    exp_year: int | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    display_name: str
+    locale: Locale
+    billing_contacts: tuple[str, ...]
+    payment_method: PaymentMethod | None = None
+    unreachable: Mapping[str, datetime] = field(default_factory=dict)
+    """Billing contacts whose mail is not delivered, since the report that said so."""
+    reported: Mapping[str, datetime] = field(default_factory=dict)
+    """Per contact, the attempt time of the newest delivery report applied: an older one arriving
+    late changes nothing."""
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One charge of the billing engine. `applied` is what payments and credit covered so far."""
+
+    charge_id: str
+    subscription_id: str
+    amount: Money
+    status: ChargeStatus
+    reason: str
+    outstanding_since: datetime
+    applied: int = 0
+    settled_at: datetime | None = None
+    settled_by: str | None = None
+
+    @property
+    def remaining(self) -> Money:
+        return Money(self.amount.minor - self.applied, self.amount.currency)
+
+
+@dataclass(frozen=True)
+class ChargeNote:
+    """What is remembered of a charge that is not outstanding: enough to make late or repeated
+    events about it harmless (a `charge.failed` after its `charge.succeeded`)."""
+
+    charge_id: str
+    status: ChargeStatus
+    subscription_id: str | None = None
+    amount: Money | None = None
+    settled_at: datetime | None = None
+    settled_by: str | None = None
+    paid_by_card: bool = False
+    """A card payment is a fact about the charge: a second report of it must not count twice."""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    subscription_id: str
+    name: str
+    state: SubscriptionState = SubscriptionState.ACTIVE
+    past_due_since: datetime | None = None
+    disabled_at: datetime | None = None
+    canceled_at: datetime | None = None
+    deleted_at: datetime | None = None
+    steps_done: frozenset[str] = frozenset()
+    legal_hold: bool = False
+    episode: int = 0
+    """How many times it has gone past due: names each occasion, even under a frozen test clock."""
+
+
+@dataclass(frozen=True)
+class PendingCharge:
+    """A card charge recorded *before* the gateway is called, under a deterministic idempotency key.
+    If we crash after the gateway charged, the record is how we ask the gateway instead of
+    charging again."""
+
+    idempotency_key: str
+    amount: Money
+    parts: tuple[tuple[str, int], ...]  # (charge id, minor units of it this charge pays)
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: str
+    profile: Profile | None = None
+    subscriptions: Mapping[str, Subscription] = field(default_factory=dict)
+    outstanding: Mapping[str, Charge] = field(default_factory=dict)
+    credit: Mapping[str, int] = field(default_factory=dict)
+    earmarks: Mapping[str, Money] = field(default_factory=dict)
+    """Money paid for a named charge we have not heard of yet, held for it."""
+    revision: int = 0
+    """Counts committed decisions: orders the timeline even when the test clock stands still."""
+    settling: Mapping[str, PendingCharge] = field(default_factory=dict)
+    """Card charges in flight, one per currency at most."""
+    settlement_attempts: int = 0
+    next_due_at: datetime | None = None
+    """When the dunning sweep next has work for this account (mirrored into the due index)."""
+    next_retention_at: datetime | None = None
+    """When the retention sweep next has work for this account (deletion warnings, deletions, erasure)."""
+    retry_blocked: bool = False
+    """The saved card was hard-declined: no automatic retries until a new card is saved."""
+    link_version: int = 0
+    """The version billing links must carry to open the billing page (`shared.web.billing_links`). Only ever
+    grows: one step with every change of the billing contacts' mailboxes (registration included)
+    and with erasure, so no older link works again, even when earlier contacts come back."""
+
+    @property
+    def registered(self) -> bool:
+        return self.profile is not None
+
+    def outstanding_of(self, subscription_id: str) -> list[Charge]:
+        return [c for c in self.outstanding.values() if c.subscription_id == subscription_id]
+
+    def balance(self) -> dict[str, Money]:
+        """What is owed, one total per currency."""
+        return totals(c.remaining for c in self.outstanding.values())
+
+    def credit_money(self) -> dict[str, Money]:
+        return {cur: Money(minor, cur) for cur, minor in sorted(self.credit.items()) if minor}
+
+    @property
+    def card_token(self) -> str | None:
+        """The gateway token of the saved card, if the account pays by card."""
+        pm = self.profile.payment_method if self.profile else None
+        return pm.token if pm is not None and pm.type == "card" and pm.token else None
+
+    def erasure_due_at(self) -> datetime | None:
+        """Once every subscription's data is deleted, the account's own customer data goes too."""
+        subs = list(self.subscriptions.values())
+        if self.profile is None or not subs or any(s.state is not SubscriptionState.DELETED for s in subs):
+            return None
+        return max((s.deleted_at for s in subs if s.deleted_at), default=None)
+
+    def with_subscription(self, sub: Subscription) -> Account:
+        return replace(self, subscriptions={**self.subscriptions, sub.subscription_id: sub})

@@ -1,0 +1,92 @@
+"""The dunning policy of contract §3 as one value, every number an app setting.
+
+Built once from the environment and validated at start, so a typo in a setting fails the
+deployment instead of silently changing when customers lose service.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from shared.inbound.numerals import parse_whole
+
+
+class PolicyError(ValueError):
+    """A dunning setting that cannot be a policy."""
+
+
+def whole_days(text: str, name: str) -> int:
+    """A setting's whole number of days: ASCII digits only (`int()` takes any script's digits),
+    surrounding blanks allowed; `PolicyError` naming the setting otherwise."""
+    try:
+        return parse_whole(text.strip(" \t"), max_digits=5)
+    except ValueError as exc:
+        raise PolicyError(f"{name} must be a whole number of days in ASCII digits, got {text!r}") from exc
+
+
+def _days(text: str, name: str) -> tuple[int, ...]:
+    try:
+        values = tuple(whole_days(part, name) for part in text.split(",") if part.strip(" \t"))
+    except PolicyError as exc:
+        raise PolicyError(f"{name} must be comma-separated whole days, got {text!r}") from exc
+    if any(v < 0 for v in values) or list(values) != sorted(set(values)):
+        raise PolicyError(f"{name} must be ascending, distinct, non-negative days, got {text!r}")
+    return values
+
+
+@dataclass(frozen=True)
+class DunningPolicy:
+    """Days are counted from `pastDueSince` (retries, reminders, disable, cancel) or from the
+    cancellation (deletion warnings, deletion)."""
+
+    retry_days: tuple[int, ...] = (1, 3, 5, 7)
+    reminder_days: tuple[int, ...] = (7, 14, 21)
+    disable_warning_day: int = 27
+    disable_day: int = 30
+    cancel_day: int = 90
+    deletion_warning_days: tuple[int, ...] = (60, 83, 89)
+    delete_after_cancel_days: int = 90
+    settings_prefix: str = field(default="DUNNING_", repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.disable_day < self.cancel_day:
+            raise PolicyError("the disable day must come after day 0 and before the cancel day")
+        if not 0 <= self.disable_warning_day <= self.disable_day:
+            raise PolicyError("the disable warning must come before the disable day")
+        if any(d >= self.delete_after_cancel_days for d in self.deletion_warning_days):
+            raise PolicyError("deletion warnings must come before the deletion day")
+        if self.delete_after_cancel_days <= 0:
+            raise PolicyError("customer data is deleted a positive number of days after cancellation")
+
+    @property
+    def grace(self) -> timedelta:
+        return timedelta(days=self.disable_day)
+
+    @classmethod
+    def from_settings(cls, env: Mapping[str, str] | None = None) -> DunningPolicy:
+        """Read `DUNNING_*` app settings; unset ones keep the contract's defaults."""
+        env = os.environ if env is None else env
+        d = cls()
+
+        def one(name: str, default: int) -> int:
+            raw = env.get(f"DUNNING_{name}")
+            if raw is None:
+                return default
+            return whole_days(raw, f"DUNNING_{name}")
+
+        def many(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+            raw = env.get(f"DUNNING_{name}")
+            return default if raw is None else _days(raw, f"DUNNING_{name}")
+
+        return cls(
+            retry_days=many("RETRY_DAYS", d.retry_days),
+            reminder_days=many("REMINDER_DAYS", d.reminder_days),
+            disable_warning_day=one("DISABLE_WARNING_DAY", d.disable_warning_day),
+            disable_day=one("DISABLE_DAY", d.disable_day),
+            cancel_day=one("CANCEL_DAY", d.cancel_day),
+            deletion_warning_days=many("DELETION_WARNING_DAYS", d.deletion_warning_days),
+            delete_after_cancel_days=one("DELETE_AFTER_CANCEL_DAYS", d.delete_after_cancel_days),
+        )

@@ -1,0 +1,1 @@
+"""Outside text to facts, or a reason it cannot be one."""

@@ -1,1 +1,0 @@
-"""The pure lifecycle core: no I/O, no clock reads. See `decide.py`."""

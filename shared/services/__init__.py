@@ -1,0 +1,1 @@
+"""The service layer: one use case per module, load -> decide -> commit -> dispatch."""

@@ -1,0 +1,269 @@
+"""Settle an account at once: the one function the payment-method API, the hosted billing page
+and the dunning sweep's retries all call.
+
+Under the account's lease: first resolve any charge an earlier attempt left pending, by reading it
+back from the gateway by its idempotency key (recorded if the gateway made it; forgotten if the
+gateway never saw it, never charged anew); then plan from what is owed now, charge, and record
+exactly what the gateway answered. Every step commits under the account's ETag, so events that
+arrive meanwhile are never lost. Balances above the processor's per-charge limit are paid in
+several charges, each planned once the one before is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from shared.adapters.gateway.protocol import (
+    CardRejected,
+    Charged,
+    Declined,
+    GatewayUnavailable,
+    PaymentGateway,
+    Refused,
+    Unanswered,
+    answer_of,
+)
+from shared.adapters.store.leases import LeaseBusy, Leases
+from shared.domain.charging import (
+    ChargeOutcome,
+    drop_pending,
+    plan_settlement,
+    record_outcome,
+    save_payment_method,
+    still_owed,
+)
+from shared.domain.decision import Decision
+from shared.domain.model import Account, ChargeStatus, PaymentMethod, PendingCharge
+from shared.domain.money import Money, totals
+from shared.services.unit_of_work import Lifecycle, commit_decision
+
+log = logging.getLogger(__name__)
+MAX_ROUNDS = 30
+"""Charges per currency in one settlement when the balance exceeds the processor's limit; what
+is left after them stays owed, and the next settlement goes on."""
+
+
+class NoCardOnFile(Exception):
+    """Settlement needs a saved card."""
+
+
+@dataclass
+class Settlement:
+    paid: list[dict[str, str]] = field(default_factory=list)
+    charged: dict[str, Money] = field(default_factory=dict)
+    reactivated: list[str] = field(default_factory=list)
+    declines: list[tuple[str, str | None]] = field(default_factory=list)  # (currency, decline code)
+    refusals: list[tuple[str, Refused]] = field(default_factory=list)  # (currency, the gateway's refusal)
+    unanswered: list[str] = field(default_factory=list)
+    """Currencies whose charge is still pending with an unknown outcome: read back next time."""
+    unfinished: list[str] = field(default_factory=list)
+    """Currencies still owed after `MAX_ROUNDS` charges at the processor's limit: the next
+    settlement goes on."""
+
+    def take(self, decision: Decision) -> None:
+        for note in decision.notes:
+            if note.status is ChargeStatus.PAID and note.amount is not None:
+                self.paid.append({"chargeId": note.charge_id, "subscriptionId": note.subscription_id or "",
+                                  "amount": note.amount.to_str(), "currency": note.amount.currency})
+        for effect in decision.effects:
+            if getattr(effect, "type", None) == "subscription.reactivated":
+                self.reactivated.append(effect.subscription_id)  # type: ignore[union-attr]
+
+    def totals(self) -> dict[str, str]:
+        paid = totals(Money.parse(p["amount"], p["currency"]) for p in self.paid)
+        return {cur: m.to_str() for cur, m in paid.items()}
+
+    @property
+    def status(self) -> Literal["settled", "declined", "refused", "outcome_unknown"]:
+        """The gravest thing that happened: an unknown outcome, a refusal, a decline, or none."""
+        if self.unanswered:
+            return "outcome_unknown"
+        if self.refusals:
+            return "refused"
+        return "declined" if self.declines else "settled"
+
+
+CardUpdateStatus = Literal["settled", "declined", "refused", "card_rejected", "gateway_unavailable", "busy",
+                           "outcome_unknown"]
+
+
+@dataclass
+class CardUpdate:
+    status: CardUpdateStatus
+    settlement: Settlement = field(default_factory=Settlement)
+    detail: str = ""
+
+
+def update_card_and_settle(lc: Lifecycle, gateway: PaymentGateway, leases: Leases, account_id: str,
+                           token: str) -> CardUpdate:
+    """The source document's heart, for the API and the hosted page alike: save the card (it stays
+    saved even if the charge is declined), then settle everything the account owes at once."""
+    try:
+        method = check_card(gateway, token)
+    except CardRejected as exc:
+        return CardUpdate("card_rejected", detail=exc.message)
+    except GatewayUnavailable:
+        return CardUpdate("gateway_unavailable")
+    save_card(lc, account_id, method)
+    try:
+        result = settle_account(lc, gateway, leases, account_id)
+    except LeaseBusy:
+        return CardUpdate("busy")
+    return CardUpdate(result.status, result)
+
+
+def check_card(gateway: PaymentGateway, token: str) -> PaymentMethod:
+    """The gateway's word on a token, as the payment method we keep (raises `CardRejected`,
+    `GatewayUnavailable`)."""
+    card = gateway.save_card(token)
+    return PaymentMethod("card", token, card.brand, card.last4, card.exp_month, card.exp_year)
+
+
+def save_card(lc: Lifecycle, account_id: str, method: PaymentMethod) -> Account:
+    now = lc.clock.now()
+    decision = commit_decision(lc, account_id, lambda snap: save_payment_method(snap.account, method, now, lc.policy))
+    return decision.account
+
+
+def settle_account(lc: Lifecycle, gateway: PaymentGateway, leases: Leases, account_id: str,
+                   *, wait: float = 20.0) -> Settlement:
+    """Resolve what is pending, then charge what is owed now (see the module's docstring).
+    Raises `LeaseBusy` when another settlement holds the account, `NoCardOnFile`."""
+    result = Settlement()
+    with leases.hold(account_id, wait=wait) as holder:
+        account = lc.store.load(account_id).account
+        token = _card_token(account)
+        for currency, pending in sorted(account.settling.items()):
+            _resolve(lc, gateway, account_id, currency, pending, result)
+        currencies: set[str] | None = None
+        for _ in range(MAX_ROUNDS):
+            planned = _plan(lc, gateway, account_id, currencies)
+            currencies = {p.amount.currency for p in planned
+                          if _still_ours(leases, account_id, holder) and _charge(lc, gateway, account_id, p, token,
+                                                                                 result)}
+            if not currencies:
+                break
+        else:
+            result.unfinished = sorted(currencies or ())
+    return result
+
+
+def _still_ours(leases: Leases, account_id: str, holder: str) -> bool:
+    """Renew the lease before each gateway call, so that a slow gateway never lets a twin take the
+    account over while we charge; if one already has, stop (raises `LeaseBusy`)."""
+    if not leases.renew(account_id, holder):
+        log.warning("account %s: the settlement lease expired and was taken over; stopping", account_id)
+        raise LeaseBusy(account_id)
+    return True
+
+
+def _card_token(account: Account) -> str:
+    if account.card_token is None:
+        raise NoCardOnFile(account.account_id)
+    return account.card_token
+
+
+def _plan(lc: Lifecycle, gateway: PaymentGateway, account_id: str, currencies: set[str] | None,
+          ) -> list[PendingCharge]:
+    now = lc.clock.now()
+    planned: list[PendingCharge] = []
+
+    def plan(account: Account) -> Decision:
+        limits = {c.amount.currency: gateway.max_charge(c.amount.currency) for c in account.outstanding.values()}
+        decision, charges = plan_settlement(account, now, lc.policy, limits=limits, currencies=currencies)
+        planned[:] = charges
+        return decision
+
+    commit_decision(lc, account_id, lambda snap: plan(snap.account))
+    return planned
+
+
+def _charge(lc: Lifecycle, gateway: PaymentGateway, account_id: str, pending: PendingCharge, token: str,
+            result: Settlement) -> bool:
+    """Charge one planned charge and record the answer; True when it went through and the
+    currency is still owed (a balance above the processor's limit: plan the next one)."""
+    currency = pending.amount.currency
+    account = lc.store.load(account_id).account
+    current = account.settling.get(currency)
+    if current is None or current.idempotency_key != pending.idempotency_key:
+        return False  # recorded or replaced meanwhile: not ours to charge
+    if not still_owed(account, current):
+        _drop(lc, account_id, currency, pending.idempotency_key,
+              "a payment, credit or write-off arrived after it was planned")
+        return True
+    answer = gateway.charge(idempotency_key=pending.idempotency_key, amount=pending.amount, token=token,
+                            account_id=account_id, description=f"past-due balance of {account_id}")
+    lc.faults.after_gateway_charge()
+    if isinstance(answer, Unanswered):
+        outcome = _read_back(gateway, pending.idempotency_key)
+        if outcome is None:
+            log.warning("account %s: charge %s of %s got no usable answer (%s); it stays pending and is read back "
+                        "by its key before anything else is charged", account_id, pending.idempotency_key,
+                        pending.amount, answer.code)
+            result.unanswered.append(currency)
+            return False
+        answer = outcome
+    decision = _record(lc, account_id, currency, pending.idempotency_key, answer, result)
+    return isinstance(answer, Charged) and currency in decision.account.balance()
+
+
+def _read_back(gateway: PaymentGateway, key: str) -> Charged | Declined | None:
+    """What the gateway recorded under `key` right after an unusable answer; None when it cannot
+    say, or has nothing yet (a request may still be on its way: that is for the next settlement)."""
+    try:
+        found = gateway.find_charge(key)
+    except GatewayUnavailable:
+        return None
+    return answer_of(found) if found is not None else None
+
+
+def _resolve(lc: Lifecycle, gateway: PaymentGateway, account_id: str, currency: str, pending: PendingCharge,
+             result: Settlement) -> None:
+    """A charge left pending by an earlier attempt: the gateway knows what happened under its key."""
+    key = pending.idempotency_key
+    try:
+        found = gateway.find_charge(key)
+    except GatewayUnavailable as exc:
+        log.warning("account %s: charge %s is pending and the gateway cannot say what became of it: %s",
+                    account_id, key, exc)
+        result.unanswered.append(currency)
+        return
+    if found is None:
+        log.warning("account %s: charge %s never reached the gateway; planning afresh from what is owed now",
+                    account_id, key)
+        _drop(lc, account_id, currency, key, "the gateway has no charge under its key")
+        return
+    log.warning("account %s: recovered the outcome of charge %s from the gateway", account_id, key)
+    _record(lc, account_id, currency, key, answer_of(found), result, earlier=True)
+
+
+def _drop(lc: Lifecycle, account_id: str, currency: str, key: str, why: str) -> None:
+    now = lc.clock.now()
+    commit_decision(lc, account_id, lambda snap: drop_pending(snap.account, currency, key, now, lc.policy, why=why))
+
+
+def _record(lc: Lifecycle, account_id: str, currency: str, key: str, outcome: ChargeOutcome,
+            result: Settlement, *, earlier: bool = False) -> Decision:
+    """Commit the gateway's answer. Money taken is reported however old the attempt; a decline or
+    refusal of an `earlier` attempt is history (the timeline has it), and this settlement goes on
+    to plan afresh."""
+    now: datetime = lc.clock.now()
+    decision = commit_decision(lc, account_id, lambda snap: record_outcome(snap.account, currency, key, outcome,
+                                                                          now, lc.policy),
+                               marker=f"gateway-charge|{key}" if isinstance(outcome, Charged) else None)
+    if not decision.changed:
+        return decision  # recorded already
+    if isinstance(outcome, Charged):
+        before = result.charged.get(outcome.amount.currency, Money.zero(outcome.amount.currency))
+        result.charged[outcome.amount.currency] = before + outcome.amount
+    elif earlier:
+        pass
+    elif isinstance(outcome, Declined):
+        result.declines.append((currency, outcome.decline_code))
+    else:
+        result.refusals.append((currency, outcome))
+    result.take(decision)
+    return decision

@@ -1,0 +1,100 @@
+"""The account view of contract §2: a pure projection of the account at `now`.
+
+Alerts are derived from the state, not stored beside it, so an alert clears the moment the
+state that raised it is gone (a settled balance, a reachable contact).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.domain import schedule
+from shared.domain.model import Account, Subscription, SubscriptionState
+from shared.domain.money import Money, totals
+from shared.domain.policy import DunningPolicy
+from shared.notifications.alerts import AlertCode, AlertParams, alert_message
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat().replace("+00:00", "Z") if at else None
+
+
+def _amounts(monies: list[Money]) -> dict[str, str]:
+    return {cur: m.to_str() for cur, m in totals(monies).items()}
+
+
+def subscription_view(account: Account, sub: Subscription, policy: DunningPolicy) -> dict[str, Any]:
+    return {
+        "id": sub.subscription_id,
+        "name": sub.name,
+        "state": str(sub.state),
+        "pastDueSince": _iso(sub.past_due_since),
+        "disableAt": _iso(schedule.disable_at(sub, policy)),
+        "cancelAt": _iso(schedule.cancel_at(sub, policy)),
+        "deleteAt": _iso(schedule.delete_at(sub, policy)),
+        "outstanding": _amounts([c.remaining for c in account.outstanding_of(sub.subscription_id)]),
+        "legalHold": sub.legal_hold,
+    }
+
+
+def account_view(account: Account, policy: DunningPolicy) -> dict[str, Any]:
+    profile = account.profile
+    pm = profile.payment_method if profile else None
+    method: dict[str, Any] | None = None
+    if pm is not None:
+        method = {"type": pm.type}
+        if pm.type == "card":
+            method |= {"brand": pm.brand, "last4": pm.last4, "expMonth": pm.exp_month, "expYear": pm.exp_year}
+    subs = sorted(account.subscriptions.values(), key=lambda s: s.subscription_id)
+    return {
+        "accountId": account.account_id,
+        "registered": account.registered,
+        "displayName": profile.display_name if profile else None,
+        "locale": profile.locale if profile else "en",
+        "billingContacts": list(profile.billing_contacts) if profile else [],
+        "paymentMethod": method,
+        "balance": {cur: m.to_str() for cur, m in sorted(account.balance().items())},
+        "credit": {cur: m.to_str() for cur, m in account.credit_money().items()},
+        "subscriptions": [subscription_view(account, s, policy) for s in subs],
+        "alerts": alerts(account, policy),
+    }
+
+
+def alerts(account: Account, policy: DunningPolicy) -> list[dict[str, Any]]:
+    locale = account.profile.locale if account.profile else "en"
+    found: list[dict[str, Any]] = []
+
+    def add(code: AlertCode, severity: str, since: datetime | None, params: AlertParams) -> None:
+        found.append({"code": code, "severity": severity, "since": _iso(since),
+                      "message": alert_message(code, locale, params)})
+
+    balance = tuple(m for _, m in sorted(account.balance().items()))
+    by_state: dict[SubscriptionState, list[Subscription]] = {}
+    for sub in account.subscriptions.values():
+        by_state.setdefault(sub.state, []).append(sub)
+    if past_due := by_state.get(SubscriptionState.PAST_DUE):
+        first = min(past_due, key=lambda s: s.past_due_since or datetime.max)
+        add("payment_failed", "error", first.past_due_since, AlertParams(
+            balance=balance, disable_at=schedule.disable_at(first, policy),
+            subscriptions=tuple(s.name for s in past_due)))
+    owing = [*by_state.get(SubscriptionState.PAST_DUE, []), *by_state.get(SubscriptionState.DISABLED, [])]
+    pm = account.profile.payment_method if account.profile else None
+    if owing and pm is not None and pm.type == "card" and account.retry_blocked:
+        # The saved card was refused for good: retries stopped, only a new card helps.
+        first = min(owing, key=lambda s: s.past_due_since or datetime.max)
+        add("payment_method_required", "error", first.past_due_since, AlertParams(
+            balance=balance, disable_at=schedule.disable_at(first, policy)))
+    if disabled := by_state.get(SubscriptionState.DISABLED):
+        first = min(disabled, key=lambda s: s.disabled_at or datetime.max)
+        add("service_disabled", "error", first.disabled_at, AlertParams(
+            balance=balance, delete_at=schedule.delete_at(first, policy),
+            subscriptions=tuple(s.name for s in disabled)))
+    if canceled := by_state.get(SubscriptionState.CANCELED):
+        first = min(canceled, key=lambda s: s.canceled_at or datetime.max)
+        add("service_canceled", "warning", first.canceled_at, AlertParams(
+            delete_at=schedule.delete_at(first, policy), subscriptions=tuple(s.name for s in canceled)))
+    if account.profile is not None:
+        for contact, since in sorted(account.profile.unreachable.items()):
+            add("contact_unreachable", "warning", since, AlertParams(contact=contact))
+    return found

@@ -1,0 +1,1 @@
+"""The hosted billing page and its signed links."""

@@ -1,0 +1,133 @@
+"""An in-memory account store with the same contract as `AccountStore`, for unit tests of the
+service layer: markers dedupe events, versions stand in for ETags, and a decision too large for
+one transaction is split by the same `decision_rows.split`, its continuation rows applied after a
+`between_transactions` fault seam, each once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.adapters.store import codec
+from shared.adapters.store.account_store import AlreadyApplied, ConcurrencyConflict, OutboxRow, Snapshot
+from shared.adapters.store.decision_rows import (
+    CONTINUATION_PREFIX,
+    Entity,
+    account_entity,
+    mail_record_of,
+    marker_entity,
+    outbox_of,
+    rows_of,
+    split,
+    writes_in,
+)
+from shared.domain.decision import Decision, MailRecord
+from shared.domain.model import Account, ChargeNote
+from shared.faults import Faults
+
+
+class InMemoryAccountStore:
+    def __init__(self, faults: Faults | None = None) -> None:
+        self.faults = faults or Faults()
+        self.accounts: dict[str, tuple[Account, str]] = {}
+        self.markers: set[tuple[str, str]] = set()
+        self.notes: dict[tuple[str, str], ChargeNote] = {}
+        self.outbox: dict[tuple[str, str], OutboxRow] = {}
+        self.timelines: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.continuations: dict[tuple[str, str], Entity] = {}
+        self.flagged: set[str] = set()
+        self.commits = 0
+        self.mail: dict[tuple[str, str], MailRecord] = {}
+        self.written: dict[tuple[str, str], datetime] = {}
+
+    def load(self, account_id: str, *, event_id: str | None = None, charge_ids: Sequence[str] = (),
+             finish: bool = False) -> Snapshot:
+        finished: list[OutboxRow] = []
+        if finish and account_id in self.flagged:
+            finished = self._apply_follow_ups(account_id)
+            self.flagged.discard(account_id)
+        found = self.accounts.get(account_id)
+        account, etag = found if found else (Account(account_id), None)
+        pending = account_id in self.flagged
+        if event_id is not None and (account_id, event_id) in self.markers:
+            return Snapshot(account, etag, already_applied=True, pending=pending, finished=tuple(finished))
+        notes = {c: self.notes[(account_id, c)] for c in charge_ids
+                 if c not in account.outstanding and (account_id, c) in self.notes}
+        return Snapshot(account, etag, notes, pending=pending, finished=tuple(finished))
+
+    def exists(self, account_id: str) -> bool:
+        return account_id in self.accounts
+
+    def commit(self, snapshot: Snapshot, decision: Decision, *, event_id: str | None = None,
+               event_type: str | None = None, now: datetime) -> list[OutboxRow]:
+        pk = decision.account.account_id
+        current = self.accounts.get(pk)
+        if (current[1] if current else None) != snapshot.etag:
+            raise ConcurrencyConflict("version changed")
+        if event_id is not None and (pk, event_id) in self.markers:
+            raise AlreadyApplied()
+        rows = rows_of(pk, decision, now)
+        head = [marker_entity(pk, event_id, event_type, now)] if event_id is not None else []
+        upserts, follow = split(account_entity(decision.account, follow_ups=snapshot.pending), head, rows,
+                                decision.account.revision)
+        # the first transaction
+        self.commits += 1
+        self.accounts[pk] = (replace(decision.account), str(self.commits))
+        if event_id is not None:
+            self.markers.add((pk, event_id))
+        if follow or snapshot.pending:
+            self.flagged.add(pk)
+        for entity in upserts:
+            self._put(pk, entity)
+        carry = rows.outbox
+        if follow:
+            self.faults.between_transactions()
+            carry = self._apply_follow_ups(pk)
+            self.flagged.discard(pk)
+        for record in decision.mail:
+            self.outbox.pop((pk, record.key), None)
+        return carry
+
+    def _apply_follow_ups(self, pk: str) -> list[OutboxRow]:
+        mine: list[OutboxRow] = []
+        for key in sorted(k for k in self.continuations if k[0] == pk):
+            writes = writes_in(self.continuations.pop(key))
+            for entity in writes:
+                self._put(pk, entity)
+            mine += [r for r in map(outbox_of, writes) if r is not None]
+        return mine
+
+    def _put(self, pk: str, entity: Entity) -> None:
+        """One upsert, as Table Storage would store it, into the typed dictionaries."""
+        rk = str(entity["RowKey"])
+        kind, _, key = rk.partition("|")
+        if rk.startswith(CONTINUATION_PREFIX):
+            self.continuations[(pk, rk)] = entity
+        elif kind == "charge":
+            self.notes[(pk, key)] = codec.note_of(key, entity)
+        elif kind == "tl":
+            self.timelines[(pk, key)] = codec.get_json(entity, "entries")
+        elif kind == "mail":
+            self.mail[(pk, key)] = mail_record_of(entity)
+        else:
+            row = outbox_of(entity)
+            assert row is not None, rk
+            self.outbox[(pk, key)] = row
+            self.written[(pk, key)] = datetime.now(UTC)
+
+    def pending_outbox(self, account_id: str, settled_for: timedelta = timedelta(0)) -> list[OutboxRow]:
+        cutoff = datetime.now(UTC) - settled_for
+        return [r for (pk, key), r in sorted(self.outbox.items())
+                if pk == account_id and self.written[(pk, key)] <= cutoff]
+
+    def delete_outbox(self, rows: Sequence[OutboxRow]) -> None:
+        for row in rows:
+            self.outbox.pop((row.account_id, row.key), None)
+
+    def timeline(self, account_id: str) -> list[dict[str, Any]]:
+        return [e for (pk, _), entries in sorted(self.timelines.items()) if pk == account_id for e in entries]
+
+    def charge_notes(self, account_id: str) -> list[ChargeNote]:
+        return [n for (pk, _), n in sorted(self.notes.items()) if pk == account_id]
