@@ -429,7 +429,8 @@ def test_a_429_looks_like_stripes_and_the_sdk_retries_it(client: stripe.StripeCl
     fault(sandbox, mode="fail_next", status=429, count=1)
     with pytest.raises(stripe.RateLimitError) as limited:
         client.v1.customers.create()
-    assert limited.value.http_status == 429 and limited.value.code == "rate_limit"
+    assert limited.value.http_status == 429 and limited.value.error is not None
+    assert limited.value.error.code == "rate_limit"
     assert limited.value.headers is not None and limited.value.headers.get("Stripe-Should-Retry") == "true"
     retrying = stripe.StripeClient(sandbox.api_key, base_addresses={"api": sandbox.url}, max_network_retries=2)
     fault(sandbox, mode="fail_next", status=429, count=1, route="POST /v1/payment_intents")
