@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import azure.functions as func
 
-from functions.problems import invalid, json_response, not_found, page_limit, problem, read_json
+from functions.problems import invalid, json_response, not_found, page_limit, problem, read_body
 from shared.adapters.gateway.protocol import CardRejected, GatewayUnavailable
 from shared.adapters.store.timeline import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, Cursor, Order, timeline_page
 from shared.bootstrap import services
@@ -40,7 +40,7 @@ def put_account(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     try:
         account_id = account_id_of(req)
-        body: AccountBody = parse_body(AccountBody, read_json(req))
+        body: AccountBody = parse_body(AccountBody, read_body(req))
     except InvalidRequest as exc:
         return invalid(exc)
     method: PaymentMethod | None = None

@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import azure.functions as func
 
 from functions.problems import SECURITY_HEADERS
-from shared.adapters.gateway.protocol import contract_reason
 from shared.bootstrap import Services, services
+from shared.domain.declines import contract_reason
 from shared.domain.identifiers import is_identifier
 from shared.domain.model import Account, Locale
 from shared.inbound.account_body import TOKEN_PATTERN, InvalidRequest, refuse_card_data

@@ -16,7 +16,7 @@ from shared.bootstrap import services
 from shared.log_context import log_context
 from shared.services.delivery_reports import ReportIgnored, apply_report, read_report
 from shared.services.dispatch import EmailHandoff, MalformedHandoff, read_email_handoff
-from shared.services.email import give_up, send_outbox_email
+from shared.services.email import give_up_email, send_outbox_email
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def email_outbox_poison(msg: func.QueueMessage) -> None:
     if found is None or svc.store.mail_record(handoff.account_id, handoff.key) is not None:
         return
     row, _ = found
-    give_up(svc.lifecycle, row.account_id, row.key, row.payload["kind"], row.payload["recipient"],
+    give_up_email(svc.lifecycle, row.account_id, row.key, row.payload["kind"], row.payload["recipient"],
             "the send kept failing (throttled or unavailable) until the retries ran out")
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from functions.problems import invalid, json_response, not_found, page_limit, problem, read_json
+from functions.problems import invalid, json_response, not_found, page_limit, problem, read_body
 from shared.adapters.store.system import DEADLETTER_PAGE, DEADLETTER_PAGE_MAX, DeadLetterCursor
 from shared.adapters.store.tokens import BadCursor
 from shared.bootstrap import services
@@ -80,7 +80,7 @@ def testing_clock(req: func.HttpRequest) -> func.HttpResponse:
         clock.reset()
     elif req.method == "PUT":
         try:
-            body = read_json(req)
+            body = read_body(req)
             now = _parse_now(body)
         except InvalidRequest as exc:
             return invalid(exc)

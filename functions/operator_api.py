@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.accounts_api import account_id_of
-from functions.problems import invalid, json_response, not_found, read_json
+from functions.problems import invalid, json_response, not_found, read_body
 from shared.bootstrap import services
 from shared.domain.identifiers import is_identifier
 from shared.domain.retention import set_legal_hold
@@ -24,7 +24,7 @@ def put_legal_hold(req: func.HttpRequest) -> func.HttpResponse:
     try:
         account_id = account_id_of(req)
         subscription_id = str(req.route_params.get("subscriptionId", ""))
-        body = read_json(req)
+        body = read_body(req)
         hold = body.get("hold") if isinstance(body, dict) else None
         if not isinstance(hold, bool):
             raise InvalidRequest([FieldProblem("hold", "must be true or false")])

@@ -7,7 +7,7 @@ from typing import Any
 import azure.functions as func
 
 from functions.accounts_api import account_id_of
-from functions.problems import invalid, json_response, not_found, problem, read_json
+from functions.problems import invalid, json_response, not_found, problem, read_body
 from shared.bootstrap import services
 from shared.inbound.account_body import FieldProblem, InvalidRequest, PaymentMethodBody, parse_body
 from shared.services.settle_account import update_card_and_settle
@@ -21,7 +21,7 @@ def put_payment_method(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     try:
         account_id = account_id_of(req)
-        body: PaymentMethodBody = parse_body(PaymentMethodBody, read_json(req))
+        body: PaymentMethodBody = parse_body(PaymentMethodBody, read_body(req))
     except InvalidRequest as exc:
         return invalid(exc)
     if not svc.store.load(account_id).account.registered:

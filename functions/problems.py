@@ -48,7 +48,7 @@ def not_found(detail: str) -> func.HttpResponse:
     return problem(404, "Not found", detail)
 
 
-def read_json(req: func.HttpRequest) -> Any:
+def read_body(req: func.HttpRequest) -> Any:
     """The body as JSON, or `InvalidRequest` naming the body (never a 500 for bad input)."""
     from shared.inbound.account_body import FieldProblem
 

@@ -17,9 +17,9 @@ from shared.services.sweep_work import (
     SweepName,
     SweepPage,
     SweepWork,
+    dead_letter_work,
     expand,
     fan_out,
-    give_up,
     run_work,
 )
 
@@ -62,7 +62,7 @@ def sweep_pages(msg: func.QueueMessage, context: func.Context) -> None:
     try:
         page = SweepPage.from_message(body.decode("utf-8", "replace"))
     except MalformedWork as exc:
-        give_up(svc, None, body, str(exc), msg.id, source="sweep-pages")
+        dead_letter_work(svc, None, body, str(exc), msg.id, source="sweep-pages")
         log.warning("dead-lettered sweep-pages message %s: %s", msg.id, exc)
         return
     attempt = msg.dequeue_count or 1
@@ -75,7 +75,7 @@ def sweep_pages(msg: func.QueueMessage, context: func.Context) -> None:
                         extra={"counter": "sweep_page_failed", "sweep": page.sweep})
             if attempt < MAX_ATTEMPTS:
                 raise
-            give_up(svc, None, body, f"{reason} (after {attempt} attempts)", msg.id, source="sweep-pages")
+            dead_letter_work(svc, None, body, f"{reason} (after {attempt} attempts)", msg.id, source="sweep-pages")
             return
         log.info("%s sweep: queued %d of %d accounts from a page", page.sweep, queued, len(page.entries))
 
@@ -84,8 +84,9 @@ def sweep_pages(msg: func.QueueMessage, context: func.Context) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name="sweep-pages-poison", connection="AzureWebJobsStorage")
 def sweep_pages_poison(msg: func.QueueMessage) -> None:
     """A page whose process died on every attempt: listed, its accounts left to a later sweep."""
-    give_up(services(), None, msg.get_body(), "processing failed repeatedly (moved to sweep-pages-poison after "
-            "maxDequeueCount attempts)", msg.id, source="sweep-pages-poison")
+    dead_letter_work(services(), None, msg.get_body(),
+                     "processing failed repeatedly (moved to sweep-pages-poison after maxDequeueCount attempts)",
+                     msg.id, source="sweep-pages-poison")
 
 
 @bp.function_name("sweep_work")
@@ -98,7 +99,7 @@ def sweep_work(msg: func.QueueMessage, context: func.Context) -> None:
     try:
         work = SweepWork.from_message(body.decode("utf-8", "replace"))
     except MalformedWork as exc:
-        give_up(svc, None, body, str(exc), msg.id)
+        dead_letter_work(svc, None, body, str(exc), msg.id)
         log.warning("dead-lettered sweep-work message %s: %s", msg.id, exc)
         return
     attempt = msg.dequeue_count or 1
@@ -111,7 +112,7 @@ def sweep_work(msg: func.QueueMessage, context: func.Context) -> None:
                         extra={"counter": "sweep_work_failed", "sweep": work.sweep})
             if attempt < MAX_ATTEMPTS:
                 raise
-            give_up(svc, work, body, f"{reason} (after {attempt} attempts)", msg.id)
+            dead_letter_work(svc, work, body, f"{reason} (after {attempt} attempts)", msg.id)
             return
         log.info("%s sweep: account %s %s", work.sweep, work.entry.account_id, done.outcome)
 
@@ -126,5 +127,5 @@ def sweep_work_poison(msg: func.QueueMessage) -> None:
         work: SweepWork | None = SweepWork.from_message(body.decode("utf-8", "replace"))
     except MalformedWork:
         work = None
-    give_up(svc, work, body, "processing failed repeatedly (moved to sweep-work-poison after maxDequeueCount "
+    dead_letter_work(svc, work, body, "processing failed repeatedly (moved to sweep-work-poison after maxDequeueCount "
             "attempts)", msg.id)

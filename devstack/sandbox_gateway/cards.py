@@ -17,16 +17,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Literal
 
-from shared.adapters.gateway.protocol import (
-    CardDetails,
-    CardRejected,
-    ChargeAnswer,
-    ChargeResult,
-    GatewayUnavailable,
-    Refused,
-    Unanswered,
-    answer_of,
-)
+from shared.adapters.gateway.protocol import CardDetails, CardRejected, ChargeResult, GatewayUnavailable, answer_of
+from shared.domain.charge_answers import ChargeAnswer, Refused, Unanswered
 from shared.domain.money import Money
 
 

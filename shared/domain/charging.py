@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import datetime
 
-from shared.adapters.gateway.protocol import Charged, Declined, Refused
+from shared.domain.charge_answers import Charged, Declined, Refused
 from shared.domain.decision import Decision, Work, apply_money, oldest_first, to_credit
 from shared.domain.effects import short_hash
 from shared.domain.model import Account, Charge, PaymentMethod, PendingCharge

@@ -9,6 +9,7 @@ lifecycle event per transition.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,9 @@ EmailKind = Literal[
 
 
 _MAIL_NAMESPACE = uuid.UUID("6f1c2a52-8d1e-4c55-9a57-3f0c0b7e9a41")
+EMAIL_KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""An email's key as `SendEmail.key` writes it, which is also its ACS operation id: a UUID (uuid5 of
+its kind, occasion and recipient) in lower-case ASCII hex."""
 
 
 def short_hash(text: str) -> str:

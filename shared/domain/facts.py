@@ -10,26 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from shared.domain.declines import DeclineReason
 from shared.domain.money import Money
-
-DeclineReason = Literal[
-    "card_declined", "insufficient_funds", "processing_error", "authentication_required",
-    "card_expired", "lost_or_stolen", "other",
-]
-SOFT_DECLINES: frozenset[str] = frozenset(
-    {"card_declined", "insufficient_funds", "processing_error", "authentication_required", "other"}
-)
-# Most telling first. When one charge fails more than once, its reason is the most telling one
-# seen, so a hard decline is never forgotten and arrival order does not matter.
-_SEVERITY: tuple[str, ...] = (
-    "lost_or_stolen", "card_expired", "authentication_required", "insufficient_funds",
-    "card_declined", "processing_error", "other",
-)
-
-
-def most_telling(a: str, b: str) -> str:
-    return min(a, b, key=lambda r: _SEVERITY.index(r) if r in _SEVERITY else len(_SEVERITY))
-
 
 PaymentMethodKind = Literal["wire", "check", "card", "other"]
 

@@ -16,16 +16,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from shared.domain.decision import Decision, Work, apply_money, oldest_first, to_credit
+from shared.domain.declines import SOFT_REASONS, most_telling
 from shared.domain.effects import SendEmail
-from shared.domain.facts import (
-    SOFT_DECLINES,
-    ChargeFailed,
-    ChargeSucceeded,
-    ChargeVoided,
-    PaymentEvent,
-    PaymentReceived,
-    most_telling,
-)
+from shared.domain.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
 from shared.domain.limits import refusal
 from shared.domain.model import Account, Charge, ChargeNote, ChargeStatus, Profile
 from shared.domain.money import Money
@@ -73,7 +66,7 @@ def _charge_failed(work: Work, event: ChargeFailed) -> None:
         return
     charge = Charge(event.charge_id, event.subscription_id, event.amount, ChargeStatus.OUTSTANDING,
                     event.reason, outstanding_since=work.now)
-    if event.reason not in SOFT_DECLINES:
+    if event.reason not in SOFT_REASONS:
         work.account = replace(work.account, retry_blocked=True)
     work.open[event.charge_id] = charge
     work.new_failures.append(event.charge_id)

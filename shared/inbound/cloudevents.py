@@ -11,11 +11,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
+from shared.domain.declines import DeclineReason
 from shared.domain.facts import (
     ChargeFailed,
     ChargeSucceeded,
     ChargeVoided,
-    DeclineReason,
     PaymentEvent,
     PaymentMethodKind,
     PaymentReceived,

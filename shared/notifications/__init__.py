@@ -5,11 +5,10 @@ sentence a translator touches in `locales/<locale>.toml`, money and dates throug
 """
 
 from shared.notifications.alerts import ALERT_CODES, AlertCode, AlertParams, alert_message
-from shared.notifications.formatting import LOCALES, Locale, format_date, format_money
+from shared.notifications.formatting import LOCALES, format_date, format_money
 from shared.notifications.render import (
     EMAIL_KINDS,
     EmailContext,
-    EmailKind,
     PaidLine,
     RenderedEmail,
     SubscriptionLine,
@@ -24,8 +23,6 @@ __all__ = [
     "AlertCode",
     "AlertParams",
     "EmailContext",
-    "EmailKind",
-    "Locale",
     "PaidLine",
     "RenderedEmail",
     "SubscriptionLine",

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
 
+from shared.domain.model import Locale
 from shared.domain.money import Money
 from shared.notifications.catalog import catalog
-from shared.notifications.formatting import Locale, format_date, format_money_list, format_names, single_line
+from shared.notifications.formatting import format_date, format_money_list, format_names, single_line
 
 AlertCode = Literal[
     "payment_failed",

@@ -17,7 +17,8 @@ from string import Formatter
 
 from babel import Locale as CldrLocale
 
-from shared.notifications.formatting import LOCALES, Locale, cldr_locale
+from shared.domain.model import Locale
+from shared.notifications.formatting import LOCALES, cldr_locale
 
 _LOCALES_DIR = Path(__file__).with_name("locales")
 

@@ -6,15 +6,14 @@ import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import localcontext
-from typing import Literal, get_args
+from typing import get_args
 
 from babel.dates import format_date as babel_format_date
 from babel.lists import format_list
 from babel.numbers import format_currency
 
+from shared.domain.model import Locale
 from shared.domain.money import Money
-
-Locale = Literal["en", "zh-CN"]
 
 LOCALES: tuple[Locale, ...] = get_args(Locale)
 

@@ -17,28 +17,12 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from shared.domain.effects import EmailKind
+from shared.domain.model import Locale
 from shared.domain.money import Money
 from shared.notifications.catalog import catalog, catalogs
-from shared.notifications.formatting import (
-    Locale,
-    cldr_locale,
-    format_date,
-    format_money,
-    format_money_list,
-    single_line,
-)
+from shared.notifications.formatting import cldr_locale, format_date, format_money, format_money_list, single_line
 
-EmailKind = Literal[
-    "payment_failed",
-    "payment_reminder",
-    "disable_warning",
-    "service_disabled",
-    "payment_settled",
-    "service_canceled",
-    "deletion_warning",
-    "data_deleted",
-    "contact_changed",
-]
 EMAIL_KINDS: tuple[EmailKind, ...] = get_args(EmailKind)
 
 DateField = Literal["disable_at", "cancel_at", "delete_at"]

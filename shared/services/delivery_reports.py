@@ -12,7 +12,6 @@ Event Grid retries.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from typing import Any
 
 from shared.adapters.store.contact_index import ContactIndex
 from shared.adapters.store.system import MailIndex
+from shared.domain.effects import EMAIL_KEY
 from shared.domain.mail import delivery_reported
 from shared.domain.mailbox import mailbox
 from shared.inbound.card_data import mask_card_numbers
@@ -27,7 +27,6 @@ from shared.inbound.rfc3339 import parse_rfc3339
 from shared.services.unit_of_work import Lifecycle, commit_decision
 
 log = logging.getLogger(__name__)
-_OPERATION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # ours are UUIDs
 _ADDRESS_MAX = 254  # the longest billing contact the product accepts; a longer one is no contact of ours
 
 
@@ -78,7 +77,7 @@ def read_report(data: Any, event_time: datetime | None) -> DeliveryReport:
 def apply_report(lc: Lifecycle, contacts: ContactIndex, mail_index: MailIndex, report: DeliveryReport) -> list[str]:
     """Apply the report to every account listing its address; return their ids (empty: none of ours)."""
     accounts = contacts.accounts(mailbox(report.recipient))
-    if not accounts and _OPERATION_ID.fullmatch(report.message_id.lower()):
+    if not accounts and EMAIL_KEY.fullmatch(report.message_id.lower()):
         found = mail_index.find(report.message_id.lower())
         accounts = [found[0]] if found else []
     for account_id in accounts:

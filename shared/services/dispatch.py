@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from azure.storage.queue import QueueClient
 from shared.adapters.store.account_store import AccountRepository, OutboxRow
 from shared.adapters.store.contact_index import ContactIndex
 from shared.adapters.store.indexes import Indexes
+from shared.domain.effects import EMAIL_KEY
 from shared.domain.identifiers import is_identifier
 from shared.inbound.json_reader import JsonRefused, read_json
 
@@ -48,8 +48,6 @@ def lifecycle_cloudevent(payload: dict[str, Any]) -> str:
     }, separators=(",", ":"))
 
 
-EMAIL_KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-"""An email row's key as `SendEmail.key` writes it: a UUID in lower-case ASCII hex."""
 
 
 class MalformedHandoff(ValueError):

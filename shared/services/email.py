@@ -21,12 +21,12 @@ from shared.services.unit_of_work import Lifecycle, commit_decision
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-CLAIM = timedelta(minutes=2)
-Outcome = Literal["sent", "already_sent", "gone", "claimed_by_twin", "failed", "skipped"]
+EMAIL_CLAIM = timedelta(minutes=2)
+EmailOutcome = Literal["sent", "already_sent", "gone", "claimed_by_twin", "failed", "skipped"]
 
 
 def send_outbox_email(lc: Lifecycle, store: AccountStore, mailer: Mailer, index: MailIndex, settings: Settings,
-                      account_id: str, key: str, holder: str) -> Outcome:
+                      account_id: str, key: str, holder: str) -> EmailOutcome:
     found = store.outbox_row(account_id, key)
     if found is None:
         return "gone"
@@ -34,7 +34,7 @@ def send_outbox_email(lc: Lifecycle, store: AccountStore, mailer: Mailer, index:
     if store.mail_record(account_id, key) is not None:
         store.delete_outbox([row])
         return "already_sent"
-    if not store.claim_outbox(entity, holder, datetime.now(UTC) + CLAIM):
+    if not store.claim_outbox(entity, holder, datetime.now(UTC) + EMAIL_CLAIM):
         return "claimed_by_twin"
     recipient, kind = row.payload["recipient"], row.payload["kind"]
     index.remember(key, account_id, recipient)
@@ -48,12 +48,12 @@ def send_outbox_email(lc: Lifecycle, store: AccountStore, mailer: Mailer, index:
     try:
         email = compose(account, row.payload, settings, lc.policy, now)
     except ValueError as exc:  # ours to fix (data gone, a date missing): never the customer's address
-        give_up(lc, account_id, key, kind, recipient, f"the email could not be written: {exc}")
+        give_up_email(lc, account_id, key, kind, recipient, f"the email could not be written: {exc}")
         return "failed"
     try:
         operation = mailer.send(email, operation_id=key)
     except MailRejected as exc:
-        give_up(lc, account_id, key, kind, recipient, str(exc), bad_address=exc.bad_address)
+        give_up_email(lc, account_id, key, kind, recipient, str(exc), bad_address=exc.bad_address)
         return "failed"
     commit_decision(lc, account_id, lambda snap: email_sent(snap.account, key, kind, recipient, operation, now,
                                                             lc.policy), first=snapshot)
@@ -61,7 +61,7 @@ def send_outbox_email(lc: Lifecycle, store: AccountStore, mailer: Mailer, index:
     return "sent"
 
 
-def give_up(lc: Lifecycle, account_id: str, key: str, kind: str, recipient: str, reason: str, *,
+def give_up_email(lc: Lifecycle, account_id: str, key: str, kind: str, recipient: str, reason: str, *,
             bad_address: bool = False) -> None:
     """Close an email that will never go out; `bad_address` only when the refusal was about the address."""
     now = lc.clock.now()

@@ -16,17 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from shared.adapters.gateway.protocol import (
-    CardRejected,
-    Charged,
-    Declined,
-    GatewayUnavailable,
-    PaymentGateway,
-    Refused,
-    Unanswered,
-    answer_of,
-)
+from shared.adapters.gateway.protocol import CardRejected, GatewayUnavailable, PaymentGateway, answer_of
 from shared.adapters.store.leases import LeaseBusy, Leases
+from shared.domain.charge_answers import Charged, Declined, Refused, Unanswered
 from shared.domain.charging import (
     ChargeOutcome,
     drop_pending,

@@ -8,7 +8,7 @@ worker expands each page into one `SweepWork` message per account on `sweep-work
 the queue side (`run_work`) does one account's step; the Functions scale controller spreads both
 queues' messages over every instance. Each account's work succeeds, fails and is retried on its own: a
 failure is logged with the account id and raised, so the host retries the message; the last
-attempt records a dead letter with the reason (`give_up`) instead, listed by
+attempt records a dead letter with the reason (`dead_letter_work`) instead, listed by
 `GET /api/deadletters` like a payment event.
 
 The index is a hint: the worker re-reads the account and acts on what its state says. Every step
@@ -55,7 +55,7 @@ INDEX_OF: dict[SweepName, Ladder | Literal["disabled"]] = {
 
 MAX_ATTEMPTS = 5
 """host.json `extensions.queues.maxDequeueCount`: the attempt that records the dead letter."""
-CLAIM = timedelta(minutes=10)
+SWEEP_CLAIM = timedelta(minutes=10)
 """How long a queued entry is left to its message before a later sweep queues it again."""
 QUARANTINE = timedelta(days=1)
 """How long an account whose work was dead-lettered waits before a sweep tries it again."""
@@ -165,13 +165,13 @@ class FanOut:
 def fan_out(svc: Services, sweep: SweepName, budget: timedelta = timedelta(minutes=2)) -> FanOut:
     """Queue one `SweepPage` per page of due, unclaimed index entries (one shard, at most 100
     entries), taking the shards in turn. Each page is claimed (one `$batch`) before its message
-    goes, so a crash in between only delays those accounts by `CLAIM`. Storage requests: one read,
+    goes, so a crash in between only delays those accounts by `SWEEP_CLAIM`. Storage requests: one read,
     one `$batch` and one send per page."""
     started = time.monotonic()
     report = FanOut(sweep)
     now = svc.lifecycle.clock.now()
     for page in svc.indexes.unclaimed(now, INDEX_OF[sweep]):
-        svc.indexes.claim(page, now + CLAIM)
+        svc.indexes.claim(page, now + SWEEP_CLAIM)
         svc.sweep_page_queue.send_message(SweepPage(sweep, tuple(page)).to_message())
         report.queued += len(page)
         if time.monotonic() - started > budget.total_seconds():
@@ -199,12 +199,12 @@ def expand(svc: Services, page: SweepPage) -> int:
 # -- the queue side ---------------------------------------------------------------------------------
 
 
-Outcome = Literal["stale", "stepped", "retried", "reconciled", "erased", "erasure_waits"]
+StepOutcome = Literal["stale", "stepped", "retried", "reconciled", "erased", "erasure_waits"]
 
 
 @dataclass(frozen=True)
 class WorkDone:
-    outcome: Outcome
+    outcome: StepOutcome
     paid: int = 0
     reconciled: list[str] = field(default_factory=list)
 
@@ -230,11 +230,11 @@ def run_work(svc: Services, work: SweepWork, *, retried: bool = False) -> WorkDo
 SweepSource = Literal["sweep-work", "sweep-work-poison", "sweep-pages", "sweep-pages-poison"]
 
 
-def give_up(svc: Services, work: SweepWork | None, body: bytes, reason: str, message_id: str | None,
+def dead_letter_work(svc: Services, work: SweepWork | None, body: bytes, reason: str, message_id: str | None,
             source: SweepSource = "sweep-work") -> None:
     """The last attempt failed, or the message is malformed: list it with the reason (the rest of
     the sweep goes on regardless). An account's `work` also leaves its index entry alone for
-    `QUARANTINE`; a page's entries (no `work`) keep the timer's claim, so a sweep after `CLAIM`
+    `QUARANTINE`; a page's entries (no `work`) keep the timer's claim, so a sweep after `SWEEP_CLAIM`
     queues them again."""
     svc.deadletters.add(source=source, reason=reason, body=body, received_at=svc.lifecycle.clock.now(),
                         message_id=message_id)

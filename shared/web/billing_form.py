@@ -12,10 +12,10 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from shared.domain.model import Account
+from shared.domain.model import Account, Locale
 from shared.domain.money import Money
 from shared.notifications.catalog import catalog
-from shared.notifications.formatting import Locale, format_money
+from shared.notifications.formatting import format_money
 
 _TEMPLATES = Path(__file__).with_name("templates")
 

@@ -17,7 +17,7 @@ from shared.domain.payments import Registration
 from shared.faults import CrashInjected, Faults
 from shared.services.data_erasure import erase_customer_data
 from shared.services.delivery_reports import DeliveryReport, apply_report
-from shared.services.email import give_up
+from shared.services.email import give_up_email
 from shared.services.settle_account import save_card
 from shared.services.unit_of_work import apply_event, register_account
 from tests.fakes.mailer import FakeMailer
@@ -55,7 +55,7 @@ def with_a_past(s: Services, account_id: str) -> None:
             OLD.replace("Contoso", "CONTOSO"), status, at, "", f"550 5.1.1 <{OLD.upper()}>: mailbox unavailable"))
     register_account(s.lifecycle, account_id, Registration(Profile("Contoso", "en", (NEW,)), (("s1", "Web shop"),)))
     rows = [r for r in s.store.pending_outbox(account_id) if r.kind == "email"]
-    give_up(s.lifecycle, account_id, rows[0].key, rows[0].payload["kind"], rows[0].payload["recipient"],
+    give_up_email(s.lifecycle, account_id, rows[0].key, rows[0].payload["kind"], rows[0].payload["recipient"],
             f"550 mailbox {str(rows[0].payload['recipient']).upper()} unknown", bad_address=True)
     send_pending_mail(s, account_id)
     save_card(s.lifecycle, account_id, PaymentMethod("card", "tok_visa", "visa", "0069", 12, 2030))

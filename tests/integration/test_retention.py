@@ -11,7 +11,7 @@ from shared.domain.facts import ChargeFailed
 from shared.domain.model import PaymentMethod, Profile, SubscriptionState
 from shared.domain.money import Money
 from shared.domain.payments import Registration
-from shared.services.email import give_up, send_outbox_email
+from shared.services.email import give_up_email, send_outbox_email
 from shared.services.unit_of_work import apply_event, register_account
 from tests.fakes.mailer import FakeMailer
 from tests.integration.sweeping import sweep
@@ -116,7 +116,8 @@ def test_erasure_follows_a_confirmation_that_could_not_be_sent(make_services: Ca
     s = make_services(mailer=FakeMailer())
     now = waiting_for_its_confirmation(s, "acc-unsent")
     [row] = [r for r in s.store.pending_outbox("acc-unsent") if r.kind == "email"]
-    give_up(s.lifecycle, "acc-unsent", row.key, row.payload["kind"], row.payload["recipient"], "the retries ran out")
+    give_up_email(s.lifecycle, "acc-unsent", row.key, row.payload["kind"], row.payload["recipient"],
+                  "the retries ran out")
     assert s.store.load("acc-unsent").account.profile is not None and s.lifecycle.clock.now() == now
     assert sweep(s, "retention").outcomes["erased"] == 1
     assert s.store.load("acc-unsent").account.profile is None

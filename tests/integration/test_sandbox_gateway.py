@@ -18,22 +18,17 @@ import requests
 
 from devstack import azurite
 from devstack.sandbox_gateway import RunningSandbox, redact, start_in_thread
-from shared.adapters.gateway import (
-    HARD_DECLINE_CODES,
-    SOFT_DECLINE_CODES,
+from shared.adapters.gateway.http import HttpPaymentGateway
+from shared.adapters.gateway.protocol import (
     CardDetails,
     CardRejected,
-    ChargeAnswer,
-    Charged,
     ChargeResult,
-    Declined,
     GatewayUnavailable,
     PaymentGateway,
-    Refused,
-    Unanswered,
     answer_of,
 )
-from shared.adapters.gateway.http import HttpPaymentGateway
+from shared.domain.charge_answers import ChargeAnswer, Charged, Declined, Refused, Unanswered
+from shared.domain.declines import HARD_DECLINE_CODES, SOFT_DECLINE_CODES
 from shared.domain.money import Money
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from shared.domain.model import PaymentMethod, Profile, SubscriptionState
 from shared.domain.money import Money
 from shared.domain.payments import Registration
 from shared.faults import CrashInjected, Faults
-from shared.services.sweep_work import CLAIM, SweepPage, SweepWork, fan_out, run_work
+from shared.services.sweep_work import SWEEP_CLAIM, SweepPage, SweepWork, fan_out, run_work
 from shared.services.unit_of_work import apply_event, commit_decision, register_account
 from tests.integration.sweeping import drain, expand_pages, sweep
 
@@ -127,7 +127,7 @@ def test_the_timer_queues_each_due_account_once_a_page_at_a_time_and_never_twice
     # The timer's run changed no account: the work is the queue's.
     assert svc.store.load("acc-q0").account.subscriptions["s1"].state is SubscriptionState.PAST_DUE
     assert fan_out(svc, "dunning").queued == 0  # claimed while their messages wait
-    svc.test_clock.set(T0 + timedelta(days=31) + CLAIM + timedelta(seconds=1))  # type: ignore[union-attr]
+    svc.test_clock.set(T0 + timedelta(days=31) + SWEEP_CLAIM + timedelta(seconds=1))  # type: ignore[union-attr]
     assert fan_out(svc, "dunning").queued == 3  # a lost message's account comes back after its claim
     done = drain(svc)
     assert sorted(d.outcome for d in done) == ["stale"] * 3 + ["stepped"] * 3  # the repeat finds nothing to do

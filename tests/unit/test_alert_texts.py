@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared.domain.model import Locale
 from shared.domain.money import Money
-from shared.notifications import ALERT_CODES, LOCALES, AlertCode, AlertParams, Locale, alert_message
+from shared.notifications import ALERT_CODES, LOCALES, AlertCode, AlertParams, alert_message
 
 USD = Money.parse("42.00", "USD")
 JPY = Money.parse("1000", "JPY")

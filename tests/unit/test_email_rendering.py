@@ -13,13 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
+from shared.domain.effects import EmailKind
+from shared.domain.model import Locale
 from shared.domain.money import Money
 from shared.notifications import (
     EMAIL_KINDS,
     LOCALES,
     EmailContext,
-    EmailKind,
-    Locale,
     PaidLine,
     SubscriptionLine,
     format_date,

@@ -10,7 +10,7 @@ import pytest
 
 from devstack.sandbox_gateway.cards import FakeGateway
 from shared.adapters.gateway.capped import CappedGateway
-from shared.adapters.gateway.protocol import ChargeAnswer, Charged
+from shared.domain.charge_answers import ChargeAnswer, Charged
 from shared.domain.money import Money
 from shared.settings import Settings, SettingsError
 

@@ -8,21 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from devstack.sandbox_gateway.cards import SANDBOX_CARDS, FakeGateway, GatewayFault
-from shared.adapters.gateway import (
-    HARD_DECLINE_CODES,
-    SOFT_DECLINE_CODES,
-    CardDetails,
-    CardRejected,
-    ChargeAnswer,
-    Charged,
-    ChargeResult,
-    Declined,
-    GatewayUnavailable,
-    PaymentGateway,
-    Refused,
-    Unanswered,
-    decline_kind,
-)
+from shared.adapters.gateway.protocol import CardDetails, CardRejected, ChargeResult, GatewayUnavailable, PaymentGateway
+from shared.domain.charge_answers import ChargeAnswer, Charged, Declined, Refused, Unanswered
+from shared.domain.declines import HARD_DECLINE_CODES, SOFT_DECLINE_CODES, decline_kind
 from shared.domain.money import MAX_MINOR, Money
 
 USD_10 = Money.parse("10.00", "USD")

@@ -9,14 +9,14 @@ import json
 import azure.functions as func
 import pytest
 
-from functions.problems import invalid, not_found, read_json
+from functions.problems import invalid, not_found, read_body
 from shared.inbound.account_body import FieldProblem, InvalidRequest
 
 
 def _refused(body: bytes) -> InvalidRequest:
     req = func.HttpRequest("PUT", "http://localhost/api/accounts/a", body=body)
     with pytest.raises(InvalidRequest) as caught:
-        read_json(req)
+        read_body(req)
     return caught.value
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from shared.adapters.gateway.protocol import Charged, Declined, Refused
+from shared.domain.charge_answers import Charged, Declined, Refused
 from shared.domain.charging import drop_pending, plan_settlement, record_outcome
 from shared.domain.effects import EmitLifecycleEvent, SendEmail
 from shared.domain.facts import ChargeFailed, PaymentEvent, PaymentReceived

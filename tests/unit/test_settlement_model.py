@@ -37,17 +37,12 @@ from hypothesis.stateful import (
 )
 
 from devstack.sandbox_gateway.cards import FakeGateway, GatewayFault
-from shared.adapters.gateway.protocol import (
-    HARD_DECLINE_CODES,
-    SOFT_DECLINE_CODES,
-    CardDetails,
-    ChargeAnswer,
-    Charged,
-    ChargeResult,
-)
+from shared.adapters.gateway.protocol import CardDetails, ChargeResult
 from shared.adapters.store.leases import InMemoryLeases, LeaseBusy
 from shared.clock import FixedClock
+from shared.domain.charge_answers import ChargeAnswer, Charged
 from shared.domain.charging import record_outcome
+from shared.domain.declines import HARD_DECLINE_CODES, SOFT_DECLINE_CODES
 from shared.domain.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
 from shared.domain.model import ChargeStatus, PaymentMethod, Profile, SubscriptionState
 from shared.domain.money import Money

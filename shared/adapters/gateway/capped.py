@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 
-from shared.adapters.gateway.protocol import CardDetails, ChargeAnswer, ChargeResult, PaymentGateway
+from shared.adapters.gateway.protocol import CardDetails, ChargeResult, PaymentGateway
+from shared.domain.charge_answers import ChargeAnswer
 from shared.domain.money import Money
 
 

@@ -21,14 +21,12 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from shared.adapters.gateway.protocol import (
     CardDetails,
     CardRejected,
-    ChargeAnswer,
     ChargeResult,
     GatewayError,
     GatewayUnavailable,
-    Refused,
-    Unanswered,
     answer_of,
 )
+from shared.domain.charge_answers import ChargeAnswer, Refused, Unanswered
 from shared.domain.money import Money, MoneyError
 from shared.inbound.json_reader import JsonRefused, read_json
 from shared.inbound.numerals import parse_whole

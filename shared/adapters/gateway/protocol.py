@@ -20,78 +20,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, TypeAlias, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
+from shared.domain.charge_answers import ChargeAnswer, Charged, Declined
+from shared.domain.declines import decline_kind
 from shared.domain.money import Money
 from shared.inbound.card_data import mask_card_numbers
 
-ChargeStatus = Literal["succeeded", "declined"]
-DeclineKind = Literal["soft", "hard"]
-
-# The one place that says which decline codes are worth retrying later (soft) and which need the
-# customer to act, for example by updating their card (hard). Codes are Stripe's.
-SOFT_DECLINE_CODES: frozenset[str] = frozenset(
-    {
-        "generic_decline",
-        "card_declined",
-        "do_not_honor",
-        "insufficient_funds",
-        "processing_error",
-        "authentication_required",
-        "try_again_later",
-        "issuer_not_available",
-        "reenter_transaction",
-        "approve_with_id",
-        "card_velocity_exceeded",
-        "withdrawal_count_limit_exceeded",
-    }
-)
-HARD_DECLINE_CODES: frozenset[str] = frozenset(
-    {
-        "expired_card",
-        "lost_card",
-        "stolen_card",
-        "pickup_card",
-        "incorrect_number",
-        "invalid_number",
-        "incorrect_cvc",
-        "invalid_cvc",
-        "invalid_expiry_month",
-        "invalid_expiry_year",
-        "restricted_card",
-        "fraudulent",
-        "security_violation",
-        "card_not_supported",
-        "currency_not_supported",
-        "invalid_account",
-        "new_account_information_available",
-        "revocation_of_authorization",
-        "revocation_of_all_authorizations",
-        "stop_payment_order",
-        "transaction_not_allowed",
-        "do_not_try_again",
-        "merchant_blacklist",
-    }
-)
-
-
-# Gateway decline codes in the contract's words (`reason` of `billing.charge.failed`).
-_CONTRACT_REASONS: dict[str, str] = {
-    "insufficient_funds": "insufficient_funds", "card_declined": "card_declined", "generic_decline": "card_declined",
-    "do_not_honor": "card_declined", "processing_error": "processing_error", "expired_card": "card_expired",
-    "lost_card": "lost_or_stolen", "stolen_card": "lost_or_stolen",
-    "authentication_required": "authentication_required",
-}
-
-
-def contract_reason(decline_code: str | None) -> str:
-    return _CONTRACT_REASONS.get(decline_code or "", "other")
-
-
-def decline_kind(decline_code: str | None) -> DeclineKind:
-    """Soft or hard. A code we do not know is hard: blind retries of a refused card cost fees and
-    can get a merchant flagged by the card networks, so an unknown refusal asks the customer."""
-    return "soft" if decline_code in SOFT_DECLINE_CODES else "hard"
+ChargeResultStatus = Literal["succeeded", "declined"]
 
 
 @dataclass(frozen=True)
@@ -110,7 +46,7 @@ class ChargeResult:
 
     idempotency_key: str
     gateway_charge_id: str | None
-    status: ChargeStatus
+    status: ChargeResultStatus
     amount: Money
     decline_code: str | None
     created_at: datetime
@@ -123,67 +59,6 @@ class ChargeResult:
     def soft_decline(self) -> bool:
         """True for a decline worth retrying later; False for a success or a hard decline."""
         return self.status == "declined" and decline_kind(self.decline_code) == "soft"
-
-
-@dataclass(frozen=True)
-class Charged:
-    """The card was charged. `amount` is what the gateway says it took, which is what we record."""
-
-    amount: Money
-    gateway_charge_id: str | None
-
-
-@dataclass(frozen=True)
-class Declined:
-    """The card was declined (HTTP 402): nothing charged. `decline_code` is the processor's."""
-
-    decline_code: str | None
-    gateway_charge_id: str | None = None
-
-    def __post_init__(self) -> None:
-        _mask_fields(self, "decline_code")
-
-    @property
-    def kind(self) -> DeclineKind:
-        return decline_kind(self.decline_code)
-
-
-@dataclass(frozen=True)
-class Refused:
-    """The gateway refused the request itself (bad amount, unknown token, bad credentials): it
-    charged nothing and kept nothing under the key. `code` is its machine code, `status` the HTTP
-    status."""
-
-    code: str
-    message: str
-    status: int
-
-    def __post_init__(self) -> None:
-        _mask_fields(self, "code", "message")
-
-
-@dataclass(frozen=True)
-class Unanswered:
-    """No usable answer: the charge may or may not have been made. Only reading it back by its
-    idempotency key (`find_charge`) tells; never charge again under a new key before that."""
-
-    reason: str
-    code: str = "gateway_unavailable"
-
-    def __post_init__(self) -> None:
-        _mask_fields(self, "reason", "code")
-
-
-ChargeAnswer: TypeAlias = Charged | Declined | Refused | Unanswered
-
-
-def _mask_fields(answer: object, *names: str) -> None:
-    """A gateway's text is free text from outside, kept on the timeline and in logs: any card
-    number it quotes is masked where it enters the product, whichever adapter read it."""
-    for name in names:
-        value = getattr(answer, name)
-        if isinstance(value, str):
-            object.__setattr__(answer, name, mask_card_numbers(value))
 
 
 def answer_of(result: ChargeResult) -> Charged | Declined:

@@ -203,7 +203,7 @@ def _pending_of(d: Mapping[str, Any]) -> PendingCharge:
                          cast(datetime, parse_dt(d["startedAt"])))
 
 
-def note_entity(n: ChargeNote) -> dict[str, Any]:
+def note_properties(n: ChargeNote) -> dict[str, Any]:
     return {
         "status": str(n.status), "subscriptionId": n.subscription_id,
         "amountMinor": n.amount.minor if n.amount else None,

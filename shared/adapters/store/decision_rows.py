@@ -221,7 +221,7 @@ def outbox_entity(row: OutboxRow) -> Entity:
 
 
 def note_entity(pk: str, n: ChargeNote) -> Entity:
-    body = codec.typed({k: v for k, v in codec.note_entity(n).items() if v is not None})
+    body = codec.typed({k: v for k, v in codec.note_properties(n).items() if v is not None})
     return {"PartitionKey": pk, "RowKey": f"charge|{n.charge_id}", **body}
 
 
