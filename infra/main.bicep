@@ -80,6 +80,30 @@ param linkSigningKey string
 @description('Payment gateway API key; stored in Key Vault. Empty: the secret is not touched.')
 param paymentGatewayApiKey string = ''
 
+@description('Payment provider adapter (PAYMENT_GATEWAY): `http` (the product\'s own gateway protocol at paymentGatewayUrl) or `stripe`.')
+@allowed([
+  'http'
+  'stripe'
+])
+param paymentGateway string = 'http'
+
+@secure()
+@description('Stripe secret API key (STRIPE_API_KEY); stored in Key Vault. Empty: the secret is not touched.')
+param stripeApiKey string = ''
+
+@secure()
+@description('Stripe webhook signing secret (STRIPE_WEBHOOK_SECRET); stored in Key Vault. Empty: the secret is not touched.')
+param stripeWebhookSecret string = ''
+
+@description('Emails per minute the ACS resource allows (EMAIL_QUOTA_PER_MINUTE); empty: no pacing.')
+param emailQuotaPerMinute string = ''
+
+@description('Emails per hour the ACS resource allows (EMAIL_QUOTA_PER_HOUR); empty: no pacing.')
+param emailQuotaPerHour string = ''
+
+@description('Address that receives the alerts; empty: no action group (alerts still show in Azure Monitor > Alerts).')
+param alertEmail string = ''
+
 @description('Create the Event Grid subscription that delivers ACS email delivery reports to the function email_delivery_reports. Event Grid rejects it until the code is deployed, so it is off for the first `azd up`.')
 param emailEventsSubscriptionEnabled bool = false
 
@@ -140,6 +164,8 @@ module keyVault 'app/keyvault.bicep' = {
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
     linkSigningKey: linkSigningKey
     gatewayApiKey: paymentGatewayApiKey
+    stripeApiKey: stripeApiKey
+    stripeWebhookSecret: stripeWebhookSecret
   }
 }
 
@@ -183,7 +209,7 @@ module api 'app/api.bicep' = {
     storageAccountName: storage.outputs.name
     storageBlobEndpoint: storage.outputs.blobEndpoint
     deploymentContainerName: storage.outputs.deploymentContainerName
-    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     zoneRedundant: zoneRedundant
@@ -194,12 +220,29 @@ module api 'app/api.bicep' = {
     paymentGatewayUrl: paymentGatewayUrl
     linkSigningKeySecretUri: keyVault.outputs.linkSigningKeySecretUri
     gatewayApiKeySecretUri: keyVault.outputs.gatewayApiKeySecretUri
+    paymentGateway: paymentGateway
+    stripeApiKeySecretUri: keyVault.outputs.stripeApiKeySecretUri
+    stripeWebhookSecretUri: keyVault.outputs.stripeWebhookSecretUri
+    emailQuotaPerMinute: emailQuotaPerMinute
+    emailQuotaPerHour: emailQuotaPerHour
   }
   // The identity must hold its roles before the host starts: storage for the host itself, Key
   // Vault for the references in its app settings.
   dependsOn: [
     rbac
   ]
+}
+
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    actionGroupName: '${abbrs.insightsActionGroups}billing-${resourceToken}'
+    alertEmail: alertEmail
+  }
 }
 
 module emailEvents 'app/eventgrid.bicep' = if (emailEventsSubscriptionEnabled) {

@@ -15,9 +15,8 @@ param storageAccountName string
 param storageBlobEndpoint string
 param deploymentContainerName string
 
-@secure()
-@description('Application Insights connection string: the ingestion address and instrumentation key. Not a credential here (local auth is disabled on the component).')
-param applicationInsightsConnectionString string
+@description('The Application Insights component (monitoring.bicep). Its connection string is read here rather than passed as a module output: an ingestion address and instrumentation key, not a credential while local auth is disabled, but kept out of deployment outputs all the same.')
+param applicationInsightsName string
 
 @allowed([
   512
@@ -42,6 +41,23 @@ param paymentGatewayUrl string
 param linkSigningKeySecretUri string
 param gatewayApiKeySecretUri string
 
+@description('Payment provider adapter: `http` (the product\'s gateway protocol at PAYMENT_GATEWAY_URL) or `stripe`.')
+@allowed([
+  'http'
+  'stripe'
+])
+param paymentGateway string = 'http'
+param stripeApiKeySecretUri string
+param stripeWebhookSecretUri string
+
+// Email pacing (issue 21, contract §4). Empty means unset (no pacing to a quota), the way the code
+// reads its other settings (`env.get(...) or None`, `_count` strips); the reader of these two, not
+// written yet, has to do the same.
+param emailQuotaPerMinute string = ''
+param emailQuotaPerHour string = ''
+@description('An email still throttled this many hours after it was due is given up (email_failed).')
+param emailGiveUpAfterHours string = '72'
+
 @description('Charges in flight per instance at most (shared/adapters/gateway/capped.py). The processor sees at most this x maximumInstanceCount / seconds per charge: keep that under its rate limit.')
 param maxConcurrentCharges string = '8'
 
@@ -54,6 +70,19 @@ param dunningDisableDay string = '30'
 param dunningCancelDay string = '90'
 param dunningDeletionWarningDays string = '60,83,89'
 param dunningDeleteAfterCancelDays string = '90'
+// Contract §2 (`PUT /api/accounts/{id}/dunning`, at most this far ahead) and §3 (card expiry notice).
+param dunningMaxPauseDays string = '90'
+param dunningCardExpiryNoticeDays string = '30'
+
+// Telemetry goes to this component with Entra ID only: local auth is disabled on it, and the
+// identity holds Monitoring Metrics Publisher on it (rbac.bicep). The Functions host and the
+// azure-monitor-opentelemetry exporter both read APPLICATIONINSIGHTS_AUTHENTICATION_STRING
+// (Authorization=AAD plus the user-assigned identity's client id). With
+// PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true the Python worker calls configure_azure_monitor()
+// itself from these settings; host.json's telemetryMode is set by the product.
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
@@ -136,13 +165,18 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'AZURE_CLIENT_ID'
           value: identityClientId
         }
+        // OpenTelemetry to Application Insights with Entra ID only (see the component above).
         {
           name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
-          value: applicationInsightsConnectionString
+          value: applicationInsights.properties.ConnectionString
         }
         {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
-          value: 'ClientId=${identityClientId};Authorization=AAD'
+          value: 'Authorization=AAD;ClientId=${identityClientId}'
+        }
+        {
+          name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+          value: 'true'
         }
         {
           name: 'ACS_EMAIL_ENDPOINT'
@@ -177,6 +211,30 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: '@Microsoft.KeyVault(SecretUri=${gatewayApiKeySecretUri})'
         }
         {
+          name: 'PAYMENT_GATEWAY'
+          value: paymentGateway
+        }
+        {
+          name: 'STRIPE_API_KEY'
+          value: '@Microsoft.KeyVault(SecretUri=${stripeApiKeySecretUri})'
+        }
+        {
+          name: 'STRIPE_WEBHOOK_SECRET'
+          value: '@Microsoft.KeyVault(SecretUri=${stripeWebhookSecretUri})'
+        }
+        {
+          name: 'EMAIL_QUOTA_PER_MINUTE'
+          value: emailQuotaPerMinute
+        }
+        {
+          name: 'EMAIL_QUOTA_PER_HOUR'
+          value: emailQuotaPerHour
+        }
+        {
+          name: 'EMAIL_GIVE_UP_AFTER_HOURS'
+          value: emailGiveUpAfterHours
+        }
+        {
           name: 'DUNNING_RETRY_DAYS'
           value: dunningRetryDays
         }
@@ -203,6 +261,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'DUNNING_DELETE_AFTER_CANCEL_DAYS'
           value: dunningDeleteAfterCancelDays
+        }
+        {
+          name: 'DUNNING_MAX_PAUSE_DAYS'
+          value: dunningMaxPauseDays
+        }
+        {
+          name: 'DUNNING_CARD_EXPIRY_NOTICE_DAYS'
+          value: dunningCardExpiryNoticeDays
         }
       ]
     }

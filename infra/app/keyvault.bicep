@@ -1,4 +1,5 @@
-// Key Vault for the app's two secrets. The Function App reads them through Key Vault references
+// Key Vault for the app's secrets: the link-signing key, the gateway API key and, for
+// PAYMENT_GATEWAY=stripe, the Stripe API key and webhook signing secret. The Function App reads them through Key Vault references
 // (app setting values of the form @Microsoft.KeyVault(SecretUri=...)) with its user-assigned
 // identity, which holds `Key Vault Secrets User` on this vault (rbac.bicep). RBAC authorization only:
 // no access policies.
@@ -14,6 +15,12 @@ param linkSigningKeySecretName string = 'billing-link-signing-key'
 @description('Name of the secret holding the payment gateway API key (PAYMENT_GATEWAY_API_KEY).')
 param gatewayApiKeySecretName string = 'payment-gateway-api-key'
 
+@description('Name of the secret holding the Stripe secret API key (STRIPE_API_KEY).')
+param stripeApiKeySecretName string = 'stripe-api-key'
+
+@description('Name of the secret holding the Stripe webhook signing secret (STRIPE_WEBHOOK_SECRET).')
+param stripeWebhookSecretName string = 'stripe-webhook-secret'
+
 @secure()
 @minLength(32)
 @description('The link-signing key. Written on every provision, so keep it stable (azd keeps it in the environment).')
@@ -22,6 +29,14 @@ param linkSigningKey string
 @secure()
 @description('The payment gateway API key. Empty: the secret is left as it is (set it with `az keyvault secret set`).')
 param gatewayApiKey string = ''
+
+@secure()
+@description('The Stripe secret API key (sk_live_... or a restricted rk_... key). Empty: the secret is left as it is.')
+param stripeApiKey string = ''
+
+@secure()
+@description('The Stripe webhook endpoint signing secret (whsec_...). Empty: the secret is left as it is.')
+param stripeWebhookSecret string = ''
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: name
@@ -71,6 +86,32 @@ resource gatewayApiKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if
   }
 }
 
+// The Stripe secrets follow the gateway key: written only when a value is given, so a value set out
+// of band (az keyvault secret set) survives later provisions, and no empty placeholder is ever
+// written. Until one exists, its Key Vault reference does not resolve and App Service hands the app
+// the reference text; that only matters with PAYMENT_GATEWAY=stripe.
+resource stripeApiKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(stripeApiKey)) {
+  parent: vault
+  name: stripeApiKeySecretName
+  properties: {
+    // checkov:skip=CKV_AZURE_41:Stripe keys do not expire on their own; an expiry here would only break the Key Vault reference. Roll the key in Stripe and provision the new one.
+    // checkov:skip=CKV_AZURE_114:False positive: contentType is set on the next lines; checkov 3.3.30 does not look inside the body of a conditional (if) resource.
+    value: stripeApiKey
+    contentType: 'text/plain; Stripe secret API key'
+  }
+}
+
+resource stripeWebhookSecretSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(stripeWebhookSecret)) {
+  parent: vault
+  name: stripeWebhookSecretName
+  properties: {
+    // checkov:skip=CKV_AZURE_41:Webhook signing secrets do not expire on their own; an expiry here would only break the Key Vault reference. Roll it in the Stripe dashboard and provision the new one.
+    // checkov:skip=CKV_AZURE_114:False positive: contentType is set on the next lines; checkov 3.3.30 does not look inside the body of a conditional (if) resource.
+    value: stripeWebhookSecret
+    contentType: 'text/plain; Stripe webhook signing secret'
+  }
+}
+
 resource vaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'audit-to-log-analytics'
   scope: vault
@@ -90,3 +131,5 @@ output name string = vault.name
 output uri string = vault.properties.vaultUri
 output linkSigningKeySecretUri string = '${vault.properties.vaultUri}secrets/${linkSigningKeySecretName}/'
 output gatewayApiKeySecretUri string = '${vault.properties.vaultUri}secrets/${gatewayApiKeySecretName}/'
+output stripeApiKeySecretUri string = '${vault.properties.vaultUri}secrets/${stripeApiKeySecretName}/'
+output stripeWebhookSecretUri string = '${vault.properties.vaultUri}secrets/${stripeWebhookSecretName}/'

@@ -41,4 +41,5 @@ output logAnalyticsId string = logAnalytics.id
 output logAnalyticsName string = logAnalytics.name
 output applicationInsightsId string = applicationInsights.id
 output applicationInsightsName string = applicationInsights.name
-output connectionString string = applicationInsights.properties.ConnectionString
+// No connection-string output: api.bicep reads it from the component itself, so it does not sit in
+// the deployment's outputs (it is an address, not a credential, with local auth disabled).

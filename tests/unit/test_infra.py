@@ -8,7 +8,8 @@ There is no Bicep compiler, az or azd here, so this stands in for them as far as
 - every .bicep file is parsed with pycep (the parser checkov uses) and the security-relevant
   literals are asserted on the parsed JSON: identity-only storage, no keys or connection strings in
   app settings, the test clock never enabled, Key Vault references, the queues and tables the code
-  uses, the Event Grid route for delivery reports, the dunning defaults equal to shared/domain/policy.py.
+  uses, the Event Grid route for delivery reports, the dunning defaults equal to shared/domain/policy.py,
+  Entra ID-only telemetry, and the alert rules and workbook on contract §6's metrics.
 - the wiring a compiler would check: module parameters and outputs, the azd parameter file,
   abbreviations, resource name lengths.
 
@@ -87,6 +88,52 @@ UNSET_IN_AZURE = {
     "BILLING_TEST_CLOCK": "the test clock is never enabled in a deployment",
     "ACS_EMAIL_ACCESS_KEY": "ACS is reached with the managed identity, not a key",
     "ACS_EMAIL_CONNECTION_STRING": "ACS is reached with the managed identity, not a connection string",
+    "STRIPE_API_BASE": "issue 25: only for local work against the Stripe-compatible sandbox",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "contract §6: Azure exports with APPLICATIONINSIGHTS_CONNECTION_STRING; OTLP is the local stack's",
+}
+# Settings read by the Functions host, the Python worker or the Azure SDKs rather than by the
+# product's code.
+PLATFORM_SETTINGS = {
+    "AzureWebJobsStorage__accountName": "Functions host storage",
+    "AzureWebJobsStorage__credential": "Functions host storage",
+    "AzureWebJobsStorage__clientId": "Functions host storage",
+    "AZURE_CLIENT_ID": "azure-identity's DefaultAzureCredential",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "host, worker and azure-monitor-opentelemetry",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "host and the azure-monitor-opentelemetry exporter",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "Python worker: configures azure-monitor-opentelemetry",
+}
+# Settings the contract names that infra/ deploys ahead of the product code reading them (issues 21,
+# 22 and 25 are built concurrently). Each says where it is specified; an entry may stay once the code
+# reads the setting, but nothing else is deployed unless the code (or the platform) reads it.
+SET_AHEAD_OF_CODE = {
+    "PAYMENT_GATEWAY": "contract §5, issue 25: `http` (default) or `stripe`",
+    "STRIPE_API_KEY": "issue 25: Stripe secret key, a Key Vault reference",
+    "STRIPE_WEBHOOK_SECRET": "contract §2 (POST /api/webhooks/stripe), issue 25: a Key Vault reference",
+    "EMAIL_QUOTA_PER_MINUTE": "contract §4, issue 21: pacing to the ACS quota; empty = no pacing",
+    "EMAIL_QUOTA_PER_HOUR": "contract §4, issue 21: pacing to the ACS quota; empty = no pacing",
+    "EMAIL_GIVE_UP_AFTER_HOURS": "contract §4, issue 21: default 72",
+    "DUNNING_MAX_PAUSE_DAYS": "contract §2 (PUT /api/accounts/{accountId}/dunning): default 90",
+    "DUNNING_CARD_EXPIRY_NOTICE_DAYS": "contract §3 (card about to expire): default 30",
+}
+# Contract §6: every metric and the attributes it carries.
+CONTRACT_METRICS = {
+    "billing.events": {"type", "outcome"},
+    "billing.emails": {"kind", "outcome"},
+    "billing.charges": {"outcome", "decline_code"},
+    "billing.recovered": {"currency"},
+    "billing.transitions": {"from", "to"},
+    "billing.deadletters": {"source"},
+    "billing.sweep.lag": set(),
+}
+# Each alert rule of infra/app/alerts.bicep: the metric its query reads, words the query must contain,
+# and its condition.
+ALERT_RULES = {
+    "billing-dead-letters": ("billing.deadletters", [], "GreaterThan", 0, "PT15M"),
+    "billing-poison-queues": ("billing.deadletters", ['endswith "-poison"', "_poison"], "GreaterThan", 0, "PT15M"),
+    "billing-sweep-lag": ("billing.sweep.lag", ["valueMax"], "GreaterThan", 3600, "PT1H"),
+    "billing-email-failure-rate": ("billing.emails", ['"failed"', "Decided >= 20"], "GreaterThan", 5, "PT1H"),
+    "billing-unanswered-charges": ("billing.charges", ['"unanswered"'], "GreaterThan", 0, "PT15M"),
+    "billing-email-backlog": ("billing.emails", ['"throttled"', "15m"], "GreaterThanOrEqual", 4, "PT1H"),
 }
 # Values that would put a credential into an app setting.
 CREDENTIAL_PATTERNS = re.compile(
@@ -243,7 +290,10 @@ def test_checkov_parses_every_file_and_passes(checkov_report: dict[str, Any]) ->
         f"{c['check_id']} {c['check_name']} - {c['file_path']} {c['resource']}"
         for c in checkov_report["results"]["failed_checks"]
     ]
+    # Files with no checkov check at all (alerts.bicep: scheduled query rules, action group, workbook)
+    # show up only here: checkov lists every file under infra/ it failed to parse.
     assert summary["parsing_errors"] == 0, f"checkov could not parse: {checkov_report['results'].get('parsing_errors')}"
+    assert not checkov_report["results"]["parsing_errors"]
     assert summary["failed"] == 0, "checkov failures:\n" + "\n".join(failed)
     assert summary["passed"] >= MIN_PASSED, f"only {summary['passed']} checks passed: did a file stop being scanned?"
 
@@ -271,7 +321,8 @@ def test_checkov_saw_the_security_relevant_files(checkov_report: dict[str, Any])
 
 def test_every_bicep_file_parses(parsed: dict[str, dict[str, Any]]) -> None:
     expected = {"main.bicep", "app/api.bicep", "app/storage.bicep", "app/keyvault.bicep", "app/rbac.bicep",
-                "app/communication.bicep", "app/eventgrid.bicep", "app/monitoring.bicep", "app/identity.bicep"}
+                "app/communication.bicep", "app/eventgrid.bicep", "app/monitoring.bicep", "app/identity.bicep",
+                "app/alerts.bicep"}
     assert expected <= set(parsed)
     for file, doc in parsed.items():
         assert doc.get("resources") or doc.get("modules"), f"{file} parsed to nothing"
@@ -361,8 +412,10 @@ def test_function_app_runs_as_its_user_assigned_identity(parsed: dict[str, dict[
     assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
     assert settings["AzureWebJobsStorage__accountName"]
     assert settings["AzureWebJobsStorage__clientId"] == settings["AZURE_CLIENT_ID"]
+    # The form the azure-monitor-opentelemetry exporter parses (Authorization=AAD, then the
+    # user-assigned identity's client id): the identity that holds Monitoring Metrics Publisher.
     assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == (
-        "ClientId=${" + settings["AZURE_CLIENT_ID"] + "};Authorization=AAD")
+        "Authorization=AAD;ClientId=${" + settings["AZURE_CLIENT_ID"] + "}")
 
 
 def test_basic_auth_publishing_is_off(parsed: dict[str, dict[str, Any]]) -> None:
@@ -384,9 +437,37 @@ def test_no_key_connection_string_or_test_clock_in_app_settings(parsed: dict[str
 
 def test_secrets_come_from_key_vault_references(parsed: dict[str, dict[str, Any]]) -> None:
     settings = app_settings(parsed)
-    for name in ("BILLING_LINK_SIGNING_KEY", "PAYMENT_GATEWAY_API_KEY"):
+    for name in ("BILLING_LINK_SIGNING_KEY", "PAYMENT_GATEWAY_API_KEY", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"):
         assert settings[name].startswith("@Microsoft.KeyVault(SecretUri=${"), f"{name}: {settings[name]}"
         assert settings[name].endswith("})")
+
+
+def test_stripe_secrets_are_key_vault_secrets_written_only_when_given(parsed: dict[str, dict[str, Any]]) -> None:
+    settings = app_settings(parsed)
+    keyvault = parsed["app/keyvault.bicep"]
+    kv_text = (INFRA / "app" / "keyvault.bicep").read_text()
+    main_text = (INFRA / "main.bicep").read_text()
+    for setting, secret_name, name_param, value_param in (
+        ("STRIPE_API_KEY", "stripe-api-key", "stripeApiKeySecretName", "stripeApiKey"),
+        ("STRIPE_WEBHOOK_SECRET", "stripe-webhook-secret", "stripeWebhookSecretName", "stripeWebhookSecret"),
+    ):
+        # api.bicep's parameter holding the secret URI, fed from keyvault.bicep's output of the same name.
+        uri_param = settings[setting].removeprefix("@Microsoft.KeyVault(SecretUri=${").removesuffix("})")
+        assert param_default(parsed, "app/keyvault.bicep", name_param) == secret_name
+        assert re.search(rf"^output {uri_param} string = '\$\{{vault\.properties\.vaultUri\}}secrets/\$\{{{name_param}\}}/'$",
+                         kv_text, re.MULTILINE), f"keyvault.bicep has no output {uri_param} for {name_param}"
+        assert f"{uri_param}: keyVault.outputs.{uri_param}" in main_text
+        # Secure, empty by default; the secret is written only when a value is given, so a value set
+        # out of band survives a provision, and no empty placeholder is ever stored.
+        for file in ("app/keyvault.bicep", "main.bicep"):  # the same parameter name in both
+            decorators = {d["type"] for d in parsed[file]["parameters"][value_param]["decorators"]}
+            assert "secure" in decorators, f"{file} {value_param} is not @secure()"
+            assert param_default(parsed, file, value_param) == ""
+        (secret,) = [r for r in keyvault["resources"].values()
+                     if r["type"] == "Microsoft.KeyVault/vaults/secrets" and body(r).get("name") == name_param]
+        condition = json.dumps(secret["config"]["condition"])
+        assert "empty" in condition and value_param in condition, condition
+        assert body(secret)["properties"]["value"] == value_param
 
 
 def test_every_setting_the_code_reads_is_set_or_deliberately_unset(parsed: dict[str, dict[str, Any]]) -> None:
@@ -398,6 +479,39 @@ def test_every_setting_the_code_reads_is_set_or_deliberately_unset(parsed: dict[
     assert not settings & set(UNSET_IN_AZURE), settings & set(UNSET_IN_AZURE)
     expected = {"ACS_EMAIL_ENDPOINT", "ACS_EMAIL_SENDER", "BILLING_PAGE_URL", "SUPPORT_URL", "PAYMENT_GATEWAY_URL"}
     assert expected <= settings
+    assert set(SET_AHEAD_OF_CODE) <= settings, f"not deployed: {set(SET_AHEAD_OF_CODE) - settings}"
+
+
+def test_every_deployed_setting_is_read_by_the_code_or_the_platform(parsed: dict[str, dict[str, Any]]) -> None:
+    """The reverse direction: nothing is deployed that nobody reads, except what the contract names
+    ahead of the code (SET_AHEAD_OF_CODE, each with where it is specified)."""
+    sources = [ROOT / "function_app.py", *(ROOT / "shared").rglob("*.py"), *(ROOT / "functions").rglob("*.py")]
+    named = set()
+    for source in sources:
+        named |= set(re.findall(r'"([A-Za-z][A-Za-z0-9_]+)"', source.read_text()))
+    named |= {f"DUNNING_{f.name.upper()}" for f in dataclasses.fields(DunningPolicy) if f.name != "settings_prefix"}
+    settings = set(app_settings(parsed))
+    unexplained = settings - named - set(PLATFORM_SETTINGS) - set(SET_AHEAD_OF_CODE)
+    assert not unexplained, f"deployed but read by nothing: {unexplained}"
+    assert not set(SET_AHEAD_OF_CODE) & set(PLATFORM_SETTINGS)
+
+
+def test_payment_gateway_email_and_dunning_settings_ahead_of_the_code(parsed: dict[str, dict[str, Any]]) -> None:
+    settings = app_settings(parsed)
+    assert settings["PAYMENT_GATEWAY"] == "http"
+    for file in ("main.bicep", "app/api.bicep"):
+        assert param_default(parsed, file, "paymentGateway") == "http"
+        assert param_allowed(parsed, file, "paymentGateway") == ["http", "stripe"]
+    assert settings["EMAIL_QUOTA_PER_MINUTE"] == "" and settings["EMAIL_QUOTA_PER_HOUR"] == ""  # no pacing
+    assert settings["EMAIL_GIVE_UP_AFTER_HOURS"] == "72"
+    assert settings["DUNNING_MAX_PAUSE_DAYS"] == "90"
+    assert settings["DUNNING_CARD_EXPIRY_NOTICE_DAYS"] == "30"
+    azd = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert azd["paymentGateway"]["value"] == "${PAYMENT_GATEWAY=http}"
+    assert azd["stripeApiKey"]["value"] == "${STRIPE_API_KEY}"
+    assert azd["stripeWebhookSecret"]["value"] == "${STRIPE_WEBHOOK_SECRET}"
+    assert azd["emailQuotaPerMinute"]["value"] == "${EMAIL_QUOTA_PER_MINUTE}"
+    assert azd["emailQuotaPerHour"]["value"] == "${EMAIL_QUOTA_PER_HOUR}"
 
 
 def test_dunning_defaults_equal_the_code(parsed: dict[str, dict[str, Any]]) -> None:
@@ -434,6 +548,127 @@ def test_application_insights_accepts_entra_id_only(parsed: dict[str, dict[str, 
     _, insights = one(parsed, "Microsoft.Insights/components")
     assert get_ci(insights["properties"], "disableLocalAuth") is True
     assert get_ci(insights["properties"], "WorkspaceResourceId")
+
+
+def test_app_sends_opentelemetry_with_its_identity(parsed: dict[str, dict[str, Any]]) -> None:
+    settings = app_settings(parsed)
+    assert settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "true"
+    assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"].startswith("Authorization=AAD;ClientId=")
+    # Read from the component in api.bicep, not handed through a module output.
+    connection = json.dumps(settings["APPLICATIONINSIGHTS_CONNECTION_STRING"])
+    assert "applicationInsights" in connection and "ConnectionString" in connection, connection
+    components = [r for r in parsed["app/api.bicep"]["resources"].values() if r["type"] == "Microsoft.Insights/components"]
+    assert len(components) == 1 and components[0]["existing"]
+    for file, doc in parsed.items():
+        for name, out in (doc.get("outputs") or {}).items():
+            assert "connectionstring" not in json.dumps(out).lower(), f"{file} output {name} carries the connection string"
+    assert not {"OTEL_EXPORTER_OTLP_ENDPOINT", "APPINSIGHTS_INSTRUMENTATIONKEY"} & set(settings)
+
+
+def test_app_identity_publishes_metrics_to_application_insights(parsed: dict[str, dict[str, Any]]) -> None:
+    rbac = parsed["app/rbac.bicep"]
+    components = {s for s, r in rbac["resources"].items() if r["type"] == "Microsoft.Insights/components"}
+    assert components
+    assignments = [body(r) for r in rbac["resources"].values()
+                   if r["type"] == "Microsoft.Authorization/roleAssignments" and body(r).get("scope") in components]
+    assert len(assignments) == 1, assignments
+    (assignment,) = assignments
+    role = assignment["properties"]["roleDefinitionId"]["function"]
+    assert role["type"] == "subscription_resource_id"
+    assert role["parameters"]["resource_type"] == "Microsoft.Authorization/roleDefinitions"
+    role_var = role["parameters"]["resource_name_1"]
+    assert rbac["variables"][role_var]["value"] == ROLE["Monitoring Metrics Publisher"]
+    assert assignment["properties"]["principalId"] == "appPrincipalId"
+    assert assignment["properties"]["principalType"] == "ServicePrincipal"
+    # The same identity whose client id the app's authentication string names.
+    main = (INFRA / "main.bicep").read_text()
+    assert "appPrincipalId: identity.outputs.principalId" in main
+    assert "identityClientId: identity.outputs.clientId" in main
+    assert main.count("applicationInsightsName: monitoring.outputs.applicationInsightsName") == 3  # rbac, api, alerts
+
+
+# --- alerts and workbook --------------------------------------------------------------------------------
+
+
+def _alert_rules(parsed: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    rules = {}
+    for file, _, cfg in resources(parsed, "Microsoft.Insights/scheduledQueryRules"):
+        assert file == "app/alerts.bicep", f"alert rule outside alerts.bicep: {file}"
+        rules[cfg["name"]] = cfg
+    return rules
+
+
+def test_alert_rules_watch_the_contract_metrics(parsed: dict[str, dict[str, Any]]) -> None:
+    rules = _alert_rules(parsed)
+    assert set(rules) == set(ALERT_RULES)
+    for name, (metric, words, operator, threshold, window) in ALERT_RULES.items():
+        rule = rules[name]
+        assert rule["kind"] == "LogAlert"
+        props = rule["properties"]
+        assert props["enabled"] is True and props["autoMitigate"] is True
+        assert props["scopes"] == [{"operator": {"type": "property_accessor",
+                                                 "operands": {"operand_1": "applicationInsights", "operand_2": "id"}}}]
+        assert props["windowSize"] == window
+        assert props["actions"]["actionGroups"] == "actionGroupIds"
+        assert props["displayName"] and props["description"] and props["severity"] in (0, 1, 2, 3, 4)
+        (criterion,) = props["criteria"]["allOf"]
+        query = criterion["query"]
+        assert f'name == "{metric}"' in query, f"{name}: query does not read {metric}"
+        for word in words:
+            assert word in query, f"{name}: query lacks {word!r}"
+        assert criterion["metricMeasureColumn"] in query
+        assert criterion["operator"] == operator
+        assert criterion["threshold"] == threshold, f"{name}: threshold {criterion['threshold']}"
+        for dimension in criterion.get("dimensions", []):
+            assert dimension["name"] in query
+
+
+def test_alert_and_workbook_queries_use_only_contract_names(parsed: dict[str, dict[str, Any]]) -> None:
+    """A misspelt metric or attribute would make a rule silently never fire."""
+    text = (INFRA / "app" / "alerts.bicep").read_text()
+    metrics = set(re.findall(r'name == "(billing\.[a-z_.]+)"', text))
+    assert metrics == set(CONTRACT_METRICS), metrics ^ set(CONTRACT_METRICS)
+    attributes = set(re.findall(r'customDimensions\["(\w+)"\]', text))
+    assert attributes <= set().union(*CONTRACT_METRICS.values()), attributes
+    outcomes = set(re.findall(r'"(applied|duplicate|dead_lettered|sent|skipped|failed|throttled|succeeded|declined|'
+                              r'refused|unanswered)"', text))
+    assert {"failed", "sent", "skipped", "throttled", "unanswered"} <= outcomes
+
+
+def test_action_group_is_optional_and_mails_the_given_address(parsed: dict[str, dict[str, Any]]) -> None:
+    alerts = parsed["app/alerts.bicep"]
+    (group,) = [r for r in alerts["resources"].values() if r["type"] == "Microsoft.Insights/actionGroups"]
+    assert "alertEmail" in json.dumps(group["config"]["condition"])
+    receivers = body(group)["properties"]["emailReceivers"]
+    assert [r["emailAddress"] for r in receivers] == ["alertEmail"]
+    assert len(body(group)["properties"]["groupShortName"]) <= 12
+    assert param_default(parsed, "app/alerts.bicep", "alertEmail") == ""
+    assert param_default(parsed, "main.bicep", "alertEmail") == ""
+    azd = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert azd["alertEmail"]["value"] == "${ALERT_EMAIL}"
+
+
+def test_workbook_shows_recovery_emails_charges_events_transitions_dead_letters_and_lag(
+        parsed: dict[str, dict[str, Any]]) -> None:
+    file, workbook = one(parsed, "Microsoft.Insights/workbooks")
+    assert file == "app/alerts.bicep"
+    props = workbook["properties"]
+    assert props["category"] == "workbook" and props["displayName"]
+    assert props["sourceId"] == {"operator": {"type": "property_accessor",
+                                              "operands": {"operand_1": "applicationInsights", "operand_2": "id"}}}
+    assert props["serializedData"] == {"function": {"type": "string", "parameters": {"value_to_convert": "workbook"}}}
+    content = parsed[file]["variables"]["workbook"]["value"]
+    assert content["version"] == "Notebook/1.0"
+    tiles = {item["name"]: item["content"]["function"]["parameters"]["arg_2"]
+             for item in content["items"] if item["type"] == 3}
+    queries = " ".join(t["query"] for t in tiles.values())
+    for metric in CONTRACT_METRICS:
+        assert f'name == "{metric}"' in queries, f"no tile reads {metric}"
+    recovered = tiles["recovered-per-day"]["query"]
+    assert "by currency, bin(timestamp, 1d)" in recovered and "sum(valueSum)" in recovered
+    assert "percentile(valueMax, 95)" in tiles["sweep-lag"]["query"] and "max(valueMax)" in tiles["sweep-lag"]["query"]
+    assert "decline_code" in tiles["charges"]["query"]
+    assert 'customDimensions["source"]' in tiles["dead-letters"]["query"]
 
 
 # --- roles -----------------------------------------------------------------------------------------------
