@@ -89,7 +89,8 @@ UNSET_IN_AZURE = {
     "ACS_EMAIL_ACCESS_KEY": "ACS is reached with the managed identity, not a key",
     "ACS_EMAIL_CONNECTION_STRING": "ACS is reached with the managed identity, not a connection string",
     "STRIPE_API_BASE": "issue 25: only for local work against the Stripe-compatible sandbox",
-    "OTEL_EXPORTER_OTLP_ENDPOINT": "contract §6: Azure exports with APPLICATIONINSIGHTS_CONNECTION_STRING; OTLP is the local stack's",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": ("contract §6: Azure exports with APPLICATIONINSIGHTS_CONNECTION_STRING; "
+                                    "OTLP is the local stack's"),
 }
 # Settings read by the Functions host, the Python worker or the Azure SDKs rather than by the
 # product's code.
@@ -454,8 +455,8 @@ def test_stripe_secrets_are_key_vault_secrets_written_only_when_given(parsed: di
         # api.bicep's parameter holding the secret URI, fed from keyvault.bicep's output of the same name.
         uri_param = settings[setting].removeprefix("@Microsoft.KeyVault(SecretUri=${").removesuffix("})")
         assert param_default(parsed, "app/keyvault.bicep", name_param) == secret_name
-        assert re.search(rf"^output {uri_param} string = '\$\{{vault\.properties\.vaultUri\}}secrets/\$\{{{name_param}\}}/'$",
-                         kv_text, re.MULTILINE), f"keyvault.bicep has no output {uri_param} for {name_param}"
+        output = rf"^output {uri_param} string = '\$\{{vault\.properties\.vaultUri\}}secrets/\$\{{{name_param}\}}/'$"
+        assert re.search(output, kv_text, re.MULTILINE), f"keyvault.bicep has no output {uri_param} for {name_param}"
         assert f"{uri_param}: keyVault.outputs.{uri_param}" in main_text
         # Secure, empty by default; the secret is written only when a value is given, so a value set
         # out of band survives a provision, and no empty placeholder is ever stored.
@@ -557,11 +558,13 @@ def test_app_sends_opentelemetry_with_its_identity(parsed: dict[str, dict[str, A
     # Read from the component in api.bicep, not handed through a module output.
     connection = json.dumps(settings["APPLICATIONINSIGHTS_CONNECTION_STRING"])
     assert "applicationInsights" in connection and "ConnectionString" in connection, connection
-    components = [r for r in parsed["app/api.bicep"]["resources"].values() if r["type"] == "Microsoft.Insights/components"]
+    components = [r for r in parsed["app/api.bicep"]["resources"].values()
+                  if r["type"] == "Microsoft.Insights/components"]
     assert len(components) == 1 and components[0]["existing"]
     for file, doc in parsed.items():
         for name, out in (doc.get("outputs") or {}).items():
-            assert "connectionstring" not in json.dumps(out).lower(), f"{file} output {name} carries the connection string"
+            assert "connectionstring" not in json.dumps(out).lower(), \
+                f"{file} output {name} carries the connection string"
     assert not {"OTEL_EXPORTER_OTLP_ENDPOINT", "APPINSIGHTS_INSTRUMENTATIONKEY"} & set(settings)
 
 
