@@ -7,7 +7,6 @@ a throttled send raises, and the host retries the message later without blocking
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import datetime
 
 import azure.functions as func
@@ -16,7 +15,7 @@ from shared.bootstrap import services
 from shared.log_context import log_context
 from shared.services.delivery_reports import ReportIgnored, apply_report, read_report
 from shared.services.dispatch import EmailHandoff, MalformedHandoff, read_email_handoff
-from shared.services.email import give_up_email, send_outbox_email
+from shared.services.email import give_up_email, send_email
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 log = logging.getLogger(__name__)
@@ -33,8 +32,7 @@ def email_outbox(msg: func.QueueMessage, context: func.Context) -> None:
     if handoff is None:
         return
     with log_context(invocation_id=context.invocation_id, account_id=handoff.account_id):
-        outcome = send_outbox_email(svc.lifecycle, svc.store, svc.mailer, svc.mail_index, svc.settings,
-                                    handoff.account_id, handoff.key, holder=msg.id or uuid.uuid4().hex)
+        outcome = send_email(svc.lifecycle, svc.mailer, svc.settings, handoff.account_id, handoff.key)
         log.info("email %s for account %s: %s", handoff.key, handoff.account_id, outcome)
 
 
@@ -46,12 +44,8 @@ def email_outbox_poison(msg: func.QueueMessage) -> None:
     handoff = _handoff_or_dead_letter(msg, "email-outbox-poison")
     if handoff is None:
         return
-    found = svc.store.outbox_row(handoff.account_id, handoff.key)
-    if found is None or svc.store.mail_record(handoff.account_id, handoff.key) is not None:
-        return
-    row, _ = found
-    give_up_email(svc.lifecycle, row.account_id, row.key, row.payload["kind"], row.payload["recipient"],
-            "the send kept failing (throttled or unavailable) until the retries ran out")
+    give_up_email(svc.lifecycle, handoff.account_id, handoff.key,
+                  "the send kept failing (throttled or unavailable) until the retries ran out")
 
 
 def _handoff_or_dead_letter(msg: func.QueueMessage, source: str) -> EmailHandoff | None:
@@ -83,7 +77,7 @@ def email_delivery_reports(event: func.EventGridEvent) -> None:
         log.warning("ignored delivery report in Event Grid event %s: %s", event.id, exc)
         return
     svc = services()
-    accounts = apply_report(svc.lifecycle, svc.contacts, svc.mail_index, report)
+    accounts = apply_report(svc.lifecycle, svc.contacts, report)
     log.info("delivery report %s for message %s: %s on %d account(s)", report.status, report.message_id,
              "applied" if accounts else "no account lists the address, ignored", len(accounts))
 

@@ -3,12 +3,12 @@ billing contact is reachable (the source document's "not getting billing emails?
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Literal
 
 from shared.domain.decision import Decision, MailRecord, Work
-from shared.domain.effects import UpdateIndex
+from shared.domain.effects import SendEmail, TimelineEntry, UpdateIndex
 from shared.domain.mailbox import same_mailbox
 from shared.domain.model import Account
 from shared.domain.policy import DunningPolicy
@@ -17,28 +17,41 @@ FAILED_DELIVERY = frozenset({"Bounced", "Suppressed", "Failed", "Quarantined"}) 
 REPORT_CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of our clock a report's own clock may run
 
 
-def email_sent(account: Account, key: str, kind: str, recipient: str, operation_id: str, now: datetime,
-               policy: DunningPolicy) -> Decision:
-    work = Work(account, {}, now, occasion=key)
-    work.log("email_sent", f"{kind} email sent to {recipient} (operation {operation_id})")
-    work.mail.append(MailRecord(key, "sent", recipient, kind, operation_id))
-    return _closed(work, policy)
+@dataclass(frozen=True)
+class EmailClosed:
+    """An email closed without a decision on the account (its state does not change): the record
+    and the timeline entry to write beside it, and when to put the account back on the retention
+    index (`retention_due`), if its erasure was waiting for this email."""
+
+    record: MailRecord
+    entry: TimelineEntry
+    retention_due: datetime | None
 
 
-def still_relevant(account: Account, kind: str, facts: dict[str, Any]) -> bool:
+def close_email(account: Account, email: SendEmail, outcome: Literal["sent", "skipped", "failed"], now: datetime,
+                *, operation_id: str | None = None, reason: str = "") -> EmailClosed:
+    """Close `email` as sent (under `operation_id`), skipped (resolved before it went out) or failed
+    (`reason`, never about the recipient's address: that one is `email_failed(..., bad_address=True)`,
+    which changes the account). Contract §3: if the account's erasure is due, it may have been
+    waiting for this email, so it goes back on the retention index at once."""
+    detail = {
+        "sent": f"{email.kind} email sent to {email.recipient} (operation {operation_id})",
+        "skipped": f"{email.kind} email to {email.recipient} not sent: resolved before it went out",
+        "failed": f"{email.kind} email to {email.recipient} could not be sent: {reason}",
+    }[outcome]
+    record = MailRecord(email.key, outcome, email.recipient, email.kind, operation_id or email.key,
+                        reason if outcome == "failed" else "")
+    erase_at = account.erasure_due_at()
+    return EmailClosed(record, TimelineEntry(now, f"email_{outcome}", detail),
+                       now if erase_at is not None and erase_at <= now else None)
+
+
+def still_relevant(account: Account, email: SendEmail) -> bool:
     """Emails leave in parallel, so one can be overtaken by events: a failure notice for a charge
     that was paid in the meantime would only confuse the customer, and is not sent."""
-    if kind == "payment_failed":
-        return str(facts.get("chargeId")) in account.outstanding
+    if email.kind == "payment_failed":
+        return str(email.facts.get("chargeId")) in account.outstanding
     return True
-
-
-def email_skipped(account: Account, key: str, kind: str, recipient: str, now: datetime,
-                  policy: DunningPolicy) -> Decision:
-    work = Work(account, {}, now, occasion=key)
-    work.log("email_skipped", f"{kind} email to {recipient} not sent: resolved before it went out")
-    work.mail.append(MailRecord(key, "skipped", recipient, kind, key))
-    return _closed(work, policy)
 
 
 def email_failed(account: Account, key: str, kind: str, recipient: str, reason: str, now: datetime,

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from shared.adapters.mailer.protocol import OutgoingEmail
 from shared.domain import schedule
+from shared.domain.effects import SendEmail
 from shared.domain.mailbox import same_mailbox
 from shared.domain.model import Account, SubscriptionState
 from shared.domain.money import Money, totals
@@ -24,14 +25,14 @@ def _dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
-def compose(account: Account, payload: dict[str, Any], settings: Settings, policy: DunningPolicy,
+def compose(account: Account, email: SendEmail, settings: Settings, policy: DunningPolicy,
             now: datetime) -> OutgoingEmail:
     """The email one outbox row stands for. ValueError if it cannot be written (data deleted)."""
     profile = account.profile
     if profile is None:
         raise ValueError("the account's customer data is gone")
-    facts: dict[str, Any] = payload.get("facts") or {}
-    sub_ids: list[str] = payload.get("subscriptionIds") or []
+    facts: dict[str, Any] = email.facts
+    sub_ids = email.subscription_ids
     subs = [account.subscriptions[s] for s in sub_ids if s in account.subscriptions]
     names: dict[str, str] = facts.get("names") or {}  # deleted subscriptions' names travel with the email
     lines = tuple(
@@ -46,7 +47,7 @@ def compose(account: Account, payload: dict[str, Any], settings: Settings, polic
         subscriptions=lines,
         balance=tuple(m for _, m in sorted(account.balance().items())),
         update_payment_url=billing_link(settings.billing_page_url, settings.link_signing_key, account.account_id,
-                                        _link_version(account, profile.billing_contacts, payload["recipient"]), now),
+                                        _link_version(account, profile.billing_contacts, email.recipient), now),
         support_url=settings.support_url,
         disable_at=_dt(facts.get("disableAt")) or (schedule.disable_at(first, policy) if first else None),
         cancel_at=_dt(facts.get("cancelAt")) or (schedule.cancel_at(first, policy) if first else None),
@@ -61,9 +62,9 @@ def compose(account: Account, payload: dict[str, Any], settings: Settings, polic
         already=_already(facts.get("state") or (str(first.state) if first else None)),
         data_kept=bool(first and first.legal_hold),
     )
-    rendered = render_email(payload["kind"], profile.locale, ctx)
-    return OutgoingEmail(payload["recipient"], rendered.subject, rendered.html, rendered.text,
-                         (("X-Billing-Account", account.account_id), ("X-Billing-Email-Kind", payload["kind"])))
+    rendered = render_email(email.kind, profile.locale, ctx)
+    return OutgoingEmail(email.recipient, rendered.subject, rendered.html, rendered.text,
+                         (("X-Billing-Account", account.account_id), ("X-Billing-Email-Kind", email.kind)))
 
 
 def _already(state: str | None) -> Literal["disabled", "canceled"] | None:

@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.adapters.store.contact_index import ContactIndex
-from shared.adapters.store.system import MailIndex
-from shared.domain.effects import EMAIL_KEY
 from shared.domain.mail import delivery_reported
 from shared.domain.mailbox import mailbox
 from shared.inbound.card_data import mask_card_numbers
@@ -74,12 +72,12 @@ def read_report(data: Any, event_time: datetime | None) -> DeliveryReport:
     return DeliveryReport(recipient, status, at, str(data.get("messageId") or "")[:200], str(detail or "")[:500])
 
 
-def apply_report(lc: Lifecycle, contacts: ContactIndex, mail_index: MailIndex, report: DeliveryReport) -> list[str]:
-    """Apply the report to every account listing its address; return their ids (empty: none of ours)."""
+def apply_report(lc: Lifecycle, contacts: ContactIndex, report: DeliveryReport) -> list[str]:
+    """Apply the report to every account listing its address; return their ids (empty: none of ours).
+    A report is about an address, whatever message it names (contract §4), and the address index
+    lists every contact before any email to it leaves (the dispatcher writes index rows before it
+    hands off emails), so the address alone finds the accounts."""
     accounts = contacts.accounts(mailbox(report.recipient))
-    if not accounts and EMAIL_KEY.fullmatch(report.message_id.lower()):
-        found = mail_index.find(report.message_id.lower())
-        accounts = [found[0]] if found else []
     for account_id in accounts:
         commit_decision(lc, account_id, lambda snap: delivery_reported(
             snap.account, report.recipient, report.status, report.at, report.detail, lc.clock.now(), lc.policy))

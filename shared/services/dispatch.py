@@ -20,8 +20,9 @@ from azure.storage.queue import QueueClient
 
 from shared.adapters.store.account_store import AccountRepository, OutboxRow
 from shared.adapters.store.contact_index import ContactIndex
+from shared.adapters.store.decision_rows import outbox_row
 from shared.adapters.store.indexes import Indexes
-from shared.domain.effects import EMAIL_KEY
+from shared.domain.effects import EMAIL_KEY, UpdateIndex
 from shared.domain.identifiers import is_identifier
 from shared.inbound.json_reader import JsonRefused, read_json
 
@@ -92,20 +93,13 @@ def read_email_handoff(body: bytes | str) -> EmailHandoff:
 
 
 class Dispatcher(Protocol):
-    def dispatch(self, rows: Iterable[OutboxRow]) -> None: ...
-
-
-class RecordingDispatcher:
-    """A dispatcher for unit tests: keeps what would have left, and clears the outbox like the real one."""
-
-    def __init__(self, store: AccountRepository) -> None:
-        self.store = store
-        self.sent: list[OutboxRow] = []
-
     def dispatch(self, rows: Iterable[OutboxRow]) -> None:
-        rows = list(rows)
-        self.sent += rows
-        self.store.delete_outbox(rows)
+        """Carry out committed outbox rows, clearing each once its effect has left."""
+        ...
+
+    def update_index(self, hint: UpdateIndex) -> None:
+        """Write an index hint now (hints are idempotent and repaired by the sweeps)."""
+        ...
 
 
 DISPATCH_ORDER = {"index": 0, "lifecycle": 1, "email": 2}
@@ -149,6 +143,9 @@ class OutboxDispatcher:
         log.info("lifecycle event %s %s for %s/%s", row.payload["type"], row.key, row.account_id,
                  row.payload["subscriptionId"])
         return True
+
+    def update_index(self, hint: UpdateIndex) -> None:
+        self._update_index(outbox_row(hint.account_id, hint))
 
     def _update_index(self, row: OutboxRow) -> bool:
         p = row.payload

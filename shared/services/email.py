@@ -1,70 +1,95 @@
 """Sending the emails decisions committed, at most once each (delivery reports: `shared/services/delivery_reports.py`).
 
-An email outbox row is claimed (by the hand-off message's id, so the host's retries of that
-message keep the claim), rendered, sent under the row's deterministic operation id, and closed by
-a `mail|` record in the account's transaction. A crash anywhere repeats at most the send, which
-ACS recognises by the operation id.
+One path, three table requests at most: the hand-off names an email outbox row; one query reads
+the account, that row (as a typed `SendEmail`) and whether it is closed already; the email is
+rendered and sent under its deterministic operation id; one transaction closes it (its `mail|`
+record, its timeline row, the outbox row gone) without rewriting the account row. A twin (the
+same hand-off delivered twice) sends under the same operation id, which the email service
+recognises, and only the first close is kept. Only a refusal naming the recipient's address
+changes the account (the contact shown unreachable), through a decision of its own.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from shared.adapters.mailer.protocol import Mailer, MailRejected
-from shared.adapters.store.account_store import AccountStore
-from shared.adapters.store.system import MailIndex
-from shared.domain.mail import email_failed, email_sent, email_skipped, still_relevant
+from shared.adapters.store.decision_rows import OutboxRow
+from shared.domain.effects import SendEmail, UpdateIndex
+from shared.domain.mail import close_email, email_failed, still_relevant
+from shared.domain.model import Account
 from shared.notifications.compose import compose
 from shared.services.unit_of_work import Lifecycle, commit_decision
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-EMAIL_CLAIM = timedelta(minutes=2)
-EmailOutcome = Literal["sent", "already_sent", "gone", "claimed_by_twin", "failed", "skipped"]
+EmailOutcome = Literal["sent", "already_sent", "gone", "failed", "skipped"]
 
 
-def send_outbox_email(lc: Lifecycle, store: AccountStore, mailer: Mailer, index: MailIndex, settings: Settings,
-                      account_id: str, key: str, holder: str) -> EmailOutcome:
-    found = store.outbox_row(account_id, key)
-    if found is None:
-        return "gone"
-    row, entity = found
-    if store.mail_record(account_id, key) is not None:
-        store.delete_outbox([row])
+def send_email(lc: Lifecycle, mailer: Mailer, settings: Settings, account_id: str, key: str) -> EmailOutcome:
+    """Send the email outbox row `key` of `account_id` once, and close it. Raises `MailTransient`
+    when the email service cannot take it now (the hand-off is retried)."""
+    opened = lc.store.open_email(account_id, key)
+    email = opened.email
+    if email is None:
+        return "gone"  # closed and tidied (or never written)
+    if opened.closed:
+        lc.store.delete_outbox([OutboxRow(account_id, key, "email", {})])  # closed by a decision: tidy
         return "already_sent"
-    if not store.claim_outbox(entity, holder, datetime.now(UTC) + EMAIL_CLAIM):
-        return "claimed_by_twin"
-    recipient, kind = row.payload["recipient"], row.payload["kind"]
-    index.remember(key, account_id, recipient)
-    now = lc.clock.now()
-    snapshot = store.load(account_id)
-    account = snapshot.account
-    if not still_relevant(account, kind, row.payload.get("facts") or {}):
-        commit_decision(lc, account_id, lambda snap: email_skipped(snap.account, key, kind, recipient, now, lc.policy),
-                        first=snapshot)
+    account = opened.account
+    if not still_relevant(account, email):
+        _close(lc, account, email, "skipped")
         return "skipped"
     try:
-        email = compose(account, row.payload, settings, lc.policy, now)
+        outgoing = compose(account, email, settings, lc.policy, lc.clock.now())
     except ValueError as exc:  # ours to fix (data gone, a date missing): never the customer's address
-        give_up_email(lc, account_id, key, kind, recipient, f"the email could not be written: {exc}")
+        _close(lc, account, email, "failed", reason=f"the email could not be written: {exc}")
         return "failed"
     try:
-        operation = mailer.send(email, operation_id=key)
+        operation = mailer.send(outgoing, operation_id=key)
     except MailRejected as exc:
-        give_up_email(lc, account_id, key, kind, recipient, str(exc), bad_address=exc.bad_address)
+        if exc.bad_address:
+            _address_refused(lc, email, str(exc))
+        else:
+            _close(lc, account, email, "failed", reason=str(exc))
         return "failed"
-    commit_decision(lc, account_id, lambda snap: email_sent(snap.account, key, kind, recipient, operation, now,
-                                                            lc.policy), first=snapshot)
-    log.info("account %s: %s email sent to %s (operation %s)", account_id, kind, recipient, operation)
+    _close(lc, account, email, "sent", operation_id=operation)
+    log.info("account %s: %s email sent to %s (operation %s)", account_id, email.kind, email.recipient, operation)
     return "sent"
 
 
-def give_up_email(lc: Lifecycle, account_id: str, key: str, kind: str, recipient: str, reason: str, *,
-            bad_address: bool = False) -> None:
-    """Close an email that will never go out; `bad_address` only when the refusal was about the address."""
+def give_up_email(lc: Lifecycle, account_id: str, key: str, reason: str, *, bad_address: bool = False) -> bool:
+    """Close an email that will never go out (its sends kept failing, or, with `bad_address`, the
+    email service refused its recipient's address); False if it was closed or gone already."""
+    opened = lc.store.open_email(account_id, key)
+    if opened.closed or opened.email is None:
+        return False
+    if bad_address:
+        _address_refused(lc, opened.email, reason)
+        return True
+    log.warning("account %s: %s email to %s given up: %s", account_id, opened.email.kind, opened.email.recipient,
+                reason)
+    return _close(lc, opened.account, opened.email, "failed", reason=reason)
+
+
+def _close(lc: Lifecycle, account: Account, email: SendEmail, outcome: Literal["sent", "skipped", "failed"], *,
+           operation_id: str | None = None, reason: str = "") -> bool:
     now = lc.clock.now()
-    log.warning("account %s: %s email to %s given up: %s", account_id, kind, recipient, reason)
-    commit_decision(lc, account_id, lambda snap: email_failed(snap.account, key, kind, recipient, reason, now,
-                                                              lc.policy, bad_address=bad_address))
+    closed = close_email(account, email, outcome, now, operation_id=operation_id, reason=reason)
+    done = lc.store.close_email(account.account_id, closed.record, closed.entry, account.revision, now)
+    if done and closed.retention_due is not None:
+        # The account's erasure may have waited for this email: back on the retention index now.
+        lc.dispatcher.update_index(UpdateIndex(account.account_id, "retention", closed.retention_due, True,
+                                               account.revision))
+    return done
+
+
+def _address_refused(lc: Lifecycle, email: SendEmail, reason: str) -> None:
+    """The email service refused the recipient's address: closed by a decision that also shows the
+    contact as unreachable."""
+    now = lc.clock.now()
+    log.warning("account %s: %s email to %s refused for its address: %s", email.account_id, email.kind,
+                email.recipient, reason)
+    commit_decision(lc, email.account_id, lambda snap: email_failed(
+        snap.account, email.key, email.kind, email.recipient, reason, now, lc.policy, bad_address=True))

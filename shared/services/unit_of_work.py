@@ -24,7 +24,7 @@ from shared.adapters.store.account_store import (
 )
 from shared.clock import Clock
 from shared.domain.decision import Decision
-from shared.domain.facts import PaymentEvent, charge_ids_of
+from shared.domain.facts import PaymentEvent, PaymentReceived, charge_ids_of
 from shared.domain.model import Account
 from shared.domain.payments import Registration, apply_payment_event, register
 from shared.domain.policy import DunningPolicy
@@ -86,15 +86,21 @@ def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str, *, redelive
     now = lc.clock.now()
     finished: list[OutboxRow] = []
     refused: list[str] = []
+    first_try = [True]
 
     @on_conflict
     def attempt() -> tuple[Account, list[OutboxRow] | None]:
-        snap = lc.store.load(event.account_id, event_id=event.event_id, charge_ids=charge_ids_of(event), finish=True)
+        # The first try decides on this process's copy of the account and assumes the charges the
+        # event names are new: its commit checks both (the account row's ETag, the notes it
+        # creates) and the event's marker, so a stale copy or a known charge only costs a retry.
+        optimistic, first_try[0] = first_try[0], False
+        snap = lc.store.load(event.account_id, charge_ids=charge_ids_of(event), finish=True, cached=optimistic,
+                             assume_new=optimistic and not isinstance(event, PaymentReceived))
         finished.extend(snap.finished)
-        if snap.already_applied:
-            return snap.account, None
         decision = apply_payment_event(snap.account, event, snap.notes, now, lc.policy)
         if decision.refused is not None:
+            if lc.store.applied(event.account_id, event.event_id):
+                return snap.account, None  # a redelivery of an event applied before the limit was reached
             refused.append(decision.refused)
             return snap.account, []
         lc.faults.before_commit()

@@ -11,11 +11,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.adapters.store import codec
-from shared.adapters.store.account_store import AlreadyApplied, ConcurrencyConflict, OutboxRow, Snapshot
+from shared.adapters.store.account_store import AlreadyApplied, ConcurrencyConflict, OpenEmail, OutboxRow, Snapshot
 from shared.adapters.store.decision_rows import (
     CONTINUATION_PREFIX,
     Entity,
     account_entity,
+    email_of,
+    email_timeline_entity,
+    mail_entity,
     mail_record_of,
     marker_entity,
     outbox_of,
@@ -24,6 +27,7 @@ from shared.adapters.store.decision_rows import (
     writes_in,
 )
 from shared.domain.decision import Decision, MailRecord
+from shared.domain.effects import TimelineEntry
 from shared.domain.model import Account, ChargeNote
 from shared.faults import Faults
 
@@ -43,7 +47,7 @@ class InMemoryAccountStore:
         self.written: dict[tuple[str, str], datetime] = {}
 
     def load(self, account_id: str, *, event_id: str | None = None, charge_ids: Sequence[str] = (),
-             finish: bool = False) -> Snapshot:
+             finish: bool = False, cached: bool = False, assume_new: bool = False) -> Snapshot:
         finished: list[OutboxRow] = []
         if finish and account_id in self.flagged:
             finished = self._apply_follow_ups(account_id)
@@ -53,9 +57,14 @@ class InMemoryAccountStore:
         pending = account_id in self.flagged
         if event_id is not None and (account_id, event_id) in self.markers:
             return Snapshot(account, etag, already_applied=True, pending=pending, finished=tuple(finished))
-        notes = {c: self.notes[(account_id, c)] for c in charge_ids
-                 if c not in account.outstanding and (account_id, c) in self.notes}
+        new = frozenset(c for c in charge_ids if c not in account.outstanding)
+        if assume_new:
+            return Snapshot(account, etag, {}, pending=pending, finished=tuple(finished), assumed_new=new)
+        notes = {c: self.notes[(account_id, c)] for c in new if (account_id, c) in self.notes}
         return Snapshot(account, etag, notes, pending=pending, finished=tuple(finished))
+
+    def applied(self, account_id: str, event_id: str) -> bool:
+        return (account_id, event_id) in self.markers
 
     def exists(self, account_id: str) -> bool:
         return account_id in self.accounts
@@ -72,6 +81,9 @@ class InMemoryAccountStore:
         head = [marker_entity(pk, event_id, event_type, now)] if event_id is not None else []
         upserts, follow = split(account_entity(decision.account, follow_ups=snapshot.pending), head, rows,
                                 decision.account.revision)
+        if snapshot.assumed_new and (follow or snapshot.assumed_new - {n.charge_id for n in decision.notes}
+                                     or any((pk, c) in self.notes for c in snapshot.assumed_new)):
+            raise ConcurrencyConflict("a charge assumed new is not proven new")
         # the first transaction
         self.commits += 1
         self.accounts[pk] = (replace(decision.account), str(self.commits))
@@ -108,7 +120,7 @@ class InMemoryAccountStore:
         elif kind == "charge":
             self.notes[(pk, key)] = codec.note_of(key, entity)
         elif kind == "tl":
-            self.timelines[(pk, key)] = codec.get_json(entity, "entries")
+            self.timelines[(pk, key)] = codec.get_json(entity, "entries")  # `key` sorts as the RowKey does
         elif kind == "mail":
             self.mail[(pk, key)] = mail_record_of(entity)
         else:
@@ -116,6 +128,21 @@ class InMemoryAccountStore:
             assert row is not None, rk
             self.outbox[(pk, key)] = row
             self.written[(pk, key)] = datetime.now(UTC)
+
+    def open_email(self, account_id: str, key: str) -> OpenEmail:
+        found = self.accounts.get(account_id)
+        row = self.outbox.get((account_id, key))
+        email = email_of(row) if row is not None and row.kind == "email" else None
+        return OpenEmail(found[0] if found else Account(account_id), email, (account_id, key) in self.mail)
+
+    def close_email(self, account_id: str, record: MailRecord, entry: TimelineEntry, revision: int,
+                    now: datetime) -> bool:
+        if (account_id, record.key) in self.mail:
+            return False
+        self._put(account_id, mail_entity(account_id, record, now))
+        self._put(account_id, email_timeline_entity(account_id, record.key, entry, revision))
+        self.outbox.pop((account_id, record.key), None)
+        return True
 
     def pending_outbox(self, account_id: str, settled_for: timedelta = timedelta(0)) -> list[OutboxRow]:
         cutoff = datetime.now(UTC) - settled_for

@@ -29,7 +29,7 @@ def alerted(svc: Services, account_id: str) -> list[str]:
 
 
 def bounce(svc: Services, recipient: str, status: str, minutes: int, message_id: str = "never/recorded?#") -> list[str]:
-    return apply_report(svc.lifecycle, svc.contacts, svc.mail_index,
+    return apply_report(svc.lifecycle, svc.contacts,
                         DeliveryReport(recipient, status, NOW + timedelta(minutes=minutes), message_id, "550"))
 
 

@@ -15,14 +15,15 @@ from devstack.email_endpoint import DEFAULT_ACCESS_KEY, running
 from shared.adapters.mailer.acs import AcsMailer
 from shared.adapters.mailer.protocol import MailRejected, MailTransient, OutgoingEmail
 from shared.bootstrap import Services
+from shared.domain.effects import SendEmail
 from shared.domain.facts import ChargeFailed, ChargeSucceeded
-from shared.domain.mail import email_failed, email_sent
+from shared.domain.mail import close_email
 from shared.domain.model import Profile
 from shared.domain.money import Money
 from shared.domain.payments import Registration
 from shared.services.delivery_reports import DeliveryReport, apply_report
-from shared.services.email import send_outbox_email
-from shared.services.unit_of_work import apply_event, commit_decision, register_account
+from shared.services.email import send_email
+from shared.services.unit_of_work import apply_event, register_account
 from shared.services.views import account_view
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -59,9 +60,8 @@ def fail_charge(s: Services) -> list[str]:
     return [r.key for r in s.store.pending_outbox("acc-1") if r.kind == "email"]
 
 
-def send_all(s: Services, keys: list[str], holder: str = "test") -> list[str]:
-    return [send_outbox_email(s.lifecycle, s.store, s.mailer, s.mail_index, s.settings,  # type: ignore[arg-type]
-                              "acc-1", k, holder) for k in keys]
+def send_all(s: Services, keys: list[str]) -> list[str]:
+    return [send_email(s.lifecycle, s.mailer, s.settings, "acc-1", k) for k in keys]  # type: ignore[arg-type]
 
 
 def test_a_failed_charge_sends_one_email_per_contact_in_the_accounts_language(svc: Services, endpoint: str) -> None:
@@ -89,9 +89,9 @@ def test_a_crash_after_the_send_and_before_the_record_sends_nothing_more(
 
     monkeypatch.setattr(svc.mailer, "send", send_then_crash)
     with pytest.raises(RuntimeError):
-        send_all(svc, [first], holder="msg-1")
+        send_all(svc, [first])
     monkeypatch.setattr(svc.mailer, "send", real_send)
-    assert send_all(svc, [first], holder="msg-1") == ["sent"]  # the host's redelivery of the same message
+    assert send_all(svc, [first]) == ["sent"]  # the host's redelivery of the same message
     got = [m for m in messages(endpoint) if m["operationId"] == first]
     assert len(got) == 1 and got[0]["submissions"] == 2  # resent under the same operation id, stored once
 
@@ -100,8 +100,8 @@ def test_throttling_backs_off_and_sends_one_email(svc: Services, endpoint: str) 
     [first, _] = fail_charge(svc)
     requests.post(f"{endpoint}/faults", json={"status": 429, "count": 1}, timeout=10)
     with pytest.raises(MailTransient):
-        send_all(svc, [first], holder="msg-1")  # the host will redeliver after its visibility timeout
-    assert send_all(svc, [first], holder="msg-1") == ["sent"]
+        send_all(svc, [first])  # the host will redeliver after its visibility timeout
+    assert send_all(svc, [first]) == ["sent"]
     stats = requests.get(f"{endpoint}/stats", timeout=10).json()
     assert stats["sendRequests"] == 2 and stats["faulted"] == 1 and len(messages(endpoint)) == 1
     requests.post(f"{endpoint}/faults", json={"status": 429, "count": 1, "retryAfter": 1}, timeout=10)
@@ -110,12 +110,28 @@ def test_throttling_backs_off_and_sends_one_email(svc: Services, endpoint: str) 
     assert len(messages(endpoint)) == 2
 
 
-def test_a_twin_holding_the_claim_makes_a_duplicate_hand_off_send_nothing(svc: Services, endpoint: str) -> None:
+def test_twins_sending_one_email_at_once_deliver_it_once_and_close_it_once(
+        svc: Services, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same hand-off delivered twice, the second run entirely inside the first one's send: both
+    send under the email's operation id, which the email service recognises (stored once), and
+    only the first close is kept."""
     [first, _] = fail_charge(svc)
-    _, entity = svc.store.outbox_row("acc-1", first)  # type: ignore[misc]
-    assert svc.store.claim_outbox(entity, "twin", datetime.now(UTC).replace(year=2100))
-    assert send_all(svc, [first], holder="me") == ["claimed_by_twin"]
-    assert messages(endpoint) == []
+    real_send = svc.mailer.send  # type: ignore[union-attr]
+    twin: list[str] = []
+
+    def send_while_a_twin_runs(email: OutgoingEmail, operation_id: str) -> str:
+        if not twin:
+            twin.append("running")
+            twin.append(send_email(svc.lifecycle, svc.mailer, svc.settings, "acc-1", first))  # type: ignore[arg-type]
+        return real_send(email, operation_id)
+
+    monkeypatch.setattr(svc.mailer, "send", send_while_a_twin_runs)
+    assert send_all(svc, [first]) == ["sent"] and twin[1] == "sent"
+    got = [m for m in messages(endpoint) if m["operationId"] == first]
+    assert len(got) == 1 and got[0]["submissions"] == 2
+    entries = [e for e in svc.store.timeline("acc-1") if e["kind"] == "email_sent" and first in e["detail"]]
+    assert len(entries) == 1 and svc.store.mail_record("acc-1", first) is not None
+    assert send_all(svc, [first]) == ["gone"] and len(messages(endpoint)) == 1
 
 
 def test_a_failure_notice_overtaken_by_the_payment_is_not_sent(svc: Services, endpoint: str) -> None:
@@ -154,8 +170,7 @@ def test_only_a_refusal_naming_the_recipient_is_an_address_problem(endpoint: str
 
 
 def report(svc: Services, message_id: str, recipient: str, status: str, at: datetime) -> list[str]:
-    return apply_report(svc.lifecycle, svc.contacts, svc.mail_index,
-                        DeliveryReport(recipient, status, at, message_id, "mailbox full"))
+    return apply_report(svc.lifecycle, svc.contacts, DeliveryReport(recipient, status, at, message_id, "mailbox full"))
 
 
 def unreachable_alerts(svc: Services) -> list[dict[str, str]]:
@@ -182,42 +197,31 @@ def test_a_bounce_marks_the_contact_unreachable_and_a_later_delivery_clears_it(s
     assert report(svc, "not-ours", "someone@elsewhere.example", "Bounced", later) == []
 
 
-def test_an_account_missing_from_the_address_index_is_found_by_the_message_id(svc: Services) -> None:
-    """Accounts registered before the address index existed: the recorded message still leads to them."""
-    [first, _] = fail_charge(svc)
-    assert send_all(svc, [first]) == ["sent"]
-    recipient = svc.store.mail_record("acc-1", first)["recipient"]  # type: ignore[index]
-    svc.contacts.update(recipient, "acc-1", False, revision=10**6)
-    assert svc.contacts.accounts(recipient) == []
-    assert report(svc, first.upper(), recipient, "Bounced", datetime(2026, 12, 1, 9, 5, tzinfo=UTC)) == ["acc-1"]
-    assert len(unreachable_alerts(svc)) == 1
-
-
 ACS_OPERATION_ID = "39684038-0819-5168-ad1c-e96a19fda06b"  # 16 digits passing Luhn before its fourth group
 
 
 def test_an_operation_id_that_looks_like_a_card_number_is_stored_and_found_unchanged(svc: Services) -> None:
-    """Keys and ids are never masked: the mail row, its operation id, the mail index and the
-    timeline keep the id as it is, and a delivery report naming it finds the account. Free text
-    next to it still has a card number masked."""
+    """Keys and ids are never masked: the mail row and the timeline keep the operation id as it is,
+    and a delivery report about its recipient finds the account. Free text next to it still has a
+    card number masked."""
     now = svc.lifecycle.clock.now()
     recipient = CONTACTS[0]
-    svc.mail_index.remember(ACS_OPERATION_ID, "acc-1", recipient)
-    commit_decision(svc.lifecycle, "acc-1", lambda snap: email_sent(
-        snap.account, ACS_OPERATION_ID, "payment_failed", recipient, ACS_OPERATION_ID, now, svc.lifecycle.policy))
-    other = "7d8f3c1e-0000-4000-8000-000000000003"
+    account = svc.store.load("acc-1").account
+    email = SendEmail("acc-1", "payment_failed", "c1", recipient)
+    sent = close_email(account, email, "sent", now, operation_id=ACS_OPERATION_ID)
+    assert svc.store.close_email("acc-1", sent.record, sent.entry, account.revision, now)
     # The email service's text is masked where it enters, in the mailer port's error.
     refusal = str(MailRejected(f"refused after {ACS_OPERATION_ID}: card 4111 1111 1111 1111"))
-    commit_decision(svc.lifecycle, "acc-1", lambda snap: email_failed(
-        snap.account, other, "payment_failed", recipient, refusal, now, svc.lifecycle.policy))
-    row = svc.store.mail_record("acc-1", ACS_OPERATION_ID)
-    assert row is not None and row["RowKey"] == f"mail|{ACS_OPERATION_ID}" and row["operationId"] == ACS_OPERATION_ID
-    failed = svc.store.mail_record("acc-1", other)
-    assert failed is not None and failed["detail"] == f"refused after {ACS_OPERATION_ID}: card **** **** **** 1111"
-    assert svc.mail_index.find(ACS_OPERATION_ID) == ("acc-1", recipient)
+    other = SendEmail("acc-1", "payment_failed", "c2", recipient)
+    failed = close_email(account, other, "failed", now, reason=refusal)
+    assert svc.store.close_email("acc-1", failed.record, failed.entry, account.revision, now)
+    row = svc.store.mail_record("acc-1", email.key)
+    assert row is not None and row["operationId"] == ACS_OPERATION_ID
+    failed_row = svc.store.mail_record("acc-1", other.key)
+    assert failed_row is not None
+    assert failed_row["detail"] == f"refused after {ACS_OPERATION_ID}: card **** **** **** 1111"
     details = [e["detail"] for e in svc.store.timeline("acc-1")]
     assert any(f"(operation {ACS_OPERATION_ID})" in d for d in details)
     assert not any("4111" in d for d in details)
-    svc.contacts.update(recipient, "acc-1", False, revision=10**6)  # found by the message id alone
     assert report(svc, ACS_OPERATION_ID, recipient, "Bounced", datetime(2026, 12, 1, 9, 5, tzinfo=UTC)) == ["acc-1"]
     assert len(unreachable_alerts(svc)) == 1

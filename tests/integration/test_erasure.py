@@ -51,12 +51,12 @@ def with_a_past(s: Services, account_id: str) -> None:
     send_pending_mail(s, account_id)
     for n in range(REPORTS):
         status, at = ("Bounced", "Delivered")[n % 2], NOW - timedelta(minutes=REPORTS - n)
-        apply_report(s.lifecycle, s.contacts, s.mail_index, DeliveryReport(
+        apply_report(s.lifecycle, s.contacts, DeliveryReport(
             OLD.replace("Contoso", "CONTOSO"), status, at, "", f"550 5.1.1 <{OLD.upper()}>: mailbox unavailable"))
     register_account(s.lifecycle, account_id, Registration(Profile("Contoso", "en", (NEW,)), (("s1", "Web shop"),)))
     rows = [r for r in s.store.pending_outbox(account_id) if r.kind == "email"]
-    give_up_email(s.lifecycle, account_id, rows[0].key, rows[0].payload["kind"], rows[0].payload["recipient"],
-            f"550 mailbox {str(rows[0].payload['recipient']).upper()} unknown", bad_address=True)
+    give_up_email(s.lifecycle, account_id, rows[0].key, f"550 mailbox {str(rows[0].payload['recipient']).upper()} "
+                  "unknown", bad_address=True)
     send_pending_mail(s, account_id)
     save_card(s.lifecycle, account_id, PaymentMethod("card", "tok_visa", "visa", "0069", 12, 2030))
 

@@ -58,7 +58,7 @@ def test_a_decision_keeps_its_text_with_lone_surrogates_replaced(svc: Services, 
     account_id, contact = f"acc-{tag}", f"billing-{tag}@contoso.example"
     register_account(svc.lifecycle, account_id, Registration(Profile(name or "x", "en", (contact,)), (("s1", "Web"),)))
     report = DeliveryReport(contact, "Bounced", NOW - timedelta(minutes=1), message_id, detail)
-    assert apply_report(svc.lifecycle, svc.contacts, svc.mail_index, report) == [account_id]
+    assert apply_report(svc.lifecycle, svc.contacts, report) == [account_id]
     account = svc.store.load(account_id).account
     assert account.profile is not None and account.profile.display_name == storable_text(name or "x")
     last = svc.store.timeline(account_id)[-1]
@@ -70,25 +70,20 @@ def test_a_decision_keeps_its_text_with_lone_surrogates_replaced(svc: Services, 
 @given(address=TEXT, message_id=TEXT)
 def test_a_report_for_text_no_row_can_hold_finds_no_account(svc: Services, address: str, message_id: str) -> None:
     recipient = f"{address}@contoso.example"
-    found = apply_report(svc.lifecycle, svc.contacts, svc.mail_index,
-                         DeliveryReport(recipient, "Bounced", NOW, message_id, "550"))
+    found = apply_report(svc.lifecycle, svc.contacts, DeliveryReport(recipient, "Bounced", NOW, message_id, "550"))
     assert found == []
-    assert svc.contacts.accounts(recipient) == [] and svc.mail_index.find(message_id) is None
+    assert svc.contacts.accounts(recipient) == []
 
 
 @EXAMPLES
-@given(reason=TEXT, body=TEXT, recipient=TEXT)
-def test_dead_letters_and_the_mail_index_keep_text_in_its_storable_form(svc: Services, reason: str, body: str,
-                                                                        recipient: str) -> None:
+@given(reason=TEXT, body=TEXT)
+def test_dead_letters_keep_text_in_its_storable_form(svc: Services, reason: str, body: str) -> None:
     message_id = uuid.uuid4().hex
     svc.deadletters.add(source="payment-events", reason=reason, body=body, received_at=NOW, message_id=message_id)
     item = svc.deadletters.get(f"msg-payment-events-{message_id}")
     content = dead_letter_content(body, reason)
     assert item is not None
     assert item["text"] == storable_text(content.text) and item["reason"] == storable_text(content.reason[:4000])
-    operation = str(uuid.uuid4())
-    svc.mail_index.remember(operation, "acc-1", recipient)
-    assert svc.mail_index.find(operation) == ("acc-1", storable_text(recipient))
 
 
 @EXAMPLES

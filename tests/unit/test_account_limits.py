@@ -33,8 +33,8 @@ from shared.domain.payments import Registration, apply_payment_event, register
 from shared.domain.policy import DunningPolicy
 from shared.faults import Faults
 from shared.inbound.account_body import AccountBody
-from shared.services.dispatch import RecordingDispatcher
 from shared.services.unit_of_work import Lifecycle, Refused, apply_event, register_account
+from tests.fakes.dispatcher import RecordingDispatcher
 from tests.fakes.memory_store import InMemoryAccountStore
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -33,8 +33,8 @@ from shared.domain.money import Money
 from shared.domain.payments import Registration, apply_payment_event, register
 from shared.domain.policy import DunningPolicy
 from shared.faults import CrashInjected, Faults
-from shared.services.dispatch import RecordingDispatcher
 from shared.services.unit_of_work import Lifecycle, apply_event, commit_decision
+from tests.fakes.dispatcher import RecordingDispatcher
 from tests.fakes.memory_store import InMemoryAccountStore
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.domain.charging import save_payment_method
+from shared.domain.effects import SendEmail
 from shared.domain.erasure import Erasure, profile_words
-from shared.domain.mail import delivery_reported, email_sent
+from shared.domain.mail import close_email, delivery_reported
 from shared.domain.model import Account, PaymentMethod, Profile
 from shared.domain.payments import Registration, register
 from shared.domain.policy import DunningPolicy
@@ -40,13 +41,14 @@ def _history() -> tuple[Account, list[str]]:
     OLD, a bounce quoting OLD in capitals, then another contact and another card. The final
     account and the timeline's details."""
     steps = [save_payment_method(_registered((OLD,), None), MASTERCARD, T0, POLICY)]
-    steps.append(email_sent(steps[-1].account, "k1", "payment_failed", OLD, "op-1", T0, POLICY))
+    sent = close_email(steps[-1].account, SendEmail("acc", "payment_failed", "c1", OLD), "sent", T0,
+                       operation_id="op-1")
     steps.append(delivery_reported(steps[-1].account, OLD, "Bounced", T0 + timedelta(minutes=1),
                                    f"550 5.1.1 <{OLD.upper()}>: mailbox unavailable", T0, POLICY))
     steps.append(register(steps[-1].account, Registration(Profile("Contoso", "en", (NEW,)), (("s1", "Web shop"),)),
                           T0 + timedelta(hours=1), POLICY))
     steps.append(save_payment_method(steps[-1].account, VISA, T0 + timedelta(hours=2), POLICY))
-    return steps[-1].account, [e.detail for d in steps for e in d.timeline]
+    return steps[-1].account, [sent.entry.detail, *(e.detail for d in steps for e in d.timeline)]
 
 
 def test_every_address_and_card_the_account_held_goes_from_its_history() -> None:

@@ -16,8 +16,8 @@ from shared.domain.model import Account
 from shared.domain.money import Money
 from shared.domain.policy import DunningPolicy
 from shared.faults import Faults
-from shared.services.dispatch import RecordingDispatcher
 from shared.services.unit_of_work import Lifecycle, apply_event
+from tests.fakes.dispatcher import RecordingDispatcher
 from tests.fakes.memory_store import InMemoryAccountStore
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)

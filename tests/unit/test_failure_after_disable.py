@@ -50,8 +50,7 @@ def test_a_new_failure_on_a_disabled_subscription_mails_that_it_is_already_disab
     acc, [email] = failure("c2", now, disabled_account(locale))
     assert acc.subscriptions["s1"].state is SubscriptionState.DISABLED
     assert email.facts["state"] == "disabled"
-    rendered = compose(acc, {"kind": email.kind, "recipient": email.recipient, "facts": email.facts,
-                             "subscriptionIds": list(email.subscription_ids)}, SETTINGS, POLICY, now)
+    rendered = compose(acc, email, SETTINGS, POLICY, now)
     cancel_on = format_date(START + timedelta(days=POLICY.cancel_day), locale)
     for body in (rendered.text, rendered.html):
         assert ALREADY_DISABLED[locale] in body and cancel_on in body and CANCELED_ON[locale] in body
@@ -64,8 +63,7 @@ def test_a_new_failure_on_a_canceled_subscription_says_a_payment_no_longer_react
     assert acc.subscriptions["s1"].state is SubscriptionState.CANCELED
     now = START + timedelta(days=POLICY.cancel_day + 2)
     acc, [email] = failure("c3", now, acc)
-    rendered = compose(acc, {"kind": email.kind, "recipient": email.recipient, "facts": email.facts,
-                             "subscriptionIds": list(email.subscription_ids)}, SETTINGS, POLICY, now)
+    rendered = compose(acc, email, SETTINGS, POLICY, now)
     assert "already canceled: a payment no longer reactivates it" in rendered.text
 
 
@@ -90,8 +88,7 @@ def test_a_cancellation_under_a_legal_hold_is_mailed_without_a_deletion_date(loc
     acc = set_legal_hold(acc, "s1", True, START + timedelta(days=35), POLICY).account
     decision, _ = advance(acc, START + timedelta(days=POLICY.cancel_day, hours=1), POLICY)
     [email] = [e for e in decision.effects if isinstance(e, SendEmail) and e.kind == "service_canceled"]
-    rendered = compose(decision.account, {"kind": email.kind, "recipient": email.recipient, "facts": email.facts,
-                                          "subscriptionIds": list(email.subscription_ids)}, SETTINGS, POLICY,
+    rendered = compose(decision.account, email, SETTINGS, POLICY,
                        START + timedelta(days=POLICY.cancel_day, hours=1))
     assert kept in rendered.text and kept in rendered.html
     assert "{date}" not in rendered.subject and "Contoso" in rendered.subject

@@ -49,9 +49,9 @@ from shared.domain.money import Money
 from shared.domain.payments import Registration
 from shared.domain.policy import DunningPolicy
 from shared.faults import CrashInjected, Faults
-from shared.services.dispatch import RecordingDispatcher
 from shared.services.settle_account import NoCardOnFile, settle_account, update_card_and_settle
 from shared.services.unit_of_work import Lifecycle, apply_event, commit_decision, register_account
+from tests.fakes.dispatcher import RecordingDispatcher
 from tests.fakes.memory_store import InMemoryAccountStore
 
 ACC = "acc"

@@ -19,6 +19,8 @@ than one transaction adds one `$batch` per 99 follow-up writes, one query and on
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,6 +38,9 @@ from shared.adapters.store.decision_rows import (
     Entity,
     OutboxRow,
     account_entity,
+    email_of,
+    email_timeline_entity,
+    mail_entity,
     marker_entity,
     marker_key,
     outbox_of,
@@ -44,7 +49,8 @@ from shared.adapters.store.decision_rows import (
     split,
     writes_in,
 )
-from shared.domain.decision import Decision
+from shared.domain.decision import Decision, MailRecord
+from shared.domain.effects import SendEmail, TimelineEntry
 from shared.domain.erasure import Erasure
 from shared.domain.model import Account, ChargeNote
 from shared.faults import Faults
@@ -54,6 +60,9 @@ __all__ = ["AccountRepository", "AccountStore", "AlreadyApplied", "ConcurrencyCo
 
 MAX_BATCH = 100
 FINISH_ROUNDS = 5
+CACHED_ACCOUNTS = 1024
+"""Account rows a process keeps its last copy of (`load(cached=True)`): a hint, never trusted
+without the row's ETag."""
 
 
 class ConcurrencyConflict(Exception):
@@ -62,6 +71,16 @@ class ConcurrencyConflict(Exception):
 
 class AlreadyApplied(Exception):
     """The event marker exists: a twin applied this event."""
+
+
+@dataclass(frozen=True)
+class OpenEmail:
+    """What sending one email needs from its account's partition (`AccountStore.open_email`)."""
+
+    account: Account
+    email: SendEmail | None
+    """None when its outbox row is gone (closed and tidied, or never written)."""
+    closed: bool
 
 
 @dataclass(frozen=True)
@@ -75,18 +94,24 @@ class Snapshot:
     decide on this snapshot."""
     finished: tuple[OutboxRow, ...] = ()
     """Outbox rows this load wrote while finishing an earlier decision: the loader carries them out."""
+    assumed_new: frozenset[str] = frozenset()
+    """Charges named by the event whose notes were assumed absent, not read (`load(assume_new=True)`)."""
 
 
 class AccountRepository(Protocol):
     """What the service layer needs of account storage (Table Storage, or in memory for tests)."""
 
-    def load(self, account_id: str, *, event_id: str | None = None,
-             charge_ids: Sequence[str] = (), finish: bool = False) -> Snapshot: ...
+    def load(self, account_id: str, *, event_id: str | None = None, charge_ids: Sequence[str] = (),
+             finish: bool = False, cached: bool = False, assume_new: bool = False) -> Snapshot: ...
+    def applied(self, account_id: str, event_id: str) -> bool: ...
     def exists(self, account_id: str) -> bool: ...
     def commit(self, snapshot: Snapshot, decision: Decision, *, event_id: str | None = None,
                event_type: str | None = None, now: datetime) -> list[OutboxRow]: ...
     def pending_outbox(self, account_id: str, settled_for: timedelta = timedelta(0)) -> list[OutboxRow]: ...
     def delete_outbox(self, rows: Sequence[OutboxRow]) -> None: ...
+    def open_email(self, account_id: str, key: str) -> OpenEmail: ...
+    def close_email(self, account_id: str, record: MailRecord, entry: TimelineEntry, revision: int,
+                    now: datetime) -> bool: ...
     def timeline(self, account_id: str) -> list[dict[str, Any]]: ...
     def charge_notes(self, account_id: str) -> list[ChargeNote]: ...
 
@@ -95,13 +120,26 @@ class AccountStore:
     def __init__(self, table: TableClient, faults: Faults | None = None) -> None:
         self.table = table
         self.faults = faults or Faults()
+        self._cache: OrderedDict[str, tuple[Account, str]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     # -- reading ---------------------------------------------------------------------------------
 
     def load(self, account_id: str, *, event_id: str | None = None, charge_ids: Sequence[str] = (),
-             finish: bool = False) -> Snapshot:
+             finish: bool = False, cached: bool = False, assume_new: bool = False) -> Snapshot:
         """The account as committed. With `finish`, first apply what an earlier decision left to
-        follow (a crash between its transactions): every path that decides loads so."""
+        follow (a crash between its transactions): every path that decides loads so.
+
+        `cached`: the account as this process last read or committed it, if it has it, without a
+        request; only for a decision whose commit is certain (an event's, which always writes its
+        marker), where the account row's ETag turns a stale copy into `ConcurrencyConflict`.
+        `assume_new`: the notes of `charge_ids` that are not outstanding are not read but assumed
+        absent (`Snapshot.assumed_new`); the commit then creates them, and one that exists after
+        all fails it with `ConcurrencyConflict`, to decide again without assuming."""
+        hit = self._cache_get(account_id) if cached and event_id is None else None
+        if hit is not None:
+            return Snapshot(hit[0], hit[1], self._notes(account_id, hit[0], charge_ids, assume_new),
+                            assumed_new=self._new(hit[0], charge_ids) if assume_new else frozenset())
         row = self._get(account_id, ACCOUNT_ROW)
         finished: list[OutboxRow] = []
         for _ in range(FINISH_ROUNDS if finish else 0):
@@ -117,16 +155,54 @@ class AccountStore:
         )
         etag = row.metadata["etag"] if row else None
         pending = bool(row.get(FOLLOW_UPS)) if row else False
+        if etag is not None and not pending:
+            self._cache_put(account_id, account, etag)
         if event_id is not None and self._get(account_id, marker_key(event_id)) is not None:
             return Snapshot(account, etag, already_applied=True, pending=pending, finished=tuple(finished))
+        return Snapshot(account, etag, self._notes(account_id, account, charge_ids, assume_new), pending=pending,
+                        finished=tuple(finished),
+                        assumed_new=self._new(account, charge_ids) if assume_new else frozenset())
+
+    def applied(self, account_id: str, event_id: str) -> bool:
+        """Whether the event's marker is committed (its decision took effect)."""
+        return self._get(account_id, marker_key(event_id)) is not None
+
+    def _notes(self, account_id: str, account: Account, charge_ids: Sequence[str],
+               assume_new: bool) -> dict[str, ChargeNote]:
         notes: dict[str, ChargeNote] = {}
+        if assume_new:
+            return notes
         for charge_id in charge_ids:
             if charge_id in account.outstanding:
                 continue
             note = self._get(account_id, f"charge|{charge_id}")
             if note is not None:
                 notes[charge_id] = codec.note_of(charge_id, note)
-        return Snapshot(account, etag, notes, pending=pending, finished=tuple(finished))
+        return notes
+
+    @staticmethod
+    def _new(account: Account, charge_ids: Sequence[str]) -> frozenset[str]:
+        return frozenset(c for c in charge_ids if c not in account.outstanding)
+
+    # -- the process's copies of account rows (see `load(cached=True)`) ---------------------------
+
+    def _cache_get(self, account_id: str) -> tuple[Account, str] | None:
+        with self._cache_lock:
+            hit = self._cache.get(account_id)
+            if hit is not None:
+                self._cache.move_to_end(account_id)
+            return hit
+
+    def _cache_put(self, account_id: str, account: Account, etag: str) -> None:
+        with self._cache_lock:
+            self._cache[account_id] = (account, etag)
+            self._cache.move_to_end(account_id)
+            while len(self._cache) > CACHED_ACCOUNTS:
+                self._cache.popitem(last=False)
+
+    def forget_cached(self, account_id: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(account_id, None)
 
     def exists(self, account_id: str) -> bool:
         return self._get(account_id, ACCOUNT_ROW) is not None
@@ -148,26 +224,46 @@ class AccountStore:
         return [OutboxRow(account_id, r["RowKey"][len("outbox|"):], r["kind"], codec.get_json(r, "payload"))
                 for r in rows if not settled_for or (r.metadata["timestamp"] or cutoff) <= cutoff]
 
-    def outbox_row(self, account_id: str, key: str) -> tuple[OutboxRow, Any] | None:
-        """One outbox row, and the stored entity (with its ETag) by which the sender claims it."""
-        r = self._get(account_id, f"outbox|{key}")
-        if r is None:
-            return None
-        return OutboxRow(account_id, key, r["kind"], codec.get_json(r, "payload")), r
+    def open_email(self, account_id: str, key: str) -> OpenEmail:
+        """The account, the email its outbox row `key` holds and whether it is already closed, in
+        one query (the account row, `outbox|{key}` and `mail|{key}` of one partition)."""
+        # The SDK finds `@name`s between spaces: none may touch a parenthesis.
+        found = {r["RowKey"]: r for r in self.table.query_entities(
+            "PartitionKey eq @pk and ( RowKey eq @account or RowKey eq @outbox or RowKey eq @mail )",
+            parameters={"pk": account_id, "account": ACCOUNT_ROW, "outbox": f"outbox|{key}", "mail": f"mail|{key}"})}
+        row = found.get(ACCOUNT_ROW)
+        account = codec.account_of(account_id, codec.get_json(row, "state") if row else None,
+                                   codec.get_json(row, "profile") if row else None)
+        outbox = found.get(f"outbox|{key}")
+        email = None
+        if outbox is not None and outbox.get("kind") == "email":
+            email = email_of(OutboxRow(account_id, key, "email", codec.get_json(outbox, "payload")))
+        return OpenEmail(account, email, f"mail|{key}" in found)
 
-    def claim_outbox(self, entity: Any, holder: str, until: datetime) -> bool:
-        """Take an email row for sending; False if a twin took it first and its claim still stands."""
-        claimed = entity.get("claimedUntil")
-        if claimed and datetime.fromisoformat(claimed) > datetime.now(UTC) and entity.get("claimedBy") != holder:
-            return False
-        attempts = codec.int_of(entity.get("attempts", 0)) + 1
-        claim = {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"], "claimedBy": holder,
-                 "claimedUntil": until.isoformat(), "attempts": codec.int64(attempts)}
+    def close_email(self, account_id: str, record: MailRecord, entry: TimelineEntry, revision: int,
+                    now: datetime) -> bool:
+        """Close an email in one transaction: its `mail|` record (created: a twin's close comes
+        first or not at all), its timeline row, and the outbox row gone. The account row is not
+        rewritten. False when the email was closed already."""
+        ops: list[tuple[Any, ...]] = [
+            ("create", mail_entity(account_id, record, now)),
+            ("upsert", email_timeline_entity(account_id, record.key, entry, revision), {"mode": UpdateMode.REPLACE}),
+            ("delete", {"PartitionKey": account_id, "RowKey": f"outbox|{record.key}"}),
+        ]
         try:
-            self.table.update_entity(claim, mode=UpdateMode.MERGE, etag=entity.metadata["etag"],
-                                     match_condition=MatchConditions.IfNotModified)
-        except HttpResponseError:
-            return False  # changed since we read it: a twin claimed or closed it
+            self.table.submit_transaction(ops)
+        except TableTransactionError as exc:
+            if exc.status_code == 409:
+                return False  # the mail record exists: closed by a twin
+            if exc.status_code == 404:  # the outbox row is gone already: close without it
+                try:
+                    self.table.submit_transaction(ops[:2])
+                except TableTransactionError as again:
+                    if again.status_code == 409:
+                        return False
+                    raise
+                return True
+            raise
         return True
 
     def mail_record(self, account_id: str, key: str) -> dict[str, Any] | None:
@@ -235,13 +331,26 @@ class AccountStore:
         head = [marker_entity(pk, event_id, event_type, now)] if event_id is not None else []
         account_row = account_entity(decision.account, follow_ups=snapshot.pending)
         upserts, follow = split(account_row, head, rows, decision.account.revision)
-        result = self._submit([self._account_op(snapshot, account_row), *_creates(head), *_upserts(upserts)],
-                              has_marker=bool(head))
+        if snapshot.assumed_new and (follow or snapshot.assumed_new - {n.charge_id for n in decision.notes}):
+            # Only a note it creates can prove a charge new: otherwise decide again on read notes.
+            raise ConcurrencyConflict("a charge assumed new is not proven new by this decision's transaction")
+        new_notes = {f"charge|{c}" for c in snapshot.assumed_new}
+        writes = [("create", e) if e["RowKey"] in new_notes else ("upsert", e, {"mode": UpdateMode.REPLACE})
+                  for e in upserts]
+        try:
+            result = self._submit([self._account_op(snapshot, account_row), *_creates(head), *writes],
+                                  has_marker=bool(head))
+        except Exception:
+            self.forget_cached(pk)
+            raise
         carry = rows.outbox
         if follow:
+            self.forget_cached(pk)
             self.faults.between_transactions()
             carry = self._apply_follow_ups(pk)  # those a twin applied first are the twin's to carry out
             self._clear_follow_ups(pk, result[0]["etag"])
+        else:
+            self._cache_put(pk, decision.account, result[0]["etag"])
         # Closed by the `mail|` rows just committed; deleting the outbox rows is tidying.
         self.delete_outbox([OutboxRow(pk, record.key, "email", {}) for record in decision.mail])
         return carry
@@ -267,6 +376,7 @@ class AccountStore:
 
     def _clear_follow_ups(self, account_id: str, etag: str) -> None:
         """Lower the flag once nothing follows; a decision committed meanwhile wrote its own."""
+        self.forget_cached(account_id)
         with contextlib.suppress(HttpResponseError):
             self.table.update_entity({"PartitionKey": account_id, "RowKey": ACCOUNT_ROW, FOLLOW_UPS: False},
                                      mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified)
@@ -286,6 +396,8 @@ class AccountStore:
                 raise ConcurrencyConflict(str(getattr(exc, "error_code", exc.status_code))) from exc
             if exc.status_code == 409 and has_marker and index == 1:
                 raise AlreadyApplied() from exc
+            if exc.status_code == 409:  # a note assumed new exists: decide again on it
+                raise ConcurrencyConflict("a charge note assumed new exists") from exc
             raise
 
     def delete_outbox(self, rows: Sequence[OutboxRow]) -> None:

@@ -33,7 +33,7 @@ from azure.data.tables import EdmType, EntityProperty
 from shared.adapters.store import codec
 from shared.adapters.store.storable import storable_entity
 from shared.domain.decision import Decision, MailRecord
-from shared.domain.effects import Effect, EmitLifecycleEvent, IndexContact, TimelineEntry, UpdateIndex
+from shared.domain.effects import Effect, EmitLifecycleEvent, IndexContact, SendEmail, TimelineEntry, UpdateIndex
 from shared.domain.model import Account, ChargeNote
 
 Entity = dict[str, Any]
@@ -214,6 +214,13 @@ def outbox_row(pk: str, effect: Effect) -> OutboxRow:
     })
 
 
+def email_of(row: OutboxRow) -> SendEmail:
+    """The email an `email` outbox row holds, typed (what `outbox_row` wrote for a `SendEmail`)."""
+    p = row.payload
+    return SendEmail(row.account_id, p["kind"], str(p["occasion"]), str(p["recipient"]),
+                     tuple(p.get("subscriptionIds") or ()), dict(p.get("facts") or {}))
+
+
 def outbox_entity(row: OutboxRow) -> Entity:
     entity: Entity = {"PartitionKey": row.account_id, "RowKey": f"outbox|{row.key}", "kind": row.kind}
     codec.put_json(entity, "payload", row.payload)
@@ -244,10 +251,19 @@ def timeline_entities(pk: str, entries: Sequence[TimelineEntry], revision: int) 
     spill = len(entries) > TIMELINE_ENTRIES_PER_ROW
     for n, start in enumerate(range(0, len(entries), TIMELINE_ENTRIES_PER_ROW)):
         entity: Entity = {"PartitionKey": pk, "RowKey": f"tl|{revision:012d}" + (f"|{n:04d}" if spill else "")}
-        codec.put_json(entity, "entries", [
-            {"at": e.at.isoformat().replace("+00:00", "Z"), "kind": e.kind, "subscriptionId": e.subscription_id,
-             "detail": e.detail}  # outside text in it was masked where it came in; ids stay whole
-            for e in entries[start:start + TIMELINE_ENTRIES_PER_ROW]
-        ])
+        codec.put_json(entity, "entries", [_timeline_item(e) for e in entries[start:start + TIMELINE_ENTRIES_PER_ROW]])
         rows.append(entity)
     return rows
+
+
+def email_timeline_entity(pk: str, key: str, entry: TimelineEntry, revision: int) -> Entity:
+    """The timeline row of an email closed without a decision: after the rows of `revision` (the
+    account's revision when it was closed) and before the next decision's, keyed by the email."""
+    entity: Entity = {"PartitionKey": pk, "RowKey": f"tl|{revision:012d}|m{key}"}
+    codec.put_json(entity, "entries", [_timeline_item(entry)])
+    return entity
+
+
+def _timeline_item(e: TimelineEntry) -> dict[str, Any]:
+    return {"at": e.at.isoformat().replace("+00:00", "Z"), "kind": e.kind, "subscriptionId": e.subscription_id,
+            "detail": e.detail}  # outside text in it was masked where it came in; ids stay whole

@@ -174,25 +174,16 @@ class StoredTestClock:
 
 
 class MailIndex:
-    """ACS operation id → account and recipient: delivery reports name only the message."""
+    """Rows an earlier version kept per sent email (ACS operation id -> account and recipient, in
+    partition `mailindex`). Delivery reports are found by address now; erasure still deletes the
+    rows of the account's emails, which hold its contacts' addresses."""
 
     PK = "mailindex"
 
     def __init__(self, table: TableClient) -> None:
         self.table = table
 
-    def remember(self, operation_id: str, account_id: str, recipient: str) -> None:
-        self.table.upsert_entity({"PartitionKey": self.PK, "RowKey": operation_id, "accountId": account_id,
-                                  "recipient": recipient})
-
     def forget(self, operation_ids: Iterable[str]) -> None:
         for operation_id in operation_ids:
             with contextlib.suppress(ResourceNotFoundError):
                 self.table.delete_entity(self.PK, operation_id)
-
-    def find(self, operation_id: str) -> tuple[str, str] | None:
-        try:
-            row = self.table.get_entity(self.PK, operation_id)
-        except ResourceNotFoundError:
-            return None
-        return str(row["accountId"]), str(row["recipient"])

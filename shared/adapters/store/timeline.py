@@ -1,7 +1,9 @@
 """Reading an account's timeline a page at a time (`GET /api/accounts/{id}/timeline`).
 
 The timeline is kept as one row per decision in the account's partition, `tl|{revision:012d}`,
-each holding that decision's entries in order. A page is up to `limit` entries, oldest or newest
+each holding that decision's entries in order, and one row per email closed since that decision,
+`tl|{revision:012d}|m{email key}` (an email's close changes no account state, so it takes no
+revision of its own). A page is up to `limit` entries, oldest or newest
 first; its `Cursor` says where the next page starts: a row key and how many of that row's entries
 (counted in the page order) the pages before it already returned. Reading a page costs one
 range query (oldest first) or a few windows of rows below the cursor (newest first), never the
@@ -28,7 +30,7 @@ PREFIX, END = "tl|", "tl}"
 # The keys `decision_rows.timeline_entities` writes, and nothing else: a cursor names one of them.
 # ASCII digits (`\d` takes any script's); no free text, so a token can never carry text a query
 # cannot send (a lone surrogate was a 500).
-_ROW = re.compile(r"tl\|[0-9]{12}(?:\|[0-9]{4})?")
+_ROW = re.compile(r"tl\|[0-9]{12}(?:\|[0-9]{4}|\|m[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?")
 
 
 @dataclass(frozen=True)
