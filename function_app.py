@@ -10,6 +10,7 @@ from functions.operations_api import bp as operations_api
 from functions.operator_api import bp as operator_api
 from functions.payment_events import bp as payment_events
 from functions.payment_method_api import bp as payment_method_api
+from functions.stripe_webhooks import bp as stripe_webhooks
 from functions.sweeps import bp as sweeps
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -21,3 +22,4 @@ app.register_functions(email_outbox)
 app.register_functions(sweeps)
 app.register_functions(operator_api)
 app.register_functions(billing_page)
+app.register_functions(stripe_webhooks)

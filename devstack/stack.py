@@ -5,6 +5,7 @@ the Functions app on the project's own host, each in a process of its own.
     python -m devstack.stack --story         # start, play the scripted story, stop
     python -m devstack.stack --email-quota 30,100   # the email endpoint enforces ACS-like quotas
     python -m devstack.stack --ports free    # on free ports (printed), beside another stack
+    python -m devstack.stack --gateway stripe   # the app charges through the Stripe-compatible sandbox
 
 The same `LocalStack` runs the end-to-end tests, on free ports with an in-memory Azurite.
 SIGTERM, SIGINT and SIGHUP stop every process it started (`LocalStack.stop`), then it exits 0.
@@ -34,6 +35,8 @@ from devstack.email_endpoint.server import Quota
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".devstack"
 DEV_ACS_KEY = "bG9jYWwtZGV2LWtleS1ub3QtYS1zZWNyZXQ="  # the local endpoint's public dev key
+STRIPE_TEST_KEY = "sk_test_local_stack_only"  # the sandbox takes any sk_test_ key
+STRIPE_WEBHOOK_SECRET = "whsec_local_stack_only_not_a_secret"
 
 
 class Interrupted(BaseException):
@@ -55,8 +58,8 @@ def _is_host(name: str) -> bool:
 
 STOP_ROUNDS: list[tuple[Callable[[str], bool], float]] = [
     (_is_host, 20.0),  # a host drains in its grace period (5 s), hands back, then gives up (about 13 s at most)
-    (lambda name: name in ("email", "gateway"), 5.0),
-    (lambda name: not _is_host(name) and name not in ("email", "gateway"), 5.0),  # Azurite, and anything else
+    (lambda name: name in ("email", "gateway", "stripe"), 5.0),
+    (lambda name: not _is_host(name) and name not in ("email", "gateway", "stripe"), 5.0),  # Azurite, the rest
 ]
 """Who stops in which round, and how many seconds a round waits before SIGKILL."""
 
@@ -85,11 +88,13 @@ class StackPorts:
     email: int = 7075
     gateway: int = 7076
     storage: azurite.AzuriteEndpoints = azurite.STANDARD
+    stripe: int = 7077
 
     @classmethod
     def free(cls) -> StackPorts:
         return cls(azurite.free_port(), azurite.free_port(), azurite.free_port(),
-                   azurite.AzuriteEndpoints(azurite.free_port(), azurite.free_port(), azurite.free_port()))
+                   azurite.AzuriteEndpoints(azurite.free_port(), azurite.free_port(), azurite.free_port()),
+                   azurite.free_port())
 
 
 @dataclass
@@ -106,6 +111,10 @@ class LocalStack:
     """Azurite's data folder (for a benchmark that prepares it); `persist` uses .devstack/azurite."""
     email_quota: Quota | None = None
     """The email endpoint starts with this quota (its `PUT /quota` changes it later)."""
+    gateway: str = "http"
+    """`http`: the app charges through the sandbox gateway; `stripe`: through the Stripe-compatible
+    sandbox (`PAYMENT_GATEWAY=stripe`), which sends its webhooks to `/api/webhooks/stripe`. The
+    sandbox gateway runs either way (its URL stays in the app's settings)."""
     _signals: int = field(default=0, init=False, repr=False)
     _pending: int | None = field(default=None, init=False, repr=False)
     _critical: int = field(default=0, init=False, repr=False)
@@ -123,6 +132,10 @@ class LocalStack:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.gateway}"
+
+    @property
+    def stripe_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.stripe}"
 
     @property
     def connection_string(self) -> str:
@@ -146,15 +159,22 @@ class LocalStack:
             "BILLING_PAGE_URL": f"{self.functions_url}/api/billing",
             "BILLING_LINK_SIGNING_KEY": "local-only-signing-key-change-me",
             "PYTHONUNBUFFERED": "1",
+            **(self._stripe_env() if self.gateway == "stripe" else {}),
             **self.extra_env,
         }
+
+    def _stripe_env(self) -> dict[str, str]:
+        return {"PAYMENT_GATEWAY": "stripe", "STRIPE_API_KEY": STRIPE_TEST_KEY, "STRIPE_API_BASE": self.stripe_url,
+                "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET}
 
     def start(self) -> LocalStack:
         ensure_local_settings()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         storage = self.ports.storage
         for name, port in [("functions host", self.ports.functions), ("email endpoint", self.ports.email),
-                           ("sandbox gateway", self.ports.gateway), ("Azurite blob", storage.blob_port),
+                           ("sandbox gateway", self.ports.gateway),
+                           *([("stripe sandbox", self.ports.stripe)] if self.gateway == "stripe" else []),
+                           ("Azurite blob", storage.blob_port),
                            ("Azurite queue", storage.queue_port), ("Azurite table", storage.table_port)]:
             if azurite.is_listening(port):
                 raise RuntimeError(f"port {port} for the {name} is taken: is another local stack running?")
@@ -181,6 +201,10 @@ class LocalStack:
                               "--access-key", DEV_ACS_KEY, *quota])
         self._spawn("gateway", [py, "-m", "devstack.sandbox_gateway", "--port", str(self.ports.gateway),
                                 "--storage-connection-string", self.connection_string])
+        if self.gateway == "stripe":
+            self._spawn("stripe", [py, "-m", "devstack.stripe_sandbox", "--port", str(self.ports.stripe),
+                                   "--webhook-url", f"{self.functions_url}/api/webhooks/stripe",
+                                   "--webhook-secret", STRIPE_WEBHOOK_SECRET])
         self._spawn("functions", [py, "-m", "devstack.host", "--app-dir", str(ROOT),
                                   "--port", str(self.ports.functions)])
         for n in range(self.workers):
@@ -201,6 +225,7 @@ class LocalStack:
             "functions": f"{self.functions_url}/api/health",
             "email": f"{self.email_url}/messages",
             "gateway": f"{self.gateway_url}/health",
+            **({"stripe": f"{self.stripe_url}/health"} if self.gateway == "stripe" else {}),
         }
         deadline = time.monotonic() + timeout
         pending = dict(checks)
@@ -330,10 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ports", choices=["standard", "free"], default="standard",
                         help="standard: 7071, 7075, 7076, 10000-10002; free: any free ports (printed at start)")
     parser.add_argument("--log-dir", type=Path, default=STATE_DIR / "logs", help="where each process logs")
+    parser.add_argument("--gateway", choices=["http", "stripe"], default="http",
+                        help="http: charge through the sandbox gateway; stripe: through the Stripe-compatible "
+                             "sandbox (PAYMENT_GATEWAY=stripe, port 7077)")
     args = parser.parse_args(argv)
     ports = StackPorts.free() if args.ports == "free" else StackPorts()
     stack = LocalStack(ports, persist=args.persist, workers=args.workers, email_quota=args.email_quota,
-                       log_dir=args.log_dir)
+                       log_dir=args.log_dir, gateway=args.gateway)
     stack.handle_signals()  # SIGTERM, SIGINT (Ctrl-C), SIGHUP: stop every process, then exit
     print("starting the local stack (Azurite, email endpoint, sandbox gateway, functions host)...", flush=True)
     try:
@@ -351,6 +379,8 @@ def _run(stack: LocalStack, story: bool) -> int:
     print(f"functions host: {stack.functions_url}")
     print(f"email endpoint: {stack.email_url}")
     print(f"sandbox gateway: {stack.gateway_url}")
+    if stack.gateway == "stripe":
+        print(f"stripe sandbox: {stack.stripe_url}")
     if stack.email_quota is not None:
         print(f"email quota: {stack.email_quota.describe()} (change it with PUT {stack.email_url}/quota)")
     storage = stack.ports.storage

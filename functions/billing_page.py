@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hmac
 import re
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import azure.functions as func
 
 from functions.problems import SECURITY_HEADERS
+from shared.adapters.gateway.protocol import Authentication, ChargeResult, GatewayUnavailable
+from shared.adapters.gateway.stripe import TOKEN_PATTERN as STRIPE_TOKEN_PATTERN
+from shared.adapters.store.leases import LeaseBusy
 from shared.bootstrap import Services, services
 from shared.domain.declines import contract_reason
 from shared.domain.identifiers import is_identifier
@@ -21,9 +24,9 @@ from shared.domain.model import Account, Locale
 from shared.inbound.account_body import TOKEN_PATTERN, InvalidRequest, refuse_card_data
 from shared.notifications.catalog import catalog
 from shared.notifications.formatting import format_money
-from shared.services.settle_account import CardUpdate, update_card_and_settle
+from shared.services.settle_account import CardUpdate, Settlement, complete_authentication, update_card_and_settle
 from shared.web.billing_form import Notice, render_billing_page, render_refusal
-from shared.web.billing_links import LinkStatus, SignedLink, check, form_token
+from shared.web.billing_links import LinkStatus, SignedLink, check, confirm_link, form_token
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 HEADERS = {
@@ -112,7 +115,8 @@ def _submit(svc: Services, req: func.HttpRequest, account_id: str, locale: Local
         return _again(svc, account_id, locale, t("page.card_rejected"), 400, expected_form_token)
     form = {k: v[0] for k, v in fields.items()}
     token = form.get("token", "").strip()
-    if not re.fullmatch(TOKEN_PATTERN, token):
+    pattern = STRIPE_TOKEN_PATTERN if svc.settings.payment_gateway == "stripe" else TOKEN_PATTERN
+    if not re.fullmatch(pattern, token):
         return _again(svc, account_id, locale, t("page.card_rejected"), 400, expected_form_token)
     if svc.gateway is None:
         return _again(svc, account_id, locale, t("page.unavailable"), 503, expected_form_token)
@@ -120,8 +124,12 @@ def _submit(svc: Services, req: func.HttpRequest, account_id: str, locale: Local
     if update.status == "card_rejected":
         return _again(svc, account_id, locale, t("page.card_rejected"), 400, expected_form_token)
     account = svc.store.load(account_id).account
-    return _page(render_billing_page(account, locale, svc.settings.support_url, _notices(update, locale, account),
-                                     expected_form_token))
+    notices = _notices(update, locale, account)
+    if update.status == "declined" and update.settlement.awaiting:
+        confirm = confirm_link(svc.settings.billing_page_url, svc.settings.link_signing_key, account_id,
+                               account.link_version, svc.lifecycle.clock.now(), update.settlement.awaiting[0][1])
+        notices = [Notice("error", t("page.authenticate"), confirm, t("page.authenticate_link"))]
+    return _page(render_billing_page(account, locale, svc.settings.support_url, notices, expected_form_token))
 
 
 def _again(svc: Services, account_id: str, locale: Locale, error: str, status: int,
@@ -134,8 +142,8 @@ def _again(svc: Services, account_id: str, locale: Locale, error: str, status: i
 def _notices(update: CardUpdate, locale: Locale, account: Account) -> list[Notice]:
     t = catalog(locale).text
     result = update.settlement
-    if update.status == "declined":
-        reason = result.declines[0][1] or "declined"
+    if update.status in ("declined", "card_declined"):
+        reason = (result.declines[0][1] if result.declines else update.detail) or "declined"
         return [Notice("error", t("page.declined", reason=t(f"reason.{contract_reason(reason)}")))]
     if update.status == "busy":
         return [Notice("error", t("page.busy"))]
@@ -147,6 +155,94 @@ def _notices(update: CardUpdate, locale: Locale, account: Account) -> list[Notic
     if result.charged:
         amount = ", ".join(format_money(m, locale) for _, m in sorted(result.charged.items()))
         notices.append(Notice("ok", t("page.paid", amount=amount)))
+    if result.reactivated:
+        subs = account.subscriptions
+        names = ", ".join(subs[s].name if s in subs else s for s in result.reactivated)
+        notices.append(Notice("ok", t("page.reactivated", names=names)))
+    return notices
+
+
+@bp.function_name("billing_confirm")
+@bp.route(route="billing/{accountId}/confirm", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def billing_confirm(req: func.HttpRequest) -> func.HttpResponse:
+    """The confirm step of a charge the customer's bank must authenticate (3-D Secure): opened from
+    the `confirmUrl` of a 402 or the page's notice, it sends the customer to their bank's page (a
+    303 to Stripe's `next_action.redirect_to_url`), which sends them back here with `returned=1`;
+    then the charge is read from the gateway (never from the redirect's own parameters), recorded,
+    and the rest of the account settled at once. A plain link (GET), not a form: a page's
+    `form-action` would stop the form's redirect to the bank."""
+    svc = services()
+    account_id = str(req.route_params.get("accountId", ""))
+    key = svc.settings.link_signing_key
+    account = svc.store.load(account_id).account if is_identifier(account_id) else None
+    profile = account.profile if account else None
+    locale: Locale = profile.locale if profile else "en"
+    link = SignedLink.from_query(req.params)
+    status = LinkStatus.INVALID
+    if key and account is not None:
+        status = check(key, account_id, link, account.link_version if profile else None, svc.lifecycle.clock.now())
+    if status is LinkStatus.EXPIRED:
+        return _page(render_refusal(locale, svc.settings.support_url, "page.link_expired"), 410)
+    intent = req.params.get("intent", "")
+    ours = re.fullmatch(r"pi_[A-Za-z0-9_]{1,96}", intent) is not None
+    if status is not LinkStatus.VALID or account is None or not key or not ours:
+        return _page(render_refusal(locale, svc.settings.support_url, "page.link_invalid"), 403)
+    t = catalog(locale).text
+    token = form_token(key, account_id, link)
+    signed = urlencode({"expires": link.expires, "v": link.version, "sig": link.signature})
+    page_url = f"{svc.settings.billing_page_url.rstrip('/')}/{quote(account_id)}?{signed}"
+    here = f"{svc.settings.billing_page_url.rstrip('/')}/{quote(account_id)}/confirm?{signed}&" + \
+        urlencode({"intent": intent})
+
+    def shown(notices: list[Notice], code: int = 200) -> func.HttpResponse:
+        fresh = svc.store.load(account_id).account
+        return _page(render_billing_page(fresh, locale, svc.settings.support_url, notices, token,
+                                         form_action=page_url), code)
+
+    authenticator, gateway = svc.authenticator, svc.gateway
+    if authenticator is None or gateway is None:
+        return shown([Notice("error", t("page.unavailable"))], 503)
+    try:
+        if req.params.get("returned") == "1":
+            found = authenticator.authenticated_charge(intent, account_id)
+        else:
+            auth = authenticator.begin_authentication(intent, account_id, here + "&returned=1")
+            if auth.redirect_url is not None:
+                return func.HttpResponse(status_code=303, headers={**HEADERS, "Location": auth.redirect_url})
+            found = auth.result
+    except GatewayUnavailable:
+        return shown([Notice("error", t("page.unavailable"))], 503)
+    if found is None:
+        return _page(render_refusal(locale, svc.settings.support_url, "page.link_invalid"), 403)
+    if not found.succeeded:
+        return shown([Notice("error", t("page.authentication_failed"), here, t("page.authenticate_link"))])
+    try:
+        result = complete_authentication(svc.lifecycle, gateway, svc.leases, account_id, found)
+    except LeaseBusy:
+        return shown([Notice("error", t("page.busy"))], 409)
+    notices = _settled_notices(result, locale, svc.store.load(account_id).account, found)
+    following = [i for _, i in result.awaiting if i != intent]
+    if following:
+        # A card that asks for authentication on every payment: each currency's charge goes to the
+        # bank in turn, and the customer comes back here after the last.
+        there = f"{svc.settings.billing_page_url.rstrip('/')}/{quote(account_id)}/confirm?{signed}&" + \
+            urlencode({"intent": following[0]})
+        try:
+            step: Authentication | None = authenticator.begin_authentication(following[0], account_id,
+                                                                             there + "&returned=1")
+        except GatewayUnavailable:
+            step = None
+        if step is not None and step.redirect_url is not None:
+            return func.HttpResponse(status_code=303, headers={**HEADERS, "Location": step.redirect_url})
+        notices.append(Notice("error", t("page.authenticate"), there, t("page.authenticate_link")))
+    return shown(notices)
+
+
+def _settled_notices(result: Settlement, locale: Locale, account: Account, found: ChargeResult) -> list[Notice]:
+    t = catalog(locale).text
+    charged = dict(result.charged) or {found.amount.currency: found.amount}
+    amount = ", ".join(format_money(m, locale) for _, m in sorted(charged.items()))
+    notices = [Notice("ok", t("page.paid", amount=amount))]
     if result.reactivated:
         subs = account.subscriptions
         names = ", ".join(subs[s].name if s in subs else s for s in result.reactivated)

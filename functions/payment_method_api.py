@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import azure.functions as func
+from pydantic import Field, StrictStr
 
 from functions.accounts_api import account_id_of
 from functions.problems import invalid, json_response, not_found, problem, read_body
+from shared.adapters.gateway.stripe import TOKEN_PATTERN as STRIPE_TOKEN_PATTERN
 from shared.bootstrap import services
 from shared.inbound.account_body import FieldProblem, InvalidRequest, PaymentMethodBody, parse_body
 from shared.services.settle_account import update_card_and_settle
+from shared.web.billing_links import confirm_link
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
+
+
+class StripeMethodBody(PaymentMethodBody):
+    """With the Stripe gateway the card may also be a PaymentMethod id (`pm_…`), contract §2."""
+
+    token: Annotated[StrictStr, Field(pattern=STRIPE_TOKEN_PATTERN)]
 
 
 @bp.function_name("put_payment_method")
@@ -21,7 +30,8 @@ def put_payment_method(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     try:
         account_id = account_id_of(req)
-        body: PaymentMethodBody = parse_body(PaymentMethodBody, read_body(req))
+        model = StripeMethodBody if svc.settings.payment_gateway == "stripe" else PaymentMethodBody
+        body: PaymentMethodBody = parse_body(model, read_body(req))
     except InvalidRequest as exc:
         return invalid(exc)
     if not svc.store.load(account_id).account.registered:
@@ -31,6 +41,10 @@ def put_payment_method(req: func.HttpRequest) -> func.HttpResponse:
     update = update_card_and_settle(svc.lifecycle, svc.gateway, svc.leases, account_id, body.token)
     if update.status == "card_rejected":
         return invalid(InvalidRequest([FieldProblem("token", update.detail)]))
+    if update.status == "card_declined":
+        return problem(402, "Card declined", f"the card was declined ({update.detail}) when it was saved; nothing "
+                       "was saved and nothing charged", type_="https://billing.example/problems/card-declined",
+                       declineCode=update.detail, settled=False, paid=[], totals={}, charged={}, reactivated=[])
     if update.status == "gateway_unavailable":
         return problem(503, "Payment gateway unavailable", "the card could not be saved; nothing was charged")
     if update.status == "busy":
@@ -56,6 +70,16 @@ def put_payment_method(req: func.HttpRequest) -> func.HttpResponse:
                        f"balance ({refusal.code}: {refusal.message}); nothing was charged for it",
                        type_="https://billing.example/problems/payment-refused", errors=errors,
                        reason=refusal.code, **body_out)
+    if update.status == "declined" and result.awaiting:
+        currency, intent = result.awaiting[0]
+        account = svc.store.load(account_id).account
+        url = confirm_link(svc.settings.billing_page_url, svc.settings.link_signing_key, account_id,
+                           account.link_version, svc.lifecycle.clock.now(), intent)
+        return problem(402, "Authentication required", f"the customer's bank asks them to authenticate the charge "
+                       f"for the {currency} balance (3-D Secure): send them to confirmUrl, where they complete it "
+                       "and the account is settled at once; the card is saved, nothing declined was marked paid",
+                       type_="https://billing.example/problems/authentication-required",
+                       declineCode="authentication_required", confirmUrl=url, **body_out)
     if update.status == "declined":
         currency, code = result.declines[0]
         return problem(402, "Card declined", f"the card was declined ({code}) for the {currency} balance; "

@@ -12,7 +12,8 @@ from azure.storage.queue import QueueClient
 
 from shared.adapters.gateway.capped import CappedGateway
 from shared.adapters.gateway.http import HttpPaymentGateway
-from shared.adapters.gateway.protocol import PaymentGateway
+from shared.adapters.gateway.protocol import AuthenticatingGateway, PaymentGateway
+from shared.adapters.gateway.stripe import StripeGateway
 from shared.adapters.mailer.acs import AcsMailer
 from shared.adapters.mailer.protocol import Mailer
 from shared.adapters.store import clients
@@ -35,6 +36,8 @@ class Services:
     deadletters: DeadLetters
     test_clock: StoredTestClock | None
     gateway: PaymentGateway | None
+    authenticator: AuthenticatingGateway | None
+    """The gateway's 3-D Secure side, where it has one (Stripe)."""
 
     store: AccountStore
     leases: AccountLeases
@@ -60,9 +63,16 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
     indexes = Indexes(clients.ensure_table(tables, settings.index_table))
     email_queue = clients.ensure_queue(queues, settings.email_queue)
     dispatcher = OutboxDispatcher(store, clients.ensure_queue(queues, settings.lifecycle_queue), email_queue, indexes)
-    if gateway is None and settings.gateway_url:
+    authenticator: AuthenticatingGateway | None = None
+    if gateway is None and settings.payment_gateway == "stripe" and settings.stripe_api_key:
+        stripe_gateway = StripeGateway(settings.stripe_api_key, api_base=settings.stripe_api_base)
+        authenticator = stripe_gateway
+        gateway = CappedGateway(stripe_gateway, settings.max_concurrent_charges)
+    elif gateway is None and settings.gateway_url:
         gateway = CappedGateway(HttpPaymentGateway(settings.gateway_url, settings.gateway_api_key or ""),
                                 settings.max_concurrent_charges)
+    elif isinstance(gateway, AuthenticatingGateway):
+        authenticator = gateway
     return Services(
         settings=settings,
         lifecycle=Lifecycle(store, dispatcher, clock, settings.policy, faults),
@@ -79,6 +89,7 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
         email_queue=email_queue,
         test_clock=test_clock,
         gateway=gateway,
+        authenticator=authenticator,
     )
 
 

@@ -30,6 +30,12 @@ class Settings:
     link_signing_key: str | None
     support_url: str
     max_concurrent_charges: int = 8
+    payment_gateway: str = "http"
+    """`http` (the product's gateway protocol at `gateway_url`) or `stripe`."""
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+    """Only for local work (the Stripe-compatible sandbox); unset: Stripe itself."""
     billing_table: str = "billing"
     system_table: str = "billingsystem"
     index_table: str = "billingindex"
@@ -66,6 +72,10 @@ class Settings:
             link_signing_key=env.get("BILLING_LINK_SIGNING_KEY") or None,
             support_url=env.get("SUPPORT_URL", "https://support.example.com/billing"),
             max_concurrent_charges=_count(env, "PAYMENT_GATEWAY_MAX_CONCURRENT_CHARGES", 8),
+            payment_gateway=_gateway(env),
+            stripe_api_key=env.get("STRIPE_API_KEY") or None,
+            stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
+            stripe_api_base=env.get("STRIPE_API_BASE") or None,
         )
 
 
@@ -81,3 +91,13 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if not 1 <= value <= 1000:
         raise SettingsError(f"{name} must be a whole number from 1 to 1000, got {raw!r}")
     return value
+
+
+def _gateway(env: Mapping[str, str]) -> str:
+    """`PAYMENT_GATEWAY`: `http` (the default) or `stripe`, which needs `STRIPE_API_KEY`."""
+    name = env.get("PAYMENT_GATEWAY", "").strip().lower() or "http"
+    if name not in ("http", "stripe"):
+        raise SettingsError(f"PAYMENT_GATEWAY must be http or stripe, got {name!r}")
+    if name == "stripe" and not env.get("STRIPE_API_KEY"):
+        raise SettingsError("PAYMENT_GATEWAY=stripe needs STRIPE_API_KEY (sk_live_… or sk_test_…)")
+    return name

@@ -19,6 +19,7 @@ from datetime import datetime
 
 from shared.domain.charge_answers import Charged, Declined, Refused
 from shared.domain.decision import Decision, Work, apply_money, oldest_first, to_credit
+from shared.domain.declines import WAITS_FOR_CUSTOMER
 from shared.domain.effects import short_hash
 from shared.domain.model import Account, Charge, PaymentMethod, PendingCharge
 from shared.domain.money import Money
@@ -103,6 +104,11 @@ def record_outcome(account: Account, currency: str, key: str, outcome: ChargeOut
         work.log("charge_declined", f"card charge of {pending.amount} declined: {outcome.decline_code}")
         if outcome.kind == "hard":
             work.account = replace(work.account, retry_blocked=True)
+        elif outcome.decline_code in WAITS_FOR_CUSTOMER:
+            work.account = replace(work.account, retry_blocked=True)
+            work.log("charge_awaits_customer", f"the bank asks the customer to authenticate the charge of "
+                                               f"{pending.amount} ({outcome.gateway_charge_id}); no automatic "
+                                               "retry until they do or save another card")
     elif isinstance(outcome, Refused):
         work.log("charge_refused", f"card charge of {pending.amount} refused by the gateway, nothing charged: "
                                    f"{outcome.code} ({outcome.message})")
@@ -111,6 +117,20 @@ def record_outcome(account: Account, currency: str, key: str, outcome: ChargeOut
     else:
         work.log("charge_succeeded", f"card charge of {outcome.amount} succeeded ({outcome.gateway_charge_id})")
         _spend(work, pending, outcome.amount)
+    return work.finish(policy)
+
+
+def record_authenticated(account: Account, key: str, outcome: Charged, now: datetime,
+                         policy: DunningPolicy) -> Decision:
+    """A charge the settlement recorded as waiting for the customer's bank (its plan is gone) was
+    authenticated and succeeded: the money pays the oldest charges of its currency (the ones it was
+    planned for, unless they were paid otherwise meanwhile), the rest is credit, and the card,
+    proven to work, is retried automatically again."""
+    work = Work(replace(account, retry_blocked=False), {}, now, occasion=f"{key}-authenticated")
+    work.log("charge_succeeded", f"card charge of {outcome.amount} succeeded once the customer authenticated it "
+                                 f"({outcome.gateway_charge_id}, idempotency key {key})")
+    left = apply_money(work, outcome.amount, oldest_first(work, outcome.amount.currency), "saved card")
+    to_credit(work, left, f"card charge {key} paid more than is owed")
     return work.finish(policy)
 
 

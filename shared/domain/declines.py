@@ -49,6 +49,7 @@ SOFT_DECLINE_CODES: frozenset[str] = frozenset(
         "approve_with_id",
         "card_velocity_exceeded",
         "withdrawal_count_limit_exceeded",
+        "no_action_taken",
     }
 )
 HARD_DECLINE_CODES: frozenset[str] = frozenset(
@@ -76,6 +77,16 @@ HARD_DECLINE_CODES: frozenset[str] = frozenset(
         "transaction_not_allowed",
         "do_not_try_again",
         "merchant_blacklist",
+        "call_issuer",
+        "not_permitted",
+        "service_not_allowed",
+        "pin_try_exceeded",
+        "invalid_pin",
+        "offline_pin_required",
+        "online_or_offline_pin_required",
+        "testmode_decline",
+        "invalid_amount",
+        "payment_intent_authentication_failure",
     }
 )
 
@@ -86,7 +97,13 @@ _CONTRACT_REASONS: dict[str, str] = {
     "do_not_honor": "card_declined", "processing_error": "processing_error", "expired_card": "card_expired",
     "lost_card": "lost_or_stolen", "stolen_card": "lost_or_stolen",
     "authentication_required": "authentication_required",
+    "payment_intent_authentication_failure": "authentication_required",
 }
+
+WAITS_FOR_CUSTOMER: frozenset[str] = frozenset({"authentication_required"})
+"""Decline codes of the product's own off-session charges that only the customer can clear (their
+bank wants them to authenticate the payment, 3-D Secure): soft for the card, yet never retried
+automatically, since an off-session retry is declined the same way."""
 
 
 def contract_reason(decline_code: str | None) -> str:

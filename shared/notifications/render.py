@@ -230,6 +230,7 @@ def _view(kind: EmailKind, locale: Locale, ctx: EmailContext) -> dict[str, objec
         "deadline": deadline,
         "days_left": ctx.days_left,
         "reason": reason,
+        "authenticate": ctx.reason == "authentication_required",
         "subscriptions": subscriptions,
         "balance": tuple(format_money(m, locale) for m in ctx.balance),
         "balance_text": format_money_list(ctx.balance, locale),

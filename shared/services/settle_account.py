@@ -16,18 +16,29 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from shared.adapters.gateway.protocol import CardRejected, GatewayUnavailable, PaymentGateway, answer_of
+from shared.adapters.gateway.protocol import (
+    CardDeclined,
+    CardRejected,
+    ChargeResult,
+    GatewayUnavailable,
+    PaymentGateway,
+    answer_of,
+    find_charge_for,
+    save_card_for,
+)
 from shared.adapters.store.leases import LeaseBusy, Leases
 from shared.domain.charge_answers import Charged, Declined, Refused, Unanswered
 from shared.domain.charging import (
     ChargeOutcome,
     drop_pending,
     plan_settlement,
+    record_authenticated,
     record_outcome,
     save_payment_method,
     still_owed,
 )
 from shared.domain.decision import Decision
+from shared.domain.declines import WAITS_FOR_CUSTOMER
 from shared.domain.model import Account, ChargeStatus, PaymentMethod, PendingCharge
 from shared.domain.money import Money, totals
 from shared.services.unit_of_work import Lifecycle, commit_decision
@@ -48,6 +59,9 @@ class Settlement:
     charged: dict[str, Money] = field(default_factory=dict)
     reactivated: list[str] = field(default_factory=list)
     declines: list[tuple[str, str | None]] = field(default_factory=list)  # (currency, decline code)
+    awaiting: list[tuple[str, str]] = field(default_factory=list)
+    """(currency, the gateway's charge id) of declines the customer's bank must authenticate
+    (3-D Secure): the hosted billing page's confirm step completes them."""
     refusals: list[tuple[str, Refused]] = field(default_factory=list)  # (currency, the gateway's refusal)
     unanswered: list[str] = field(default_factory=list)
     """Currencies whose charge is still pending with an unknown outcome: read back next time."""
@@ -78,8 +92,8 @@ class Settlement:
         return "declined" if self.declines else "settled"
 
 
-CardUpdateStatus = Literal["settled", "declined", "refused", "card_rejected", "gateway_unavailable", "busy",
-                           "outcome_unknown"]
+CardUpdateStatus = Literal["settled", "declined", "refused", "card_rejected", "card_declined",
+                           "gateway_unavailable", "busy", "outcome_unknown"]
 
 
 @dataclass
@@ -92,9 +106,13 @@ class CardUpdate:
 def update_card_and_settle(lc: Lifecycle, gateway: PaymentGateway, leases: Leases, account_id: str,
                            token: str) -> CardUpdate:
     """The source document's heart, for the API and the hosted page alike: save the card (it stays
-    saved even if the charge is declined), then settle everything the account owes at once."""
+    saved even if the charge is declined), then settle everything the account owes at once. A
+    processor that checks the card as it saves it (Stripe) may decline it there: `card_declined`,
+    with the decline code as `detail`, and nothing is saved."""
     try:
-        method = check_card(gateway, token)
+        method = check_card(gateway, token, account_id)
+    except CardDeclined as exc:
+        return CardUpdate("card_declined", detail=exc.code)
     except CardRejected as exc:
         return CardUpdate("card_rejected", detail=exc.message)
     except GatewayUnavailable:
@@ -107,11 +125,12 @@ def update_card_and_settle(lc: Lifecycle, gateway: PaymentGateway, leases: Lease
     return CardUpdate(result.status, result)
 
 
-def check_card(gateway: PaymentGateway, token: str) -> PaymentMethod:
+def check_card(gateway: PaymentGateway, token: str, account_id: str | None = None) -> PaymentMethod:
     """The gateway's word on a token, as the payment method we keep (raises `CardRejected`,
-    `GatewayUnavailable`)."""
-    card = gateway.save_card(token)
-    return PaymentMethod("card", token, card.brand, card.last4, card.exp_month, card.exp_year)
+    `CardDeclined`, `GatewayUnavailable`). With `account_id`, a gateway that keeps cards per customer
+    (Stripe) saves it on the account's customer, and what we keep is the gateway's reference."""
+    card = save_card_for(gateway, token, account_id)
+    return PaymentMethod("card", card.token or token, card.brand, card.last4, card.exp_month, card.exp_year)
 
 
 def save_card(lc: Lifecycle, account_id: str, method: PaymentMethod) -> Account:
@@ -129,7 +148,7 @@ def settle_account(lc: Lifecycle, gateway: PaymentGateway, leases: Leases, accou
         account = lc.store.load(account_id).account
         token = _card_token(account)
         for currency, pending in sorted(account.settling.items()):
-            _resolve(lc, gateway, account_id, currency, pending, result)
+            _resolve(lc, gateway, account_id, currency, pending, result, token)
         currencies: set[str] | None = None
         for _ in range(MAX_ROUNDS):
             planned = _plan(lc, gateway, account_id, currencies)
@@ -190,7 +209,7 @@ def _charge(lc: Lifecycle, gateway: PaymentGateway, account_id: str, pending: Pe
                             account_id=account_id, description=f"past-due balance of {account_id}")
     lc.faults.after_gateway_charge()
     if isinstance(answer, Unanswered):
-        outcome = _read_back(gateway, pending.idempotency_key)
+        outcome = _read_back(gateway, pending.idempotency_key, account_id, token)
         if outcome is None:
             log.warning("account %s: charge %s of %s got no usable answer (%s); it stays pending and is read back "
                         "by its key before anything else is charged", account_id, pending.idempotency_key,
@@ -202,22 +221,22 @@ def _charge(lc: Lifecycle, gateway: PaymentGateway, account_id: str, pending: Pe
     return isinstance(answer, Charged) and currency in decision.account.balance()
 
 
-def _read_back(gateway: PaymentGateway, key: str) -> Charged | Declined | None:
+def _read_back(gateway: PaymentGateway, key: str, account_id: str, token: str) -> Charged | Declined | None:
     """What the gateway recorded under `key` right after an unusable answer; None when it cannot
     say, or has nothing yet (a request may still be on its way: that is for the next settlement)."""
     try:
-        found = gateway.find_charge(key)
+        found = find_charge_for(gateway, key, account_id, token)
     except GatewayUnavailable:
         return None
     return answer_of(found) if found is not None else None
 
 
 def _resolve(lc: Lifecycle, gateway: PaymentGateway, account_id: str, currency: str, pending: PendingCharge,
-             result: Settlement) -> None:
+             result: Settlement, token: str) -> None:
     """A charge left pending by an earlier attempt: the gateway knows what happened under its key."""
     key = pending.idempotency_key
     try:
-        found = gateway.find_charge(key)
+        found = find_charge_for(gateway, key, account_id, token)
     except GatewayUnavailable as exc:
         log.warning("account %s: charge %s is pending and the gateway cannot say what became of it: %s",
                     account_id, key, exc)
@@ -255,7 +274,55 @@ def _record(lc: Lifecycle, account_id: str, currency: str, key: str, outcome: Ch
         pass
     elif isinstance(outcome, Declined):
         result.declines.append((currency, outcome.decline_code))
+        if outcome.decline_code in WAITS_FOR_CUSTOMER and outcome.gateway_charge_id:
+            result.awaiting.append((currency, outcome.gateway_charge_id))
     else:
         result.refusals.append((currency, outcome))
     result.take(decision)
     return decision
+
+
+def record_reported_charge(lc: Lifecycle, leases: Leases, account_id: str, found: ChargeResult,
+                           *, wait: float = 20.0) -> Settlement:
+    """Record a charge the gateway reports on its own (a Stripe webhook, the customer back from their
+    bank): once per idempotency key, whoever reports it first and in whatever order. Under the
+    account's lease, so a settlement still waiting for that very charge's answer finishes first and
+    reports it itself; after it, this records nothing twice (the settlement's own marker of the key).
+
+    - a success for a charge still pending is recorded as the settlement would have;
+    - a success for a charge no longer pending (declined for authentication, then authenticated)
+      pays the oldest charges of its currency, and the card is retried automatically again;
+    - a decline is recorded only while its charge is pending (else it is history already).
+    Raises `LeaseBusy` when the account stays busy for `wait` seconds."""
+    result = Settlement()
+    key = found.idempotency_key
+    with leases.hold(account_id, wait=wait):
+        account = lc.store.load(account_id).account
+        pending = next((p for p in account.settling.values() if p.idempotency_key == key), None)
+        outcome = answer_of(found)
+        if pending is not None:
+            _record(lc, account_id, pending.amount.currency, key, outcome, result)
+        elif isinstance(outcome, Charged):
+            now = lc.clock.now()
+            decision = commit_decision(lc, account_id,
+                                       lambda snap: record_authenticated(snap.account, key, outcome, now, lc.policy),
+                                       marker=f"gateway-charge|{key}")
+            if decision.changed:
+                result.charged[outcome.amount.currency] = outcome.amount
+                result.take(decision)
+    return result
+
+
+def complete_authentication(lc: Lifecycle, gateway: PaymentGateway, leases: Leases, account_id: str,
+                            found: ChargeResult) -> Settlement:
+    """The customer is back from their bank: record the authenticated charge, then settle the rest
+    of the account at once (the hosted billing page's confirm step)."""
+    recorded = record_reported_charge(lc, leases, account_id, found)
+    if not found.succeeded:
+        return recorded
+    rest = settle_account(lc, gateway, leases, account_id)
+    rest.paid[:0] = recorded.paid
+    rest.reactivated[:0] = [s for s in recorded.reactivated if s not in rest.reactivated]
+    for currency, money in recorded.charged.items():
+        rest.charged[currency] = rest.charged[currency] + money if currency in rest.charged else money
+    return rest

@@ -30,6 +30,8 @@ def _env() -> Environment:
 class Notice:
     tone: str  # "ok", "error"
     text: str
+    link: str | None = None
+    link_text: str = ""
 
 
 def _money(monies: list[Money], locale: Locale) -> str:
@@ -37,7 +39,7 @@ def _money(monies: list[Money], locale: Locale) -> str:
 
 
 def render_billing_page(account: Account, locale: Locale, support_url: str, notices: list[Notice],
-                        form_token: str, token_field_error: str | None = None) -> str:
+                        form_token: str, token_field_error: str | None = None, form_action: str = "") -> str:
     """The page; `form_token` goes in the form's hidden field (`shared.web.billing_links.form_token`)."""
     t = catalog(locale).text
     profile = account.profile
@@ -54,6 +56,7 @@ def render_billing_page(account: Account, locale: Locale, support_url: str, noti
         lang=locale, t=t, title=t("page.title", name=profile.display_name if profile else account.account_id),
         rows=rows, balance=_money(balance, locale) if balance else None, card=card, notices=notices,
         support_url=support_url, token_field_error=token_field_error, form_token=form_token,
+        form_action=form_action,
     )
 
 

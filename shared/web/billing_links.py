@@ -74,6 +74,17 @@ def billing_link(base_url: str, key: str | None, account_id: str, version: int |
     return f"{url}?{urlencode(query)}"
 
 
+def confirm_link(base_url: str, key: str | None, account_id: str, version: int | None, now: datetime,
+                 gateway_charge_id: str) -> str:
+    """The billing page's confirm step for a charge the customer's bank must authenticate (contract
+    §2's `confirmUrl`): `{page}/{accountId}/confirm?…&intent=…`, opened by the same signature as the
+    page (the charge itself is checked against the account when the page is opened)."""
+    page = billing_link(base_url, key, account_id, version, now)
+    path, _, query = page.partition("?")
+    extra = urlencode({"intent": gateway_charge_id})
+    return f"{path}/confirm?{query}&{extra}" if query else f"{path}/confirm?{extra}"
+
+
 def check(key: str, account_id: str, link: SignedLink, version: int | None, now: datetime) -> LinkStatus:
     """Whether `link` opens the page of `account_id`, whose link version is now `version` (None:
     no link opens it, its customer data is erased)."""

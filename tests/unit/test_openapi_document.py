@@ -163,7 +163,8 @@ def test_operator_routes_are_at_admin_level(app_functions: list[dict[str, Any]])
               if b.get("type") == "httpTrigger"}
     admin = {name for name, level in levels.items() if level == "ADMIN"}
     assert admin == {"get_deadletters", "replay_deadletter", "put_legal_hold", "testing_clock"}
-    assert {name for name, level in levels.items() if level == "ANONYMOUS"} == {"health", "billing_page"}
+    assert {name for name, level in levels.items() if level == "ANONYMOUS"} == {"health", "billing_page",
+                                                                                 "billing_confirm", "stripe_webhooks"}
 
 
 def test_patterns_and_enums_are_the_codes_own(document: dict[str, Any]) -> None:

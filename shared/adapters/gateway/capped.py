@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import threading
 
-from shared.adapters.gateway.protocol import CardDetails, ChargeResult, PaymentGateway
+from shared.adapters.gateway.protocol import (
+    CardDetails,
+    ChargeResult,
+    PaymentGateway,
+    find_charge_for,
+    save_card_for,
+)
 from shared.domain.charge_answers import ChargeAnswer
 from shared.domain.money import Money
 
@@ -42,3 +48,11 @@ class CappedGateway:
 
     def max_charge(self, currency: str) -> int:
         return self.inner.max_charge(currency)
+
+    # A `CustomerGateway` whatever the inner one is: the account reaches it when it wants one.
+    def save_customer_card(self, token: str, account_id: str) -> CardDetails:
+        return save_card_for(self.inner, token, account_id)
+
+    def find_customer_charge(self, idempotency_key: str, account_id: str, token: str | None) -> ChargeResult | None:
+        with self._slots:
+            return find_charge_for(self.inner, idempotency_key, account_id, token)

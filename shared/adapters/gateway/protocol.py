@@ -38,6 +38,9 @@ class CardDetails:
     last4: str
     exp_month: int
     exp_year: int
+    token: str | None = None
+    """What to keep and charge from now on, when the gateway makes its own reference of the card
+    (Stripe: the attached PaymentMethod and its Customer); None: the token that was given."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,14 @@ class CardRejected(GatewayError):
     """The token is unknown or invalid: there is no card to save or to charge."""
 
 
+class CardDeclined(GatewayError):
+    """The processor declined the card while saving it (Stripe checks a card when it is attached to
+    a Customer): nothing was saved, nothing charged. `code` is the processor's decline code."""
+
+    def __init__(self, decline_code: str, message: str) -> None:
+        super().__init__(decline_code, message)
+
+
 class GatewayUnavailable(GatewayError):
     """Transient trouble (network, timeout, 5xx) that outlasted the retries. The outcome of a charge
     is unknown: retry with the SAME idempotency key, or `find_charge` it, never a new key."""
@@ -112,3 +123,59 @@ class PaymentGateway(Protocol):
         """The most one charge may carry in `currency`, in minor units: the processor's limit,
         which settlement splits larger balances under."""
         ...
+
+
+@dataclass(frozen=True)
+class Authentication:
+    """Where a charge that waits for the customer's bank stands: `redirect_url` is the bank's page
+    to send the customer to; else `result` is how the charge ended (None: not ours to confirm)."""
+
+    redirect_url: str | None = None
+    result: ChargeResult | None = None
+
+
+@runtime_checkable
+class CustomerGateway(Protocol):
+    """A gateway that keeps each account's cards on a customer of its own (Stripe's Customer): it
+    needs the account to save a card and to read a charge back. The plain port's calls work too,
+    with what they can find without the account."""
+
+    def save_customer_card(self, token: str, account_id: str) -> CardDetails:
+        """`save_card` for `account_id`'s customer; also raises `CardDeclined`."""
+        ...
+
+    def find_customer_charge(self, idempotency_key: str, account_id: str, token: str | None) -> ChargeResult | None:
+        """`find_charge` among `account_id`'s charges (`token`: the saved card's reference)."""
+        ...
+
+
+@runtime_checkable
+class AuthenticatingGateway(Protocol):
+    """A gateway whose charges may wait for the customer's bank (3-D Secure): the hosted billing page
+    sends the customer there, and reads the charge when they come back."""
+
+    def begin_authentication(self, gateway_charge_id: str, account_id: str, return_url: str) -> Authentication:
+        """Ask the bank to authenticate `account_id`'s charge on-session; the customer comes back to
+        `return_url`. Raises `GatewayUnavailable`."""
+        ...
+
+    def authenticated_charge(self, gateway_charge_id: str, account_id: str) -> ChargeResult | None:
+        """The charge as it stands now, if it is `account_id`'s and was made by the product (its
+        `idempotency_key` is the settlement's); None otherwise. Raises `GatewayUnavailable`."""
+        ...
+
+
+def save_card_for(gateway: PaymentGateway, token: str, account_id: str | None) -> CardDetails:
+    """Save `token` as `account_id`'s card on any gateway (a customer gateway keeps it on the account's
+    customer)."""
+    if account_id is not None and isinstance(gateway, CustomerGateway):
+        return gateway.save_customer_card(token, account_id)
+    return gateway.save_card(token)
+
+
+def find_charge_for(gateway: PaymentGateway, idempotency_key: str, account_id: str | None,
+                    token: str | None) -> ChargeResult | None:
+    """Read back the charge made under `idempotency_key` for `account_id`, on any gateway."""
+    if account_id is not None and isinstance(gateway, CustomerGateway):
+        return gateway.find_customer_charge(idempotency_key, account_id, token)
+    return gateway.find_charge(idempotency_key)
