@@ -10,7 +10,7 @@ import logging
 import threading
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -24,6 +24,7 @@ from shared.adapters.store.account_store import (
 )
 from shared.clock import Clock
 from shared.domain.decision import Decision
+from shared.domain.effects import UpdateIndex
 from shared.domain.facts import PaymentEvent, PaymentReceived, charge_ids_of
 from shared.domain.model import Account
 from shared.domain.payments import Registration, apply_payment_event, register
@@ -105,7 +106,8 @@ def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str, *, redelive
             return snap.account, []
         lc.faults.before_commit()
         try:
-            rows = lc.store.commit(snap, decision, event_id=event.event_id, event_type=event_type, now=now)
+            rows = lc.store.commit(snap, hints_first(lc, decision), event_id=event.event_id, event_type=event_type,
+                                   now=now)
         except AlreadyApplied:
             return snap.account, None
         return decision.account, rows
@@ -122,6 +124,18 @@ def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str, *, redelive
     lc.faults.before_dispatch()
     lc.dispatcher.dispatch(_distinct(finished + rows))
     return Applied(account, duplicate)
+
+
+def hints_first(lc: Lifecycle, decision: Decision) -> Decision:
+    """Write the decision's new `due` and `retention` index entries before its commit, and commit
+    it without them. An entry is a hint the sweeps check against the account (one whose commit
+    failed, or was decided again, points at nothing due and is dropped by the sweep), so writing
+    it first is safe, and it saves an outbox row and its deletion. Removals and the address index
+    still leave through the outbox, after the commit."""
+    hints = [e for e in decision.effects if isinstance(e, UpdateIndex) and e.present and e.index != "disabled"]
+    for hint in hints:
+        lc.dispatcher.update_index(hint)
+    return replace(decision, effects=tuple(e for e in decision.effects if e not in hints)) if hints else decision
 
 
 def outbox_grace(lc: Lifecycle, redelivered: bool) -> timedelta:
@@ -167,7 +181,8 @@ def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot],
             return decision, lc.store.pending_outbox(account_id, settled_for=lc.redelivery_grace)
         lc.faults.before_commit()
         try:
-            return decision, lc.store.commit(snap, decision, event_id=marker, event_type=marker and "decision.marker",
+            return decision, lc.store.commit(snap, hints_first(lc, decision), event_id=marker,
+                                             event_type=marker and "decision.marker",
                                                       now=now)
         except AlreadyApplied:
             return Decision(snap.account), []

@@ -37,8 +37,7 @@ def endpoint() -> Iterator[str]:
 
 
 def mailer_for(url: str) -> AcsMailer:
-    return AcsMailer(EmailClient(url, AzureKeyCredential(DEFAULT_ACCESS_KEY)), "billing@contoso.example",
-                     poll_seconds=0.05)
+    return AcsMailer(EmailClient(url, AzureKeyCredential(DEFAULT_ACCESS_KEY)), "billing@contoso.example")
 
 
 def messages(url: str) -> list[dict[str, object]]:

@@ -20,11 +20,9 @@ TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class AcsMailer:
-    def __init__(self, client: EmailClient, sender: str, poll_seconds: float = 1.0, timeout: float = 60.0) -> None:
+    def __init__(self, client: EmailClient, sender: str) -> None:
         self.client = client
         self.sender = sender
-        self.poll_seconds = poll_seconds
-        self.timeout = timeout
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AcsMailer | None:
@@ -49,8 +47,9 @@ class AcsMailer:
             "userEngagementTrackingDisabled": True,
         }
         try:
-            poller = self.client.begin_send(message, operation_id=operation_id, polling_interval=self.poll_seconds)
-            result = poller.result(timeout=self.timeout)
+            # Accepted (202) is sent: the send is not polled to its end, which would hold the
+            # invocation for ACS's processing; how delivery went comes back as a delivery report.
+            result = self.client.begin_send(message, operation_id=operation_id, polling=False).result()
         except HttpResponseError as exc:
             if exc.status_code in TRANSIENT_STATUS or exc.status_code in (401, 403):
                 # 401/403 is our configuration, not the message: retrying after a fix must work.
@@ -59,13 +58,11 @@ class AcsMailer:
                                bad_address=_names_a_recipient(exc)) from exc
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise MailTransient(f"ACS unreachable: {exc}") from exc
-        if result is None:
-            raise MailTransient("ACS did not finish the send in time; it will be polled again")
-        status = str(result.get("status", ""))
-        if status != "Succeeded":
-            error = result.get("error") or {}
+        status = str((result or {}).get("status", ""))
+        if status in ("Failed", "Canceled"):
+            error = (result or {}).get("error") or {}
             raise MailRejected(f"ACS send {status}: {error.get('message', 'no detail')}")
-        return str(result.get("id", operation_id))
+        return str((result or {}).get("id", operation_id))
 
 
 def _names_a_recipient(exc: HttpResponseError) -> bool:
