@@ -91,9 +91,9 @@ def make_templates(folder: Path, card: bool) -> None:
         svc.test_clock.set(T0)  # type: ignore[union-attr]
         method = PaymentMethod("card", "tok_visa", "visa", "4242", 12, 2030) if card else PaymentMethod("invoice")
         for account_id in ("tmpl-idle", "tmpl-due"):
-            register_account(svc.lifecycle, account_id, Registration(
+            register_account(svc.uow, account_id, Registration(
                 Profile("Contoso Ltd", "en", ("billing@contoso.example",), method), (("s1", "Web front end"),)))
-        apply_event(svc.lifecycle, ChargeFailed("tmpl-due-e1", "tmpl-due", "s1", "c1", Money.parse("10.00", "USD"),
+        apply_event(svc.uow, ChargeFailed("tmpl-due-e1", "tmpl-due", "s1", "c1", Money.parse("10.00", "USD"),
                                                 "insufficient_funds"), "billing.charge.failed")
         # The host's timer locks, held by the benchmark: no scheduled sweep fires during a run,
         # so the only sweeps are the ones it starts through the admin endpoint.

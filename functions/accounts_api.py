@@ -8,7 +8,7 @@ import azure.functions as func
 
 from functions.problems import invalid, json_response, not_found, page_limit, problem, read_body
 from shared.adapters.gateway.protocol import CardRejected, GatewayUnavailable
-from shared.adapters.store.timeline import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, Cursor, Order, timeline_page
+from shared.adapters.store.timeline import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, Cursor, Order
 from shared.bootstrap import services
 from shared.domain.identifiers import ID_PATTERN, is_identifier
 from shared.domain.model import PaymentMethod, Profile
@@ -60,7 +60,7 @@ def put_account(req: func.HttpRequest) -> func.HttpResponse:
         tuple((s.id, s.name) for s in body.subscriptions),
     )
     try:
-        account = register_account(svc.lifecycle, account_id, reg)
+        account = register_account(svc.uow, account_id, reg)
     except Refused as exc:  # the listed subscriptions would take the account past 200 (contract §1)
         return invalid(InvalidRequest([FieldProblem("subscriptions", exc.reason)]))
     return json_response(account_view(account, svc.settings.policy))
@@ -74,7 +74,7 @@ def get_account(req: func.HttpRequest) -> func.HttpResponse:
         account_id = account_id_of(req)
     except InvalidRequest as exc:
         return invalid(exc)
-    snap = svc.store.load(account_id)
+    snap = svc.uow.accounts.load(account_id)
     if snap.etag is None:
         return not_found(f"no account {account_id}")
     return json_response(account_view(snap.account, svc.settings.policy))
@@ -91,11 +91,11 @@ def get_timeline(req: func.HttpRequest) -> func.HttpResponse:
         limit, order, cursor = page_request(req.params)
     except InvalidRequest as exc:
         return invalid(exc)
-    snap = svc.store.load(account_id)
+    snap = svc.uow.accounts.load(account_id)
     if snap.etag is None:
         return not_found(f"no account {account_id}")
-    page = timeline_page(svc.store.table, account_id, limit=limit, order=order, cursor=cursor,
-                         revision=snap.account.revision)
+    page = svc.uow.accounts.timeline_page(account_id, limit=limit, order=order, cursor=cursor,
+                                          revision=snap.account.revision)
     return json_response({"accountId": account_id, "order": order, "entries": page.entries,
                           "continuation": page.next.token() if page.next else None})
 

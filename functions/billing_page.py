@@ -48,14 +48,14 @@ def billing_page(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     account_id = str(req.route_params.get("accountId", ""))
     key = svc.settings.link_signing_key
-    account = svc.store.load(account_id).account if is_identifier(account_id) else None
+    account = svc.uow.accounts.load(account_id).account if is_identifier(account_id) else None
     profile = account.profile if account else None
     locale: Locale = profile.locale if profile else "en"
     link = SignedLink.from_query(req.params)
     status = LinkStatus.INVALID
     if key and account is not None:
         version = account.link_version if profile else None  # erased: every link has expired
-        status = check(key, account_id, link, version, svc.lifecycle.clock.now())
+        status = check(key, account_id, link, version, svc.uow.clock.now())
     if status is LinkStatus.EXPIRED:
         return _page(render_refusal(locale, svc.settings.support_url, "page.link_expired"), 410)
     if status is not LinkStatus.VALID or account is None or not key:
@@ -120,21 +120,21 @@ def _submit(svc: Services, req: func.HttpRequest, account_id: str, locale: Local
         return _again(svc, account_id, locale, t("page.card_rejected"), 400, expected_form_token)
     if svc.gateway is None:
         return _again(svc, account_id, locale, t("page.unavailable"), 503, expected_form_token)
-    update = update_card_and_settle(svc.lifecycle, svc.gateway, svc.leases, account_id, token)
+    update = update_card_and_settle(svc.uow, svc.gateway, account_id, token)
     if update.status == "card_rejected":
         return _again(svc, account_id, locale, t("page.card_rejected"), 400, expected_form_token)
-    account = svc.store.load(account_id).account
+    account = svc.uow.accounts.load(account_id).account
     notices = _notices(update, locale, account)
     if update.status == "declined" and update.settlement.awaiting:
         confirm = confirm_link(svc.settings.billing_page_url, svc.settings.link_signing_key, account_id,
-                               account.link_version, svc.lifecycle.clock.now(), update.settlement.awaiting[0][1])
+                               account.link_version, svc.uow.clock.now(), update.settlement.awaiting[0][1])
         notices = [Notice("error", t("page.authenticate"), confirm, t("page.authenticate_link"))]
     return _page(render_billing_page(account, locale, svc.settings.support_url, notices, expected_form_token))
 
 
 def _again(svc: Services, account_id: str, locale: Locale, error: str, status: int,
            form_token: str) -> func.HttpResponse:
-    account = svc.store.load(account_id).account
+    account = svc.uow.accounts.load(account_id).account
     return _page(render_billing_page(account, locale, svc.settings.support_url, [Notice("error", error)],
                                      form_token, token_field_error=error), status)
 
@@ -174,13 +174,13 @@ def billing_confirm(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     account_id = str(req.route_params.get("accountId", ""))
     key = svc.settings.link_signing_key
-    account = svc.store.load(account_id).account if is_identifier(account_id) else None
+    account = svc.uow.accounts.load(account_id).account if is_identifier(account_id) else None
     profile = account.profile if account else None
     locale: Locale = profile.locale if profile else "en"
     link = SignedLink.from_query(req.params)
     status = LinkStatus.INVALID
     if key and account is not None:
-        status = check(key, account_id, link, account.link_version if profile else None, svc.lifecycle.clock.now())
+        status = check(key, account_id, link, account.link_version if profile else None, svc.uow.clock.now())
     if status is LinkStatus.EXPIRED:
         return _page(render_refusal(locale, svc.settings.support_url, "page.link_expired"), 410)
     intent = req.params.get("intent", "")
@@ -195,7 +195,7 @@ def billing_confirm(req: func.HttpRequest) -> func.HttpResponse:
         urlencode({"intent": intent})
 
     def shown(notices: list[Notice], code: int = 200) -> func.HttpResponse:
-        fresh = svc.store.load(account_id).account
+        fresh = svc.uow.accounts.load(account_id).account
         return _page(render_billing_page(fresh, locale, svc.settings.support_url, notices, token,
                                          form_action=page_url), code)
 
@@ -217,10 +217,10 @@ def billing_confirm(req: func.HttpRequest) -> func.HttpResponse:
     if not found.succeeded:
         return shown([Notice("error", t("page.authentication_failed"), here, t("page.authenticate_link"))])
     try:
-        result = complete_authentication(svc.lifecycle, gateway, svc.leases, account_id, found)
+        result = complete_authentication(svc.uow, gateway, account_id, found)
     except LeaseBusy:
         return shown([Notice("error", t("page.busy"))], 409)
-    notices = _settled_notices(result, locale, svc.store.load(account_id).account, found)
+    notices = _settled_notices(result, locale, svc.uow.accounts.load(account_id).account, found)
     following = [i for _, i in result.awaiting if i != intent]
     if following:
         # A card that asks for authentication on every payment: each currency's charge goes to the

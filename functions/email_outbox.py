@@ -32,7 +32,7 @@ def email_outbox(msg: func.QueueMessage, context: func.Context) -> None:
     if handoff is None:
         return
     with log_context(invocation_id=context.invocation_id, account_id=handoff.account_id):
-        outcome = send_email(svc.lifecycle, svc.mailer, svc.settings, handoff.account_id, handoff.key)
+        outcome = send_email(svc.uow, svc.mailer, svc.settings, handoff.account_id, handoff.key)
         log.info("email %s for account %s: %s", handoff.key, handoff.account_id, outcome)
 
 
@@ -44,7 +44,7 @@ def email_outbox_poison(msg: func.QueueMessage) -> None:
     handoff = _handoff_or_dead_letter(msg, "email-outbox-poison")
     if handoff is None:
         return
-    give_up_email(svc.lifecycle, handoff.account_id, handoff.key,
+    give_up_email(svc.uow, handoff.account_id, handoff.key,
                   "the send kept failing (throttled or unavailable) until the retries ran out")
 
 
@@ -55,8 +55,8 @@ def _handoff_or_dead_letter(msg: func.QueueMessage, source: str) -> EmailHandoff
         return read_email_handoff(msg.get_body())
     except MalformedHandoff as exc:
         svc = services()
-        svc.deadletters.add(source=source, reason=exc.reason, body=msg.get_body(),
-                            received_at=svc.lifecycle.clock.now(), message_id=msg.id)
+        svc.uow.dead_letters.add(source=source, reason=exc.reason, body=msg.get_body(),
+                            received_at=svc.uow.clock.now(), message_id=msg.id)
         log.warning("dead-lettered %s message %s: %s", source, msg.id, exc.reason)
         return None
 
@@ -77,7 +77,7 @@ def email_delivery_reports(event: func.EventGridEvent) -> None:
         log.warning("ignored delivery report in Event Grid event %s: %s", event.id, exc)
         return
     svc = services()
-    accounts = apply_report(svc.lifecycle, svc.contacts, report)
+    accounts = apply_report(svc.uow, report)
     log.info("delivery report %s for message %s: %s on %d account(s)", report.status, report.message_id,
              "applied" if accounts else "no account lists the address, ignored", len(accounts))
 

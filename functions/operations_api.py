@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from functions.problems import invalid, json_response, not_found, page_limit, problem, read_body
+from shared.adapters.queues.protocol import QueueRole
 from shared.adapters.store.system import DEADLETTER_PAGE, DEADLETTER_PAGE_MAX, DeadLetterCursor
 from shared.adapters.store.tokens import BadCursor
 from shared.bootstrap import services
@@ -33,7 +34,7 @@ def get_deadletters(req: func.HttpRequest) -> func.HttpResponse:
             problems.append(FieldProblem("continuation", str(exc)))
     if problems or isinstance(limit, FieldProblem):
         return invalid(InvalidRequest(problems))
-    page = services().deadletters.page(limit, cursor)
+    page = services().uow.dead_letters.page(limit, cursor)
     return json_response({"items": page.items, "continuation": page.next.token() if page.next else None})
 
 
@@ -44,19 +45,21 @@ def replay_deadletter(req: func.HttpRequest) -> func.HttpResponse:
     a passing reason (poison), or after a producer fix. The event id still guards against a second effect."""
     svc = services()
     item_id = str(req.route_params.get("id", ""))
-    item = svc.deadletters.get(item_id) if re.fullmatch(r"[A-Za-z0-9._-]{1,200}", item_id) else None
+    item = svc.uow.dead_letters.get(item_id) if re.fullmatch(r"[A-Za-z0-9._-]{1,200}", item_id) else None
     if item is None:
         return not_found(f"no dead letter {item_id}")
     if item["redacted"]:
         return problem(409, "Redacted message", "the message carried card data and is kept only redacted, which is "
                                                 "not what its producer sent: the producer must send it again")
     # Back to its own queue (a poison queue's message to the queue it came from): the account's
-    # step is idempotent like an event, an email is claimed by its key.
-    own = {"sweep-work": svc.sweep_queue, "sweep-pages": svc.sweep_page_queue, "email-outbox": svc.email_queue}
-    queue = own.get(str(item["source"]).removesuffix("-poison"), svc.payment_events_queue)
-    queue.send_message(item["text"])
-    at = svc.lifecycle.clock.now()
-    svc.deadletters.mark_replayed(item_id, at)
+    # step is idempotent like an event, an email is closed once under its key.
+    source = str(item["source"]).removesuffix("-poison")
+    own: dict[str, QueueRole] = {"sweep-work": "sweep-work", "sweep-pages": "sweep-pages",
+                                 "email-outbox": "email-outbox"}
+    role = own.get(source, "payment-events")
+    svc.uow.queues.send(role, item["text"])
+    at = svc.uow.clock.now()
+    svc.uow.dead_letters.mark_replayed(item_id, at)
     return json_response({**item, "replayedAt": at.isoformat(), "replayed": True})
 
 
@@ -64,7 +67,7 @@ def replay_deadletter(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     try:
-        services().store.exists("health-probe")
+        services().uow.accounts.exists("health-probe")
     except Exception as exc:  # any storage failure means unhealthy; say which
         return problem(503, "Storage unreachable", type(exc).__name__)
     return json_response({"status": "ok"})

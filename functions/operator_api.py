@@ -30,10 +30,10 @@ def put_legal_hold(req: func.HttpRequest) -> func.HttpResponse:
             raise InvalidRequest([FieldProblem("hold", "must be true or false")])
     except InvalidRequest as exc:
         return invalid(exc)
-    account = svc.store.load(account_id).account
+    account = svc.uow.accounts.load(account_id).account
     if not is_identifier(subscription_id) or subscription_id not in account.subscriptions:
         return not_found(f"no subscription {subscription_id} in account {account_id}")
-    now, policy = svc.lifecycle.clock.now(), svc.settings.policy
-    decision = commit_decision(svc.lifecycle, account_id,
+    now, policy = svc.uow.clock.now(), svc.settings.policy
+    decision = commit_decision(svc.uow, account_id,
                                lambda snap: set_legal_hold(snap.account, subscription_id, hold, now, policy))
     return json_response(account_view(decision.account, svc.settings.policy))

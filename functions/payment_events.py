@@ -35,7 +35,7 @@ def payment_events(msg: func.QueueMessage, context: func.Context) -> None:
     with log_context(invocation_id=context.invocation_id, account_id=event.account_id, event_id=event.event_id,
                      subscription_id=getattr(event, "subscription_id", None)):
         try:
-            applied = apply_event(svc.lifecycle, event, event_type, redelivered=(msg.dequeue_count or 1) > 1)
+            applied = apply_event(svc.uow, event, event_type, redelivered=(msg.dequeue_count or 1) > 1)
         except Refused as exc:
             _dead_letter(msg, body, exc)
             return
@@ -46,8 +46,8 @@ def payment_events(msg: func.QueueMessage, context: func.Context) -> None:
 def _dead_letter(msg: func.QueueMessage, body: bytes, exc: Rejected) -> None:
     """Keep the message in the dead-letter list with the reason; it is not retried."""
     svc = services()
-    svc.deadletters.add(source="payment-events", reason=exc.reason, body=body,
-                        received_at=svc.lifecycle.clock.now(), message_id=msg.id)
+    svc.uow.dead_letters.add(source="payment-events", reason=exc.reason, body=body,
+                        received_at=svc.uow.clock.now(), message_id=msg.id)
     log.warning("dead-lettered message %s: %s", msg.id, exc.reason)
 
 
@@ -56,8 +56,8 @@ def _dead_letter(msg: func.QueueMessage, body: bytes, exc: Rejected) -> None:
 def payment_events_poison(msg: func.QueueMessage) -> None:
     """Messages that failed `maxDequeueCount` times: kept in the dead-letter list, never dropped."""
     svc = services()
-    svc.deadletters.add(
+    svc.uow.dead_letters.add(
         source="payment-events-poison",
         reason="processing failed repeatedly (moved to payment-events-poison after maxDequeueCount attempts)",
-        body=msg.get_body(), received_at=svc.lifecycle.clock.now(), message_id=msg.id,
+        body=msg.get_body(), received_at=svc.uow.clock.now(), message_id=msg.id,
     )

@@ -34,11 +34,11 @@ def put_payment_method(req: func.HttpRequest) -> func.HttpResponse:
         body: PaymentMethodBody = parse_body(model, read_body(req))
     except InvalidRequest as exc:
         return invalid(exc)
-    if not svc.store.load(account_id).account.registered:
+    if not svc.uow.accounts.load(account_id).account.registered:
         return not_found(f"no account {account_id}")
     if svc.gateway is None:
         return problem(503, "Payment gateway not configured", "set PAYMENT_GATEWAY_URL")
-    update = update_card_and_settle(svc.lifecycle, svc.gateway, svc.leases, account_id, body.token)
+    update = update_card_and_settle(svc.uow, svc.gateway, account_id, body.token)
     if update.status == "card_rejected":
         return invalid(InvalidRequest([FieldProblem("token", update.detail)]))
     if update.status == "card_declined":
@@ -72,9 +72,9 @@ def put_payment_method(req: func.HttpRequest) -> func.HttpResponse:
                        reason=refusal.code, **body_out)
     if update.status == "declined" and result.awaiting:
         currency, intent = result.awaiting[0]
-        account = svc.store.load(account_id).account
+        account = svc.uow.accounts.load(account_id).account
         url = confirm_link(svc.settings.billing_page_url, svc.settings.link_signing_key, account_id,
-                           account.link_version, svc.lifecycle.clock.now(), intent)
+                           account.link_version, svc.uow.clock.now(), intent)
         return problem(402, "Authentication required", f"the customer's bank asks them to authenticate the charge "
                        f"for the {currency} balance (3-D Secure): send them to confirmUrl, where they complete it "
                        "and the account is settled at once; the card is saved, nothing declined was marked paid",

@@ -57,14 +57,14 @@ def stripe_webhooks(req: func.HttpRequest) -> func.HttpResponse:
     account_id = meta.get("accountId") if isinstance(meta, dict) else None
     key = meta.get("idempotencyKey") if isinstance(meta, dict) else None
     if kind not in RECORDED_TYPES or not isinstance(account_id, str) or not isinstance(key, str) \
-            or not is_identifier(account_id) or not svc.store.load(account_id).account.registered:
+            or not is_identifier(account_id) or not svc.uow.accounts.load(account_id).account.registered:
         return json_response({"received": True, "recorded": False})
     try:
         found = result_of(intent, key)
     except ValueError:
         return json_response({"received": True, "recorded": False})
     try:
-        result = record_reported_charge(svc.lifecycle, svc.leases, account_id, found)
+        result = record_reported_charge(svc.uow, account_id, found)
     except LeaseBusy:
         return problem(503, "Account busy", "a settlement of this account is running; deliver the event again later")
     log.info("stripe event %s for account %s, key %s: %s", kind, account_id, key,

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def _start(sweep: SweepName) -> None:
-    report = fan_out(services(), sweep)
+    report = fan_out(services().uow, sweep)
     log.info("%s sweep: queued %d accounts in %.2f s%s", sweep, report.queued, report.seconds,
              "" if report.finished else " (time budget spent; the next run queues the rest)")
 
@@ -62,20 +62,20 @@ def sweep_pages(msg: func.QueueMessage, context: func.Context) -> None:
     try:
         page = SweepPage.from_message(body.decode("utf-8", "replace"))
     except MalformedWork as exc:
-        dead_letter_work(svc, None, body, str(exc), msg.id, source="sweep-pages")
+        dead_letter_work(svc.uow, None, body, str(exc), msg.id, source="sweep-pages")
         log.warning("dead-lettered sweep-pages message %s: %s", msg.id, exc)
         return
     attempt = msg.dequeue_count or 1
     with log_context(invocation_id=context.invocation_id):
         try:
-            queued = expand(svc, page)
+            queued = expand(svc.uow, page)
         except Exception as exc:  # storage refused even the retry page: the whole page is tried again
             reason = f"{page.sweep} page of {len(page.entries)} accounts not queued: {type(exc).__name__}: {exc}"
             log.warning("sweep page failed (attempt %d of %d): %s", attempt, MAX_ATTEMPTS, reason,
                         extra={"counter": "sweep_page_failed", "sweep": page.sweep})
             if attempt < MAX_ATTEMPTS:
                 raise
-            dead_letter_work(svc, None, body, f"{reason} (after {attempt} attempts)", msg.id, source="sweep-pages")
+            dead_letter_work(svc.uow, None, body, f"{reason} (after {attempt} attempts)", msg.id, source="sweep-pages")
             return
         log.info("%s sweep: queued %d of %d accounts from a page", page.sweep, queued, len(page.entries))
 
@@ -84,7 +84,7 @@ def sweep_pages(msg: func.QueueMessage, context: func.Context) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name="sweep-pages-poison", connection="AzureWebJobsStorage")
 def sweep_pages_poison(msg: func.QueueMessage) -> None:
     """A page whose process died on every attempt: listed, its accounts left to a later sweep."""
-    dead_letter_work(services(), None, msg.get_body(),
+    dead_letter_work(services().uow, None, msg.get_body(),
                      "processing failed repeatedly (moved to sweep-pages-poison after maxDequeueCount attempts)",
                      msg.id, source="sweep-pages-poison")
 
@@ -99,20 +99,20 @@ def sweep_work(msg: func.QueueMessage, context: func.Context) -> None:
     try:
         work = SweepWork.from_message(body.decode("utf-8", "replace"))
     except MalformedWork as exc:
-        dead_letter_work(svc, None, body, str(exc), msg.id)
+        dead_letter_work(svc.uow, None, body, str(exc), msg.id)
         log.warning("dead-lettered sweep-work message %s: %s", msg.id, exc)
         return
     attempt = msg.dequeue_count or 1
     with log_context(invocation_id=context.invocation_id, account_id=work.entry.account_id):
         try:
-            done = run_work(svc, work, retried=attempt > 1)
+            done = run_work(svc.uow, svc.gateway, svc.mail_index, work, retried=attempt > 1)
         except Exception as exc:  # any failure of one account's step: counted, retried, then dead-lettered
             reason = f"{work.sweep} step for account {work.entry.account_id} failed: {type(exc).__name__}: {exc}"
             log.warning("sweep work failed (attempt %d of %d): %s", attempt, MAX_ATTEMPTS, reason,
                         extra={"counter": "sweep_work_failed", "sweep": work.sweep})
             if attempt < MAX_ATTEMPTS:
                 raise
-            dead_letter_work(svc, work, body, f"{reason} (after {attempt} attempts)", msg.id)
+            dead_letter_work(svc.uow, work, body, f"{reason} (after {attempt} attempts)", msg.id)
             return
         log.info("%s sweep: account %s %s", work.sweep, work.entry.account_id, done.outcome)
 
@@ -127,5 +127,5 @@ def sweep_work_poison(msg: func.QueueMessage) -> None:
         work: SweepWork | None = SweepWork.from_message(body.decode("utf-8", "replace"))
     except MalformedWork:
         work = None
-    dead_letter_work(svc, work, body, "processing failed repeatedly (moved to sweep-work-poison after maxDequeueCount "
-            "attempts)", msg.id)
+    dead_letter_work(svc.uow, work, body,
+                     "processing failed repeatedly (moved to sweep-work-poison after maxDequeueCount attempts)", msg.id)

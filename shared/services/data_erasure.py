@@ -14,12 +14,10 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from shared.adapters.store.account_store import AccountStore
-from shared.adapters.store.indexes import Indexes
 from shared.adapters.store.system import MailIndex
 from shared.domain.erasure import profile_words
 from shared.domain.retention import REDACTED, erase_profile
-from shared.services.unit_of_work import Lifecycle, commit_decision, load_finished
+from shared.services.unit_of_work import UnitOfWork, commit_decision, load_finished
 
 log = logging.getLogger(__name__)
 WAIT_FOR_MAIL = timedelta(hours=1)
@@ -27,25 +25,24 @@ WAIT_FOR_MAIL = timedelta(hours=1)
 retention index at once (`shared/domain/mail.py`); this entry catches a lost index write."""
 
 
-def erase_when_mailed(lc: Lifecycle, store: AccountStore, indexes: Indexes, mail_index: MailIndex,
-                      account_id: str) -> bool:
+def erase_when_mailed(uow: UnitOfWork, mail_index: MailIndex, account_id: str) -> bool:
     """Erase the account's customer data once its last emails are out; until then the close of each
     email puts the account back on the retention index, and an entry an hour later stands in for
     a close whose index write was lost. True if it was erased now."""
-    if any(r.kind == "email" for r in store.pending_outbox(account_id)):
+    if any(r.kind == "email" for r in uow.accounts.pending_outbox(account_id)):
         # The deletion confirmation must reach the contacts before their addresses go.
-        indexes.mark_due(account_id, lc.clock.now() + WAIT_FOR_MAIL, "retention")
+        uow.indexes.mark_due(account_id, uow.clock.now() + WAIT_FOR_MAIL, "retention")
         return False
-    erase_customer_data(lc, store, mail_index, account_id)
+    erase_customer_data(uow, mail_index, account_id)
     return True
 
 
-def erase_customer_data(lc: Lifecycle, store: AccountStore, mail_index: MailIndex, account_id: str) -> None:
-    profile = load_finished(lc, account_id).account.profile  # redact what follow-ups wrote too
+def erase_customer_data(uow: UnitOfWork, mail_index: MailIndex, account_id: str) -> None:
+    profile = load_finished(uow, account_id).account.profile  # redact what follow-ups wrote too
     if profile is None:
         return
-    operations = store.redact(account_id, profile_words(profile), REDACTED)
+    operations = uow.accounts.redact(account_id, profile_words(profile), REDACTED)
     mail_index.forget(operations)
-    now = lc.clock.now()
-    commit_decision(lc, account_id, lambda snap: erase_profile(snap.account, now, lc.policy))
+    now = uow.clock.now()
+    commit_decision(uow, account_id, lambda snap: erase_profile(snap.account, now, uow.policy))
     log.info("account %s: customer data erased; %d email records redacted", account_id, len(operations))

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.adapters.store.contact_index import ContactIndex
 from shared.domain.mail import delivery_reported
 from shared.domain.mailbox import mailbox
 from shared.inbound.card_data import mask_card_numbers
 from shared.inbound.rfc3339 import parse_rfc3339
-from shared.services.unit_of_work import Lifecycle, commit_decision
+from shared.services.unit_of_work import UnitOfWork, commit_decision
 
 log = logging.getLogger(__name__)
 _ADDRESS_MAX = 254  # the longest billing contact the product accepts; a longer one is no contact of ours
@@ -72,13 +71,13 @@ def read_report(data: Any, event_time: datetime | None) -> DeliveryReport:
     return DeliveryReport(recipient, status, at, str(data.get("messageId") or "")[:200], str(detail or "")[:500])
 
 
-def apply_report(lc: Lifecycle, contacts: ContactIndex, report: DeliveryReport) -> list[str]:
+def apply_report(uow: UnitOfWork, report: DeliveryReport) -> list[str]:
     """Apply the report to every account listing its address; return their ids (empty: none of ours).
     A report is about an address, whatever message it names (contract §4), and the address index
     lists every contact before any email to it leaves (the dispatcher writes index rows before it
     hands off emails), so the address alone finds the accounts."""
-    accounts = contacts.accounts(mailbox(report.recipient))
+    accounts = uow.contacts.accounts(mailbox(report.recipient))
     for account_id in accounts:
-        commit_decision(lc, account_id, lambda snap: delivery_reported(
-            snap.account, report.recipient, report.status, report.at, report.detail, lc.clock.now(), lc.policy))
+        commit_decision(uow, account_id, lambda snap: delivery_reported(
+            snap.account, report.recipient, report.status, report.at, report.detail, uow.clock.now(), uow.policy))
     return accounts

@@ -16,12 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from azure.storage.queue import QueueClient
-
+from shared.adapters.queues.protocol import Queues
 from shared.adapters.store.account_store import AccountRepository, OutboxRow
-from shared.adapters.store.contact_index import ContactIndex
 from shared.adapters.store.decision_rows import outbox_row
-from shared.adapters.store.indexes import Indexes
+from shared.adapters.store.protocol import ContactDirectory, DueIndexes
 from shared.domain.effects import EMAIL_KEY, UpdateIndex
 from shared.domain.identifiers import is_identifier
 from shared.inbound.json_reader import JsonRefused, read_json
@@ -107,13 +105,12 @@ HANDOFF_THREADS = 16
 
 
 class OutboxDispatcher:
-    def __init__(self, store: AccountRepository, lifecycle_queue: QueueClient, email_queue: QueueClient,
-                 indexes: Indexes) -> None:
-        self.store = store
+    def __init__(self, accounts: AccountRepository, queues: Queues, indexes: DueIndexes,
+                 contacts: ContactDirectory) -> None:
+        self.accounts = accounts
+        self.queues = queues
         self.indexes = indexes
-        self.contacts = ContactIndex(indexes.table)
-        self.lifecycle_queue = lifecycle_queue
-        self.email_queue = email_queue
+        self.contacts = contacts
         self._carry: dict[str, Callable[[OutboxRow], bool]] = {
             "lifecycle": self._send_lifecycle,
             "email": self._hand_off_email,
@@ -136,10 +133,10 @@ class OutboxDispatcher:
             elif emails:
                 self._hand_off_email(emails[0])
         finally:  # what left is cleared even if a later row failed: the redelivery repeats only the rest
-            self.store.delete_outbox(done)
+            self.accounts.delete_outbox(done)
 
     def _send_lifecycle(self, row: OutboxRow) -> bool:
-        self.lifecycle_queue.send_message(lifecycle_cloudevent(row.payload))
+        self.queues.send("subscription-lifecycle", lifecycle_cloudevent(row.payload))
         log.info("lifecycle event %s %s for %s/%s", row.payload["type"], row.key, row.account_id,
                  row.payload["subscriptionId"])
         return True
@@ -160,5 +157,5 @@ class OutboxDispatcher:
     def _hand_off_email(self, row: OutboxRow) -> bool:
         # Emails go out from their own queue so a slow or throttled send never holds up events;
         # the row stays until the sender has sent it (see functions/email_outbox.py).
-        self.email_queue.send_message(email_handoff(row))
+        self.queues.send("email-outbox", email_handoff(row))
         return False

@@ -41,7 +41,7 @@ from shared.domain.decision import Decision
 from shared.domain.declines import WAITS_FOR_CUSTOMER
 from shared.domain.model import Account, ChargeStatus, PaymentMethod, PendingCharge
 from shared.domain.money import Money, totals
-from shared.services.unit_of_work import Lifecycle, commit_decision
+from shared.services.unit_of_work import UnitOfWork, commit_decision
 
 log = logging.getLogger(__name__)
 MAX_ROUNDS = 30
@@ -103,7 +103,7 @@ class CardUpdate:
     detail: str = ""
 
 
-def update_card_and_settle(lc: Lifecycle, gateway: PaymentGateway, leases: Leases, account_id: str,
+def update_card_and_settle(uow: UnitOfWork, gateway: PaymentGateway, account_id: str,
                            token: str) -> CardUpdate:
     """The source document's heart, for the API and the hosted page alike: save the card (it stays
     saved even if the charge is declined), then settle everything the account owes at once. A
@@ -117,9 +117,9 @@ def update_card_and_settle(lc: Lifecycle, gateway: PaymentGateway, leases: Lease
         return CardUpdate("card_rejected", detail=exc.message)
     except GatewayUnavailable:
         return CardUpdate("gateway_unavailable")
-    save_card(lc, account_id, method)
+    save_card(uow, account_id, method)
     try:
-        result = settle_account(lc, gateway, leases, account_id)
+        result = settle_account(uow, gateway, account_id)
     except LeaseBusy:
         return CardUpdate("busy")
     return CardUpdate(result.status, result)
@@ -133,27 +133,27 @@ def check_card(gateway: PaymentGateway, token: str, account_id: str | None = Non
     return PaymentMethod("card", card.token or token, card.brand, card.last4, card.exp_month, card.exp_year)
 
 
-def save_card(lc: Lifecycle, account_id: str, method: PaymentMethod) -> Account:
-    now = lc.clock.now()
-    decision = commit_decision(lc, account_id, lambda snap: save_payment_method(snap.account, method, now, lc.policy))
+def save_card(uow: UnitOfWork, account_id: str, method: PaymentMethod) -> Account:
+    now = uow.clock.now()
+    decision = commit_decision(uow, account_id, lambda snap: save_payment_method(snap.account, method, now, uow.policy))
     return decision.account
 
 
-def settle_account(lc: Lifecycle, gateway: PaymentGateway, leases: Leases, account_id: str,
+def settle_account(uow: UnitOfWork, gateway: PaymentGateway, account_id: str,
                    *, wait: float = 20.0) -> Settlement:
     """Resolve what is pending, then charge what is owed now (see the module's docstring).
     Raises `LeaseBusy` when another settlement holds the account, `NoCardOnFile`."""
     result = Settlement()
-    with leases.hold(account_id, wait=wait) as holder:
-        account = lc.store.load(account_id).account
+    with uow.leases.hold(account_id, wait=wait) as holder:
+        account = uow.accounts.load(account_id).account
         token = _card_token(account)
         for currency, pending in sorted(account.settling.items()):
-            _resolve(lc, gateway, account_id, currency, pending, result, token)
+            _resolve(uow, gateway, account_id, currency, pending, result, token)
         currencies: set[str] | None = None
         for _ in range(MAX_ROUNDS):
-            planned = _plan(lc, gateway, account_id, currencies)
+            planned = _plan(uow, gateway, account_id, currencies)
             currencies = {p.amount.currency for p in planned
-                          if _still_ours(leases, account_id, holder) and _charge(lc, gateway, account_id, p, token,
+                          if _still_ours(uow.leases, account_id, holder) and _charge(uow, gateway, account_id, p, token,
                                                                                  result)}
             if not currencies:
                 break
@@ -177,37 +177,37 @@ def _card_token(account: Account) -> str:
     return account.card_token
 
 
-def _plan(lc: Lifecycle, gateway: PaymentGateway, account_id: str, currencies: set[str] | None,
+def _plan(uow: UnitOfWork, gateway: PaymentGateway, account_id: str, currencies: set[str] | None,
           ) -> list[PendingCharge]:
-    now = lc.clock.now()
+    now = uow.clock.now()
     planned: list[PendingCharge] = []
 
     def plan(account: Account) -> Decision:
         limits = {c.amount.currency: gateway.max_charge(c.amount.currency) for c in account.outstanding.values()}
-        decision, charges = plan_settlement(account, now, lc.policy, limits=limits, currencies=currencies)
+        decision, charges = plan_settlement(account, now, uow.policy, limits=limits, currencies=currencies)
         planned[:] = charges
         return decision
 
-    commit_decision(lc, account_id, lambda snap: plan(snap.account))
+    commit_decision(uow, account_id, lambda snap: plan(snap.account))
     return planned
 
 
-def _charge(lc: Lifecycle, gateway: PaymentGateway, account_id: str, pending: PendingCharge, token: str,
+def _charge(uow: UnitOfWork, gateway: PaymentGateway, account_id: str, pending: PendingCharge, token: str,
             result: Settlement) -> bool:
     """Charge one planned charge and record the answer; True when it went through and the
     currency is still owed (a balance above the processor's limit: plan the next one)."""
     currency = pending.amount.currency
-    account = lc.store.load(account_id).account
+    account = uow.accounts.load(account_id).account
     current = account.settling.get(currency)
     if current is None or current.idempotency_key != pending.idempotency_key:
         return False  # recorded or replaced meanwhile: not ours to charge
     if not still_owed(account, current):
-        _drop(lc, account_id, currency, pending.idempotency_key,
+        _drop(uow, account_id, currency, pending.idempotency_key,
               "a payment, credit or write-off arrived after it was planned")
         return True
     answer = gateway.charge(idempotency_key=pending.idempotency_key, amount=pending.amount, token=token,
                             account_id=account_id, description=f"past-due balance of {account_id}")
-    lc.faults.after_gateway_charge()
+    uow.faults.after_gateway_charge()
     if isinstance(answer, Unanswered):
         outcome = _read_back(gateway, pending.idempotency_key, account_id, token)
         if outcome is None:
@@ -217,7 +217,7 @@ def _charge(lc: Lifecycle, gateway: PaymentGateway, account_id: str, pending: Pe
             result.unanswered.append(currency)
             return False
         answer = outcome
-    decision = _record(lc, account_id, currency, pending.idempotency_key, answer, result)
+    decision = _record(uow, account_id, currency, pending.idempotency_key, answer, result)
     return isinstance(answer, Charged) and currency in decision.account.balance()
 
 
@@ -231,7 +231,7 @@ def _read_back(gateway: PaymentGateway, key: str, account_id: str, token: str) -
     return answer_of(found) if found is not None else None
 
 
-def _resolve(lc: Lifecycle, gateway: PaymentGateway, account_id: str, currency: str, pending: PendingCharge,
+def _resolve(uow: UnitOfWork, gateway: PaymentGateway, account_id: str, currency: str, pending: PendingCharge,
              result: Settlement, token: str) -> None:
     """A charge left pending by an earlier attempt: the gateway knows what happened under its key."""
     key = pending.idempotency_key
@@ -245,25 +245,25 @@ def _resolve(lc: Lifecycle, gateway: PaymentGateway, account_id: str, currency: 
     if found is None:
         log.warning("account %s: charge %s never reached the gateway; planning afresh from what is owed now",
                     account_id, key)
-        _drop(lc, account_id, currency, key, "the gateway has no charge under its key")
+        _drop(uow, account_id, currency, key, "the gateway has no charge under its key")
         return
     log.warning("account %s: recovered the outcome of charge %s from the gateway", account_id, key)
-    _record(lc, account_id, currency, key, answer_of(found), result, earlier=True)
+    _record(uow, account_id, currency, key, answer_of(found), result, earlier=True)
 
 
-def _drop(lc: Lifecycle, account_id: str, currency: str, key: str, why: str) -> None:
-    now = lc.clock.now()
-    commit_decision(lc, account_id, lambda snap: drop_pending(snap.account, currency, key, now, lc.policy, why=why))
+def _drop(uow: UnitOfWork, account_id: str, currency: str, key: str, why: str) -> None:
+    now = uow.clock.now()
+    commit_decision(uow, account_id, lambda snap: drop_pending(snap.account, currency, key, now, uow.policy, why=why))
 
 
-def _record(lc: Lifecycle, account_id: str, currency: str, key: str, outcome: ChargeOutcome,
+def _record(uow: UnitOfWork, account_id: str, currency: str, key: str, outcome: ChargeOutcome,
             result: Settlement, *, earlier: bool = False) -> Decision:
     """Commit the gateway's answer. Money taken is reported however old the attempt; a decline or
     refusal of an `earlier` attempt is history (the timeline has it), and this settlement goes on
     to plan afresh."""
-    now: datetime = lc.clock.now()
-    decision = commit_decision(lc, account_id, lambda snap: record_outcome(snap.account, currency, key, outcome,
-                                                                          now, lc.policy),
+    now: datetime = uow.clock.now()
+    decision = commit_decision(uow, account_id, lambda snap: record_outcome(snap.account, currency, key, outcome,
+                                                                          now, uow.policy),
                                marker=f"gateway-charge|{key}" if isinstance(outcome, Charged) else None)
     if not decision.changed:
         return decision  # recorded already
@@ -282,7 +282,7 @@ def _record(lc: Lifecycle, account_id: str, currency: str, key: str, outcome: Ch
     return decision
 
 
-def record_reported_charge(lc: Lifecycle, leases: Leases, account_id: str, found: ChargeResult,
+def record_reported_charge(uow: UnitOfWork, account_id: str, found: ChargeResult,
                            *, wait: float = 20.0) -> Settlement:
     """Record a charge the gateway reports on its own (a Stripe webhook, the customer back from their
     bank): once per idempotency key, whoever reports it first and in whatever order. Under the
@@ -296,16 +296,16 @@ def record_reported_charge(lc: Lifecycle, leases: Leases, account_id: str, found
     Raises `LeaseBusy` when the account stays busy for `wait` seconds."""
     result = Settlement()
     key = found.idempotency_key
-    with leases.hold(account_id, wait=wait):
-        account = lc.store.load(account_id).account
+    with uow.leases.hold(account_id, wait=wait):
+        account = uow.accounts.load(account_id).account
         pending = next((p for p in account.settling.values() if p.idempotency_key == key), None)
         outcome = answer_of(found)
         if pending is not None:
-            _record(lc, account_id, pending.amount.currency, key, outcome, result)
+            _record(uow, account_id, pending.amount.currency, key, outcome, result)
         elif isinstance(outcome, Charged):
-            now = lc.clock.now()
-            decision = commit_decision(lc, account_id,
-                                       lambda snap: record_authenticated(snap.account, key, outcome, now, lc.policy),
+            now = uow.clock.now()
+            decision = commit_decision(uow, account_id,
+                                       lambda snap: record_authenticated(snap.account, key, outcome, now, uow.policy),
                                        marker=f"gateway-charge|{key}")
             if decision.changed:
                 result.charged[outcome.amount.currency] = outcome.amount
@@ -313,14 +313,14 @@ def record_reported_charge(lc: Lifecycle, leases: Leases, account_id: str, found
     return result
 
 
-def complete_authentication(lc: Lifecycle, gateway: PaymentGateway, leases: Leases, account_id: str,
+def complete_authentication(uow: UnitOfWork, gateway: PaymentGateway, account_id: str,
                             found: ChargeResult) -> Settlement:
     """The customer is back from their bank: record the authenticated charge, then settle the rest
     of the account at once (the hosted billing page's confirm step)."""
-    recorded = record_reported_charge(lc, leases, account_id, found)
+    recorded = record_reported_charge(uow, account_id, found)
     if not found.succeeded:
         return recorded
-    rest = settle_account(lc, gateway, leases, account_id)
+    rest = settle_account(uow, gateway, account_id)
     rest.paid[:0] = recorded.paid
     rest.reactivated[:0] = [s for s in recorded.reactivated if s not in rest.reactivated]
     for currency, money in recorded.charged.items():

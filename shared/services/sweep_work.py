@@ -25,12 +25,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
-from shared.adapters.gateway.protocol import CardRejected
+from shared.adapters.gateway.protocol import CardRejected, PaymentGateway
 from shared.adapters.store.account_store import Snapshot
 from shared.adapters.store.indexes import PAGE, DueEntry, Ladder, index_entry
 from shared.adapters.store.leases import LeaseBusy
+from shared.adapters.store.system import MailIndex
 from shared.domain.decision import Decision, Work
 from shared.domain.dunning import advance
 from shared.domain.identifiers import is_identifier
@@ -41,10 +42,7 @@ from shared.inbound.json_reader import read_json
 from shared.inbound.rfc3339 import parse_rfc3339
 from shared.services.data_erasure import erase_when_mailed
 from shared.services.settle_account import NoCardOnFile, settle_account
-from shared.services.unit_of_work import Lifecycle, commit_decision, finish_outbox, load_finished
-
-if TYPE_CHECKING:
-    from shared.bootstrap import Services
+from shared.services.unit_of_work import UnitOfWork, commit_decision, finish_outbox, load_finished
 
 log = logging.getLogger(__name__)
 
@@ -162,17 +160,17 @@ class FanOut:
     """False if the run stopped at its time budget; the rest is queued by the next run."""
 
 
-def fan_out(svc: Services, sweep: SweepName, budget: timedelta = timedelta(minutes=2)) -> FanOut:
+def fan_out(uow: UnitOfWork, sweep: SweepName, budget: timedelta = timedelta(minutes=2)) -> FanOut:
     """Queue one `SweepPage` per page of due, unclaimed index entries (one shard, at most 100
     entries), taking the shards in turn. Each page is claimed (one `$batch`) before its message
     goes, so a crash in between only delays those accounts by `SWEEP_CLAIM`. Storage requests: one read,
     one `$batch` and one send per page."""
     started = time.monotonic()
     report = FanOut(sweep)
-    now = svc.lifecycle.clock.now()
-    for page in svc.indexes.unclaimed(now, INDEX_OF[sweep]):
-        svc.indexes.claim(page, now + SWEEP_CLAIM)
-        svc.sweep_page_queue.send_message(SweepPage(sweep, tuple(page)).to_message())
+    now = uow.clock.now()
+    for page in uow.indexes.unclaimed(now, INDEX_OF[sweep]):
+        uow.indexes.claim(page, now + SWEEP_CLAIM)
+        uow.queues.send("sweep-pages", SweepPage(sweep, tuple(page)).to_message())
         report.queued += len(page)
         if time.monotonic() - started > budget.total_seconds():
             report.finished = False
@@ -181,18 +179,18 @@ def fan_out(svc: Services, sweep: SweepName, budget: timedelta = timedelta(minut
     return report
 
 
-def expand(svc: Services, page: SweepPage) -> int:
+def expand(uow: UnitOfWork, page: SweepPage) -> int:
     """Queue the page's `SweepWork` messages on `sweep-work` (`SEND_THREADS` at a time); returns
     how many went. The entries whose send failed go back on `sweep-pages` as a smaller page, so a
     passing failure repeats none of the sends that succeeded; if that send fails too, it raises
     and the whole page is retried (a repeated account finds its step taken: "stale")."""
     with ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="sweep-send") as pool:
-        sends = [(w, pool.submit(svc.sweep_queue.send_message, w.to_message())) for w in page.work()]
+        sends = [(w, pool.submit(uow.queues.send, "sweep-work", w.to_message())) for w in page.work()]
     failed = [(w.entry, f.exception()) for w, f in sends if f.exception() is not None]
     if failed:
         log.warning("%d of %d sweep-work sends failed (first: %s); queued again as a page", len(failed),
                     len(sends), failed[0][1], extra={"counter": "sweep_send_failed", "sweep": page.sweep})
-        svc.sweep_page_queue.send_message(SweepPage(page.sweep, tuple(e for e, _ in failed)).to_message())
+        uow.queues.send("sweep-pages", SweepPage(page.sweep, tuple(e for e, _ in failed)).to_message())
     return len(sends) - len(failed)
 
 
@@ -209,52 +207,52 @@ class WorkDone:
     reconciled: list[str] = field(default_factory=list)
 
 
-def run_work(svc: Services, work: SweepWork, *, retried: bool = False) -> WorkDone:
+def run_work(uow: UnitOfWork, gateway: PaymentGateway | None, mail_index: MailIndex, work: SweepWork, *,
+             retried: bool = False) -> WorkDone:
     """Do one account's step at the clock's `now`; raises on a failure worth retrying. A `retried`
     message first finishes the outbox its failed attempt may have left after committing the step
     (the next due entry among it): the step itself is then found taken ("stale")."""
-    now = svc.lifecycle.clock.now()
+    now = uow.clock.now()
     if retried:
-        finish_outbox(svc.lifecycle, work.entry.account_id)
+        finish_outbox(uow, work.entry.account_id)
     if work.sweep == "dunning":
-        done = _dunning(svc, work.entry.account_id, now)
+        done = _dunning(uow, gateway, work.entry.account_id, now)
     elif work.sweep == "retention":
-        done = _retention(svc, work.entry.account_id, now)
+        done = _retention(uow, mail_index, work.entry.account_id, now)
     else:
-        done = _reconciliation(svc, work.entry.account_id, now)
+        done = _reconciliation(uow, work.entry.account_id, now)
     if work.sweep != "reconciliation":
-        svc.indexes.done(work.entry)  # the step committed its own next entry, if any
+        uow.indexes.done(work.entry)  # the step committed its own next entry, if any
     return done
 
 
 SweepSource = Literal["sweep-work", "sweep-work-poison", "sweep-pages", "sweep-pages-poison"]
 
 
-def dead_letter_work(svc: Services, work: SweepWork | None, body: bytes, reason: str, message_id: str | None,
+def dead_letter_work(uow: UnitOfWork, work: SweepWork | None, body: bytes, reason: str, message_id: str | None,
             source: SweepSource = "sweep-work") -> None:
     """The last attempt failed, or the message is malformed: list it with the reason (the rest of
     the sweep goes on regardless). An account's `work` also leaves its index entry alone for
     `QUARANTINE`; a page's entries (no `work`) keep the timer's claim, so a sweep after `SWEEP_CLAIM`
     queues them again."""
-    svc.deadletters.add(source=source, reason=reason, body=body, received_at=svc.lifecycle.clock.now(),
+    uow.dead_letters.add(source=source, reason=reason, body=body, received_at=uow.clock.now(),
                         message_id=message_id)
     if work is not None:
-        svc.indexes.claim([work.entry], svc.lifecycle.clock.now() + QUARANTINE)
+        uow.indexes.claim([work.entry], uow.clock.now() + QUARANTINE)
 
 
-def _dunning(svc: Services, account_id: str, now: datetime) -> WorkDone:
-    lc = svc.lifecycle
-    snap = load_finished(lc, account_id)
+def _dunning(uow: UnitOfWork, gateway: PaymentGateway | None, account_id: str, now: datetime) -> WorkDone:
+    snap = load_finished(uow, account_id)
     if _stale(snap.account.next_due_at, now):
         return WorkDone("stale")
     paid, retried = 0, False
-    _, retry_due = advance(snap.account, now, lc.policy)
-    if retry_due and svc.gateway is not None:
+    _, retry_due = advance(snap.account, now, uow.policy)
+    if retry_due and gateway is not None:
         # The retry goes first and the step is recorded after it, so a retry the gateway could not
         # answer raises and is made again by the message's next attempt, not lost.
         retried = True
         try:
-            result = settle_account(lc, svc.gateway, svc.leases, account_id, wait=2.0)
+            result = settle_account(uow, gateway, account_id, wait=2.0)
         except (LeaseBusy, NoCardOnFile, CardRejected) as exc:
             log.info("account %s: automatic retry not made (%s)", account_id, type(exc).__name__)
         else:
@@ -263,40 +261,38 @@ def _dunning(svc: Services, account_id: str, now: datetime) -> WorkDone:
                                       "attempt reads it back by its key")
             paid = len(result.paid)
     # Decided on the snapshot already read unless a settlement changed the account since.
-    _commit_step(lc, account_id, lambda a: advance(a, now, lc.policy)[0], None if retried else snap)
+    _commit_step(uow, account_id, lambda a: advance(a, now, uow.policy)[0], None if retried else snap)
     return WorkDone("retried" if retried else "stepped", paid=paid)
 
 
-def _retention(svc: Services, account_id: str, now: datetime) -> WorkDone:
-    lc = svc.lifecycle
-    snap = load_finished(lc, account_id)
+def _retention(uow: UnitOfWork, mail_index: MailIndex, account_id: str, now: datetime) -> WorkDone:
+    snap = load_finished(uow, account_id)
     if _stale(snap.account.next_retention_at, now):
         return WorkDone("stale")
     erase: list[bool] = []
 
     def step(account: Account) -> Decision:
-        decision, due = advance_retention(account, now, lc.policy)
+        decision, due = advance_retention(account, now, uow.policy)
         erase[:] = [due]
         return decision
 
-    _commit_step(lc, account_id, step, snap)
+    _commit_step(uow, account_id, step, snap)
     if not any(erase):
         return WorkDone("stepped")
-    erased = erase_when_mailed(lc, svc.store, svc.indexes, svc.mail_index, account_id)
+    erased = erase_when_mailed(uow, mail_index, account_id)
     return WorkDone("erased" if erased else "erasure_waits")
 
 
-def _reconciliation(svc: Services, account_id: str, now: datetime) -> WorkDone:
+def _reconciliation(uow: UnitOfWork, account_id: str, now: datetime) -> WorkDone:
     """The source document's "payment processed but the subscription is still disabled": re-enable
     what owes nothing, and say so loudly, because it means something upstream went wrong."""
-    lc = svc.lifecycle
-    decision = commit_decision(lc, account_id, lambda snap: _reconcile(snap.account, now, lc.policy))
+    decision = commit_decision(uow, account_id, lambda snap: _reconcile(snap.account, now, uow.policy))
     fixed = [t.subscription_id or "" for t in decision.timeline if t.kind == "reconciled"]
     if fixed:
         log.warning("account %s: re-enabled %s, which were disabled with nothing owing", account_id, fixed)
         return WorkDone("reconciled", reconciled=[f"{account_id}/{s}" for s in fixed])
     if not any(s.state is SubscriptionState.DISABLED for s in decision.account.subscriptions.values()):
-        svc.indexes.set_disabled(account_id, False)  # a stale hint
+        uow.indexes.set_disabled(account_id, False)  # a stale hint
         return WorkDone("stale")
     return WorkDone("stepped")
 
@@ -306,10 +302,10 @@ def _stale(due: datetime | None, now: datetime) -> bool:
     return due is None or due > now
 
 
-def _commit_step(lc: Lifecycle, account_id: str, step: Callable[[Account], Decision],
+def _commit_step(uow: UnitOfWork, account_id: str, step: Callable[[Account], Decision],
                  first: Snapshot | None) -> Decision:
     """Commit `step` under the account's ETag, deciding first on `first` if given (one read saved)."""
-    return commit_decision(lc, account_id, lambda snap: step(snap.account), first=first)
+    return commit_decision(uow, account_id, lambda snap: step(snap.account), first=first)
 
 
 def _reconcile(account: Account, now: datetime, policy: DunningPolicy) -> Decision:

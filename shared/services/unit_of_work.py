@@ -1,4 +1,4 @@
-"""The service layer: parse is done, now load → decide → commit → dispatch, one function per use.
+"""The unit of work, and the account use cases on it: load → decide → commit → dispatch.
 
 Every handler can run twice, crash halfway, or race a twin: the event marker and the account
 row's ETag, both in the decision's transaction, make the second run a no-op or a clean retry.
@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from shared.adapters.queues.protocol import Queues
 from shared.adapters.store.account_store import (
     AccountRepository,
     AlreadyApplied,
@@ -22,6 +23,7 @@ from shared.adapters.store.account_store import (
     OutboxRow,
     Snapshot,
 )
+from shared.adapters.store.protocol import ContactDirectory, DeadLetterStore, DueIndexes, Leases
 from shared.clock import Clock
 from shared.domain.decision import Decision
 from shared.domain.effects import UpdateIndex
@@ -60,11 +62,20 @@ class Refused(Rejected):
 
 
 @dataclass
-class Lifecycle:
-    """What a handler needs, wired once per process (see shared/bootstrap.py)."""
+class UnitOfWork:
+    """Every port a use case touches, and the clock and policy it decides with: wired once per
+    process from Azure (`shared/bootstrap.py`), or from in-memory twins in the service tests
+    (`tests/fakes/unit_of_work.py`). A use case takes it first: `apply_event(uow, event, ...)`."""
 
-    store: AccountRepository
+    accounts: AccountRepository
+    """The account partitions: state, event markers, charge records, outbox, mail records, timeline."""
+    indexes: DueIndexes
+    contacts: ContactDirectory
+    dead_letters: DeadLetterStore
+    leases: Leases
+    queues: Queues
     dispatcher: Dispatcher
+    """Carries out what a commit left in the outbox (over `queues`, `indexes` and `contacts`)."""
     clock: Clock
     policy: DunningPolicy
     faults: Faults
@@ -80,11 +91,11 @@ class Applied:
     duplicate: bool
 
 
-def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str, *, redelivered: bool = False) -> Applied:
+def apply_event(uow: UnitOfWork, event: PaymentEvent, event_type: str, *, redelivered: bool = False) -> Applied:
     """Apply one payment event exactly once, whatever the delivery. `redelivered`: this very
     message was delivered before (its dequeue count is above 1), so that attempt is over.
     Raises `Refused` when the event would take the account past a limit: nothing is committed."""
-    now = lc.clock.now()
+    now = uow.clock.now()
     finished: list[OutboxRow] = []
     refused: list[str] = []
     first_try = [True]
@@ -95,18 +106,18 @@ def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str, *, redelive
         # event names are new: its commit checks both (the account row's ETag, the notes it
         # creates) and the event's marker, so a stale copy or a known charge only costs a retry.
         optimistic, first_try[0] = first_try[0], False
-        snap = lc.store.load(event.account_id, charge_ids=charge_ids_of(event), finish=True, cached=optimistic,
+        snap = uow.accounts.load(event.account_id, charge_ids=charge_ids_of(event), finish=True, cached=optimistic,
                              assume_new=optimistic and not isinstance(event, PaymentReceived))
         finished.extend(snap.finished)
-        decision = apply_payment_event(snap.account, event, snap.notes, now, lc.policy)
+        decision = apply_payment_event(snap.account, event, snap.notes, now, uow.policy)
         if decision.refused is not None:
-            if lc.store.applied(event.account_id, event.event_id):
+            if uow.accounts.applied(event.account_id, event.event_id):
                 return snap.account, None  # a redelivery of an event applied before the limit was reached
             refused.append(decision.refused)
             return snap.account, []
-        lc.faults.before_commit()
+        uow.faults.before_commit()
         try:
-            rows = lc.store.commit(snap, hints_first(lc, decision), event_id=event.event_id, event_type=event_type,
+            rows = uow.accounts.commit(snap, hints_first(uow, decision), event_id=event.event_id, event_type=event_type,
                                    now=now)
         except AlreadyApplied:
             return snap.account, None
@@ -115,18 +126,18 @@ def apply_event(lc: Lifecycle, event: PaymentEvent, event_type: str, *, redelive
     with account_lock(event.account_id):
         account, rows = attempt()
     if refused:
-        lc.dispatcher.dispatch(_distinct(finished))  # what this load finished of an earlier decision
+        uow.dispatcher.dispatch(_distinct(finished))  # what this load finished of an earlier decision
         raise Refused(refused[-1])
     duplicate = rows is None
     if rows is None:
         # A redelivery also finishes what a crashed first delivery committed but never sent.
-        rows = lc.store.pending_outbox(event.account_id, settled_for=outbox_grace(lc, redelivered))
-    lc.faults.before_dispatch()
-    lc.dispatcher.dispatch(_distinct(finished + rows))
+        rows = uow.accounts.pending_outbox(event.account_id, settled_for=outbox_grace(uow, redelivered))
+    uow.faults.before_dispatch()
+    uow.dispatcher.dispatch(_distinct(finished + rows))
     return Applied(account, duplicate)
 
 
-def hints_first(lc: Lifecycle, decision: Decision) -> Decision:
+def hints_first(uow: UnitOfWork, decision: Decision) -> Decision:
     """Write the decision's new `due` and `retention` index entries before its commit, and commit
     it without them. An entry is a hint the sweeps check against the account (one whose commit
     failed, or was decided again, points at nothing due and is dropped by the sweep), so writing
@@ -134,25 +145,25 @@ def hints_first(lc: Lifecycle, decision: Decision) -> Decision:
     still leave through the outbox, after the commit."""
     hints = [e for e in decision.effects if isinstance(e, UpdateIndex) and e.present and e.index != "disabled"]
     for hint in hints:
-        lc.dispatcher.update_index(hint)
+        uow.dispatcher.update_index(hint)
     return replace(decision, effects=tuple(e for e in decision.effects if e not in hints)) if hints else decision
 
 
-def outbox_grace(lc: Lifecycle, redelivered: bool) -> timedelta:
+def outbox_grace(uow: UnitOfWork, redelivered: bool) -> timedelta:
     """How old outbox rows must be before this delivery carries them out: none for a message
     delivered before, whose earlier attempt failed after its commit (the host brings it back after
-    `visibilityTimeout`, 5 s, well inside the grace), else `lc.redelivery_grace` (a live twin's)."""
-    return timedelta(0) if redelivered else lc.redelivery_grace
+    `visibilityTimeout`, 5 s, well inside the grace), else `uow.redelivery_grace` (a live twin's)."""
+    return timedelta(0) if redelivered else uow.redelivery_grace
 
 
-def finish_outbox(lc: Lifecycle, account_id: str) -> None:
+def finish_outbox(uow: UnitOfWork, account_id: str) -> None:
     """Carry out whatever the account's committed decisions left in the outbox, however young: for
     a retried message whose earlier attempt failed after its commit and may now have nothing left
     to decide (a sweep step already taken, a request already applied)."""
-    lc.dispatcher.dispatch(lc.store.pending_outbox(account_id, settled_for=outbox_grace(lc, True)))
+    uow.dispatcher.dispatch(uow.accounts.pending_outbox(account_id, settled_for=outbox_grace(uow, True)))
 
 
-def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot], Decision],
+def commit_decision(uow: UnitOfWork, account_id: str, decide: Callable[[Snapshot], Decision],
                     first: Snapshot | None = None, *, marker: str | None = None) -> Decision:
     """Load, decide and commit under the account's ETag, retrying on conflict; then dispatch.
 
@@ -161,7 +172,7 @@ def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot],
     so and the retry loads afresh. `marker` makes the decision take effect once: it commits with
     the marker, and a later one under the same marker changes nothing (a card charge is recorded
     once per idempotency key, whichever process reads its answer)."""
-    now = lc.clock.now()
+    now = uow.clock.now()
     given = [first] if first is not None and not first.pending else []
     finished: list[OutboxRow] = []
 
@@ -170,7 +181,7 @@ def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot],
         if given and marker is None:
             snap = given.pop()  # what its loader finished is the loader's to carry out
         else:
-            snap = lc.store.load(account_id, event_id=marker, finish=True)
+            snap = uow.accounts.load(account_id, event_id=marker, finish=True)
             finished.extend(snap.finished)
         decision = decide(snap) if not snap.already_applied else Decision(snap.account)
         if decision.refused is not None:
@@ -178,10 +189,10 @@ def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot],
         if not decision.changed and snap.etag is not None:
             # Nothing to change, typically a client retrying a request whose first run crashed
             # after its commit: finish what that run left in the outbox.
-            return decision, lc.store.pending_outbox(account_id, settled_for=lc.redelivery_grace)
-        lc.faults.before_commit()
+            return decision, uow.accounts.pending_outbox(account_id, settled_for=uow.redelivery_grace)
+        uow.faults.before_commit()
         try:
-            return decision, lc.store.commit(snap, hints_first(lc, decision), event_id=marker,
+            return decision, uow.accounts.commit(snap, hints_first(uow, decision), event_id=marker,
                                              event_type=marker and "decision.marker",
                                                       now=now)
         except AlreadyApplied:
@@ -189,17 +200,17 @@ def commit_decision(lc: Lifecycle, account_id: str, decide: Callable[[Snapshot],
 
     with account_lock(account_id):
         decision, rows = attempt()
-    lc.faults.before_dispatch()
-    lc.dispatcher.dispatch(_distinct(finished + rows))
+    uow.faults.before_dispatch()
+    uow.dispatcher.dispatch(_distinct(finished + rows))
     return decision
 
 
-def load_finished(lc: Lifecycle, account_id: str) -> Snapshot:
+def load_finished(uow: UnitOfWork, account_id: str) -> Snapshot:
     """Load an account to act on it without a decision of its own (a sweep finding nothing due,
     an erasure): an earlier decision's follow-ups are applied and carried out first."""
     with account_lock(account_id):
-        snap = lc.store.load(account_id, finish=True)
-    lc.dispatcher.dispatch(snap.finished)
+        snap = uow.accounts.load(account_id, finish=True)
+    uow.dispatcher.dispatch(snap.finished)
     return snap
 
 
@@ -208,10 +219,10 @@ def _distinct(rows: list[OutboxRow]) -> list[OutboxRow]:
     return list({row.key: row for row in rows}.values())
 
 
-def register_account(lc: Lifecycle, account_id: str, reg: Registration) -> Account:
+def register_account(uow: UnitOfWork, account_id: str, reg: Registration) -> Account:
     """Register or update the account; `Refused` (nothing stored) past 200 subscriptions."""
-    now = lc.clock.now()
-    decision = commit_decision(lc, account_id, lambda snap: register(snap.account, reg, now, lc.policy))
+    now = uow.clock.now()
+    decision = commit_decision(uow, account_id, lambda snap: register(snap.account, reg, now, uow.policy))
     if decision.refused is not None:
         raise Refused(decision.refused, "subscriptions")
     return decision.account

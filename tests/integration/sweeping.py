@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from shared.bootstrap import Services
 from shared.services.sweep_work import SweepName, SweepPage, SweepWork, WorkDone, expand, fan_out, run_work
+from tests.integration.queues import queue
 
 
 @dataclass
@@ -37,10 +38,10 @@ class Swept:
 def expand_pages(svc: Services) -> int:
     """Expand every page on the page queue onto the work queue; returns the pages expanded."""
     pages = 0
-    while messages := list(svc.sweep_page_queue.receive_messages(max_messages=32, visibility_timeout=60)):
+    while messages := list(queue(svc, "sweep-pages").receive_messages(max_messages=32, visibility_timeout=60)):
         for m in messages:
-            expand(svc, SweepPage.from_message(m.content))
-            svc.sweep_page_queue.delete_message(m)
+            expand(svc.uow, SweepPage.from_message(m.content))
+            queue(svc, "sweep-pages").delete_message(m)
             pages += 1
     return pages
 
@@ -49,14 +50,14 @@ def drain(svc: Services) -> list[WorkDone]:
     """Expand every page, then work every message on the sweep queue until it is empty."""
     expand_pages(svc)
     done: list[WorkDone] = []
-    while messages := list(svc.sweep_queue.receive_messages(max_messages=32, visibility_timeout=60)):
+    while messages := list(queue(svc, "sweep-work").receive_messages(max_messages=32, visibility_timeout=60)):
         for m in messages:
-            done.append(run_work(svc, SweepWork.from_message(m.content)))
-            svc.sweep_queue.delete_message(m)
+            done.append(run_work(svc.uow, svc.gateway, svc.mail_index, SweepWork.from_message(m.content)))
+            queue(svc, "sweep-work").delete_message(m)
     return done
 
 
 def sweep(svc: Services, name: SweepName) -> Swept:
-    report = fan_out(svc, name)
+    report = fan_out(svc.uow, name)
     assert report.finished
     return Swept(report.queued, drain(svc))

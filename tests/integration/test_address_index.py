@@ -20,16 +20,16 @@ ODD = "o'brien/ops#1?x\\\"q\"\u00e9@Contoso.example"  # every character Table ke
 
 
 def registered(svc: Services, account_id: str, *contacts: str) -> None:
-    register_account(svc.lifecycle, account_id, Registration(Profile("Contoso", "en", contacts), (("s1", "Web"),)))
+    register_account(svc.uow, account_id, Registration(Profile("Contoso", "en", contacts), (("s1", "Web"),)))
 
 
 def alerted(svc: Services, account_id: str) -> list[str]:
-    view = account_view(svc.store.load(account_id).account, svc.settings.policy)
+    view = account_view(svc.uow.accounts.load(account_id).account, svc.settings.policy)
     return [a["message"] for a in view["alerts"] if a["code"] == "contact_unreachable"]
 
 
 def bounce(svc: Services, recipient: str, status: str, minutes: int, message_id: str = "never/recorded?#") -> list[str]:
-    return apply_report(svc.lifecycle, svc.contacts,
+    return apply_report(svc.uow,
                         DeliveryReport(recipient, status, NOW + timedelta(minutes=minutes), message_id, "550"))
 
 
@@ -52,21 +52,21 @@ def test_contact_changes_and_erasure_keep_the_index(make_services: Callable[...,
     svc.test_clock.set(NOW)  # type: ignore[union-attr]
     registered(svc, "acc-a", "old@contoso.example")
     registered(svc, "acc-b", "old@contoso.example")
-    assert svc.contacts.accounts("old@contoso.example") == ["acc-a", "acc-b"]
+    assert svc.uow.contacts.accounts("old@contoso.example") == ["acc-a", "acc-b"]
     registered(svc, "acc-a", "new@contoso.example")
-    assert svc.contacts.accounts("old@contoso.example") == ["acc-b"]
+    assert svc.uow.contacts.accounts("old@contoso.example") == ["acc-b"]
     assert bounce(svc, "old@contoso.example", "Bounced", 1) == ["acc-b"]
     assert alerted(svc, "acc-a") == []
-    erase_customer_data(svc.lifecycle, svc.store, svc.mail_index, "acc-b")
-    assert svc.contacts.accounts("old@contoso.example") == [] and svc.contacts.accounts("new@contoso.example") == [
-        "acc-a"]
+    erase_customer_data(svc.uow, svc.mail_index, "acc-b")
+    assert svc.uow.contacts.accounts("old@contoso.example") == []
+    assert svc.uow.contacts.accounts("new@contoso.example") == ["acc-a"]
 
 
 def test_an_older_index_update_delivered_late_does_not_undo_a_newer_one(make_services: Callable[..., Services]) -> None:
     svc = make_services()
-    svc.contacts.update(ODD, "acc-a", True, revision=3)
-    svc.contacts.update(ODD, "acc-a", False, revision=2)  # an older outbox row, carried out late
-    assert svc.contacts.accounts(ODD) == ["acc-a"]
-    svc.contacts.update(ODD, "acc-a", False, revision=4)
-    svc.contacts.update(ODD, "acc-a", False, revision=4)  # redelivered: idempotent
-    assert svc.contacts.accounts(ODD) == []
+    svc.uow.contacts.update(ODD, "acc-a", True, revision=3)
+    svc.uow.contacts.update(ODD, "acc-a", False, revision=2)  # an older outbox row, carried out late
+    assert svc.uow.contacts.accounts(ODD) == ["acc-a"]
+    svc.uow.contacts.update(ODD, "acc-a", False, revision=4)
+    svc.uow.contacts.update(ODD, "acc-a", False, revision=4)  # redelivered: idempotent
+    assert svc.uow.contacts.accounts(ODD) == []

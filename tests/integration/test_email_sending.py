@@ -48,19 +48,19 @@ def messages(url: str) -> list[dict[str, object]]:
 def svc(make_services: Callable[..., Services], endpoint: str) -> Services:
     s = make_services(mailer=mailer_for(endpoint))
     s.test_clock.set(NOW)  # type: ignore[union-attr]
-    register_account(s.lifecycle, "acc-1", Registration(Profile("Contoso 有限公司", "zh-CN", CONTACTS),
+    register_account(s.uow, "acc-1", Registration(Profile("Contoso 有限公司", "zh-CN", CONTACTS),
                                                        (("s1", "网站"),)))
     return s
 
 
 def fail_charge(s: Services) -> list[str]:
-    apply_event(s.lifecycle, ChargeFailed("e-1", "acc-1", "s1", "c1", Money.parse("1000", "JPY"), "card_expired"),
+    apply_event(s.uow, ChargeFailed("e-1", "acc-1", "s1", "c1", Money.parse("1000", "JPY"), "card_expired"),
                 "billing.charge.failed")
-    return [r.key for r in s.store.pending_outbox("acc-1") if r.kind == "email"]
+    return [r.key for r in s.uow.accounts.pending_outbox("acc-1") if r.kind == "email"]
 
 
 def send_all(s: Services, keys: list[str]) -> list[str]:
-    return [send_email(s.lifecycle, s.mailer, s.settings, "acc-1", k) for k in keys]  # type: ignore[arg-type]
+    return [send_email(s.uow, s.mailer, s.settings, "acc-1", k) for k in keys]  # type: ignore[arg-type]
 
 
 def test_a_failed_charge_sends_one_email_per_contact_in_the_accounts_language(svc: Services, endpoint: str) -> None:
@@ -73,7 +73,7 @@ def test_a_failed_charge_sends_one_email_per_contact_in_the_accounts_language(sv
         assert "/api/billing/acc-1?expires=" in str(m["html"])
     assert send_all(svc, keys) == ["gone", "gone"]  # the rows are closed: nothing more goes out
     assert len(messages(endpoint)) == 2
-    kinds = [e["kind"] for e in svc.store.timeline("acc-1")]
+    kinds = [e["kind"] for e in svc.uow.accounts.timeline("acc-1")]
     assert kinds.count("email_sent") == 2
 
 
@@ -104,7 +104,7 @@ def test_throttling_backs_off_and_sends_one_email(svc: Services, endpoint: str) 
     stats = requests.get(f"{endpoint}/stats", timeout=10).json()
     assert stats["sendRequests"] == 2 and stats["faulted"] == 1 and len(messages(endpoint)) == 1
     requests.post(f"{endpoint}/faults", json={"status": 429, "count": 1, "retryAfter": 1}, timeout=10)
-    [second] = [r.key for r in svc.store.pending_outbox("acc-1") if r.kind == "email"]
+    [second] = [r.key for r in svc.uow.accounts.pending_outbox("acc-1") if r.kind == "email"]
     assert send_all(svc, [second]) == ["sent"]  # with Retry-After the SDK itself waits and retries
     assert len(messages(endpoint)) == 2
 
@@ -121,25 +121,25 @@ def test_twins_sending_one_email_at_once_deliver_it_once_and_close_it_once(
     def send_while_a_twin_runs(email: OutgoingEmail, operation_id: str) -> str:
         if not twin:
             twin.append("running")
-            twin.append(send_email(svc.lifecycle, svc.mailer, svc.settings, "acc-1", first))  # type: ignore[arg-type]
+            twin.append(send_email(svc.uow, svc.mailer, svc.settings, "acc-1", first))  # type: ignore[arg-type]
         return real_send(email, operation_id)
 
     monkeypatch.setattr(svc.mailer, "send", send_while_a_twin_runs)
     assert send_all(svc, [first]) == ["sent"] and twin[1] == "sent"
     got = [m for m in messages(endpoint) if m["operationId"] == first]
     assert len(got) == 1 and got[0]["submissions"] == 2
-    entries = [e for e in svc.store.timeline("acc-1") if e["kind"] == "email_sent" and first in e["detail"]]
-    assert len(entries) == 1 and svc.store.mail_record("acc-1", first) is not None
+    entries = [e for e in svc.uow.accounts.timeline("acc-1") if e["kind"] == "email_sent" and first in e["detail"]]
+    assert len(entries) == 1 and svc.uow.accounts.mail_record("acc-1", first) is not None
     assert send_all(svc, [first]) == ["gone"] and len(messages(endpoint)) == 1
 
 
 def test_a_failure_notice_overtaken_by_the_payment_is_not_sent(svc: Services, endpoint: str) -> None:
     keys = fail_charge(svc)
-    apply_event(svc.lifecycle, ChargeSucceeded("e-2", "acc-1", "s1", "c1", Money.parse("1000", "JPY")),
+    apply_event(svc.uow, ChargeSucceeded("e-2", "acc-1", "s1", "c1", Money.parse("1000", "JPY")),
                 "billing.charge.succeeded")
     outcomes = send_all(svc, keys)
     assert outcomes == ["skipped", "skipped"]
-    receipts = [r.key for r in svc.store.pending_outbox("acc-1") if r.kind == "email"]
+    receipts = [r.key for r in svc.uow.accounts.pending_outbox("acc-1") if r.kind == "email"]
     assert send_all(svc, receipts) == ["sent", "sent"]
     got = messages(endpoint)
     assert len(got) == 2 and all("JP¥1,000" in str(m["plainText"]) and "c1" in str(m["plainText"]) for m in got)
@@ -151,9 +151,9 @@ def test_a_permanently_refused_send_is_recorded_but_is_not_an_address_problem(sv
     [first, _] = fail_charge(svc)
     requests.post(f"{endpoint}/faults", json={"status": 400, "count": 1}, timeout=10)
     assert send_all(svc, [first]) == ["failed"]
-    view = account_view(svc.store.load("acc-1").account, svc.settings.policy)
+    view = account_view(svc.uow.accounts.load("acc-1").account, svc.settings.policy)
     assert "contact_unreachable" not in [a["code"] for a in view["alerts"]]
-    assert [e["kind"] for e in svc.store.timeline("acc-1")].count("email_failed") == 1
+    assert [e["kind"] for e in svc.uow.accounts.timeline("acc-1")].count("email_failed") == 1
 
 
 def test_only_a_refusal_naming_the_recipient_is_an_address_problem(endpoint: str) -> None:
@@ -169,18 +169,18 @@ def test_only_a_refusal_naming_the_recipient_is_an_address_problem(endpoint: str
 
 
 def report(svc: Services, message_id: str, recipient: str, status: str, at: datetime) -> list[str]:
-    return apply_report(svc.lifecycle, svc.contacts, DeliveryReport(recipient, status, at, message_id, "mailbox full"))
+    return apply_report(svc.uow, DeliveryReport(recipient, status, at, message_id, "mailbox full"))
 
 
 def unreachable_alerts(svc: Services) -> list[dict[str, str]]:
-    alerts = account_view(svc.store.load("acc-1").account, svc.settings.policy)["alerts"]
+    alerts = account_view(svc.uow.accounts.load("acc-1").account, svc.settings.policy)["alerts"]
     return [a for a in alerts if a["code"] == "contact_unreachable"]
 
 
 def test_a_bounce_marks_the_contact_unreachable_and_a_later_delivery_clears_it(svc: Services) -> None:
     [first, _] = fail_charge(svc)
     assert send_all(svc, [first]) == ["sent"]
-    recipient = svc.store.mail_record("acc-1", first)["recipient"]  # type: ignore[index]
+    recipient = svc.uow.accounts.mail_record("acc-1", first)["recipient"]  # type: ignore[index]
     bounced = datetime(2026, 12, 1, 9, 5, tzinfo=UTC)
     svc.test_clock.set(bounced)  # type: ignore[union-attr]  # a report arrives after it was made
     assert report(svc, first, recipient, "Bounced", bounced) == ["acc-1"]
@@ -203,23 +203,23 @@ def test_an_operation_id_that_looks_like_a_card_number_is_stored_and_found_uncha
     """Keys and ids are never masked: the mail row and the timeline keep the operation id as it is,
     and a delivery report about its recipient finds the account. Free text next to it still has a
     card number masked."""
-    now = svc.lifecycle.clock.now()
+    now = svc.uow.clock.now()
     recipient = CONTACTS[0]
-    account = svc.store.load("acc-1").account
+    account = svc.uow.accounts.load("acc-1").account
     email = SendEmail("acc-1", "payment_failed", "c1", recipient)
     sent = close_email(account, email, "sent", now, operation_id=ACS_OPERATION_ID)
-    assert svc.store.close_email("acc-1", sent.record, sent.entry, account.revision, now)
+    assert svc.uow.accounts.close_email("acc-1", sent.record, sent.entry, account.revision, now)
     # The email service's text is masked where it enters, in the mailer port's error.
     refusal = str(MailRejected(f"refused after {ACS_OPERATION_ID}: card 4111 1111 1111 1111"))
     other = SendEmail("acc-1", "payment_failed", "c2", recipient)
     failed = close_email(account, other, "failed", now, reason=refusal)
-    assert svc.store.close_email("acc-1", failed.record, failed.entry, account.revision, now)
-    row = svc.store.mail_record("acc-1", email.key)
+    assert svc.uow.accounts.close_email("acc-1", failed.record, failed.entry, account.revision, now)
+    row = svc.uow.accounts.mail_record("acc-1", email.key)
     assert row is not None and row["operationId"] == ACS_OPERATION_ID
-    failed_row = svc.store.mail_record("acc-1", other.key)
+    failed_row = svc.uow.accounts.mail_record("acc-1", other.key)
     assert failed_row is not None
     assert failed_row["detail"] == f"refused after {ACS_OPERATION_ID}: card **** **** **** 1111"
-    details = [e["detail"] for e in svc.store.timeline("acc-1")]
+    details = [e["detail"] for e in svc.uow.accounts.timeline("acc-1")]
     assert any(f"(operation {ACS_OPERATION_ID})" in d for d in details)
     assert not any("4111" in d for d in details)
     assert report(svc, ACS_OPERATION_ID, recipient, "Bounced", datetime(2026, 12, 1, 9, 5, tzinfo=UTC)) == ["acc-1"]

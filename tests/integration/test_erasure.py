@@ -44,28 +44,29 @@ def with_a_past(s: Services, account_id: str) -> None:
     """Registered with OLD, a mastercard saved, a failed charge mailed to OLD, bounces quoting OLD
     in capitals, an email to OLD given up with OLD in its reason, then NEW and a visa."""
     s.test_clock.set(NOW)  # type: ignore[union-attr]
-    register_account(s.lifecycle, account_id, Registration(Profile("Contoso", "en", (OLD,)), (("s1", "Web shop"),)))
-    save_card(s.lifecycle, account_id, PaymentMethod("card", "tok_mastercard", "mastercard", "4444", 11, 2029))
-    apply_event(s.lifecycle, ChargeFailed("e1", account_id, "s1", "c1", Money.parse("10.00", "USD"), "card_expired"),
+    register_account(s.uow, account_id, Registration(Profile("Contoso", "en", (OLD,)), (("s1", "Web shop"),)))
+    save_card(s.uow, account_id, PaymentMethod("card", "tok_mastercard", "mastercard", "4444", 11, 2029))
+    apply_event(s.uow, ChargeFailed("e1", account_id, "s1", "c1", Money.parse("10.00", "USD"), "card_expired"),
                 "billing.charge.failed")
     send_pending_mail(s, account_id)
     for n in range(REPORTS):
         status, at = ("Bounced", "Delivered")[n % 2], NOW - timedelta(minutes=REPORTS - n)
-        apply_report(s.lifecycle, s.contacts, DeliveryReport(
+        apply_report(s.uow, DeliveryReport(
             OLD.replace("Contoso", "CONTOSO"), status, at, "", f"550 5.1.1 <{OLD.upper()}>: mailbox unavailable"))
-    register_account(s.lifecycle, account_id, Registration(Profile("Contoso", "en", (NEW,)), (("s1", "Web shop"),)))
-    rows = [r for r in s.store.pending_outbox(account_id) if r.kind == "email"]
-    give_up_email(s.lifecycle, account_id, rows[0].key, f"550 mailbox {str(rows[0].payload['recipient']).upper()} "
+    register_account(s.uow, account_id, Registration(Profile("Contoso", "en", (NEW,)), (("s1", "Web shop"),)))
+    rows = [r for r in s.uow.accounts.pending_outbox(account_id) if r.kind == "email"]
+    give_up_email(s.uow, account_id, rows[0].key, f"550 mailbox {str(rows[0].payload['recipient']).upper()} "
                   "unknown", bad_address=True)
     send_pending_mail(s, account_id)
-    save_card(s.lifecycle, account_id, PaymentMethod("card", "tok_visa", "visa", "0069", 12, 2030))
+    save_card(s.uow, account_id, PaymentMethod("card", "tok_visa", "visa", "0069", 12, 2030))
 
 
 def kept(s: Services, account_id: str) -> str:
     """The account's timeline and mail records as one text, lower-cased."""
-    mail = [r for r in s.store.table.query_entities("PartitionKey eq @pk and RowKey ge 'mail|' and RowKey lt 'mail}'",
-                                                      parameters={"pk": account_id})]
-    return json.dumps([s.store.timeline(account_id), mail], ensure_ascii=False, default=str).lower()
+    table = s.uow.accounts.table  # type: ignore[attr-defined]  # the Table Storage adapter's own client
+    mail = [r for r in table.query_entities("PartitionKey eq @pk and RowKey ge 'mail|' and RowKey lt 'mail}'",
+                                            parameters={"pk": account_id})]
+    return json.dumps([s.uow.accounts.timeline(account_id), mail], ensure_ascii=False, default=str).lower()
 
 
 PERSONAL = (OLD.lower(), NEW, "4444", "0069", "mastercard ending", "visa ending")
@@ -77,19 +78,19 @@ def test_erasure_resumed_after_a_crash_leaves_no_former_address_or_card(make_ser
     with_a_past(s, "acc-past")
     before = kept(s, "acc-past")
     assert all(p in before for p in PERSONAL) and before.count(OLD.lower()) > REPORTS
-    entries = len(s.store.timeline("acc-past"))
+    entries = len(s.uow.accounts.timeline("acc-past"))
 
     faults.armed = True
     with pytest.raises(CrashInjected):
-        erase_customer_data(s.lifecycle, s.store, s.mail_index, "acc-past")
+        erase_customer_data(s.uow, s.mail_index, "acc-past")
     assert OLD.lower() in kept(s, "acc-past"), "the crash left rows to rewrite"
-    assert s.store.load("acc-past").account.profile is not None
+    assert s.uow.accounts.load("acc-past").account.profile is not None
 
-    erase_customer_data(s.lifecycle, s.store, s.mail_index, "acc-past")
+    erase_customer_data(s.uow, s.mail_index, "acc-past")
     after = kept(s, "acc-past")
     assert [p for p in PERSONAL if p in after] == []
-    assert s.store.load("acc-past").account.profile is None
-    timeline = s.store.timeline("acc-past")
+    assert s.uow.accounts.load("acc-past").account.profile is None
+    timeline = s.uow.accounts.timeline("acc-past")
     assert len(timeline) == entries + 1 and timeline[-1]["kind"] == "customer_data_deleted"
-    assert [(n.charge_id, str(n.status)) for n in s.store.charge_notes("acc-past")] == [("c1", "outstanding")]
+    assert [(n.charge_id, str(n.status)) for n in s.uow.accounts.charge_notes("acc-past")] == [("c1", "outstanding")]
     assert any("10.00 USD" in e["detail"] and "card_expired" in e["detail"] for e in timeline)

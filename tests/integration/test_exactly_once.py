@@ -19,6 +19,7 @@ from shared.domain.payments import Registration
 from shared.faults import CrashInjected, Faults
 from shared.services.unit_of_work import apply_event, register_account
 from shared.settings import Settings
+from tests.integration.queues import queue as queue_of
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -32,12 +33,12 @@ def failed(cid: str, sub: str = "s1", amount: str = "10.00") -> ChargeFailed:
 
 
 def lifecycle_messages(svc: Services) -> list[dict[str, object]]:
-    queue = svc.lifecycle.dispatcher.lifecycle_queue  # type: ignore[attr-defined]
+    queue = queue_of(svc, "subscription-lifecycle")
     return [json.loads(m.content) for m in queue.peek_messages(max_messages=32)]
 
 
 def email_rows_handed_off(svc: Services) -> set[str]:
-    queue = svc.lifecycle.dispatcher.email_queue  # type: ignore[attr-defined]
+    queue = queue_of(svc, "email-outbox")
     return {json.loads(m.content)["key"] for m in queue.peek_messages(max_messages=32)}
 
 
@@ -46,22 +47,22 @@ def svc(make_services: Callable[..., Services]) -> Services:
     s = make_services()
     assert s.test_clock is not None
     s.test_clock.set(NOW)
-    register_account(s.lifecycle, "acc-1", Registration(Profile("Contoso", "en", ("ap@contoso.example",)),
+    register_account(s.uow, "acc-1", Registration(Profile("Contoso", "en", ("ap@contoso.example",)),
                                                        (("s1", "Web"),)))
     return s
 
 
 def test_a_redelivered_event_changes_nothing(svc: Services) -> None:
-    first = apply_event(svc.lifecycle, failed("c1"), "billing.charge.failed")
-    etag = svc.store.load("acc-1").etag
-    timeline = svc.store.timeline("acc-1")
-    again = apply_event(svc.lifecycle, failed("c1"), "billing.charge.failed")
+    first = apply_event(svc.uow, failed("c1"), "billing.charge.failed")
+    etag = svc.uow.accounts.load("acc-1").etag
+    timeline = svc.uow.accounts.timeline("acc-1")
+    again = apply_event(svc.uow, failed("c1"), "billing.charge.failed")
     assert not first.duplicate and again.duplicate
-    assert svc.store.load("acc-1").etag == etag
-    assert svc.store.timeline("acc-1") == timeline
+    assert svc.uow.accounts.load("acc-1").etag == etag
+    assert svc.uow.accounts.timeline("acc-1") == timeline
     assert [m["type"] for m in lifecycle_messages(svc)] == ["subscription.past_due"]
     # One email row, still pending for the sender; a hand-off repeated by the redelivery names the same row.
-    assert email_rows_handed_off(svc) == {r.key for r in svc.store.pending_outbox("acc-1")}
+    assert email_rows_handed_off(svc) == {r.key for r in svc.uow.accounts.pending_outbox("acc-1")}
     assert len(email_rows_handed_off(svc)) == 1
 
 
@@ -72,7 +73,7 @@ def _worker(settings: Settings, ids: list[int], conflicts: Any) -> None:
     logging.getLogger("shared.services.unit_of_work").addHandler(counter)
     logging.getLogger("shared.services.unit_of_work").setLevel(logging.INFO)
     for i in ids:
-        apply_event(s.lifecycle, failed(f"c{i}", sub=f"s{i % 3}", amount="1.00"), "billing.charge.failed")
+        apply_event(s.uow, failed(f"c{i}", sub=f"s{i % 3}", amount="1.00"), "billing.charge.failed")
     conflicts.value += counter.count
 
 
@@ -94,7 +95,7 @@ def test_two_worker_processes_interleaving_events_on_one_account_lose_nothing(sv
     for w in workers:
         w.join(120)
     assert [w.exitcode for w in workers] == [0, 0]
-    account = svc.store.load("acc-1").account
+    account = svc.uow.accounts.load("acc-1").account
     assert sorted(account.outstanding) == sorted(f"c{i}" for i in range(60))
     assert account.balance() == {"USD": usd("60.00")}
     assert account.revision == 61  # the registration and sixty events, none lost
@@ -125,63 +126,63 @@ def test_a_crash_then_the_redelivery_leaves_state_and_outbox_consistent(
         svc: Services, make_services: Callable[..., Services], where: str) -> None:
     crashing = make_services(faults=CrashOnce(where))
     # The host redelivers a crashed message only after its visibility timeout; here it comes back at once.
-    crashing.lifecycle.redelivery_grace = timedelta(0)
+    crashing.uow.redelivery_grace = timedelta(0)
     # same tables as svc? make_services shares its suffix within one test, so yes
     with pytest.raises(CrashInjected):
-        apply_event(crashing.lifecycle, failed("c1"), "billing.charge.failed")
-    account = svc.store.load("acc-1").account
+        apply_event(crashing.uow, failed("c1"), "billing.charge.failed")
+    account = svc.uow.accounts.load("acc-1").account
     if where == "before_commit":
-        assert account.outstanding == {} and svc.store.pending_outbox("acc-1") == []
+        assert account.outstanding == {} and svc.uow.accounts.pending_outbox("acc-1") == []
     else:
         assert "c1" in account.outstanding
         # the lifecycle event and the email wait in the outbox; the due-index hint for the dunning
         # sweep was written before the commit
-        assert sorted(r.kind for r in svc.store.pending_outbox("acc-1")) == ["email", "lifecycle"]
-        assert "acc-1" in [e.account_id for e in svc.indexes.due(datetime.max.replace(tzinfo=UTC))]
+        assert sorted(r.kind for r in svc.uow.accounts.pending_outbox("acc-1")) == ["email", "lifecycle"]
+        assert "acc-1" in [e.account_id for e in svc.uow.indexes.due(datetime.max.replace(tzinfo=UTC))]
     assert lifecycle_messages(svc) == []
-    redelivery = apply_event(crashing.lifecycle, failed("c1"), "billing.charge.failed")
+    redelivery = apply_event(crashing.uow, failed("c1"), "billing.charge.failed")
     assert redelivery.duplicate is (where == "before_dispatch")
-    account = svc.store.load("acc-1").account
+    account = svc.uow.accounts.load("acc-1").account
     assert account.subscriptions["s1"].state is SubscriptionState.PAST_DUE
     assert account.balance() == {"USD": usd("10.00")}
     assert [m["type"] for m in lifecycle_messages(svc)] == ["subscription.past_due"]
     # The email row stays until the sender has sent it; its hand-off went out once per dispatch.
-    assert [r.kind for r in svc.store.pending_outbox("acc-1")] == ["email"]
+    assert [r.kind for r in svc.uow.accounts.pending_outbox("acc-1")] == ["email"]
 
 
 def test_success_before_failure_ends_paid_in_storage(svc: Services) -> None:
-    apply_event(svc.lifecycle, ChargeSucceeded("evt-s", "acc-1", "s1", "c1", usd("10.00")), "billing.charge.succeeded")
-    apply_event(svc.lifecycle, failed("c1"), "billing.charge.failed")
-    account = svc.store.load("acc-1").account
+    apply_event(svc.uow, ChargeSucceeded("evt-s", "acc-1", "s1", "c1", usd("10.00")), "billing.charge.succeeded")
+    apply_event(svc.uow, failed("c1"), "billing.charge.failed")
+    account = svc.uow.accounts.load("acc-1").account
     assert account.outstanding == {} and account.subscriptions["s1"].state is SubscriptionState.ACTIVE
-    assert [(n.charge_id, str(n.status)) for n in svc.store.charge_notes("acc-1")] == [("c1", "paid")]
+    assert [(n.charge_id, str(n.status)) for n in svc.uow.accounts.charge_notes("acc-1")] == [("c1", "paid")]
 
 
 def test_a_payment_settling_more_charges_than_one_transaction_holds_keeps_every_record(svc: Services) -> None:
     for i in range(130):
-        apply_event(svc.lifecycle, failed(f"c{i:03d}", amount="1.00"), "billing.charge.failed")
-    apply_event(svc.lifecycle, PaymentReceived("evt-pay", "acc-1", "pay-1", usd("130.00"), "wire"),
+        apply_event(svc.uow, failed(f"c{i:03d}", amount="1.00"), "billing.charge.failed")
+    apply_event(svc.uow, PaymentReceived("evt-pay", "acc-1", "pay-1", usd("130.00"), "wire"),
                 "billing.payment.received")
-    account = svc.store.load("acc-1").account
+    account = svc.uow.accounts.load("acc-1").account
     assert account.outstanding == {} and account.subscriptions["s1"].state is SubscriptionState.ACTIVE
-    notes = svc.store.charge_notes("acc-1")
+    notes = svc.uow.accounts.charge_notes("acc-1")
     assert len(notes) == 130 and {str(n.status) for n in notes} == {"paid"}
-    assert [r.kind for r in svc.store.pending_outbox("acc-1") if r.kind != "email"] == []
+    assert [r.kind for r in svc.uow.accounts.pending_outbox("acc-1") if r.kind != "email"] == []
 
 
 def test_a_retried_request_finishes_what_a_crash_after_its_commit_left(
         svc: Services, make_services: Callable[..., Services]) -> None:
     crashing = make_services(faults=CrashOnce("before_dispatch"))
-    crashing.lifecycle.redelivery_grace = timedelta(0)  # the client retries at once
+    crashing.uow.redelivery_grace = timedelta(0)  # the client retries at once
     change = Registration(Profile("Contoso", "en", ("new@contoso.example",)), (("s1", "Web"),))
     with pytest.raises(CrashInjected):
-        register_account(crashing.lifecycle, "acc-1", change)
-    assert [r.payload["kind"] for r in svc.store.pending_outbox("acc-1") if r.kind == "email"] == [
+        register_account(crashing.uow, "acc-1", change)
+    assert [r.payload["kind"] for r in svc.uow.accounts.pending_outbox("acc-1") if r.kind == "email"] == [
         "contact_changed"] * 2
     assert email_rows_handed_off(svc) == set()  # committed, never dispatched
-    register_account(crashing.lifecycle, "acc-1", change)  # the same PUT again: nothing to change
-    assert email_rows_handed_off(svc) == {r.key for r in svc.store.pending_outbox("acc-1")}
-    assert svc.contacts.accounts("new@contoso.example") == ["acc-1"]  # the index row, carried out too
+    register_account(crashing.uow, "acc-1", change)  # the same PUT again: nothing to change
+    assert email_rows_handed_off(svc) == {r.key for r in svc.uow.accounts.pending_outbox("acc-1")}
+    assert svc.uow.contacts.accounts("new@contoso.example") == ["acc-1"]  # the index row, carried out too
     assert len(email_rows_handed_off(svc)) == 2
 
 
@@ -194,20 +195,21 @@ def test_the_hosts_retry_of_a_message_whose_dispatch_failed_finishes_its_outbox(
     # dunning index entry stayed in the outbox for good. The default grace is kept here.
     crashing = make_services(faults=CrashOnce("before_dispatch"))
     with pytest.raises(CrashInjected):
-        apply_event(crashing.lifecycle, failed("c1"), "billing.charge.failed")
-    again = apply_event(crashing.lifecycle, failed("c1"), "billing.charge.failed", redelivered=True)
+        apply_event(crashing.uow, failed("c1"), "billing.charge.failed")
+    again = apply_event(crashing.uow, failed("c1"), "billing.charge.failed", redelivered=True)
     assert again.duplicate
     assert [m["type"] for m in lifecycle_messages(svc)] == ["subscription.past_due"]
-    assert [r.kind for r in svc.store.pending_outbox("acc-1")] == ["email"]  # handed to the sender
+    assert [r.kind for r in svc.uow.accounts.pending_outbox("acc-1")] == ["email"]  # handed to the sender
     assert len(email_rows_handed_off(svc)) == 1
-    assert [e.account_id for e in svc.indexes.due(NOW + timedelta(days=1))] == ["acc-1"]
+    assert [e.account_id for e in svc.uow.indexes.due(NOW + timedelta(days=1))] == ["acc-1"]
 
 
 def test_a_fresh_duplicate_still_leaves_a_live_twins_young_rows_to_it(
         svc: Services, make_services: Callable[..., Services]) -> None:
     crashing = make_services(faults=CrashOnce("before_dispatch"))
     with pytest.raises(CrashInjected):  # stands in for a twin still busy sending
-        apply_event(crashing.lifecycle, failed("c1"), "billing.charge.failed")
-    assert apply_event(svc.lifecycle, failed("c1"), "billing.charge.failed").duplicate
+        apply_event(crashing.uow, failed("c1"), "billing.charge.failed")
+    assert apply_event(svc.uow, failed("c1"), "billing.charge.failed").duplicate
     assert lifecycle_messages(svc) == []
-    assert sorted(r.kind for r in svc.store.pending_outbox("acc-1")) == ["email", "lifecycle"]  # the hint went first
+    # the due-index hint went before the commit
+    assert sorted(r.kind for r in svc.uow.accounts.pending_outbox("acc-1")) == ["email", "lifecycle"]

@@ -93,10 +93,11 @@ def test_extreme_accounts_read_back_unchanged(svc: Services, drawn: tuple[Accoun
     AccountBody.model_validate(body)  # the content is what the API accepts, at its limits
     entry = TimelineEntry(NOW, "charge_failed", f"charge of {Money(MAX_MINOR, 'KWD')} failed: "
                           + (account.profile.display_name if account.profile else ""), "sub-000")
-    svc.store.commit(Snapshot(Account(account.account_id), None), Decision(account, notes, timeline=(entry,)),
+    svc.uow.accounts.commit(Snapshot(Account(account.account_id), None), Decision(account, notes, timeline=(entry,)),
                      now=NOW)
-    loaded = svc.store.load(account.account_id).account
+    loaded = svc.uow.accounts.load(account.account_id).account
     assert loaded == account
     assert account_view(loaded, svc.settings.policy) == account_view(account, svc.settings.policy)
-    assert {n.charge_id: n for n in svc.store.charge_notes(account.account_id)} == {n.charge_id: n for n in notes}
-    assert svc.store.timeline(account.account_id)[0]["detail"] == entry.detail
+    stored = {n.charge_id: n for n in svc.uow.accounts.charge_notes(account.account_id)}
+    assert stored == {n.charge_id: n for n in notes}
+    assert svc.uow.accounts.timeline(account.account_id)[0]["detail"] == entry.detail

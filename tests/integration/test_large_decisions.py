@@ -30,6 +30,7 @@ from shared.faults import CrashInjected, Faults
 from shared.services.settle_account import update_card_and_settle
 from shared.services.sweep_work import SweepName, SweepWork, fan_out, run_work
 from shared.services.unit_of_work import apply_event, commit_decision
+from tests.integration.queues import queue
 from tests.integration.sweeping import expand_pages, sweep
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -81,7 +82,7 @@ def _drain(queue: QueueClient) -> list[str]:
 def svc(make_services: Callable[..., Services], sandbox: str) -> Services:
     s = make_services(gateway=HttpPaymentGateway(sandbox, "sandbox-local-key"))
     s.test_clock.set(T0)  # type: ignore[union-attr]
-    s.lifecycle.redelivery_grace = timedelta(0)  # the redelivery comes after the host's visibility timeout
+    s.uow.redelivery_grace = timedelta(0)  # the redelivery comes after the host's visibility timeout
     return s
 
 
@@ -89,14 +90,13 @@ def svc(make_services: Callable[..., Services], sandbox: str) -> Services:
 def crashing(make_services: Callable[..., Services], sandbox: str) -> Services:
     """A second instance on the same tables, which dies between the transactions of a decision."""
     s = make_services(faults=CrashBetweenTransactions(), gateway=HttpPaymentGateway(sandbox, "sandbox-local-key"))
-    s.lifecycle.redelivery_grace = timedelta(0)
+    s.uow.redelivery_grace = timedelta(0)
     return s
 
 
 @pytest.fixture
 def outside(svc: Services) -> Outside:
-    d = svc.lifecycle.dispatcher
-    return Outside(d.lifecycle_queue, d.email_queue)  # type: ignore[attr-defined]
+    return Outside(queue(svc, "subscription-lifecycle"), queue(svc, "email-outbox"))
 
 
 def every_subscription_past_due(svc: Services, method: PaymentMethod | None) -> Account:
@@ -108,13 +108,13 @@ def every_subscription_past_due(svc: Services, method: PaymentMethod | None) -> 
 
 def _store(svc: Services, account: Account, ladder: Ladder, due: datetime | None) -> None:
     """Store an account built with the pure core as one decision, so the queues start empty."""
-    commit_decision(svc.lifecycle, ACCOUNT, lambda snap: Decision(account))
+    commit_decision(svc.uow, ACCOUNT, lambda snap: Decision(account))
     assert due is not None
-    svc.indexes.mark_due(ACCOUNT, due, ladder)
+    svc.uow.indexes.mark_due(ACCOUNT, due, ladder)
 
 
 def _past_due(svc: Services, method: PaymentMethod | None) -> Account:
-    policy = svc.lifecycle.policy
+    policy = svc.uow.policy
     subs = tuple((f"s{i:03d}", f"Service {i}") for i in range(SUBSCRIPTIONS))
     account = register(Account(ACCOUNT), Registration(Profile("Contoso", "en", CONTACTS, method), subs), T0,
                        policy).account
@@ -126,7 +126,7 @@ def _past_due(svc: Services, method: PaymentMethod | None) -> Account:
 
 def assert_finished(svc: Services) -> None:
     """No follow-up write waits: no continuation row, and the account row's flag is down."""
-    table = svc.store.table
+    table = svc.uow.accounts.table
     assert list(table.query_entities("PartitionKey eq @pk and RowKey ge 'cont|' and RowKey lt 'cont}'",
                                      parameters={"pk": ACCOUNT})) == []
     assert table.get_entity(ACCOUNT, "account").get("followUps") is False
@@ -138,10 +138,10 @@ def assert_each_once(entries: list[dict[str, Any]]) -> None:
 
 
 def assert_all_settled(svc: Services, outside: Outside) -> None:
-    account = svc.store.load(ACCOUNT).account
+    account = svc.uow.accounts.load(ACCOUNT).account
     assert account.outstanding == {}
     assert {s.state for s in account.subscriptions.values()} == {SubscriptionState.ACTIVE}
-    notes = svc.store.charge_notes(ACCOUNT)
+    notes = svc.uow.accounts.charge_notes(ACCOUNT)
     assert len(notes) == SUBSCRIPTIONS and {str(n.status) for n in notes} == {"paid"}
     events = outside.lifecycle_events()
     assert len(events) == SUBSCRIPTIONS and len({e["id"] for e in events}) == SUBSCRIPTIONS
@@ -150,10 +150,10 @@ def assert_all_settled(svc: Services, outside: Outside) -> None:
     # One receipt per billing contact, waiting for the sender, which has been handed each (a
     # redelivery hands a row over again: the sender's claim and mail record keep it to one email).
     handed = set(outside.email_handoffs())
-    waiting = svc.store.pending_outbox(ACCOUNT)
+    waiting = svc.uow.accounts.pending_outbox(ACCOUNT)
     assert {r.key for r in waiting} == handed and len(handed) == len(CONTACTS)
     assert {r.payload["kind"] for r in waiting} == {"payment_settled"}
-    timeline = svc.store.timeline(ACCOUNT)  # (a retried card update saves the card twice, rightly)
+    timeline = svc.uow.accounts.timeline(ACCOUNT)  # (a retried card update saves the card twice, rightly)
     assert_each_once([e for e in timeline if e["kind"] != "payment_method_updated"])
     assert Counter(e["kind"] for e in timeline if e["kind"] in ("charge_paid", "state_changed")) == {
         "charge_paid": SUBSCRIPTIONS, "state_changed": SUBSCRIPTIONS}
@@ -167,15 +167,15 @@ def test_a_payment_over_200_charges_without_names_settles_every_one_once(
     payment = PaymentReceived("evt-wire", ACCOUNT, "pay-1", usd("2000.00"), "wire")
     if crash:
         with pytest.raises(CrashInjected):
-            apply_event(crashing.lifecycle, payment, "billing.payment.received")
+            apply_event(crashing.uow, payment, "billing.payment.received")
         # Money and states committed together in the first transaction; the rest waits.
-        committed = svc.store.load(ACCOUNT).account
+        committed = svc.uow.accounts.load(ACCOUNT).account
         assert committed.outstanding == {}
         assert {s.state for s in committed.subscriptions.values()} == {SubscriptionState.ACTIVE}
-        assert outside.lifecycle_events() == [] and svc.store.timeline(ACCOUNT) == []
-    first = apply_event(svc.lifecycle, payment, "billing.payment.received")  # the redelivery, or the only run
+        assert outside.lifecycle_events() == [] and svc.uow.accounts.timeline(ACCOUNT) == []
+    first = apply_event(svc.uow, payment, "billing.payment.received")  # the redelivery, or the only run
     assert first.duplicate is crash
-    again = apply_event(svc.lifecycle, payment, "billing.payment.received")
+    again = apply_event(svc.uow, payment, "billing.payment.received")
     assert again.duplicate
     assert_all_settled(svc, outside)
 
@@ -186,10 +186,10 @@ def test_a_card_update_over_200_charges_charges_once_and_records_it(
     every_subscription_past_due(svc, None)
     if crash:
         with pytest.raises(CrashInjected):
-            update_card_and_settle(crashing.lifecycle, crashing.gateway, crashing.leases,  # type: ignore[arg-type]
+            update_card_and_settle(crashing.uow, crashing.gateway,  # type: ignore[arg-type]
                                    ACCOUNT, "tok_visa")
-        assert svc.store.load(ACCOUNT).account.outstanding == {}  # the charge is recorded with the money
-    retried = update_card_and_settle(svc.lifecycle, svc.gateway, svc.leases, ACCOUNT,  # type: ignore[arg-type]
+        assert svc.uow.accounts.load(ACCOUNT).account.outstanding == {}  # the charge is recorded with the money
+    retried = update_card_and_settle(svc.uow, svc.gateway, ACCOUNT,  # type: ignore[arg-type]
                                      "tok_visa")  # the client's retry, or the only request
     assert retried.status == "settled"
     if not crash:
@@ -217,21 +217,21 @@ def _crash_then_redeliver(crashing: Services, svc: Services, ladder: Ladder, out
     """The timer queues the account's work; the instance that takes the message dies between the
     transactions of the decision; the host delivers the message again, to another instance."""
     name: SweepName = "dunning" if ladder == "due" else "retention"
-    assert fan_out(crashing, name).queued == 1
+    assert fan_out(crashing.uow, name).queued == 1
     assert expand_pages(svc) == 1
-    (message,) = list(svc.sweep_queue.receive_messages(max_messages=32, visibility_timeout=600))
+    (message,) = list(queue(svc, "sweep-work").receive_messages(max_messages=32, visibility_timeout=600))
     work = SweepWork.from_message(message.content)
     with pytest.raises(CrashInjected):
-        run_work(crashing, work)
-    assert run_work(svc, work).outcome == outcome
-    svc.sweep_queue.delete_message(message)
+        run_work(crashing.uow, crashing.gateway, crashing.mail_index, work)
+    assert run_work(svc.uow, svc.gateway, svc.mail_index, work).outcome == outcome
+    queue(svc, "sweep-work").delete_message(message)
     assert sweep(svc, name).queued == 0  # and the next sweep finds nothing more to do
 
 
 def _stored_before(svc: Services, step: int) -> None:
     """Invoice customers (no automatic retry), every subscription at the step before `step`:
     the earlier steps run through the pure core and are stored as one decision, queues empty."""
-    policy = svc.lifecycle.policy
+    policy = svc.uow.policy
     account = _past_due(svc, PaymentMethod("invoice"))
     for _, at, ladder, _, _ in STEPS[:step]:
         account = (advance if ladder == "due" else advance_retention)(account, at, policy)[0].account
@@ -251,17 +251,17 @@ def test_a_sweep_step_for_200_subscriptions_at_once_happens_once(
     # The account row committed with the first transaction: only the rest was left to finish (and,
     # once every subscription's data is deleted, the erasure waits for the confirmations to go out).
     _crash_then_redeliver(crashing, svc, ladder, "erasure_waits" if kind == "data_deleted" else "stale")
-    account = svc.store.load(ACCOUNT).account
+    account = svc.uow.accounts.load(ACCOUNT).account
     assert {s.state for s in account.subscriptions.values()} == {state}
     events = outside.lifecycle_events()
     assert Counter(e["type"] for e in events) == ({event: SUBSCRIPTIONS} if event else {})
     assert len({e["id"] for e in events}) == len(events)
     assert {e["data"]["subscriptionId"] for e in events} == (set(account.subscriptions) if event else set())
     handed = set(outside.email_handoffs())  # (a row may be handed over twice: see assert_all_settled)
-    kinds = {r.key: r.payload["kind"] for r in svc.store.pending_outbox(ACCOUNT)}
+    kinds = {r.key: r.payload["kind"] for r in svc.uow.accounts.pending_outbox(ACCOUNT)}
     assert set(kinds) == handed and len(handed) == SUBSCRIPTIONS * len(CONTACTS)
     assert set(kinds.values()) == {kind}
-    timeline = svc.store.timeline(ACCOUNT)
+    timeline = svc.uow.accounts.timeline(ACCOUNT)
     assert_each_once(timeline)
     assert Counter(e["kind"] for e in timeline)["dunning_steps" if ladder == "due" else "state_changed"] == (
         SUBSCRIPTIONS if ladder == "due" or event else 0)
@@ -272,7 +272,7 @@ def test_erasing_an_account_of_200_deleted_subscriptions_redacts_every_record_on
         svc: Services, crashing: Services, outside: Outside) -> None:
     """1,000 deletion confirmations sent and recorded; the erasure dies between the batches of its
     redaction and the redelivered work finishes it: no address left, the profile gone last."""
-    policy = svc.lifecycle.policy
+    policy = svc.uow.policy
     account = _past_due(svc, PaymentMethod("invoice"))
     for _, at, ladder, _, _ in STEPS:
         account = (advance if ladder == "due" else advance_retention)(account, at, policy)[0].account
@@ -280,17 +280,17 @@ def test_erasing_an_account_of_200_deleted_subscriptions_redacts_every_record_on
     records = Decision(account, timeline=tuple(TimelineEntry(at, "email_sent", f"data_deleted email sent to {c}")
                                                for _, c in sent),
                        mail=tuple(MailRecord(f"k{n}-{c}", "sent", c, "data_deleted", f"op{n}-{c}") for n, c in sent))
-    commit_decision(svc.lifecycle, ACCOUNT, lambda snap: records)  # as the sender recorded them
+    commit_decision(svc.uow, ACCOUNT, lambda snap: records)  # as the sender recorded them
     assert account.erasure_due_at() == at
-    svc.indexes.mark_due(ACCOUNT, at, "retention")
+    svc.uow.indexes.mark_due(ACCOUNT, at, "retention")
     svc.test_clock.set(at + timedelta(hours=2))  # type: ignore[union-attr]
     outside.lifecycle_events(), outside.email_handoffs()
     _crash_then_redeliver(crashing, svc, "retention", "erased")
-    assert svc.store.load(ACCOUNT).account.profile is None
-    timeline = svc.store.timeline(ACCOUNT)
+    assert svc.uow.accounts.load(ACCOUNT).account.profile is None
+    timeline = svc.uow.accounts.timeline(ACCOUNT)
     assert len([e for e in timeline if e["kind"] == "email_sent"]) == len(sent)
     assert not [e for e in timeline if "@" in e["detail"]]
-    mail = list(svc.store.table.query_entities("PartitionKey eq @pk and RowKey ge 'mail|' and RowKey lt 'mail}'",
+    mail = list(svc.uow.accounts.table.query_entities("PartitionKey eq @pk and RowKey ge 'mail|' and RowKey lt 'mail}'",
                                                parameters={"pk": ACCOUNT}))
     assert len(mail) == len(sent) and {m["recipient"] for m in mail} == {REDACTED}
     assert outside.lifecycle_events() == [] and outside.email_handoffs() == []

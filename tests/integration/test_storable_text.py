@@ -56,12 +56,12 @@ def test_a_decision_keeps_its_text_with_lone_surrogates_replaced(svc: Services, 
     # message) are written; both come back in their storable form.
     tag = uuid.uuid4().hex[:12]
     account_id, contact = f"acc-{tag}", f"billing-{tag}@contoso.example"
-    register_account(svc.lifecycle, account_id, Registration(Profile(name or "x", "en", (contact,)), (("s1", "Web"),)))
+    register_account(svc.uow, account_id, Registration(Profile(name or "x", "en", (contact,)), (("s1", "Web"),)))
     report = DeliveryReport(contact, "Bounced", NOW - timedelta(minutes=1), message_id, detail)
-    assert apply_report(svc.lifecycle, svc.contacts, report) == [account_id]
-    account = svc.store.load(account_id).account
+    assert apply_report(svc.uow, report) == [account_id]
+    account = svc.uow.accounts.load(account_id).account
     assert account.profile is not None and account.profile.display_name == storable_text(name or "x")
-    last = svc.store.timeline(account_id)[-1]
+    last = svc.uow.accounts.timeline(account_id)[-1]
     assert last["kind"] == "contact_unreachable"
     assert last["detail"].endswith(f" ({storable_text(detail)})" if detail else "Bounced")
 
@@ -70,17 +70,17 @@ def test_a_decision_keeps_its_text_with_lone_surrogates_replaced(svc: Services, 
 @given(address=TEXT, message_id=TEXT)
 def test_a_report_for_text_no_row_can_hold_finds_no_account(svc: Services, address: str, message_id: str) -> None:
     recipient = f"{address}@contoso.example"
-    found = apply_report(svc.lifecycle, svc.contacts, DeliveryReport(recipient, "Bounced", NOW, message_id, "550"))
+    found = apply_report(svc.uow, DeliveryReport(recipient, "Bounced", NOW, message_id, "550"))
     assert found == []
-    assert svc.contacts.accounts(recipient) == []
+    assert svc.uow.contacts.accounts(recipient) == []
 
 
 @EXAMPLES
 @given(reason=TEXT, body=TEXT)
 def test_dead_letters_keep_text_in_its_storable_form(svc: Services, reason: str, body: str) -> None:
     message_id = uuid.uuid4().hex
-    svc.deadletters.add(source="payment-events", reason=reason, body=body, received_at=NOW, message_id=message_id)
-    item = svc.deadletters.get(f"msg-payment-events-{message_id}")
+    svc.uow.dead_letters.add(source="payment-events", reason=reason, body=body, received_at=NOW, message_id=message_id)
+    item = svc.uow.dead_letters.get(f"msg-payment-events-{message_id}")
     content = dead_letter_content(body, reason)
     assert item is not None
     assert item["text"] == storable_text(content.text) and item["reason"] == storable_text(content.reason[:4000])
@@ -89,10 +89,10 @@ def test_dead_letters_keep_text_in_its_storable_form(svc: Services, reason: str,
 @EXAMPLES
 @given(key=TEXT)
 def test_reads_by_any_key_find_nothing_rather_than_fail(svc: Services, key: str) -> None:
-    assert not svc.store.exists(key) and svc.store.mail_record("acc-1", key) is None
-    assert svc.deadletters.get(key) is None
-    svc.store.table.delete_entity(key, key)  # no such row: done
-    assert svc.store.charge_notes(key) == [] and svc.store.timeline(key) == []
+    assert not svc.uow.accounts.exists(key) and svc.uow.accounts.mail_record("acc-1", key) is None
+    assert svc.uow.dead_letters.get(key) is None
+    svc.uow.accounts.table.delete_entity(key, key)  # no such row: done
+    assert svc.uow.accounts.charge_notes(key) == [] and svc.uow.accounts.timeline(key) == []
 
 
 @EXAMPLES
@@ -107,9 +107,9 @@ def test_continuation_tokens_with_any_text_are_refused_or_read(svc: Services, ro
         cursor = None
     if cursor is not None:
         assert is_storable(cursor.row)
-        timeline_page(svc.store.table, "acc-1", limit=5, order=cursor.order, cursor=cursor, revision=3)
+        timeline_page(svc.uow.accounts.table, "acc-1", limit=5, order=cursor.order, cursor=cursor, revision=3)
     dead = DeadLetterCursor.parse(encode_token({"d": "2026-12-01T09:00:00+00:00", "i": item or "x"}))
-    assert svc.deadletters.page(5, dead).items == []
+    assert svc.uow.dead_letters.page(5, dead).items == []
 
 
 @EXAMPLES
@@ -119,8 +119,8 @@ def test_writes_packed_into_continuation_rows_are_storable_too(svc: Services, de
     # where the table client cannot see them: they are made storable before they are packed.
     entity = {"PartitionKey": "acc-1", "RowKey": "mail|k", "detail": detail, "recipient": detail}
     (row,) = decision_rows.continuation_rows("acc-1", 7, [entity])
-    svc.store.table.upsert_entity(row, mode=UpdateMode.REPLACE)
-    (write,) = decision_rows.writes_in(svc.store.table.get_entity("acc-1", row["RowKey"]))
+    svc.uow.accounts.table.upsert_entity(row, mode=UpdateMode.REPLACE)
+    (write,) = decision_rows.writes_in(svc.uow.accounts.table.get_entity("acc-1", row["RowKey"]))
     assert write == {**entity, "detail": storable_text(detail), "recipient": storable_text(detail)}
-    svc.store.table.submit_transaction([("upsert", write)])
-    assert svc.store.table.get_entity("acc-1", "mail|k")["detail"] == storable_text(detail)
+    svc.uow.accounts.table.submit_transaction([("upsert", write)])
+    assert svc.uow.accounts.table.get_entity("acc-1", "mail|k")["detail"] == storable_text(detail)

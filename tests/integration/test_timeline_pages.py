@@ -29,12 +29,12 @@ def history(make_services: Callable[..., Services]) -> tuple[Services, list[dict
                 for n in range(rng.randint(1, 7))]
         entity: dict[str, Any] = {"PartitionKey": "acc-long", "RowKey": f"tl|{revision:012d}"}
         codec.put_json(entity, "entries", mine)
-        svc.store.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        svc.uow.accounts.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
         entries += mine
     for pk, rk in [("acc-other", "tl|000000000001"), ("acc-long", "mail|x"), ("acc-long", "charge|c1")]:
         other: dict[str, Any] = {"PartitionKey": pk, "RowKey": rk}
         codec.put_json(other, "entries", [{"at": "x", "kind": "foreign", "subscriptionId": None, "detail": "no"}])
-        svc.store.table.upsert_entity(other)
+        svc.uow.accounts.table.upsert_entity(other)
     return svc, entries
 
 
@@ -42,7 +42,7 @@ def read_all(svc: Services, limit: int, order: Order) -> tuple[list[dict[str, An
     pages: list[TimelinePage] = []
     cursor: Cursor | None = None
     while True:
-        page = timeline_page(svc.store.table, "acc-long", limit=limit, order=order, cursor=cursor, revision=ROWS)
+        page = timeline_page(svc.uow.accounts.table, "acc-long", limit=limit, order=order, cursor=cursor, revision=ROWS)
         assert len(page.entries) <= limit
         pages.append(page)
         if page.next is None:
@@ -71,7 +71,7 @@ def test_pages_newest_first_are_the_same_entries_reversed(
 
 def test_a_token_for_one_order_is_refused_for_the_other(history: tuple[Services, list[dict[str, Any]]]) -> None:
     svc, _ = history
-    page = timeline_page(svc.store.table, "acc-long", limit=5, order="oldest", cursor=None, revision=ROWS)
+    page = timeline_page(svc.uow.accounts.table, "acc-long", limit=5, order="oldest", cursor=None, revision=ROWS)
     assert page.next is not None
     with pytest.raises(BadCursor, match="order=oldest"):
         Cursor.parse(page.next.token(), "newest")

@@ -7,14 +7,13 @@ measured against Table Storage's 1 MiB, by Azurite's measure and by Azure's."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.adapters.store.decision_rows import account_entity
-from shared.clock import FixedClock
 from shared.domain.decision import Decision
 from shared.domain.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
 from shared.domain.limits import MAX_OPEN_CHARGES, MAX_SUBSCRIPTIONS
@@ -31,11 +30,11 @@ from shared.domain.model import (
 from shared.domain.money import MAX_MINOR, Money
 from shared.domain.payments import Registration, apply_payment_event, register
 from shared.domain.policy import DunningPolicy
-from shared.faults import Faults
 from shared.inbound.account_body import AccountBody
-from shared.services.unit_of_work import Lifecycle, Refused, apply_event, register_account
+from shared.services.unit_of_work import Refused, UnitOfWork, apply_event, register_account
 from tests.fakes.dispatcher import RecordingDispatcher
 from tests.fakes.memory_store import InMemoryAccountStore
+from tests.fakes.unit_of_work import in_memory_unit_of_work
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 POLICY = DunningPolicy()
@@ -150,24 +149,24 @@ def test_at_the_charge_limit_a_payment_held_for_an_unreported_charge_is_refused(
     assert d.refused is None and d.account.earmarks == {"c-later": usd("1.00")}
 
 
-def service() -> tuple[InMemoryAccountStore, Lifecycle]:
+def service() -> tuple[InMemoryAccountStore, UnitOfWork]:
     store = InMemoryAccountStore()
-    lc = Lifecycle(store, RecordingDispatcher(store), FixedClock(NOW), POLICY, Faults(), timedelta(0))
-    return store, lc
+    uow = in_memory_unit_of_work(NOW, policy=POLICY, accounts=store, dispatcher=RecordingDispatcher(store))
+    return store, uow
 
 
 def test_the_service_layer_commits_nothing_for_a_refused_event_and_refuses_it_again_on_redelivery() -> None:
-    store, lc = service()
-    register_account(lc, "acc-1", Registration(PROFILE, tuple((f"s{i}", f"S {i}") for i in range(200))))
+    store, uow = service()
+    register_account(uow, "acc-1", Registration(PROFILE, tuple((f"s{i}", f"S {i}") for i in range(200))))
     before = store.load("acc-1")
     event = ChargeFailed("e-201", "acc-1", "s-201", "c1", usd("10.00"), "card_declined")
     for redelivered in (False, True):
         with pytest.raises(Refused, match="200-subscription limit"):
-            apply_event(lc, event, "billing.charge.failed", redelivered=redelivered)
+            apply_event(uow, event, "billing.charge.failed", redelivered=redelivered)
     after = store.load("acc-1", event_id="e-201")
     assert after.account == before.account and after.etag == before.etag and not after.already_applied
     with pytest.raises(Refused) as refused:
-        register_account(lc, "acc-1", Registration(PROFILE, (("s-201", "One more"),)))
+        register_account(uow, "acc-1", Registration(PROFILE, (("s-201", "One more"),)))
     assert refused.value.field == "subscriptions" and store.load("acc-1").etag == before.etag
 
 

@@ -24,18 +24,17 @@ from shared.adapters.store.decision_rows import (
     timeline_entities,
     writes_in,
 )
-from shared.clock import FixedClock
 from shared.domain.decision import Decision
 from shared.domain.effects import TimelineEntry
 from shared.domain.facts import ChargeFailed, PaymentReceived
 from shared.domain.model import Account, Profile, SubscriptionState
 from shared.domain.money import Money
 from shared.domain.payments import Registration, apply_payment_event, register
-from shared.domain.policy import DunningPolicy
 from shared.faults import CrashInjected, Faults
-from shared.services.unit_of_work import Lifecycle, apply_event, commit_decision
+from shared.services.unit_of_work import UnitOfWork, apply_event, commit_decision
 from tests.fakes.dispatcher import RecordingDispatcher
 from tests.fakes.memory_store import InMemoryAccountStore
+from tests.fakes.unit_of_work import in_memory_unit_of_work
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 CONTACTS = tuple(f"ap{n}@contoso.example" for n in range(5))
@@ -91,24 +90,24 @@ class CrashBetween(Faults):
             raise CrashInjected("between transactions")
 
 
-def _world(faults: Faults) -> tuple[InMemoryAccountStore, RecordingDispatcher, Lifecycle]:
+def _world(faults: Faults) -> tuple[InMemoryAccountStore, RecordingDispatcher, UnitOfWork]:
     store = InMemoryAccountStore(faults)
     dispatcher = RecordingDispatcher(store)
-    lc = Lifecycle(store, dispatcher, FixedClock(NOW), DunningPolicy(), faults, timedelta(0))
+    uow = in_memory_unit_of_work(NOW, faults=faults, accounts=store, dispatcher=dispatcher)
     subs = tuple((f"s{i:03d}", f"Service {i}") for i in range(200))
-    account = register(Account("acc"), Registration(Profile("Contoso", "en", CONTACTS), subs), NOW, lc.policy).account
+    account = register(Account("acc"), Registration(Profile("Contoso", "en", CONTACTS), subs), NOW, uow.policy).account
     for i in range(200):
         account = apply_payment_event(account, ChargeFailed(f"e{i}", "acc", f"s{i:03d}", f"c{i:03d}",
                                                             Money.parse("10.00", "USD"), "card_declined"),
-                                      {}, NOW, lc.policy).account
-    commit_decision(lc, "acc", lambda snap: Decision(account))
-    return store, dispatcher, lc
+                                      {}, NOW, uow.policy).account
+    commit_decision(uow, "acc", lambda snap: Decision(account))
+    return store, dispatcher, uow
 
 
 def test_the_in_memory_store_finishes_a_decision_a_crash_split_like_table_storage() -> None:
     payment = PaymentReceived("pay", "acc", "p1", Money.parse("2000.00", "USD"), "wire")
-    store, sent, lc = _world(Faults())
-    apply_event(lc, payment, "billing.payment.received")
+    store, sent, uow = _world(Faults())
+    apply_event(uow, payment, "billing.payment.received")
     crashed, crashed_sent, crashed_lc = _world(CrashBetween())
     try:
         apply_event(crashed_lc, payment, "billing.payment.received")

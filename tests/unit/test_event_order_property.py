@@ -5,20 +5,18 @@ the event-id dedupe is the product's own."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.clock import FixedClock
 from shared.domain.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
 from shared.domain.model import Account
 from shared.domain.money import Money
-from shared.domain.policy import DunningPolicy
-from shared.faults import Faults
-from shared.services.unit_of_work import Lifecycle, apply_event
+from shared.services.unit_of_work import UnitOfWork, apply_event
 from tests.fakes.dispatcher import RecordingDispatcher
 from tests.fakes.memory_store import InMemoryAccountStore
+from tests.fakes.unit_of_work import in_memory_unit_of_work
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 CHARGES = {  # charge id -> (subscription, amount)
@@ -32,15 +30,14 @@ CHARGES = {  # charge id -> (subscription, amount)
 @dataclass
 class World:
     store: InMemoryAccountStore
-    lc: Lifecycle
+    uow: UnitOfWork
     dispatcher: RecordingDispatcher
 
 
 def world() -> World:
     store = InMemoryAccountStore()
     dispatcher = RecordingDispatcher(store)
-    return World(store, Lifecycle(store, dispatcher, FixedClock(NOW), DunningPolicy(), Faults(), timedelta(0)),
-                 dispatcher)
+    return World(store, in_memory_unit_of_work(NOW, accounts=store, dispatcher=dispatcher), dispatcher)
 
 
 @st.composite
@@ -72,7 +69,7 @@ def deliveries(draw: st.DrawFn, named_only: bool) -> tuple[list[PaymentEvent], l
 def play(events: list[PaymentEvent]) -> World:
     w = world()
     for e in events:
-        apply_event(w.lc, e, type(e).__name__)
+        apply_event(w.uow, e, type(e).__name__)
     return w
 
 

@@ -22,7 +22,8 @@ import contextlib
 import re
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -38,8 +39,7 @@ from hypothesis.stateful import (
 
 from devstack.sandbox_gateway.cards import FakeGateway, GatewayFault
 from shared.adapters.gateway.protocol import CardDetails, ChargeResult
-from shared.adapters.store.leases import InMemoryLeases, LeaseBusy
-from shared.clock import FixedClock
+from shared.adapters.store.leases import LeaseBusy
 from shared.domain.charge_answers import ChargeAnswer, Charged
 from shared.domain.charging import record_outcome
 from shared.domain.declines import HARD_DECLINE_CODES, SOFT_DECLINE_CODES
@@ -50,9 +50,11 @@ from shared.domain.payments import Registration
 from shared.domain.policy import DunningPolicy
 from shared.faults import CrashInjected, Faults
 from shared.services.settle_account import NoCardOnFile, settle_account, update_card_and_settle
-from shared.services.unit_of_work import Lifecycle, apply_event, commit_decision, register_account
+from shared.services.unit_of_work import apply_event, commit_decision, register_account
 from tests.fakes.dispatcher import RecordingDispatcher
+from tests.fakes.leases import InMemoryLeases
 from tests.fakes.memory_store import InMemoryAccountStore
+from tests.fakes.unit_of_work import in_memory_unit_of_work
 
 ACC = "acc"
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -159,9 +161,8 @@ class SettlementModel(RuleBasedStateMachine):
         super().__init__()
         self.store = InMemoryAccountStore()
         self.faults = Crashes()
-        self.lc = Lifecycle(self.store, RecordingDispatcher(self.store), FixedClock(NOW), DunningPolicy(),
-                            self.faults, timedelta(0))
-        self.leases = InMemoryLeases()
+        self.uow = in_memory_unit_of_work(NOW, faults=self.faults, accounts=self.store,
+                                          dispatcher=RecordingDispatcher(self.store))
         self.fake = FakeGateway(clock=lambda: NOW)
         self.gateway = WatchedGateway(self.fake, self.store)
         self.events: list[tuple[PaymentEvent, str]] = []
@@ -174,7 +175,7 @@ class SettlementModel(RuleBasedStateMachine):
     def registered_with_a_card(self, limit: int) -> None:
         self.fake.max_charge_minor = limit
         card = self.fake.save_card("tok_visa")
-        register_account(self.lc, ACC, Registration(
+        register_account(self.uow, ACC, Registration(
             Profile("Contoso", "en", ("ap@contoso.example",), PaymentMethod("card", "tok_visa", card.brand, card.last4,
                                                                          card.exp_month, card.exp_year)),
             (("s1", "Web"), ("s2", "Db"), ("s3", "Cache"))))
@@ -187,7 +188,7 @@ class SettlementModel(RuleBasedStateMachine):
 
     def _apply(self, event: PaymentEvent) -> None:
         with contextlib.suppress(CrashInjected):  # the message comes back: `redeliver` plays that
-            apply_event(self.lc, event, type(event).__name__)
+            apply_event(self.uow, event, type(event).__name__)
 
     def _id(self, kind: str) -> str:
         self.serial += 1
@@ -266,7 +267,7 @@ class SettlementModel(RuleBasedStateMachine):
                     lookups_fail: bool) -> None:
         self._meanwhile(fault, crash, lookups_fail)
         try:
-            update = update_card_and_settle(self.lc, self.gateway, self.leases, ACC, token)  # type: ignore[arg-type]
+            update = update_card_and_settle(self.uow, self.gateway, ACC, token)  # type: ignore[arg-type]
         except CrashInjected:
             return
         REACHED["card update settled" if update.status == "settled" else "card update not settled"] += 1
@@ -275,7 +276,7 @@ class SettlementModel(RuleBasedStateMachine):
     def automatic_retry(self, fault: GatewayFault | None, crash: tuple[str, int] | None, lookups_fail: bool) -> None:
         self._meanwhile(fault, crash, lookups_fail)
         try:
-            settle_account(self.lc, self.gateway, self.leases, ACC)  # type: ignore[arg-type]
+            settle_account(self.uow, self.gateway, ACC)  # type: ignore[arg-type]
         except (CrashInjected, NoCardOnFile, LeaseBusy):
             return
 
@@ -284,7 +285,7 @@ class SettlementModel(RuleBasedStateMachine):
         """Whatever happened before, a working card and gateway settle everything: never stuck."""
         self.fake.clear_faults()
         self.faults.plan, self.faults.during_charge = None, None
-        update = update_card_and_settle(self.lc, self.gateway, self.leases, ACC, "tok_visa")  # type: ignore[arg-type]
+        update = update_card_and_settle(self.uow, self.gateway, ACC, "tok_visa")  # type: ignore[arg-type]
         account = self.store.load(ACC).account
         assert update.status == "settled", update
         assert account.outstanding == {} and account.settling == {}
@@ -423,7 +424,8 @@ def test_regression_a_request_still_on_its_way_when_a_twin_took_over_is_recorded
     def slow_charge(**request: Any) -> ChargeAnswer:
         if not twin_ran:
             twin_ran.append(True)
-            settle_account(model.lc, model.gateway, InMemoryLeases(), ACC)  # type: ignore[arg-type]
+            # A twin on another instance: its own lease, taken while ours had expired.
+            settle_account(replace(model.uow, leases=InMemoryLeases()), model.gateway, ACC)  # type: ignore[arg-type]
         return slow(**request)
 
     model.fake.charge = slow_charge  # type: ignore[method-assign]
@@ -434,7 +436,7 @@ def test_regression_a_request_still_on_its_way_when_a_twin_took_over_is_recorded
     assert account.outstanding == {} and account.settling == {} and account.credit == {"USD": 1000}
     first = model.fake.charges[1]  # the slow request's charge, made last
     answer = Charged(first.amount, first.gateway_charge_id)
-    record = commit_decision(model.lc, ACC, lambda snap: record_outcome(snap.account, "USD", first.idempotency_key,
+    record = commit_decision(model.uow, ACC, lambda snap: record_outcome(snap.account, "USD", first.idempotency_key,
                                                                           answer, NOW, DunningPolicy()),
                              marker=f"gateway-charge|{first.idempotency_key}")
     assert record.changed is False and model.store.load(ACC).account.credit == {"USD": 1000}

@@ -124,18 +124,18 @@ def test_the_attempt_that_dead_letters_is_the_hosts_last() -> None:
     assert host["extensions"]["queues"]["maxDequeueCount"] == MAX_ATTEMPTS
 
 
-class _Queue:
-    """A queue whose sends for some accounts fail, as Azure Storage's do under a passing fault
-    (a reset connection, a 503): a partial failure Azurite cannot be made to produce on demand."""
+class _Queues:
+    """`Queues` whose sends of the named accounts (`*`: every one) fail on a role, as a reset connection does."""
 
-    def __init__(self, failing: frozenset[str] = frozenset()) -> None:
+    def __init__(self, failing: dict[str, frozenset[str]]) -> None:
         self.failing = failing
-        self.sent: list[str] = []
+        self.sent: dict[str, list[str]] = {"sweep-work": [], "sweep-pages": []}
 
-    def send_message(self, text: str) -> None:
-        if "*" in self.failing or json.loads(text).get("accountId") in self.failing:
+    def send(self, role: str, text: str, *, visible_in: object = None) -> None:
+        failing = self.failing.get(role, frozenset())
+        if "*" in failing or json.loads(text).get("accountId") in failing:
             raise ConnectionResetError("Connection reset by peer")
-        self.sent.append(text)
+        self.sent[role].append(text)
 
 
 def _page(n: int) -> SweepPage:
@@ -143,15 +143,15 @@ def _page(n: int) -> SweepPage:
 
 
 def test_a_page_whose_sends_partly_fail_queues_only_those_again_as_a_page() -> None:
-    page, work, pages = _page(PAGE), _Queue(frozenset({"acc-007", "acc-042"})), _Queue()
-    assert expand(SimpleNamespace(sweep_queue=work, sweep_page_queue=pages), page) == PAGE - 2  # type: ignore[arg-type]
-    sent = sorted(SweepWork.from_message(t).entry.account_id for t in work.sent)
+    page, queues = _page(PAGE), _Queues({"sweep-work": frozenset({"acc-007", "acc-042"})})
+    assert expand(SimpleNamespace(queues=queues), page) == PAGE - 2  # type: ignore[arg-type]
+    sent = sorted(SweepWork.from_message(t).entry.account_id for t in queues.sent["sweep-work"])
     assert sent == [e.account_id for e in page.entries if e.account_id not in {"acc-007", "acc-042"}]
-    (again,) = pages.sent
+    (again,) = queues.sent["sweep-pages"]
     assert SweepPage.from_message(again).entries == (page.entries[7], page.entries[42])
 
 
 def test_a_page_raises_for_its_retry_when_even_the_smaller_page_cannot_be_sent() -> None:
-    svc = SimpleNamespace(sweep_queue=_Queue(frozenset({"acc-003"})), sweep_page_queue=_Queue(frozenset({"*"})))
+    queues = _Queues({"sweep-work": frozenset({"acc-003"}), "sweep-pages": frozenset({"*"})})
     with pytest.raises(ConnectionResetError):
-        expand(svc, _page(5))  # type: ignore[arg-type]
+        expand(SimpleNamespace(queues=queues), _page(5))  # type: ignore[arg-type]

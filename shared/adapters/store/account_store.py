@@ -49,6 +49,7 @@ from shared.adapters.store.decision_rows import (
     split,
     writes_in,
 )
+from shared.adapters.store.timeline import Cursor, Order, TimelinePage, timeline_page
 from shared.domain.decision import Decision, MailRecord
 from shared.domain.effects import SendEmail, TimelineEntry
 from shared.domain.erasure import Erasure
@@ -113,6 +114,10 @@ class AccountRepository(Protocol):
     def close_email(self, account_id: str, record: MailRecord, entry: TimelineEntry, revision: int,
                     now: datetime) -> bool: ...
     def timeline(self, account_id: str) -> list[dict[str, Any]]: ...
+    def timeline_page(self, account_id: str, *, limit: int, order: Order, cursor: Cursor | None,
+                      revision: int) -> TimelinePage: ...
+    def mail_record(self, account_id: str, key: str) -> dict[str, Any] | None: ...
+    def redact(self, account_id: str, named: Iterable[str], replacement: str) -> list[str]: ...
     def charge_notes(self, account_id: str) -> list[ChargeNote]: ...
 
 
@@ -309,6 +314,11 @@ class AccountStore:
         """The account's rows whose keys start with `{prefix}|`."""
         return self.table.query_entities("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
                                          parameters={"pk": account_id, "lo": f"{prefix}|", "hi": f"{prefix}}}"})
+
+    def timeline_page(self, account_id: str, *, limit: int, order: Order, cursor: Cursor | None,
+                      revision: int) -> TimelinePage:
+        """A page of the timeline (`shared.adapters.store.timeline`)."""
+        return timeline_page(self.table, account_id, limit=limit, order=order, cursor=cursor, revision=revision)
 
     def charge_notes(self, account_id: str) -> list[ChargeNote]:
         rows = self.table.query_entities(

@@ -8,7 +8,6 @@ a frozen test clock must not make a lease eternal.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -100,28 +99,3 @@ class AccountLeases:
             yield holder
         finally:
             self.release(account_id, self._etags.pop(holder, etag))
-
-
-class InMemoryLeases:
-    """`Leases` within one process, for unit tests on the in-memory store."""
-
-    def __init__(self) -> None:
-        self._held: set[str] = set()
-        self._lock = threading.Condition()
-
-    def renew(self, account_id: str, holder: str) -> bool:
-        with self._lock:
-            return account_id in self._held
-
-    @contextmanager
-    def hold(self, account_id: str, *, wait: float = 20.0, poll: float = 0.05) -> Iterator[str]:
-        with self._lock:
-            if not self._lock.wait_for(lambda: account_id not in self._held, timeout=wait):
-                raise LeaseBusy(account_id)
-            self._held.add(account_id)
-        try:
-            yield account_id
-        finally:
-            with self._lock:
-                self._held.discard(account_id)
-                self._lock.notify_all()
