@@ -16,7 +16,9 @@ class InMemoryIndexes:
 
     def mark_due(self, account_id: str, at: datetime, ladder: Ladder = "due") -> None:
         entry = index_entry(ladder, account_id, at)
-        self.rows[(entry.partition, entry.row)] = entry  # an upsert: a claim on the same row is replaced
+        held = self.rows.get((entry.partition, entry.row))
+        # Table Storage's upsert merges: a claim on the same row stays (tests/contract/test_indexes.py)
+        self.rows[(entry.partition, entry.row)] = replace(entry, queued_until=held.queued_until if held else None)
 
     def due(self, now: datetime, ladder: Ladder = "due") -> list[DueEntry]:
         found = [e for page in self._pages(now, ladder) for e in page]

@@ -5,17 +5,25 @@ one transaction is split by the same `decision_rows.split`, its continuation row
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.adapters.store import codec
-from shared.adapters.store.account_store import AlreadyApplied, ConcurrencyConflict, OpenEmail, OutboxRow, Snapshot
+from shared.adapters.store.account_store import (
+    MAX_BATCH,
+    AlreadyApplied,
+    ConcurrencyConflict,
+    OpenEmail,
+    OutboxRow,
+    Snapshot,
+)
 from shared.adapters.store.decision_rows import (
     CONTINUATION_PREFIX,
     Entity,
     account_entity,
+    email_due_at,
     email_of,
     email_timeline_entity,
     mail_entity,
@@ -26,8 +34,10 @@ from shared.adapters.store.decision_rows import (
     split,
     writes_in,
 )
+from shared.adapters.store.timeline import PREFIX, Cursor, Order, TimelinePage
 from shared.domain.decision import Decision, MailRecord
 from shared.domain.effects import TimelineEntry
+from shared.domain.erasure import Erasure
 from shared.domain.model import Account, ChargeNote
 from shared.faults import Faults
 
@@ -44,6 +54,7 @@ class InMemoryAccountStore:
         self.flagged: set[str] = set()
         self.commits = 0
         self.mail: dict[tuple[str, str], MailRecord] = {}
+        self.mail_rows: dict[tuple[str, str], dict[str, Any]] = {}  # the `mail|` rows as Table Storage keeps them
         self.written: dict[tuple[str, str], datetime] = {}
 
     def load(self, account_id: str, *, event_id: str | None = None, charge_ids: Sequence[str] = (),
@@ -123,6 +134,7 @@ class InMemoryAccountStore:
             self.timelines[(pk, key)] = codec.get_json(entity, "entries")  # `key` sorts as the RowKey does
         elif kind == "mail":
             self.mail[(pk, key)] = mail_record_of(entity)
+            self.mail_rows[(pk, key)] = dict(entity)
         else:
             row = outbox_of(entity)
             assert row is not None, rk
@@ -133,7 +145,8 @@ class InMemoryAccountStore:
         found = self.accounts.get(account_id)
         row = self.outbox.get((account_id, key))
         email = email_of(row) if row is not None and row.kind == "email" else None
-        return OpenEmail(found[0] if found else Account(account_id), email, (account_id, key) in self.mail)
+        due_at = email_due_at(row.payload, self.written.get((account_id, key))) if email and row else None
+        return OpenEmail(found[0] if found else Account(account_id), email, (account_id, key) in self.mail, due_at)
 
     def close_email(self, account_id: str, record: MailRecord, entry: TimelineEntry, revision: int,
                     now: datetime) -> bool:
@@ -158,3 +171,58 @@ class InMemoryAccountStore:
 
     def charge_notes(self, account_id: str) -> list[ChargeNote]:
         return [n for (pk, _), n in sorted(self.notes.items()) if pk == account_id]
+
+    def mail_record(self, account_id: str, key: str) -> dict[str, Any] | None:
+        row = self.mail_rows.get((account_id, key))
+        return dict(row) if row is not None else None
+
+    def timeline_page(self, account_id: str, *, limit: int, order: Order, cursor: Cursor | None,
+                      revision: int) -> TimelinePage:
+        """A page as `shared.adapters.store.timeline.timeline_page` reads it from the rows."""
+        rows = [(PREFIX + key, list(entries)) for (pk, key), entries in sorted(self.timelines.items())
+                if pk == account_id]
+        if order == "oldest":
+            rows = [r for r in rows if cursor is None or r[0] >= cursor.row]
+        else:
+            hi = cursor.row + " " if cursor else f"{PREFIX}{revision + 1:012d}"  # the cursor's row, none after
+            rows = [(key, entries[::-1]) for key, entries in reversed(rows) if key < hi]
+        taken: list[dict[str, Any]] = []
+        for key, row_entries in rows:
+            skip = cursor.skip if cursor is not None and key == cursor.row else 0
+            room = limit - len(taken)
+            if room == 0:
+                return TimelinePage(taken, Cursor(key, skip, order))
+            page = row_entries[skip:skip + room]
+            taken += page
+            if skip + len(page) < len(row_entries):
+                return TimelinePage(taken, Cursor(key, skip + len(page), order))
+        return TimelinePage(taken, None)
+
+    def redact(self, account_id: str, named: Iterable[str], replacement: str) -> list[str]:
+        """As `AccountStore.redact`: mail rows and timeline rows rewritten, batches of 100 writes
+        with the `between_transactions` seam between them."""
+        mail = [(key, row) for (pk, key), row in sorted(self.mail_rows.items()) if pk == account_id]
+        timeline = [(key, entries) for (pk, key), entries in sorted(self.timelines.items()) if pk == account_id]
+        recipients = [str(row.get("recipient", "")) for _, row in mail]
+        texts = [*(str(row.get("detail", "")) for _, row in mail),
+                 *(str(e["detail"]) for _, es in timeline for e in es)]
+        erasure = Erasure.of([*named, *recipients], texts, replacement)
+        writes: list[tuple[str, str, Any]] = []
+        for key, row in mail:
+            clean = {**row, "recipient": erasure.replacement, "detail": erasure.scrub(str(row.get("detail", "")))}
+            if clean != row:
+                writes.append(("mail", key, clean))
+        for key, entries in timeline:
+            clean_entries = [{**e, "detail": erasure.scrub(str(e["detail"]))} for e in entries]
+            if clean_entries != entries:
+                writes.append(("tl", key, clean_entries))
+        for start in range(0, len(writes), MAX_BATCH):
+            if start:
+                self.faults.between_transactions()
+            for kind, key, value in writes[start:start + MAX_BATCH]:
+                if kind == "mail":
+                    self.mail_rows[(account_id, key)] = value
+                    self.mail[(account_id, key)] = mail_record_of(value)
+                else:
+                    self.timelines[(account_id, key)] = value
+        return [o for _, row in mail if (o := str(row.get("operationId", "")))]

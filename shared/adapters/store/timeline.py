@@ -98,7 +98,9 @@ def _descending(table: TableClient, account_id: str, cursor: Cursor | None, revi
                 limit: int) -> Iterator[tuple[str, list[Any]]]:
     """Rows newest first, read in windows of revisions below the cursor, each window twice the
     last (every row holds at least one entry, so a window of `limit` revisions mostly fills a page)."""
-    hi = cursor.row + "\x7f" if cursor else f"{PREFIX}{revision + 1:012d}"  # the cursor's row included
+    # The cursor's row included, and none after it: a space sorts below every character a row key
+    # goes on with (`tl|N` is followed by `tl|N|m{email}`, which is newer; "\x7f" took it in again).
+    hi = cursor.row + " " if cursor else f"{PREFIX}{revision + 1:012d}"
     top = int(hi[3:15])
     window = limit + 1
     while top >= 0:
