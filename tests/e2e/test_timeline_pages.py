@@ -33,7 +33,8 @@ def test_a_2000_event_history_is_read_page_by_page_either_way(api: str, send_eve
         list(pool.map(lambda n: send_event("billing.payment.received", {
             "accountId": acc, "paymentId": f"pay-{n}", "amount": "1.00", "currency": "USD", "method": "wire"}),
             range(EVENTS)))
-    wait_until(lambda: requests.get(f"{api}/accounts/{acc}", timeout=10).json()["credit"] == {"USD": f"{EVENTS}.00"},
+    # Each poll may wait behind up to 16 invocations at once on a busy machine: 60 s, not 10, per read.
+    wait_until(lambda: requests.get(f"{api}/accounts/{acc}", timeout=60).json()["credit"] == {"USD": f"{EVENTS}.00"},
                "every payment applied", timeout=600)
 
     first = requests.get(f"{api}/accounts/{acc}/timeline", timeout=30).json()
