@@ -12,6 +12,9 @@ from functions.payment_events import bp as payment_events
 from functions.payment_method_api import bp as payment_method_api
 from functions.stripe_webhooks import bp as stripe_webhooks
 from functions.sweeps import bp as sweeps
+from shared import telemetry
+
+telemetry.configure()  # once per process, before any function runs (contract §6)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(payment_events)

@@ -172,7 +172,8 @@ class Measurement:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = build_plan(args.n, args.accounts, grouped=args.order == "grouped")
-    with private_stack("events", workers=args.workers, keep_logs=args.keep_logs, timers=args.timers) as bs:
+    with private_stack("events", workers=args.workers, keep_logs=args.keep_logs, timers=args.timers,
+                       otlp=args.otlp) as bs:
         m = measure(bs, plan, args)
     return report(args, plan, m)
 
@@ -240,6 +241,8 @@ def report(args: argparse.Namespace, plan: Plan, m: Measurement) -> dict[str, An
 
     rows = [
         ("events", f"{n}", f"{dict(plan.types)} over {len(plan.accounts)} accounts, sent {args.order}"),
+        ("telemetry", "OTLP" if args.otlp else "off", "exported to the local OTLP receiver" if args.otlp
+         else "no exporter: the API's no-op providers"),
         ("applied in", f"{m.applied_s:.2f} s", f"first enqueue to {QUEUE} empty (enqueue alone "
                                                f"{m.enqueue_s:.2f} s, {args.concurrency} sender thread(s), "
                                                f"{args.workers} extra worker(s))"),
@@ -279,6 +282,7 @@ def report(args: argparse.Namespace, plan: Plan, m: Measurement) -> dict[str, An
         "machine": machine(),
         "args": vars(args),
         "events": n,
+        "telemetry": "otlp" if args.otlp else "off",
         "event_types": dict(plan.types),
         "accounts": len(plan.accounts),
         "enqueue_s": round(m.enqueue_s, 3),
@@ -311,6 +315,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="send the events round-robin over the accounts (default), or account after account "
                         "(the hot-account case)")
     p.add_argument("--timers", action="store_true", help="leave the timer sweeps on (off by default)")
+    p.add_argument("--otlp", action="store_true",
+                   help="run the stack with the local OTLP receiver: the app exports every span, metric and log "
+                        "(contract §6), to measure what telemetry costs per event")
     p.add_argument("--keep-logs", action="store_true", help="keep the stack's logs and Azurite's access log")
     args = p.parse_args(argv)
     if not 1 <= args.n <= MAX_EVENTS:

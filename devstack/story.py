@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import secrets
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -38,9 +39,9 @@ class Story:
             raise RuntimeError(f"{method} {path} answered {r.status_code}: {r.text}")
         return r.json()
 
-    def send_event(self, type_: str, data: dict[str, Any]) -> None:
+    def send_event(self, type_: str, data: dict[str, Any], traceparent: str | None = None) -> None:
         event = {"specversion": "1.0", "id": str(uuid.uuid4()), "type": type_, "source": "/billing-engine",
-                 "time": "2026-12-01T09:00:00Z", "data": data}
+                 "time": "2026-12-01T09:00:00Z", "data": data, **({"traceparent": traceparent} if traceparent else {})}
         self.queue.send_message(json.dumps(event))
         print(f"   queued {type_} {json.dumps(data)}")
 
@@ -103,8 +104,10 @@ def play(stack: LocalStack) -> int:
     s.timeline()
 
     s.say("the billing engine reports a failed charge")
+    trace_id = secrets.token_hex(16)  # the billing engine's trace: the product continues it (contract §6)
     s.send_event("billing.charge.failed", {"accountId": ACCOUNT, "subscriptionId": SUB, "chargeId": "ch-1001",
-                                           "amount": "42.00", "currency": "USD", "reason": "card_declined"})
+                                           "amount": "42.00", "currency": "USD", "reason": "card_declined"},
+                 traceparent=f"00-{trace_id}-{secrets.token_hex(8)}-01")
     view = s.wait_for(lambda v: v["subscriptions"][0]["state"] == "past_due", "the subscription to be past due")
     s.show(view)
     s.timeline()
@@ -133,5 +136,21 @@ def play(stack: LocalStack) -> int:
         print(f"   email to {', '.join(r['address'] for r in m['to'])}: {m['subject']}")
     s.timeline()
     print(f"   (read them at {stack.email_url}/ )")
+    if stack.otlp:
+        show_trace(stack, trace_id)
     print(f"\nthe story is over: {ACCOUNT} was past due and is active again.")
     return 0
+
+
+def show_trace(stack: LocalStack, trace_id: str) -> None:
+    """The failed payment's trace, as the local OTLP receiver holds it: the invocations, the
+    storage commits, the emails and the lifecycle event, as a tree."""
+    from devstack.otlp_receiver import fetch_trace, render_tree
+
+    print(f"\n== the failed payment's trace {trace_id} (from the OTLP receiver, {stack.otlp_url}/?trace={trace_id})")
+    tree = fetch_trace(stack.otlp_url, trace_id, min_spans=5, settle=1.5, timeout=30)
+    if tree is None:
+        print("   no span of it arrived at the receiver")
+        return
+    for line in render_tree(tree).splitlines():
+        print(f"   {line}")

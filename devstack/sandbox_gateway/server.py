@@ -14,6 +14,9 @@ Routes (JSON in, JSON out):
       {"mode": "decline_next", "count", "declineCode"}             the next new charges decline so
       {"mode": "malformed_next", "count", "afterCharge"}           the next charge answers are not
                                                                    JSON (stored first if afterCharge)
+  GET  /requests                      the newest 1,000 /v1 requests: route, `traceparent`, `tracestate`,
+                                      `idempotencyKey` and when (the W3C trace headers a caller sent;
+                                      nothing else of a request is kept); DELETE /requests clears them
   GET  /stats, GET /health
 /v1 routes need `Authorization: Bearer <api key>`. Card tokens are never logged.
 """
@@ -25,7 +28,7 @@ import json
 import logging
 import re
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -169,10 +172,19 @@ class Stats:
     routes: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
+    """The W3C trace headers of the newest /v1 requests (`GET /requests`)."""
 
     def request(self, route: str) -> None:
         with self.lock:
             self.routes[route] += 1
+
+    def seen(self, route: str, headers: Any) -> None:
+        with self.lock:
+            self.recent.append({"route": route, "traceparent": headers.get("traceparent"),
+                                "tracestate": headers.get("tracestate"),
+                                "idempotencyKey": headers.get("Idempotency-Key"),
+                                "at": datetime.now(UTC).isoformat()})
 
     def answered(self, status: int) -> None:
         with self.lock:
@@ -236,6 +248,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
         path, query = parts.path, parse_qs(parts.query)
         route = _route_name(method, path)
         self.server.stats.request(route)
+        if path.startswith("/v1/"):
+            self.server.stats.seen(route, self.headers)
         try:
             self._raw = self._read_body()
             status, body, headers = self._handle(method, path, query)
@@ -273,6 +287,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 return 200, srv.faults.to_json(), {}
             if method == "GET":
                 return 200, srv.faults.to_json(), {}
+        elif path == "/requests" and method in ("GET", "DELETE"):
+            with srv.stats.lock:
+                recent = list(srv.stats.recent)
+                if method == "DELETE":
+                    srv.stats.recent.clear()
+            return 200, recent, {}
         elif (method, path) == ("GET", "/stats"):
             return 200, srv.stats.to_json(), {}
         elif (method, path) == ("GET", "/health"):

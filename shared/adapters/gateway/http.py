@@ -31,6 +31,7 @@ from shared.domain.money import Money, MoneyError
 from shared.inbound.json_reader import JsonRefused, read_json
 from shared.inbound.numerals import parse_whole
 from shared.inbound.rfc3339 import parse_rfc3339
+from shared.telemetry import TracingSession
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class HttpPaymentGateway:
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.max_charge_minor = max_charge_minor
-        self._session = session or requests.Session()
+        # Each request is a CLIENT span and carries W3C `traceparent` (contract §6).
+        self._session = session or TracingSession()
         self._session.headers.update(
             {
                 "Authorization": f"Bearer {api_key}",

@@ -52,6 +52,7 @@ from shared.adapters.gateway.protocol import (
 from shared.adapters.gateway.stripe_amounts import AmountRefused, from_stripe, max_charge, to_stripe
 from shared.domain.charge_answers import ChargeAnswer, Declined, Refused, Unanswered
 from shared.domain.money import Money, MoneyError
+from shared.telemetry import TracingSession
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class StripeGateway:
                 api_key,
                 base_addresses={"api": api_base} if api_base else None,
                 max_network_retries=max_network_retries,
-                http_client=stripe.RequestsClient(timeout=timeout),
+                http_client=stripe.RequestsClient(timeout=timeout, session=TracingSession()),  # traceparent
             )
         self._client = client
         self.api_base = api_base
