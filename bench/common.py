@@ -38,6 +38,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
 from azure.storage.queue import QueueClient
 
+from devstack.email_endpoint.server import Quota
 from devstack.stack import LocalStack, StackPorts
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -117,14 +118,14 @@ TIMER_FUNCTIONS = ("dunning_sweep", "retention_sweep", "reconciliation_sweep")
 
 @contextlib.contextmanager
 def private_stack(name: str, *, workers: int = 0, keep_logs: bool = False,
-                  timers: bool = False) -> Iterator[BenchStack]:
+                  timers: bool = False, email_quota: Quota | None = None, otlp: bool = False) -> Iterator[BenchStack]:
     """A local stack of its own on free loopback ports, with Azurite's access log on; stopped at
     the end. Its logs are deleted after a clean run unless `keep_logs`, kept after a failure."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     access_log = workdir / "azurite-access.log"
     env = {} if timers else {f"AzureWebJobs.{fn}.Disabled": "true" for fn in TIMER_FUNCTIONS}
     stack = LocalStack(StackPorts.free(), log_dir=workdir / "logs", storage_access_log=access_log, workers=workers,
-                       extra_env=env)
+                       extra_env=env, email_quota=email_quota, otlp=otlp)
     print(f"starting a private local stack on free ports (logs in {workdir}) ...", flush=True)
     started = time.perf_counter()
     ok = False

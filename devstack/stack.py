@@ -6,6 +6,8 @@ the Functions app on the project's own host, each in a process of its own.
     python -m devstack.stack --email-quota 30,100   # the email endpoint enforces ACS-like quotas
     python -m devstack.stack --ports free    # on free ports (printed), beside another stack
     python -m devstack.stack --gateway stripe   # the app charges through the Stripe-compatible sandbox
+    python -m devstack.stack --otlp          # the app exports traces, metrics and logs to a local OTLP receiver
+                                             # (also with DEVSTACK_OTLP=1; `--story` always does)
 
 The same `LocalStack` runs the end-to-end tests, on free ports with an in-memory Azurite.
 SIGTERM, SIGINT and SIGHUP stop every process it started (`LocalStack.stop`), then it exits 0.
@@ -89,12 +91,13 @@ class StackPorts:
     gateway: int = 7076
     storage: azurite.AzuriteEndpoints = azurite.STANDARD
     stripe: int = 7077
+    otlp: int = 7078
 
     @classmethod
     def free(cls) -> StackPorts:
         return cls(azurite.free_port(), azurite.free_port(), azurite.free_port(),
                    azurite.AzuriteEndpoints(azurite.free_port(), azurite.free_port(), azurite.free_port()),
-                   azurite.free_port())
+                   azurite.free_port(), azurite.free_port())
 
 
 @dataclass
@@ -115,6 +118,10 @@ class LocalStack:
     """`http`: the app charges through the sandbox gateway; `stripe`: through the Stripe-compatible
     sandbox (`PAYMENT_GATEWAY=stripe`), which sends its webhooks to `/api/webhooks/stripe`. The
     sandbox gateway runs either way (its URL stays in the app's settings)."""
+    otlp: bool = False
+    """Run the local OTLP receiver (devstack/otlp_receiver) and have the app processes export their
+    traces, metrics and logs to it (contract §5: `OTEL_EXPORTER_OTLP_ENDPOINT`), with short export
+    intervals so its page fills at once; an endpoint the environment already names is kept."""
     _signals: int = field(default=0, init=False, repr=False)
     _pending: int | None = field(default=None, init=False, repr=False)
     _critical: int = field(default=0, init=False, repr=False)
@@ -136,6 +143,10 @@ class LocalStack:
     @property
     def stripe_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.stripe}"
+
+    @property
+    def otlp_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.otlp}"
 
     @property
     def connection_string(self) -> str:
@@ -160,12 +171,29 @@ class LocalStack:
             "BILLING_LINK_SIGNING_KEY": "local-only-signing-key-change-me",
             "PYTHONUNBUFFERED": "1",
             **(self._stripe_env() if self.gateway == "stripe" else {}),
+            **(self._otlp_env() if self.otlp else {}),
+            **self._quota_env(),
             **self.extra_env,
         }
+
+    def _quota_env(self) -> dict[str, str]:
+        """The app paces its sends to the quota the email endpoint starts with (issue 21)."""
+        if self.email_quota is None:
+            return {}
+        return {name: str(value) for name, value in (("EMAIL_QUOTA_PER_MINUTE", self.email_quota.per_minute),
+                                                     ("EMAIL_QUOTA_PER_HOUR", self.email_quota.per_hour))
+                if value is not None}
 
     def _stripe_env(self) -> dict[str, str]:
         return {"PAYMENT_GATEWAY": "stripe", "STRIPE_API_KEY": STRIPE_TEST_KEY, "STRIPE_API_BASE": self.stripe_url,
                 "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET}
+
+    def _otlp_env(self) -> dict[str, str]:
+        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            return {}
+        return {"OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_url, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_BLRP_SCHEDULE_DELAY": "200",
+                "OTEL_METRIC_EXPORT_INTERVAL": "1000", "OTEL_SERVICE_NAME": "past-due-billing"}
 
     def start(self) -> LocalStack:
         ensure_local_settings()
@@ -174,6 +202,7 @@ class LocalStack:
         for name, port in [("functions host", self.ports.functions), ("email endpoint", self.ports.email),
                            ("sandbox gateway", self.ports.gateway),
                            *([("stripe sandbox", self.ports.stripe)] if self.gateway == "stripe" else []),
+                           *([("otlp receiver", self.ports.otlp)] if self.otlp else []),
                            ("Azurite blob", storage.blob_port),
                            ("Azurite queue", storage.queue_port), ("Azurite table", storage.table_port)]:
             if azurite.is_listening(port):
@@ -197,6 +226,8 @@ class LocalStack:
     def _start_app_processes(self) -> None:
         py = sys.executable
         quota = ["--quota", self.email_quota.spec()] if self.email_quota is not None else []
+        if self.otlp:
+            self._spawn("otlp", [py, "-m", "devstack.otlp_receiver", "--port", str(self.ports.otlp), "--quiet"])
         self._spawn("email", [py, "-m", "devstack.email_endpoint", "--port", str(self.ports.email),
                               "--access-key", DEV_ACS_KEY, *quota])
         self._spawn("gateway", [py, "-m", "devstack.sandbox_gateway", "--port", str(self.ports.gateway),
@@ -226,6 +257,7 @@ class LocalStack:
             "email": f"{self.email_url}/messages",
             "gateway": f"{self.gateway_url}/health",
             **({"stripe": f"{self.stripe_url}/health"} if self.gateway == "stripe" else {}),
+            **({"otlp": f"{self.otlp_url}/stats"} if self.otlp else {}),
         }
         deadline = time.monotonic() + timeout
         pending = dict(checks)
@@ -358,10 +390,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateway", choices=["http", "stripe"], default="http",
                         help="http: charge through the sandbox gateway; stripe: through the Stripe-compatible "
                              "sandbox (PAYMENT_GATEWAY=stripe, port 7077)")
+    parser.add_argument("--otlp", action="store_true",
+                        help="run the local OTLP receiver (port 7078) and export the app's telemetry to it "
+                             "(also with DEVSTACK_OTLP=1; --story always does)")
     args = parser.parse_args(argv)
+    otlp = args.otlp or args.story or os.environ.get("DEVSTACK_OTLP", "").lower() in ("1", "true", "yes")
     ports = StackPorts.free() if args.ports == "free" else StackPorts()
     stack = LocalStack(ports, persist=args.persist, workers=args.workers, email_quota=args.email_quota,
-                       log_dir=args.log_dir, gateway=args.gateway)
+                       log_dir=args.log_dir, gateway=args.gateway, otlp=otlp)
     stack.handle_signals()  # SIGTERM, SIGINT (Ctrl-C), SIGHUP: stop every process, then exit
     print("starting the local stack (Azurite, email endpoint, sandbox gateway, functions host)...", flush=True)
     try:
@@ -381,6 +417,8 @@ def _run(stack: LocalStack, story: bool) -> int:
     print(f"sandbox gateway: {stack.gateway_url}")
     if stack.gateway == "stripe":
         print(f"stripe sandbox: {stack.stripe_url}")
+    if stack.otlp:
+        print(f"otlp receiver: {stack.otlp_url}")
     if stack.email_quota is not None:
         print(f"email quota: {stack.email_quota.describe()} (change it with PUT {stack.email_url}/quota)")
     storage = stack.ports.storage

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import azure.functions as func
 
 from functions.problems import invalid, json_response, not_found, page_limit, problem, read_body
+from shared import telemetry
 from shared.adapters.gateway.protocol import CardRejected, GatewayUnavailable
 from shared.adapters.store.timeline import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, Cursor, Order
 from shared.bootstrap import services
@@ -36,6 +37,7 @@ def account_id_of(req: func.HttpRequest) -> str:
 
 @bp.function_name("put_account")
 @bp.route(route="accounts/{accountId}", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+@telemetry.http_function("accounts/{accountId}")
 def put_account(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     try:
@@ -63,11 +65,12 @@ def put_account(req: func.HttpRequest) -> func.HttpResponse:
         account = register_account(svc.uow, account_id, reg)
     except Refused as exc:  # the listed subscriptions would take the account past 200 (contract §1)
         return invalid(InvalidRequest([FieldProblem("subscriptions", exc.reason)]))
-    return json_response(account_view(account, svc.settings.policy))
+    return json_response(account_view(account, svc.settings.policy, svc.uow.clock.now()))
 
 
 @bp.function_name("get_account")
 @bp.route(route="accounts/{accountId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@telemetry.http_function("accounts/{accountId}")
 def get_account(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     try:
@@ -77,11 +80,12 @@ def get_account(req: func.HttpRequest) -> func.HttpResponse:
     snap = svc.uow.accounts.load(account_id)
     if snap.etag is None:
         return not_found(f"no account {account_id}")
-    return json_response(account_view(snap.account, svc.settings.policy))
+    return json_response(account_view(snap.account, svc.settings.policy, svc.uow.clock.now()))
 
 
 @bp.function_name("get_timeline")
 @bp.route(route="accounts/{accountId}/timeline", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@telemetry.http_function("accounts/{accountId}/timeline")
 def get_timeline(req: func.HttpRequest) -> func.HttpResponse:
     """A page of the account's history: `limit` (1 to 500, default 100), `order` (`oldest`, the
     default, or `newest`), and `continuation` from the page before."""

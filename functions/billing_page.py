@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 import azure.functions as func
 
 from functions.problems import SECURITY_HEADERS
+from shared import telemetry
 from shared.adapters.gateway.protocol import Authentication, ChargeResult, GatewayUnavailable
 from shared.adapters.gateway.stripe import TOKEN_PATTERN as STRIPE_TOKEN_PATTERN
 from shared.adapters.store.leases import LeaseBusy
@@ -44,6 +45,7 @@ def _page(html: str, status: int = 200) -> func.HttpResponse:
 
 @bp.function_name("billing_page")
 @bp.route(route="billing/{accountId}", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@telemetry.http_function("billing/{accountId}")
 def billing_page(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     account_id = str(req.route_params.get("accountId", ""))
@@ -164,6 +166,7 @@ def _notices(update: CardUpdate, locale: Locale, account: Account) -> list[Notic
 
 @bp.function_name("billing_confirm")
 @bp.route(route="billing/{accountId}/confirm", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@telemetry.http_function("billing/{accountId}/confirm")
 def billing_confirm(req: func.HttpRequest) -> func.HttpResponse:
     """The confirm step of a charge the customer's bank must authenticate (3-D Secure): opened from
     the `confirmUrl` of a 402 or the page's notice, it sends the customer to their bank's page (a

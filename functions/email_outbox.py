@@ -1,7 +1,9 @@
 """Sending billing emails from the outbox (queue `email-outbox`), and hearing back from ACS.
 
-Emails leave through their own queue so a slow or throttled send never holds up payment events;
-a throttled send raises, and the host retries the message later without blocking other accounts.
+Emails leave through their own queue so a slow or throttled send never holds up payment events.
+A throttled send (or one the shared quota budget says must wait) is put back on the queue as a new
+message, visible when it may go, and the invocation ends at once (`shared/services/email.py`);
+any other transient failure raises, and the host retries the message.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from datetime import datetime
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.bootstrap import services
 from shared.log_context import log_context
 from shared.services.delivery_reports import ReportIgnored, apply_report, read_report
@@ -24,6 +27,7 @@ DELIVERY_REPORT = "Microsoft.Communication.EmailDeliveryReportReceived"
 
 @bp.function_name("email_outbox")
 @bp.queue_trigger(arg_name="msg", queue_name="email-outbox", connection="AzureWebJobsStorage")
+@telemetry.queue_function("email-outbox")
 def email_outbox(msg: func.QueueMessage, context: func.Context) -> None:
     svc = services()
     if svc.mailer is None:
@@ -32,12 +36,14 @@ def email_outbox(msg: func.QueueMessage, context: func.Context) -> None:
     if handoff is None:
         return
     with log_context(invocation_id=context.invocation_id, account_id=handoff.account_id):
-        outcome = send_email(svc.uow, svc.mailer, svc.settings, handoff.account_id, handoff.key)
+        outcome = send_email(svc.uow, svc.mailer, svc.settings, handoff.account_id, handoff.key,
+                             budget=svc.email_budget, slot=handoff.slot)
         log.info("email %s for account %s: %s", handoff.key, handoff.account_id, outcome)
 
 
 @bp.function_name("email_outbox_poison")
 @bp.queue_trigger(arg_name="msg", queue_name="email-outbox-poison", connection="AzureWebJobsStorage")
+@telemetry.queue_function("email-outbox-poison")
 def email_outbox_poison(msg: func.QueueMessage) -> None:
     """An email that kept failing: recorded on the account and shown as an alert, never dropped."""
     svc = services()
@@ -45,7 +51,7 @@ def email_outbox_poison(msg: func.QueueMessage) -> None:
     if handoff is None:
         return
     give_up_email(svc.uow, handoff.account_id, handoff.key,
-                  "the send kept failing (throttled or unavailable) until the retries ran out")
+                  "the send kept failing (the email service unavailable) until the retries ran out")
 
 
 def _handoff_or_dead_letter(msg: func.QueueMessage, source: str) -> EmailHandoff | None:
@@ -63,6 +69,7 @@ def _handoff_or_dead_letter(msg: func.QueueMessage, source: str) -> EmailHandoff
 
 @bp.function_name("email_delivery_reports")
 @bp.event_grid_trigger(arg_name="event")
+@telemetry.event_grid_function
 def email_delivery_reports(event: func.EventGridEvent) -> None:
     """Every report is applied or ignored with a log line; only a storage failure raises (Event
     Grid then redelivers), never the report's content. The subscription may use the Event Grid

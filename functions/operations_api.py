@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from functions.problems import invalid, json_response, not_found, page_limit, problem, read_body
+from shared import telemetry
 from shared.adapters.queues.protocol import QueueRole
 from shared.adapters.store.system import DEADLETTER_PAGE, DEADLETTER_PAGE_MAX, DeadLetterCursor
 from shared.adapters.store.tokens import BadCursor
@@ -20,6 +21,7 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init_
 
 @bp.function_name("get_deadletters")
 @bp.route(route="deadletters", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+@telemetry.http_function("deadletters")
 def get_deadletters(req: func.HttpRequest) -> func.HttpResponse:
     """A page of dead letters, oldest first: `limit` (1 to 50, default 20: each may hold 64 KiB
     of text) and `continuation` from the page before."""
@@ -40,6 +42,7 @@ def get_deadletters(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("replay_deadletter")
 @bp.route(route="deadletters/{id}/replay", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+@telemetry.http_function("deadletters/{id}/replay")
 def replay_deadletter(req: func.HttpRequest) -> func.HttpResponse:
     """Put a dead-lettered message back on its queue, as it was: for messages that failed for
     a passing reason (poison), or after a producer fix. The event id still guards against a second effect."""
@@ -65,6 +68,7 @@ def replay_deadletter(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("health")
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@telemetry.http_function("health")
 def health(req: func.HttpRequest) -> func.HttpResponse:
     try:
         services().uow.accounts.exists("health-probe")
@@ -75,6 +79,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("testing_clock")
 @bp.route(route="testing/clock", methods=["PUT", "DELETE", "GET"], auth_level=func.AuthLevel.ADMIN)
+@telemetry.http_function("testing/clock")
 def testing_clock(req: func.HttpRequest) -> func.HttpResponse:
     clock = services().test_clock
     if clock is None:

@@ -1,4 +1,5 @@
-"""Operator actions on an account: a legal hold suspends the data deletion of a subscription."""
+"""Operator actions on an account: a legal hold suspends the data deletion of a subscription; a
+pause of the account's dunning moves its escalation dates (contract §3)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import azure.functions as func
 
 from functions.accounts_api import account_id_of
 from functions.problems import invalid, json_response, not_found, read_body
+from shared import telemetry
 from shared.bootstrap import services
 from shared.domain.identifiers import is_identifier
+from shared.domain.pausing import PauseRefused
 from shared.domain.retention import set_legal_hold
-from shared.inbound.account_body import FieldProblem, InvalidRequest
+from shared.inbound.account_body import DunningBody, FieldProblem, InvalidRequest, parse_body
+from shared.services.dunning_controls import UnknownAccount, pause_dunning
 from shared.services.unit_of_work import commit_decision
 from shared.services.views import account_view
 
@@ -19,6 +23,7 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init_
 @bp.function_name("put_legal_hold")
 @bp.route(route="accounts/{accountId}/subscriptions/{subscriptionId}/legal-hold", methods=["PUT"],
           auth_level=func.AuthLevel.ADMIN)
+@telemetry.http_function("accounts/{accountId}/subscriptions/{subscriptionId}/legal-hold")
 def put_legal_hold(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     try:
@@ -36,4 +41,24 @@ def put_legal_hold(req: func.HttpRequest) -> func.HttpResponse:
     now, policy = svc.uow.clock.now(), svc.settings.policy
     decision = commit_decision(svc.uow, account_id,
                                lambda snap: set_legal_hold(snap.account, subscription_id, hold, now, policy))
-    return json_response(account_view(decision.account, svc.settings.policy))
+    return json_response(account_view(decision.account, svc.settings.policy, svc.uow.clock.now()))
+
+
+@bp.function_name("put_dunning")
+@bp.route(route="accounts/{accountId}/dunning", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+@telemetry.http_function("accounts/{accountId}/dunning")
+def put_dunning(req: func.HttpRequest) -> func.HttpResponse:
+    """Pause the account's dunning until `pausedUntil`, or resume it now with null (contract §2, §3)."""
+    svc = services()
+    try:
+        account_id = account_id_of(req)
+        body = parse_body(DunningBody, read_body(req))
+        until = body.paused_until()
+        decision = pause_dunning(svc.uow, account_id, until)
+    except InvalidRequest as exc:
+        return invalid(exc)
+    except PauseRefused as exc:
+        return invalid(InvalidRequest([FieldProblem("pausedUntil", str(exc))]))
+    except UnknownAccount:
+        return not_found(f"no account {account_id}")
+    return json_response(account_view(decision.account, svc.settings.policy, svc.uow.clock.now()))

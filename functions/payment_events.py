@@ -6,6 +6,7 @@ import logging
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.bootstrap import services
 from shared.inbound.cloudevents import Rejected, parse_message
 from shared.inbound.event_card_data import refuse_card_data_in_read_fields
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 @bp.function_name("payment_events")
 @bp.queue_trigger(arg_name="msg", queue_name="payment-events", connection="AzureWebJobsStorage")
+@telemetry.queue_function("payment-events")
 def payment_events(msg: func.QueueMessage, context: func.Context) -> None:
     """A malformed message (card data in a field the product reads included), and an event the
     lifecycle refuses (past an account's limits, contract §1), are dead-lettered at once, the text
@@ -33,12 +35,13 @@ def payment_events(msg: func.QueueMessage, context: func.Context) -> None:
         _dead_letter(msg, body, exc)
         return
     with log_context(invocation_id=context.invocation_id, account_id=event.account_id, event_id=event.event_id,
-                     subscription_id=getattr(event, "subscription_id", None)):
+                     subscription_id=getattr(event, "subscription_id", None), event_type=event_type):
         try:
             applied = apply_event(svc.uow, event, event_type, redelivered=(msg.dequeue_count or 1) > 1)
         except Refused as exc:
             _dead_letter(msg, body, exc)
             return
+        telemetry.count_event(event_type, "duplicate" if applied.duplicate else "applied")
         log.info("event %s (%s) for account %s %s", event.event_id, event_type, event.account_id,
                  "was a duplicate" if applied.duplicate else "applied")
 
@@ -48,11 +51,13 @@ def _dead_letter(msg: func.QueueMessage, body: bytes, exc: Rejected) -> None:
     svc = services()
     svc.uow.dead_letters.add(source="payment-events", reason=exc.reason, body=body,
                         received_at=svc.uow.clock.now(), message_id=msg.id)
+    telemetry.count_event(telemetry.message_type(body), "dead_lettered")
     log.warning("dead-lettered message %s: %s", msg.id, exc.reason)
 
 
 @bp.function_name("payment_events_poison")
 @bp.queue_trigger(arg_name="msg", queue_name="payment-events-poison", connection="AzureWebJobsStorage")
+@telemetry.queue_function("payment-events-poison")
 def payment_events_poison(msg: func.QueueMessage) -> None:
     """Messages that failed `maxDequeueCount` times: kept in the dead-letter list, never dropped."""
     svc = services()
@@ -61,3 +66,4 @@ def payment_events_poison(msg: func.QueueMessage) -> None:
         reason="processing failed repeatedly (moved to payment-events-poison after maxDequeueCount attempts)",
         body=msg.get_body(), received_at=svc.uow.clock.now(), message_id=msg.id,
     )
+    telemetry.count_event(telemetry.message_type(msg.get_body()), "dead_lettered")

@@ -9,6 +9,7 @@ from pydantic import Field, StrictStr
 
 from functions.accounts_api import account_id_of
 from functions.problems import invalid, json_response, not_found, problem, read_body
+from shared import telemetry
 from shared.adapters.gateway.stripe import TOKEN_PATTERN as STRIPE_TOKEN_PATTERN
 from shared.bootstrap import services
 from shared.inbound.account_body import FieldProblem, InvalidRequest, PaymentMethodBody, parse_body
@@ -26,6 +27,7 @@ class StripeMethodBody(PaymentMethodBody):
 
 @bp.function_name("put_payment_method")
 @bp.route(route="accounts/{accountId}/payment-method", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+@telemetry.http_function("accounts/{accountId}/payment-method")
 def put_payment_method(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     try:
@@ -55,6 +57,9 @@ def put_payment_method(req: func.HttpRequest) -> func.HttpResponse:
                                 "totals": result.totals(),
                                 "charged": {cur: m.to_str() for cur, m in sorted(result.charged.items())},
                                 "reactivated": result.reactivated}
+    if result.unfinished:  # contract §2: more charges than one request makes; the rest goes on later
+        owed = svc.uow.accounts.load(account_id).account.balance()
+        body_out["remaining"] = {cur: owed[cur].to_str() for cur in result.unfinished if cur in owed}
     if update.status == "outcome_unknown":
         return problem(503, "Payment outcome unknown", f"the gateway gave no usable answer for the "
                        f"{', '.join(result.unanswered)} balance; the card is saved and the charge stays recorded "

@@ -19,6 +19,7 @@ import azure.functions as func
 import stripe
 
 from functions.problems import json_response, problem
+from shared import telemetry
 from shared.adapters.gateway.stripe import result_of
 from shared.adapters.store.leases import LeaseBusy
 from shared.bootstrap import services
@@ -32,6 +33,7 @@ RECORDED_TYPES = frozenset({"payment_intent.succeeded", "payment_intent.payment_
 
 @bp.function_name("stripe_webhooks")
 @bp.route(route="webhooks/stripe", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@telemetry.http_function("webhooks/stripe")
 def stripe_webhooks(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     secret = svc.settings.stripe_webhook_secret

@@ -9,6 +9,7 @@ import logging
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.bootstrap import services
 from shared.log_context import log_context
 from shared.services.sweep_work import (
@@ -35,24 +36,28 @@ def _start(sweep: SweepName) -> None:
 
 @bp.function_name("dunning_sweep")
 @bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *")
+@telemetry.timer_function
 def dunning_sweep(timer: func.TimerRequest) -> None:
     _start("dunning")
 
 
 @bp.function_name("reconciliation_sweep")
 @bp.timer_trigger(arg_name="timer", schedule="0 7-59/15 * * * *")
+@telemetry.timer_function
 def reconciliation_sweep(timer: func.TimerRequest) -> None:
     _start("reconciliation")
 
 
 @bp.function_name("retention_sweep")
 @bp.timer_trigger(arg_name="timer", schedule="0 30 * * * *")
+@telemetry.timer_function
 def retention_sweep(timer: func.TimerRequest) -> None:
     _start("retention")
 
 
 @bp.function_name("sweep_pages")
 @bp.queue_trigger(arg_name="msg", queue_name="sweep-pages", connection="AzureWebJobsStorage")
+@telemetry.queue_function("sweep-pages")
 def sweep_pages(msg: func.QueueMessage, context: func.Context) -> None:
     """One page of due accounts, queued as one `sweep-work` message each. A failed send raises so
     the host retries the page; the last attempt dead-letters it (its accounts come back to the
@@ -82,6 +87,7 @@ def sweep_pages(msg: func.QueueMessage, context: func.Context) -> None:
 
 @bp.function_name("sweep_pages_poison")
 @bp.queue_trigger(arg_name="msg", queue_name="sweep-pages-poison", connection="AzureWebJobsStorage")
+@telemetry.queue_function("sweep-pages-poison")
 def sweep_pages_poison(msg: func.QueueMessage) -> None:
     """A page whose process died on every attempt: listed, its accounts left to a later sweep."""
     dead_letter_work(services().uow, None, msg.get_body(),
@@ -91,6 +97,7 @@ def sweep_pages_poison(msg: func.QueueMessage) -> None:
 
 @bp.function_name("sweep_work")
 @bp.queue_trigger(arg_name="msg", queue_name="sweep-work", connection="AzureWebJobsStorage")
+@telemetry.queue_function("sweep-work", new_trace=True)
 def sweep_work(msg: func.QueueMessage, context: func.Context) -> None:
     """One account's step. A failure raises so the host retries this message alone; the last
     attempt dead-letters it with the reason instead. No account waits for another."""
@@ -119,6 +126,7 @@ def sweep_work(msg: func.QueueMessage, context: func.Context) -> None:
 
 @bp.function_name("sweep_work_poison")
 @bp.queue_trigger(arg_name="msg", queue_name="sweep-work-poison", connection="AzureWebJobsStorage")
+@telemetry.queue_function("sweep-work-poison")
 def sweep_work_poison(msg: func.QueueMessage) -> None:
     """Work whose process died on every attempt (so no attempt could record why): listed anyway."""
     svc = services()

@@ -19,6 +19,7 @@ from shared.adapters.queues.storage import StorageQueues
 from shared.adapters.store import clients
 from shared.adapters.store.account_store import AccountStore
 from shared.adapters.store.contact_index import ContactIndex
+from shared.adapters.store.email_budget import EmailBudget, budget_for
 from shared.adapters.store.indexes import Indexes
 from shared.adapters.store.leases import AccountLeases
 from shared.adapters.store.system import DeadLetters, MailIndex, StoredTestClock
@@ -43,6 +44,8 @@ class Services:
     test_clock: StoredTestClock | None
     mail_index: MailIndex
     """Rows earlier versions kept per email; erasure still deletes an account's."""
+    email_budget: EmailBudget | None = None
+    """The send budget every instance shares (`EMAIL_QUOTA_PER_MINUTE` / `_PER_HOUR`); None: no pacing."""
 
 
 def build(settings: Settings, *, faults: Faults | None = None, hook: clients.RequestHook | None = None,
@@ -78,7 +81,8 @@ def build(settings: Settings, *, faults: Faults | None = None, hook: clients.Req
         authenticator = gateway
     return Services(settings=settings, uow=uow, gateway=gateway, authenticator=authenticator,
                     mailer=mailer if mailer is not None else AcsMailer.from_settings(settings),
-                    test_clock=test_clock, mail_index=MailIndex(system))
+                    test_clock=test_clock, mail_index=MailIndex(system),
+                    email_budget=budget_for(system, settings.email_quota_per_minute, settings.email_quota_per_hour))
 
 
 @functools.cache

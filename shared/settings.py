@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from shared.domain.policy import DunningPolicy
 from shared.inbound.numerals import parse_whole
@@ -44,6 +45,12 @@ class Settings:
     email_queue: str = "email-outbox"
     sweep_queue: str = "sweep-work"
     sweep_page_queue: str = "sweep-pages"
+    email_quota_per_minute: int | None = None
+    email_quota_per_hour: int | None = None
+    """`EMAIL_QUOTA_PER_MINUTE` / `_PER_HOUR`: what ACS grants the resource; every instance paces
+    its sends to them together (`shared/adapters/store/email_budget.py`). Unset: no pacing."""
+    email_give_up_after: timedelta = timedelta(hours=72)
+    """`EMAIL_GIVE_UP_AFTER_HOURS`: how long after it was due a throttled email is still tried."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +83,9 @@ class Settings:
             stripe_api_key=env.get("STRIPE_API_KEY") or None,
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
             stripe_api_base=env.get("STRIPE_API_BASE") or None,
+            email_quota_per_minute=_quota(env, "EMAIL_QUOTA_PER_MINUTE"),
+            email_quota_per_hour=_quota(env, "EMAIL_QUOTA_PER_HOUR"),
+            email_give_up_after=timedelta(hours=_whole(env, "EMAIL_GIVE_UP_AFTER_HOURS", 72, 1, 8760)),
         )
 
 
@@ -90,6 +100,27 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be a whole number from 1 to 1000: {exc}") from exc
     if not 1 <= value <= 1000:
         raise SettingsError(f"{name} must be a whole number from 1 to 1000, got {raw!r}")
+    return value
+
+
+def _quota(env: Mapping[str, str], name: str) -> int | None:
+    """An email quota: a whole number of emails from 1 to 1,000,000, or None when unset or empty."""
+    if not env.get(name, "").strip():
+        return None
+    return _whole(env, name, 0, 1, 1_000_000)
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """A whole number from `low` to `high` in ASCII digits, or `default` when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = parse_whole(raw, max_digits=len(str(high)))
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a whole number from {low} to {high}: {exc}") from exc
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be a whole number from {low} to {high}, got {raw!r}")
     return value
 
 

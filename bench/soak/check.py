@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from bench.soak.model import Expected, Ladder, expect
+from bench.soak.model import Expected, expect
 from bench.soak.plan import DECIMALS, Plan, money_text
 from bench.soak.run import Observed
 
@@ -94,9 +94,7 @@ def _money(exp: Expected, view: dict[str, Any], charged: dict[str, int], report:
         net, b, cr, g = exp.net.get(c, 0), balance.get(c, 0), credit.get(c, 0), charged.get(c, 0)
         if exp.card_settles:
             want = (0, max(0, -net), max(0, net)) if exp.exact_credit else (0, cr, cr + net)
-        elif c in exp.net_only:
-            want = (cr + net, cr, 0)
-        else:
+        else:  # credit meets debt in any order: never credit beside debt
             want = (0 if net <= 0 else net, max(0, -net), 0)
         if (b, cr, g) != want:
             report.diff(f"{a} {c}: balance/credit/card charged {_t(b, c)}/{_t(cr, c)}/{_t(g, c)}, "
@@ -126,7 +124,7 @@ def _subscriptions(exp: Expected, sub_ids: list[str], view: dict[str, Any], owin
             report.diff(f"{exp.account_id}/{sub}: missing from the account view")
             continue
         if owing[sub]:
-            ladder = Ladder(exp.ladder_from, exp.final)
+            ladder = exp.ladder()
             state, dates = ladder.state, ladder.dates()
         else:
             state, dates = "active", {}
@@ -155,7 +153,7 @@ def _emails(messages: list[dict[str, Any]], report: Report) -> dict[str, dict[tu
 
 def _account_emails(exp: Expected, contacts: list[str], owing: dict[str, bool],
                     got: dict[tuple[str, str], int], report: Report) -> None:
-    ladder = Ladder(exp.ladder_from, exp.final).emails()
+    ladder = exp.ladder().emails()
     per_contact = {kind: sum(ladder[kind] for s, o in owing.items() if o) for kind in SWEEP_KINDS}
     for contact in contacts:
         for kind in SWEEP_KINDS:
@@ -192,7 +190,7 @@ def _lifecycle(events: list[dict[str, Any]], report: Report) -> dict[tuple[str, 
 
 def _account_lifecycle(exp: Expected, sub_ids: list[str], owing: dict[str, bool],
                        events: dict[tuple[str, str], list[tuple[str, datetime]]], report: Report) -> None:
-    ladder = Ladder(exp.ladder_from, exp.final)
+    ladder = exp.ladder()
     for sub in sub_ids:
         got = sorted(events.pop((exp.account_id, sub), []), key=lambda x: (x[1], x[0]))
         later = ladder.lifecycle() if owing[sub] else []

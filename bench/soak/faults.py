@@ -44,6 +44,16 @@ class Injector:
         self.stack.restart("azurite", pause=down_s)
         self._note("azurite_restart", f"graceful stop, {down_s:.0f} s down, started on the same data")
 
+    def email_quota(self, per_minute: int | None) -> None:
+        """The email endpoint enforces an ACS-like quota (issue 21: 429 with Retry-After beyond
+        it), or, with None, no longer."""
+        url = f"{self.stack.email_url}/quota"
+        if per_minute is None:
+            requests.delete(url, timeout=10).raise_for_status()
+            return
+        requests.put(url, json={"perMinute": per_minute}, timeout=10).raise_for_status()
+        self._note("email_quota", f"the email endpoint allows {per_minute} sends a minute, 429 beyond")
+
     def email(self, status: int, count: int) -> None:
         r = requests.post(f"{self.stack.email_url}/faults", json={"status": status, "count": count}, timeout=10)
         r.raise_for_status()

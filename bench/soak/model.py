@@ -12,15 +12,16 @@ what the payments without `chargeIds` bring; `net = owed - unnamed`. An account 
 (a `tok_visa` saved at registration, or through the API while its events arrive) is settled by
 the day-1 retry at the latest: nothing is owed, and what the card charged less the credit left is
 `net`. Otherwise nothing is charged to a card, the balance is `max(0, net)` and the credit
-`max(0, -net)`; except in a currency with a payment without `chargeIds`: the contract applies it
-to what is outstanding *when it arrives* and keeps the rest as credit, and does not say that
-credit pays a charge whose failure arrives later, so there only `balance - credit = net` is
-fixed, and which subscriptions still owe is read from the product.
+`max(0, -net)`, whatever order the events arrive in: credit pays a currency's charges as they
+arrive (contract §1, changed 2026-12-05). A fifth of the accounts pay everything they will owe
+without `chargeIds`, sent before their failures: none of their subscriptions ends past due.
 
 A subscription that still owes after its cohort's day D walks contract §3 with the clock:
 past due at D, disabled at D + 30, canceled at D + 90, data deleted at D + 180, with the emails
 of each step (reminders on days 7, 14, 21, disable warning on 27, deletion warnings on cancel +
-60, + 83, + 89).
+60, + 83, + 89). Some accounts of the first cohort pause their dunning on day D + 10 until D + 24
+(`PAUSE`): every step from day 10 on, up to the cancellation, comes 14 days later (§3, "Paused
+dunning"); what follows the cancellation counts from it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,21 @@ DELETE_DAY = 180
 RETRY_DAYS = (1, 3, 5, 7)
 LADDER_DAYS = (0, *RETRY_DAYS, *REMINDER_DAYS, DISABLE_WARNING_DAY, DISABLE_DAY, CANCEL_DAY,
                *DELETION_WARNING_DAYS, DELETE_DAY)
+PAUSE = (10, 24)
+"""Days after D between which a pausing account's dunning is paused (`PUT .../dunning`)."""
+
+
+def paused_day(day: int, pause: tuple[int, int] | None) -> int:
+    """The day after D a step of (unpaused) day `day` happens on: steps up to the cancellation
+    move by the pause's length when they fall at or after its start; later ones move with the
+    cancellation."""
+    if pause is None or day < pause[0]:
+        return day
+    return day + pause[1] - pause[0]
+
+
+def paused_ladder_days() -> tuple[int, ...]:
+    return tuple(sorted({PAUSE[0], *(paused_day(d, PAUSE) for d in LADDER_DAYS)}))
 
 
 def card_settles(account: AccountPlan) -> bool:
@@ -50,17 +66,22 @@ def card_settles(account: AccountPlan) -> bool:
 
 @dataclass(frozen=True)
 class Ladder:
-    """Contract §3 for a subscription past due since `since`, seen at `now`."""
+    """Contract §3 for a subscription past due since `since`, seen at `now`; `pause`: days after
+    `since` between which its dunning was paused."""
 
     since: datetime
     now: datetime
+    pause: tuple[int, int] | None = None
 
     @property
     def age(self) -> timedelta:
         return self.now - self.since
 
+    def at(self, day: int) -> datetime:
+        return self.since + timedelta(days=paused_day(day, self.pause))
+
     def reached(self, day: int) -> bool:
-        return self.age >= timedelta(days=day)
+        return self.now >= self.at(day)
 
     @property
     def state(self) -> str:
@@ -75,17 +96,14 @@ class Ladder:
     def dates(self) -> dict[str, datetime]:
         """`pastDueSince`, and each of `disableAt`, `cancelAt`, `deleteAt` while it lies ahead
         (the contract names the fields; a step already taken shows in `state`)."""
-        d = timedelta(days=1)
-        ahead = {"disableAt": self.since + DISABLE_DAY * d, "cancelAt": self.since + CANCEL_DAY * d,
-                 "deleteAt": self.since + DELETE_DAY * d}
+        ahead = {"disableAt": self.at(DISABLE_DAY), "cancelAt": self.at(CANCEL_DAY), "deleteAt": self.at(DELETE_DAY)}
         return {"pastDueSince": self.since, **{k: v for k, v in ahead.items() if v > self.now}}
 
     def lifecycle(self) -> list[tuple[str, datetime]]:
         """The transitions after past_due, each with its effectiveAt."""
-        d = timedelta(days=1)
         steps = [("subscription.disabled", DISABLE_DAY), ("subscription.canceled", CANCEL_DAY),
                  ("subscription.data_deleted", DELETE_DAY)]
-        return [(kind, self.since + day * d) for kind, day in steps if self.reached(day)]
+        return [(kind, self.at(day)) for kind, day in steps if self.reached(day)]
 
     def emails(self) -> dict[str, int]:
         """Emails each billing contact gets for this subscription from the sweeps."""
@@ -107,13 +125,16 @@ class Expected:
     net: dict[str, int]  # per currency, in minor units
     card_settles: bool
     exact_credit: bool  # no race: credit and card sums are both fixed, not only their difference
-    net_only: set[str]  # currencies where only balance - credit is fixed (see the module docstring)
     owing: dict[str, bool | None]  # per subscription; None: the product's choice (a partial payment)
     exact_lifecycle: set[str]  # subscriptions whose transitions on day D are fixed too
     had_owed: set[str]  # subscriptions with a charge that stays failed (before any payment)
     failed_emails: tuple[int, int]  # payment_failed per contact: (at least, at most)
     ladder_from: datetime
     final: datetime = field(default_factory=lambda: at_day(FINAL_DAY))
+    pause: tuple[int, int] | None = None
+
+    def ladder(self) -> Ladder:
+        return Ladder(self.ladder_from, self.final, self.pause)
 
     def day_d_transitions(self, sub: str) -> list[tuple[str, datetime]]:
         """The fixed transitions around day D of an exact subscription: past due on D if a charge
@@ -145,8 +166,10 @@ def expect(account: AccountPlan) -> Expected:
             owing[sub] = False
         elif any(unnamed.get(c, 0) == 0 for c in owes_in):
             owing[sub] = True
+        elif all(net[c] <= 0 for c in owes_in):
+            owing[sub] = False  # the payment covers all it owes, whichever arrived first
         else:
-            owing[sub] = None
+            owing[sub] = None  # a partial payment: which charges it paid is the product's choice
         fixed_order = all(c.fate in (*OWED_FATES, "success_only") and unnamed.get(c.currency, 0) == 0 for c in charges)
         if fixed_order and not account.races_card:
             exact.add(sub)
@@ -156,7 +179,6 @@ def expect(account: AccountPlan) -> Expected:
     surely = [] if account.races_card else \
         [c for c in failures if c.fate in OWED_FATES and unnamed.get(c.currency, 0) == 0]
     had_owed = {c.subscription_id for c in account.charges if c.fate in OWED_FATES}
-    net_only = set() if settles else set(unnamed)
-    return Expected(account.account_id, net, settles, not account.races_card, net_only, owing, exact, had_owed,
-                    (len(surely), len(failures)), at_day(account.day))
+    return Expected(account.account_id, net, settles, not account.races_card, owing, exact, had_owed,
+                    (len(surely), len(failures)), at_day(account.day), pause=PAUSE if account.pauses else None)
 

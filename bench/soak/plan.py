@@ -84,6 +84,8 @@ class AccountPlan:
     payments: list[UnnamedPayment] = field(default_factory=list)
     currencies: list[str] = field(default_factory=lambda: ["USD"])
     races_card: bool = False
+    pauses: bool = False
+    """Pauses its dunning from its day + `model.PAUSE[0]` to + `PAUSE[1]` (first cohort only)."""
 
     @property
     def day(self) -> int:
@@ -133,9 +135,10 @@ def generate(seed: int, n_accounts: int, n_events: int, duplicate_share: float =
             _add_charge(rng, account, counter, events[account.account_id])
             if sum(len(v) for v in events.values()) >= unique_target:
                 break
+    early: dict[str, list[tuple[str, str]]] = {a.account_id: [] for a in accounts}
     for account in accounts:
         if rng.random() < 0.2:
-            _add_unnamed_payment(rng, account, counter, events[account.account_id])
+            _add_unnamed_payment(rng, account, counter, early[account.account_id])
     by_cohort: dict[int, list[Message]] = {k: [] for k in range(len(COHORT_DAYS))}
     for account in accounts:
         by_cohort[account.cohort] += [Message(text, eid, account.account_id)
@@ -149,6 +152,9 @@ def generate(seed: int, n_accounts: int, n_events: int, duplicate_share: float =
         junk = malformed // len(by_cohort) + (1 if cohort < malformed % len(by_cohort) else 0)
         msgs += [_malformed(rng, seed, cohort, j, accounts) for j in range(junk)]
         rng.shuffle(msgs)
+        # payments without `chargeIds` first: they come before the failures they cover
+        msgs[:0] = [Message(text, eid, a.account_id) for a in accounts if a.cohort == cohort
+                    for eid, text in early[a.account_id]]
     return Plan(seed, accounts, by_cohort)
 
 
@@ -162,6 +168,7 @@ def _account(rng: random.Random, seed: int, i: int, cohort: int) -> AccountPlan:
         payer=payer, subscriptions=[f"sub{j}" for j in range(1, rng.randint(1, 10) + 1)],
         currencies=rng.sample(["USD", "JPY", "KWD"], rng.randint(1, 3)),
         races_card=payer == "invoice" and rng.random() < 0.25,
+        pauses=cohort == 0 and rng.random() < 0.3,
     )
 
 
@@ -219,7 +226,7 @@ def _add_unnamed_payment(rng: random.Random, account: AccountPlan, counter: Any,
     if not owed:
         return
     currency = rng.choice(sorted(owed))
-    cover = rng.choice(["exact", "over", "under"])
+    cover = rng.choice(["exact", "over"])
     minor = {"exact": owed[currency], "over": owed[currency] + _amount(rng, currency) // 3,
              "under": max(1, owed[currency] // 2)}[cover]
     n = next(counter)

@@ -32,7 +32,7 @@ from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from bench.soak.faults import Injector
-from bench.soak.model import LADDER_DAYS
+from bench.soak.model import LADDER_DAYS, PAUSE, paused_ladder_days
 from bench.soak.plan import COHORT_DAYS, FINAL_DAY, AccountPlan, Message, Plan, at_day
 from devstack.stack import LocalStack, StackPorts
 
@@ -47,6 +47,7 @@ LEASE_SECONDS = 45
 
 def checkpoints() -> list[int]:
     days = {d + step for d in COHORT_DAYS for step in LADDER_DAYS if d + step <= FINAL_DAY}
+    days |= {COHORT_DAYS[0] + step for step in paused_ladder_days() if COHORT_DAYS[0] + step <= FINAL_DAY}
     return sorted(days | {FINAL_DAY})
 
 
@@ -58,6 +59,11 @@ class Observed:
     lifecycle: list[dict[str, Any]]  # every message received, repeats included
     deadletters: list[dict[str, Any]]
     replayed: int
+
+
+QUOTA_COHORT = 2
+"""The cohort whose day runs under an email quota at the endpoint (the app is not told: Retry-After)."""
+QUOTA_PER_MINUTE = 60
 
 
 @dataclass
@@ -88,9 +94,14 @@ class Soak:
             self.set_clock(day)
             cohort = cohort_of_day.get(day)
             workers = []
+            quota = cohort == QUOTA_COHORT
+            if quota:  # throttled is not failed: every email of the day still goes out, once
+                self.faults.email_quota(QUOTA_PER_MINUTE)
             if cohort is not None:
                 workers += [self._thread(self.send, cohort), self._thread(self.race_cards, cohort)]
             faulted = self.day_faults(day, cohort) or cohort is not None
+            if day == COHORT_DAYS[0] + PAUSE[0]:
+                self.pause_dunning()
             self.run_sweeps()
             for t in workers:
                 t.join()
@@ -98,6 +109,8 @@ class Soak:
             if faulted:  # the next timer tick, on the same frozen clock, picks up what a fault stopped
                 self.run_sweeps()
                 self.drain()
+            if quota:
+                self.faults.email_quota(None)
             self.collect_lifecycle()
             self.busy_seconds += time.perf_counter() - started
             sent = f", cohort {cohort}: {len(self.plan.messages[cohort])} messages" if cohort is not None else ""
@@ -197,6 +210,15 @@ class Soak:
             self.log(f"warning: the card update of {account.account_id} never answered 200")
 
         _parallel(one, accounts, 2)
+
+    def pause_dunning(self) -> None:
+        """The first cohort's pausing accounts pause their dunning until day + `PAUSE[1]`."""
+        until = at_day(COHORT_DAYS[0] + PAUSE[1]).isoformat()
+
+        def one(account: AccountPlan) -> None:
+            self._http("PUT", f"/accounts/{account.account_id}/dunning", {"pausedUntil": until}, expect=(200,))
+
+        _parallel(one, [a for a in self.plan.accounts if a.pauses], 16)
 
     def run_sweeps(self) -> None:
         """Run both sweeps through the admin endpoint and wait until the host logged each done."""

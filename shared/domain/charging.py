@@ -33,8 +33,8 @@ def save_payment_method(account: Account, method: PaymentMethod, now: datetime, 
     """The new card becomes the payment method of the account, and so of all its subscriptions."""
     if account.profile is None:
         raise ValueError("only a registered account has a payment method")
-    work = Work(replace(account, profile=replace(account.profile, payment_method=method), retry_blocked=False), {},
-                now, occasion=f"card@{now.isoformat()}")
+    work = Work(replace(account, profile=replace(account.profile, payment_method=method), retry_blocked=False,
+                        card_saved_at=now), {}, now, occasion=f"card@{now.isoformat()}")
     work.log("payment_method_updated", f"card {method.brand} ending {method.last4} saved for every subscription")
     return work.finish(policy)
 

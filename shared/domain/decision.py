@@ -6,7 +6,7 @@ Private to the lifecycle package: `decide.py` and `settlement.py` build on it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ from shared.domain.model import (
     Charge,
     ChargeNote,
     ChargeStatus,
+    Span,
     Subscription,
     SubscriptionState,
 )
@@ -111,6 +112,7 @@ class Work:
         self.note(paid)
 
     def finish(self, policy: DunningPolicy) -> Decision:
+        spend_credit(self)
         recompute_states(self, policy)
         tell_new_failures(self, policy)
         if self.reactivated:
@@ -120,7 +122,11 @@ class Work:
             email_contacts(self, "payment_settled", self.occasion, tuple(self.reactivated),
                            {"reactivated": list(self.reactivated), "paid": paid})
         revision = self.account.revision + 1
-        due = schedule.next_due(self.subs.values(), policy)
+        pauses = kept_pauses(self.account.pauses, self.subs.values(), self.now)
+        due = min((t for t in (schedule.next_due(self.subs.values(), policy, pauses, self.now),
+                               self.account.paused_until,
+                               schedule.card_notice_at(self.account, policy))
+                   if t is not None), default=None)
         if due is not None and due != self.account.next_due_at:
             self.effects.append(UpdateIndex(self.account.account_id, "due", due, True, revision))
         was_disabled = any(s.state is SubscriptionState.DISABLED for s in self.account.subscriptions.values())
@@ -136,7 +142,7 @@ class Work:
         account = replace(
             self.account, subscriptions=self.subs, outstanding=self.open,
             credit={c: m for c, m in self.credit.items() if m}, earmarks=self.earmarks, settling=self.settling,
-            revision=revision, next_due_at=due, next_retention_at=retention,
+            revision=revision, next_due_at=due, next_retention_at=retention, pauses=pauses,
             link_version=next_link_version(self.before, self.account),
         )
         return Decision(account, tuple(self.notes.values()), tuple(self.effects), tuple(self.timeline),
@@ -192,6 +198,29 @@ def apply_money(work: Work, money: Money, charges: list[Charge], source: str) ->
     return money
 
 
+def spend_credit(work: Work) -> None:
+    """Credit meets debt in any order (contract §1): account credit pays the outstanding charges
+    of its currency, oldest first, whichever came first, so nothing is past due while credit
+    covers it. A currency with a card charge in flight waits for its answer (its plan counted
+    on what was owed then)."""
+    for currency in sorted(work.credit):
+        minor = work.credit[currency]
+        if minor <= 0 or currency in work.settling:
+            continue
+        charges = oldest_first(work, currency)
+        if charges:
+            work.credit[currency] = apply_money(work, Money(minor, currency), charges, "account credit").minor
+
+
+def kept_pauses(pauses: tuple[Span, ...], subs: Iterable[Subscription], now: datetime) -> tuple[Span, ...]:
+    """The paused intervals that can still move a date: those ending after the start of the
+    earliest open episode, or after `now` when none is open. The rest is history (the timeline
+    keeps it), so the list stays bounded by what one episode sees."""
+    starts = [s.past_due_since for s in subs if s.state.recoverable and s.past_due_since is not None]
+    horizon = min([now, *starts])
+    return tuple(p for p in pauses if p[1] > horizon)
+
+
 def recompute_states(work: Work, policy: DunningPolicy) -> None:
     for sub_id in sorted(work.subs):
         sub = work.subs[sub_id]
@@ -205,7 +234,7 @@ def recompute_states(work: Work, policy: DunningPolicy) -> None:
 def become_past_due(work: Work, sub: Subscription, policy: DunningPolicy) -> None:
     since = work.now
     new = replace(sub, state=SubscriptionState.PAST_DUE, past_due_since=since, steps_done=frozenset(),
-                  episode=sub.episode + 1)
+                  episode=sub.episode + 1, policy=policy.for_episode())
     work.subs[sub.subscription_id] = new
     episode = f"episode-{new.episode}"
     work.effects.append(EmitLifecycleEvent(work.account.account_id, sub.subscription_id,
@@ -220,7 +249,8 @@ def tell_new_failures(work: Work, policy: DunningPolicy) -> None:
         if charge is None:
             continue
         sub = work.subs[charge.subscription_id]
-        disable, cancel = schedule.disable_at(sub, policy), schedule.cancel_at(sub, policy)
+        pauses = work.account.pauses
+        disable, cancel = schedule.disable_at(sub, policy, pauses), schedule.cancel_at(sub, policy, pauses)
         facts = {"chargeId": charge.charge_id, "amount": charge.remaining.to_str(),
                  "currency": charge.amount.currency, "reason": charge.reason,
                  "disableAt": disable.isoformat() if disable else "",
@@ -232,6 +262,7 @@ def reactivate(work: Work, sub: Subscription) -> None:
     episode = f"episode-{sub.episode}"
     work.subs[sub.subscription_id] = replace(
         sub, state=SubscriptionState.ACTIVE, past_due_since=None, disabled_at=None, steps_done=frozenset(),
+        policy=None,
     )
     work.effects.append(EmitLifecycleEvent(work.account.account_id, sub.subscription_id,
                                            "subscription.reactivated", "balance_settled", work.now, episode))

@@ -19,22 +19,60 @@ from shared.domain.schedule import Step
 
 
 def advance(account: Account, now: datetime, policy: DunningPolicy) -> tuple[Decision, bool]:
-    """The sweep's decision for one account, and whether an automatic card retry is due."""
+    """The sweep's decision for one account, and whether an automatic card retry is due.
+
+    While the account's dunning is paused (contract §3), no step from day 1 to day 90 is taken;
+    the days count only unpaused time (`schedule.at_unpaused`), so a step falls due after the
+    pause, once. The end of a pause is recorded when the sweep first sees it."""
     work = Work(account, {}, now, occasion=f"sweep-{account.revision + 1}")
+    record_pause_end(work)
+    notice_expiring_card(work, policy)
     retry = False
-    for sub_id in sorted(work.subs):
-        sub = work.subs[sub_id]
-        due = [s for s in schedule.steps_for(sub, policy) if s.at <= now and s.name not in sub.steps_done]
-        if not due:
-            continue
-        work.subs[sub_id] = _take_steps(work, sub, due, policy)
-        retry = retry or (any(s.kind == "retry" for s in due) and work.subs[sub_id].state is SubscriptionState.PAST_DUE)
-    if retry and (account.retry_blocked or account.card_token is None):
+    pauses = account.pauses
+    if schedule.paused_at(pauses, now) is None:
+        for sub_id in sorted(work.subs):
+            sub = work.subs[sub_id]
+            due = [s for s in schedule.steps_for(sub, policy, pauses) if s.at <= now and s.name not in sub.steps_done]
+            if not due:
+                continue
+            work.subs[sub_id] = _take_steps(work, sub, due, policy)
+            retry = retry or (any(s.kind == "retry" for s in due)
+                              and work.subs[sub_id].state is SubscriptionState.PAST_DUE)
+    expired = schedule.card_expired(account, now)
+    if retry and (account.retry_blocked or account.card_token is None or expired):
         work.log("retry_skipped", "automatic retry skipped: " + (
             "the saved card was declined for good; waiting for a new card" if account.retry_blocked
-            else "no card on file"))
+            else "no card on file" if account.card_token is None
+            else "the saved card has expired; waiting for a new card"))
         retry = False
     return work.finish(policy), retry
+
+
+def record_pause_end(work: Work) -> None:
+    """A pause that ran to its `pausedUntil` is recorded as ended (the timeline's resume)."""
+    until = work.account.paused_until
+    if until is not None and until <= work.now:
+        work.account = replace(work.account, paused_until=None)
+        work.log("dunning_resumed", f"dunning resumed: the pause ended at {until.isoformat()}")
+
+
+def notice_expiring_card(work: Work, policy: DunningPolicy) -> None:
+    """Pre-dunning (contract §3): the `card_expiring` email, once per saved card, when its notice
+    is due and the card has not expired yet."""
+    account = work.account
+    at = schedule.card_notice_at(account, policy)
+    card, expires = account.card, schedule.card_expires(account)
+    if at is None or at > work.now or card is None or expires is None:
+        return
+    work.account = replace(account, card_noticed=account.card_key)
+    name = f"card {card.brand or ''} ending {card.last4 or '?'} (expires {card.exp_month:02d}/{card.exp_year})"
+    if expires <= work.now:
+        work.log("card_expired", f"{name} has expired; no notice sent ahead of it")
+        return
+    email_contacts(work, "card_expiring", f"card-{account.card_key}", (),
+                   {"expiresAt": expires.isoformat(), "brand": card.brand or "", "last4": card.last4 or "",
+                    "expMonth": card.exp_month, "expYear": card.exp_year})
+    work.log("card_expiring", f"{name}: the billing contacts are told to save a new card")
 
 
 def _take_steps(work: Work, sub: Subscription, due: list[Step], policy: DunningPolicy) -> Subscription:
@@ -50,19 +88,20 @@ def _take_steps(work: Work, sub: Subscription, due: list[Step], policy: DunningP
         at = by_kind["cancel"].at
         new = _transition(work, new, SubscriptionState.CANCELED, "subscription.canceled", at, episode)
         new = replace(new, canceled_at=at)
-        delete = schedule.delete_at(new, policy)
+        delete = schedule.delete_at(new, policy, work.account.pauses)
         email_contacts(work, "service_canceled", f"{episode}|cancel", (sub.subscription_id,),
                        {"deleteAt": delete.isoformat() if delete else ""})
     elif "disable" in by_kind:
-        cancel = schedule.cancel_at(new, policy)
+        pauses = work.account.pauses
+        cancel = schedule.cancel_at(new, policy, pauses)
         email_contacts(work, "service_disabled", f"{episode}|disable", (sub.subscription_id,),
                        {"cancelAt": cancel.isoformat() if cancel else "",
-                        "deleteAt": (d.isoformat() if (d := schedule.delete_at(new, policy)) else "")})
+                        "deleteAt": d.isoformat() if (d := schedule.delete_at(new, policy, pauses)) else ""})
     else:
         notices = [s for s in due if s.kind in ("payment_reminder", "disable_warning")]
         if notices:
             latest = notices[-1]
-            disable = schedule.disable_at(new, policy)
+            disable = schedule.disable_at(new, policy, work.account.pauses)
             email_contacts(work, latest.kind, f"{episode}|{latest.name}", (sub.subscription_id,),  # type: ignore[arg-type]
                            {"disableAt": disable.isoformat() if disable else ""})
             skipped = [s.name for s in notices[:-1]]

@@ -21,7 +21,7 @@ LifecycleEventType = Literal[
 ]
 EmailKind = Literal[
     "payment_failed", "payment_reminder", "disable_warning", "service_disabled", "payment_settled",
-    "service_canceled", "deletion_warning", "data_deleted", "contact_changed",
+    "service_canceled", "deletion_warning", "data_deleted", "contact_changed", "card_expiring",
 ]
 
 

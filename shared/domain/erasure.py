@@ -38,7 +38,8 @@ def card_summaries(profile: Profile) -> set[str]:
 
 def profile_words(profile: Profile) -> set[str]:
     """What the profile names: its contacts (with those it has delivery reports about) and card."""
-    return {*profile.billing_contacts, *profile.unreachable, *profile.reported, *card_summaries(profile)}
+    return {*profile.billing_contacts, *profile.unreachable, *profile.reported, *profile.undelivered,
+            *card_summaries(profile)}
 
 
 @dataclass(frozen=True)

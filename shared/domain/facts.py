@@ -24,6 +24,8 @@ class ChargeFailed:
     charge_id: str
     amount: Money
     reason: DeclineReason
+    time: datetime | None = None
+    """The event's CloudEvents `time`: a hard decline is about the card saved at that time (§1)."""
 
 
 @dataclass(frozen=True)

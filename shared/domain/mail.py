@@ -65,6 +65,48 @@ def email_failed(account: Account, key: str, kind: str, recipient: str, reason: 
     return _closed(work, policy)
 
 
+ROUTINE_KINDS = frozenset({"payment_reminder", "payment_settled", "contact_changed"})
+"""Emails that may wait behind the others when the email service's quota is short: reminders of
+what an earlier email said, receipts, notices of a change the customer made. Every other kind
+(payment failed, disable and deletion warnings, disabled, canceled, data deleted, card notices,
+and any kind added later) tells of something with a date attached, and goes first."""
+
+
+def time_critical(kind: str) -> bool:
+    """Whether an email of `kind` goes before routine ones under a backlog (`ROUTINE_KINDS`)."""
+    return kind not in ROUTINE_KINDS
+
+
+def email_undelivered(account: Account, key: str, kind: str, recipient: str, reason: str, now: datetime,
+                      policy: DunningPolicy) -> Decision:
+    """An email given up without a fault of its address (throttled longer than the give-up time
+    after it was due, or failing until its retries ran out): the timeline says why
+    (`email_failed`), and the contact shows the alert `email_undelivered` until a later email to it
+    is sent (`email_delivered_again`). Never marks the contact unreachable."""
+    profile = account.profile
+    contact = _contact(account, recipient)
+    if profile is not None and contact is not None:
+        account = replace(account, profile=replace(profile, undelivered={**profile.undelivered, contact: now}))
+    work = Work(account, {}, now, occasion=key)
+    work.touched = True
+    work.log("email_failed", f"{kind} email to {recipient} could not be sent: {reason}")
+    work.mail.append(MailRecord(key, "failed", recipient, kind, key, reason))
+    return _closed(work, policy)
+
+
+def email_delivered_again(account: Account, recipient: str, now: datetime, policy: DunningPolicy) -> Decision:
+    """An email reached `recipient` (ACS accepted it): the contact's `email_undelivered` alert
+    clears. No change when the contact shows none."""
+    profile = account.profile
+    contact = _contact(account, recipient)
+    if profile is None or contact is None or contact not in profile.undelivered:
+        return Decision(account)
+    work = Work(replace(account, profile=replace(profile, undelivered={
+        c: t for c, t in profile.undelivered.items() if c != contact})), {}, now, occasion=f"sent|{contact}")
+    work.touched = True
+    return work.finish(policy)
+
+
 def _closed(work: Work, policy: DunningPolicy) -> Decision:
     """An email is closed (sent, skipped or given up). If the account's erasure is due it may have
     been waiting for this email (contract §3: the deletion confirmation reaches the contacts before

@@ -12,9 +12,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
+from shared.domain.effects import short_hash
 from shared.domain.money import Money, totals
+from shared.domain.policy import DunningPolicy
 
 Locale = Literal["en", "zh-CN"]
+
+Span = tuple[datetime, datetime]
+"""A paused interval of an account's dunning, [from, to)."""
 
 
 class SubscriptionState(StrEnum):
@@ -59,6 +64,9 @@ class Profile:
     reported: Mapping[str, datetime] = field(default_factory=dict)
     """Per contact, the attempt time of the newest delivery report applied: an older one arriving
     late changes nothing."""
+    undelivered: Mapping[str, datetime] = field(default_factory=dict)
+    """Billing contacts an email was given up for (throttled past `EMAIL_GIVE_UP_AFTER_HOURS`, or
+    failing until its retries ran out), since then; a later email sent to the contact clears it."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,9 @@ class Subscription:
     legal_hold: bool = False
     episode: int = 0
     """How many times it has gone past due: names each occasion, even under a frozen test clock."""
+    policy: DunningPolicy | None = None
+    """The schedule its current episode began under (`DunningPolicy.for_episode`); None outside an
+    episode, and for episodes begun before policies were kept (the settings of the day apply)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,16 @@ class Account:
     """When the retention sweep next has work for this account (deletion warnings, deletions, erasure)."""
     retry_blocked: bool = False
     """The saved card was hard-declined: no automatic retries until a new card is saved."""
+    pauses: tuple[Span, ...] = ()
+    """The account's paused intervals of dunning, oldest first, never overlapping: the days of
+    contract §3 count only the time outside them. Only those that can still move a date are kept."""
+    paused_until: datetime | None = None
+    """The end of the latest pause while its end is not yet recorded on the timeline."""
+    card_saved_at: datetime | None = None
+    """When the saved card was saved (None: before this was kept). A hard decline dated before it
+    is about an earlier card."""
+    card_noticed: str | None = None
+    """`card_key` of the saved card its `card_expiring` notice went out for."""
     link_version: int = 0
     """The version billing links must carry to open the billing page (`shared.web.billing_links`). Only ever
     grows: one step with every change of the billing contacts' mailboxes (registration included)
@@ -166,6 +187,20 @@ class Account:
         """The gateway token of the saved card, if the account pays by card."""
         pm = self.profile.payment_method if self.profile else None
         return pm.token if pm is not None and pm.type == "card" and pm.token else None
+
+    @property
+    def card(self) -> PaymentMethod | None:
+        pm = self.profile.payment_method if self.profile else None
+        return pm if pm is not None and pm.type == "card" and pm.token else None
+
+    @property
+    def card_key(self) -> str | None:
+        """Names the saved card, once per save (the same card saved again is a new saved card)."""
+        card = self.card
+        if card is None:
+            return None
+        saved = self.card_saved_at.isoformat() if self.card_saved_at else "-"
+        return short_hash(f"{card.token}|{card.exp_year}-{card.exp_month}|{saved}")[:16]
 
     def erasure_due_at(self) -> datetime | None:
         """Once every subscription's data is deleted, the account's own customer data goes too."""

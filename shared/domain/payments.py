@@ -3,10 +3,12 @@
 State is recomputed from the facts rather than stepped by hand (Kill Bill's overdue engine):
 each subscription's state is derived from whether it still owes anything. Events about one
 charge commute: a success before its failure, a payment before the charge it names (held for
-it), a write-off after a payment (credited) all end where the natural order ends. Two things
-are applied at a moment rather than recomputed, by design: a payment that names no charge goes
-to the charges outstanding when it arrives, and account credit is spent at settlement (card
-update, automatic retry), never silently on a failure that arrives later.
+it), a write-off after a payment (credited) all end where the natural order ends. Credit meets
+debt in any order (contract §1, changed 2026-12-05): a payment that names no charge pays the
+charges outstanding when it arrives, oldest first, and what is left is credit, which pays each
+charge of its currency as it arrives (`decision.spend_credit`, at the end of every decision). So
+the balance never depends on arrival order; which charges the credit paid may, and the timeline
+says which ("paid by account credit").
 """
 
 from __future__ import annotations
@@ -67,7 +69,12 @@ def _charge_failed(work: Work, event: ChargeFailed) -> None:
     charge = Charge(event.charge_id, event.subscription_id, event.amount, ChargeStatus.OUTSTANDING,
                     event.reason, outstanding_since=work.now)
     if event.reason not in SOFT_REASONS:
-        work.account = replace(work.account, retry_blocked=True)
+        if about_saved_card(work.account, event.time):
+            work.account = replace(work.account, retry_blocked=True)
+        else:
+            work.log("hard_decline_of_earlier_card",
+                     f"charge {event.charge_id} was declined for good ({event.reason}) at {event.time}, before "
+                     "the saved card was saved: that card is still retried", event.subscription_id)
     work.open[event.charge_id] = charge
     work.new_failures.append(event.charge_id)
     work.note(charge)
@@ -78,6 +85,14 @@ def _charge_failed(work: Work, event: ChargeFailed) -> None:
         left = apply_money(work, held, [charge] if held.currency == event.amount.currency else [],
                             "payment received before the failure")
         to_credit(work, left, f"more was paid ahead for charge {event.charge_id} than it owed")
+
+
+def about_saved_card(account: Account, time: datetime | None) -> bool:
+    """Whether a hard decline at `time` is about the card saved now (contract §1): it is unless a
+    card was saved after it. Without either time (an account stored before cards' times were
+    kept), it is taken to be."""
+    saved = account.card_saved_at
+    return saved is None or time is None or time >= saved
 
 
 def _charge_succeeded(work: Work, event: ChargeSucceeded) -> None:
@@ -173,9 +188,12 @@ def register(account: Account, reg: Registration, now: datetime, policy: Dunning
     listed = set(reg.profile.billing_contacts)
     unreachable = {c: t for c, t in (old.unreachable.items() if old else ()) if c in listed}
     reported = {c: t for c, t in (old.reported.items() if old else ()) if c in listed}
-    profile = replace(reg.profile, unreachable=unreachable, reported=reported)
+    undelivered = {c: t for c, t in (old.undelivered.items() if old else ()) if c in listed}
+    profile = replace(reg.profile, unreachable=unreachable, reported=reported, undelivered=undelivered)
     if profile.payment_method is None and old is not None:
         profile = replace(profile, payment_method=old.payment_method)
+    new_card = profile.payment_method is not None and profile.payment_method.type == "card" and (
+        old is None or old.payment_method != profile.payment_method)
     if old is None:
         work.log("account_registered", "account registered")
     elif old != profile:
@@ -189,7 +207,8 @@ def register(account: Account, reg: Registration, now: datetime, policy: Dunning
             work.log("subscription_added", "subscription added", sub_id)
         elif sub.name != name:
             work.log("subscription_renamed", "subscription renamed", sub_id)
-    work.account = replace(account, profile=profile)
+    work.account = replace(account, profile=profile,
+                           card_saved_at=now if new_card else account.card_saved_at)
     if old is not None and set(old.billing_contacts) != set(profile.billing_contacts):
         _contacts_changed(work, old.billing_contacts, profile.billing_contacts)
     return within_limits(account, work.finish(policy))

@@ -6,6 +6,8 @@ deployment instead of silently changing when customers lose service.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +51,12 @@ class DunningPolicy:
     cancel_day: int = 90
     deletion_warning_days: tuple[int, ...] = (60, 83, 89)
     delete_after_cancel_days: int = 90
+    max_pause_days: int = 90
+    """The longest pause of an account's dunning (`PUT /api/accounts/{id}/dunning`). Not part of an
+    episode's schedule: the current setting always applies."""
+    card_expiry_notice_days: int = 30
+    """How long before a saved card expires its `card_expiring` notice goes. Not part of an
+    episode's schedule either."""
     settings_prefix: str = field(default="DUNNING_", repr=False)
 
     def __post_init__(self) -> None:
@@ -60,6 +68,48 @@ class DunningPolicy:
             raise PolicyError("deletion warnings must come before the deletion day")
         if self.delete_after_cancel_days <= 0:
             raise PolicyError("customer data is deleted a positive number of days after cancellation")
+        if not 1 <= self.max_pause_days <= 3650:
+            raise PolicyError("DUNNING_MAX_PAUSE_DAYS must be from 1 to 3650 days")
+        if not 0 <= self.card_expiry_notice_days <= 365:
+            raise PolicyError("DUNNING_CARD_EXPIRY_NOTICE_DAYS must be from 0 to 365 days")
+
+    def schedule_values(self) -> dict[str, int | list[int]]:
+        """The values an episode of past due keeps (contract §3, "the policy an episode started
+        under stays with it"), under their `DUNNING_*` names without the prefix."""
+        return {
+            "RETRY_DAYS": list(self.retry_days), "REMINDER_DAYS": list(self.reminder_days),
+            "DISABLE_WARNING_DAY": self.disable_warning_day, "DISABLE_DAY": self.disable_day,
+            "CANCEL_DAY": self.cancel_day, "DELETION_WARNING_DAYS": list(self.deletion_warning_days),
+            "DELETE_AFTER_CANCEL_DAYS": self.delete_after_cancel_days,
+        }
+
+    @property
+    def version(self) -> str:
+        """A short name of the schedule values: equal values, equal version, on every host."""
+        text = json.dumps(self.schedule_values(), sort_keys=True, separators=(",", ":"))
+        return "p-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    def for_episode(self) -> DunningPolicy:
+        """The schedule part alone (the other settings at their defaults): what an episode keeps."""
+        return DunningPolicy.from_values(self.schedule_values())
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, object]) -> DunningPolicy:
+        """The inverse of `schedule_values` (an episode's policy as stored)."""
+        def days(name: str) -> tuple[int, ...]:
+            raw = values[name]
+            assert isinstance(raw, list | tuple)
+            return tuple(int(v) for v in raw)
+
+        def day(name: str) -> int:
+            raw = values[name]
+            assert isinstance(raw, int)
+            return raw
+
+        return cls(retry_days=days("RETRY_DAYS"), reminder_days=days("REMINDER_DAYS"),
+                   disable_warning_day=day("DISABLE_WARNING_DAY"), disable_day=day("DISABLE_DAY"),
+                   cancel_day=day("CANCEL_DAY"), deletion_warning_days=days("DELETION_WARNING_DAYS"),
+                   delete_after_cancel_days=day("DELETE_AFTER_CANCEL_DAYS"))
 
     @property
     def grace(self) -> timedelta:
@@ -89,4 +139,6 @@ class DunningPolicy:
             cancel_day=one("CANCEL_DAY", d.cancel_day),
             deletion_warning_days=many("DELETION_WARNING_DAYS", d.deletion_warning_days),
             delete_after_cancel_days=one("DELETE_AFTER_CANCEL_DAYS", d.delete_after_cancel_days),
+            max_pause_days=one("MAX_PAUSE_DAYS", d.max_pause_days),
+            card_expiry_notice_days=one("CARD_EXPIRY_NOTICE_DAYS", d.card_expiry_notice_days),
         )

@@ -6,6 +6,7 @@ refused with the field named and is never echoed back or logged.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,7 @@ from shared.domain.identifiers import ID_PATTERN, is_identifier_field
 from shared.domain.limits import MAX_SUBSCRIPTIONS
 from shared.inbound.card_data import contains_card_number, is_card_field, mask_card_numbers
 from shared.inbound.free_text import printable
+from shared.inbound.rfc3339 import parse_rfc3339
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 EMAIL_PATTERN = rf"^[^@\s<>()\[\],;:\"\x00-\x1f\x7f]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$"
@@ -107,6 +109,20 @@ class AccountBody(_Strict):
         if len({c.lower() for c in contacts}) != len(contacts):
             raise ValueError("billing contacts must be distinct")
         return contacts
+
+
+class DunningBody(_Strict):
+    """`PUT /api/accounts/{id}/dunning`: `pausedUntil`, an RFC 3339 time, or null to resume now."""
+
+    pausedUntil: StrictStr | None
+
+    def paused_until(self) -> datetime | None:
+        if self.pausedUntil is None:
+            return None
+        try:
+            return parse_rfc3339(self.pausedUntil)
+        except ValueError as exc:
+            raise InvalidRequest([FieldProblem("pausedUntil", str(exc))]) from exc
 
 
 class PaymentMethodBody(_Strict):

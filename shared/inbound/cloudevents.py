@@ -7,6 +7,7 @@ person who must fix the producer.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
@@ -158,12 +159,13 @@ def parse_message(body: bytes) -> tuple[PaymentEvent, str]:
         data = model.model_validate(envelope.data)
     except ValidationError as exc:
         raise _first_error(exc, "data.") from exc
-    return _to_event(envelope.id, data), envelope.type
+    return _to_event(envelope.id, data, parse_rfc3339(envelope.time)), envelope.type
 
 
-def _to_event(event_id: str, data: _Strict) -> PaymentEvent:
+def _to_event(event_id: str, data: _Strict, time: datetime) -> PaymentEvent:
     if isinstance(data, _ChargeFailedData):
-        return ChargeFailed(event_id, data.accountId, data.subscriptionId, data.chargeId, data.money(), data.reason)
+        return ChargeFailed(event_id, data.accountId, data.subscriptionId, data.chargeId, data.money(), data.reason,
+                            time)
     if isinstance(data, _ChargeSucceededData):
         return ChargeSucceeded(event_id, data.accountId, data.subscriptionId, data.chargeId, data.money())
     if isinstance(data, _PaymentReceivedData):

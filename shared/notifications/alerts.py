@@ -21,6 +21,9 @@ AlertCode = Literal[
     "service_canceled",
     "contact_unreachable",
     "payment_method_required",
+    "email_undelivered",
+    "card_expiring",
+    "card_expired",
 ]
 ALERT_CODES: tuple[AlertCode, ...] = get_args(AlertCode)
 
@@ -33,6 +36,8 @@ class AlertParams:
     cancel_at: datetime | None = None
     delete_at: datetime | None = None  # data deletion date (service_canceled)
     contact: str | None = None  # the unreachable billing contact's address
+    card: str | None = None  # card_expiring, card_expired: the saved card ("visa 4242")
+    expires_at: datetime | None = None  # card_expiring, card_expired: the end of its expiry month
 
 
 def alert_message(code: AlertCode, locale: Locale, params: AlertParams) -> str:
@@ -71,9 +76,12 @@ def alert_message(code: AlertCode, locale: Locale, params: AlertParams) -> str:
             on("delete_on", params.delete_at),
             owed(),
         ]
-    elif code == "contact_unreachable":
+    elif code in ("contact_unreachable", "email_undelivered"):
         contact = None if params.contact is None else single_line(params.contact)
         sentences = [about(contact, contact=contact), cat.text(f"{section}.action")]
+    elif code in ("card_expiring", "card_expired"):
+        card = None if params.card is None else single_line(params.card)
+        sentences = [about(card, card=card), on("expires_on", params.expires_at), cat.text(f"{section}.action")]
     else:
         sentences = [cat.text(f"{section}.message"), owed(), on("disable_on", params.disable_at)]
     return cat.text("common.sentence_separator").join(s for s in sentences if s)

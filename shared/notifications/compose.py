@@ -6,7 +6,7 @@ the dates it announced) plus the account's current names and balance.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from shared.adapters.mailer.protocol import OutgoingEmail
@@ -41,6 +41,7 @@ def compose(account: Account, email: SendEmail, settings: Settings, policy: Dunn
         for s in subs
     )
     first = subs[0] if subs else None
+    pauses = account.pauses
     ctx = EmailContext(
         account_id=account.account_id,
         display_name=profile.display_name,
@@ -49,9 +50,9 @@ def compose(account: Account, email: SendEmail, settings: Settings, policy: Dunn
         update_payment_url=billing_link(settings.billing_page_url, settings.link_signing_key, account.account_id,
                                         _link_version(account, profile.billing_contacts, email.recipient), now),
         support_url=settings.support_url,
-        disable_at=_dt(facts.get("disableAt")) or (schedule.disable_at(first, policy) if first else None),
-        cancel_at=_dt(facts.get("cancelAt")) or (schedule.cancel_at(first, policy) if first else None),
-        delete_at=_dt(facts.get("deleteAt")) or (schedule.delete_at(first, policy) if first else None),
+        disable_at=_dt(facts.get("disableAt")) or (schedule.disable_at(first, policy, pauses) if first else None),
+        cancel_at=_dt(facts.get("cancelAt")) or (schedule.cancel_at(first, policy, pauses) if first else None),
+        delete_at=_dt(facts.get("deleteAt")) or (schedule.delete_at(first, policy, pauses) if first else None),
         reason=facts.get("reason"),
         paid=tuple(PaidLine(p["chargeId"], p["subscriptionId"] or "", Money(int(p["minor"]), p["currency"]))
                    for p in facts.get("paid", [])),
@@ -61,6 +62,8 @@ def compose(account: Account, email: SendEmail, settings: Settings, policy: Dunn
         days_left=facts.get("daysLeft"),
         already=_already(facts.get("state") or (str(first.state) if first else None)),
         data_kept=bool(first and first.legal_hold),
+        card=" ".join(str(facts[k]) for k in ("brand", "last4") if facts.get(k)) or None,
+        card_valid_through=(e - timedelta(microseconds=1)) if (e := _dt(facts.get("expiresAt"))) else None,
     )
     rendered = render_email(email.kind, profile.locale, ctx)
     return OutgoingEmail(email.recipient, rendered.subject, rendered.html, rendered.text,

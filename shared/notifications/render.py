@@ -38,6 +38,7 @@ DEADLINE: dict[EmailKind, DateField | None] = {
     "deletion_warning": "delete_at",
     "data_deleted": None,
     "contact_changed": None,
+    "card_expiring": None,
 }
 
 # The call to action and its link to the hosted billing page. The data_deleted and contact_changed
@@ -52,6 +53,7 @@ _BUTTON: dict[EmailKind, str | None] = {
     "deletion_warning": "button.pay",
     "data_deleted": None,
     "contact_changed": None,
+    "card_expiring": "button.update",
 }
 
 # Decline codes of the contract (§1); an unknown one reads as `other`.
@@ -107,6 +109,8 @@ class EmailContext:
     days_left: int | None = None  # deletion_warning: 30, 7 or 1
     already: Literal["disabled", "canceled"] | None = None  # payment_failed: the service is already this
     data_kept: bool = False  # service_canceled: a legal hold keeps the data, so there is no deletion date
+    card: str | None = None  # card_expiring: the saved card ("visa ending 4242")
+    card_valid_through: datetime | None = None  # card_expiring: the last day of its expiry month
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,9 @@ def _view(kind: EmailKind, locale: Locale, ctx: EmailContext) -> dict[str, objec
         if deadline is None:
             raise ValueError(f"a {kind} email needs {deadline_field} (or next_step_at)")
         dates[deadline_field] = deadline
+    card_valid_through = ctx.card_valid_through or ctx.next_step_at
+    if kind == "card_expiring" and card_valid_through is None:
+        raise ValueError("a card_expiring email needs card_valid_through (or next_step_at)")
     if kind == "deletion_warning" and (ctx.days_left is None or ctx.days_left < 0):
         raise ValueError("a deletion_warning email needs days_left (0 or more)")
 
@@ -243,6 +250,8 @@ def _view(kind: EmailKind, locale: Locale, ctx: EmailContext) -> dict[str, objec
         "button": None if button_key is None else t(button_key),
         "update_payment_url": single_line(ctx.update_payment_url) if button_key is not None else None,
         "support_url": single_line(ctx.support_url),
+        "card": single_line(ctx.card) if ctx.card else None,
+        "card_valid_through": date(card_valid_through),
     }
 
 

@@ -23,13 +23,15 @@ from shared.adapters.store.protocol import ContactDirectory, DueIndexes
 from shared.domain.effects import EMAIL_KEY, UpdateIndex
 from shared.domain.identifiers import is_identifier
 from shared.inbound.json_reader import JsonRefused, read_json
+from shared.telemetry import current_fields, parse_traceparent, producer, stored_or_current
 
 log = logging.getLogger(__name__)
 EVENT_SOURCE = "/billing/past-due-lifecycle"
 
 
-def lifecycle_cloudevent(payload: dict[str, Any]) -> str:
-    """Contract §4: CloudEvents JSON on `subscription-lifecycle`."""
+def lifecycle_cloudevent(payload: dict[str, Any], trace: dict[str, str] | None = None) -> str:
+    """Contract §4: CloudEvents JSON on `subscription-lifecycle`, with the distributed-tracing
+    extension (`traceparent`, `tracestate`) of the trace that caused it when there is one (§6)."""
     return json.dumps({
         "specversion": "1.0",
         "id": payload["id"],
@@ -44,6 +46,7 @@ def lifecycle_cloudevent(payload: dict[str, Any]) -> str:
             "reason": payload["reason"],
             "effectiveAt": payload["effectiveAt"],
         },
+        **(trace or {}),
     }, separators=(",", ":"))
 
 
@@ -59,14 +62,21 @@ class MalformedHandoff(ValueError):
 
 @dataclass(frozen=True)
 class EmailHandoff:
-    """The `email-outbox` message naming the outbox row to send: JSON `{"accountId", "key"}`."""
+    """The `email-outbox` message naming the outbox row to send: JSON `{"accountId", "key"}`, and
+    `slot` (ISO time) when the sender put it back with a slot of the email budget reserved for it
+    (`shared/services/email.py`). Optionally `traceparent` / `tracestate`: the trace the sender
+    continues (contract §6; a malformed one is ignored, never a reason to dead-letter)."""
 
     account_id: str
     key: str
+    slot: datetime | None = None
+    traceparent: str | None = None
 
 
-def email_handoff(row: OutboxRow) -> str:
-    return json.dumps({"accountId": row.account_id, "key": row.key})
+def email_handoff(row: OutboxRow, trace: dict[str, str] | None = None) -> str:
+    """The hand-off of `row`, carrying `trace` (by default the current trace's fields)."""
+    return json.dumps({"accountId": row.account_id, "key": row.key,
+                       **(current_fields() if trace is None else trace)})
 
 
 def read_email_handoff(body: bytes | str) -> EmailHandoff:
@@ -87,7 +97,20 @@ def read_email_handoff(body: bytes | str) -> EmailHandoff:
         raise MalformedHandoff(f"not an email hand-off: accountId {account_id!r:.80} is not an account id")
     if not isinstance(key, str) or EMAIL_KEY.fullmatch(key) is None:
         raise MalformedHandoff(f"not an email hand-off: key {key!r:.80} is not an email's key")
-    return EmailHandoff(account_id, key)
+    traceparent = doc.get("traceparent")
+    return EmailHandoff(account_id, key, _slot(doc.get("slot")),
+                        traceparent if parse_traceparent(traceparent) is not None else None)
+
+
+def _slot(raw: Any) -> datetime | None:
+    """A hand-off's reserved slot; one that cannot be read counts as none (a new one is reserved)."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
 
 
 class Dispatcher(Protocol):
@@ -122,6 +145,7 @@ class OutboxDispatcher:
         several at once: a decision for 200 subscriptions x 5 contacts hands off 1,000."""
         ordered = sorted(rows, key=lambda r: DISPATCH_ORDER[r.kind])
         emails = [r for r in ordered if r.kind == "email"]
+        here = current_fields()  # for rows written before they carried their decision's trace
         done: list[OutboxRow] = []
         try:
             for row in ordered[:len(ordered) - len(emails)]:
@@ -129,14 +153,17 @@ class OutboxDispatcher:
                     done.append(row)
             if len(emails) > 1:
                 with ThreadPoolExecutor(min(HANDOFF_THREADS, len(emails)), thread_name_prefix="handoff") as pool:
-                    list(pool.map(self._hand_off_email, emails))
+                    list(pool.map(lambda row: self._hand_off_email(row, here), emails))
             elif emails:
-                self._hand_off_email(emails[0])
+                self._hand_off_email(emails[0], here)
         finally:  # what left is cleared even if a later row failed: the redelivery repeats only the rest
             self.accounts.delete_outbox(done)
 
     def _send_lifecycle(self, row: OutboxRow) -> bool:
-        self.queues.send("subscription-lifecycle", lifecycle_cloudevent(row.payload))
+        p = row.payload
+        with producer("subscription-lifecycle", p, {"cloudevents.event_id": row.key, "cloudevents.event_type":
+                                                    p["type"], "billing.account_id": row.account_id}) as trace:
+            self.queues.send("subscription-lifecycle", lifecycle_cloudevent(p, trace))
         log.info("lifecycle event %s %s for %s/%s", row.payload["type"], row.key, row.account_id,
                  row.payload["subscriptionId"])
         return True
@@ -154,8 +181,9 @@ class OutboxDispatcher:
             self.contacts.update(p["address"], row.account_id, bool(p["present"]), int(p["revision"]))
         return True
 
-    def _hand_off_email(self, row: OutboxRow) -> bool:
+    def _hand_off_email(self, row: OutboxRow, here: dict[str, str] | None = None) -> bool:
         # Emails go out from their own queue so a slow or throttled send never holds up events;
-        # the row stays until the sender has sent it (see functions/email_outbox.py).
-        self.queues.send("email-outbox", email_handoff(row))
+        # the row stays until the sender has sent it (see functions/email_outbox.py). The hand-off
+        # carries the trace of the decision that wrote the row.
+        self.queues.send("email-outbox", email_handoff(row, stored_or_current(row.payload, here or {})))
         return False

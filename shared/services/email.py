@@ -7,29 +7,56 @@ record, its timeline row, the outbox row gone) without rewriting the account row
 same hand-off delivered twice) sends under the same operation id, which the email service
 recognises, and only the first close is kept. Only a refusal naming the recipient's address
 changes the account (the contact shown unreachable), through a decision of its own.
+
+Throttling is not failure (contract §4 "Email service quotas"). A send the email service throttles
+(`MailThrottled`: 429, or 503 with `Retry-After`) is put back: a new hand-off, visible when the
+service said, and this invocation ends well (so the queue's dequeue count is not used up, and no
+worker sleeps through the wait). With a quota set, every send first takes a slot of the shared
+budget (`shared/adapters/store/email_budget.py`); one in the future puts the email back until then,
+the hand-off naming the slot, so it goes out then without asking again. An email is given up only
+`EMAIL_GIVE_UP_AFTER_HOURS` after it was due: the timeline says so, and the contact shows the
+alert `email_undelivered` (`shared.domain.mail.email_undelivered`) until a later email reaches it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+from datetime import datetime, timedelta
 from typing import Literal
 
-from shared.adapters.mailer.protocol import Mailer, MailRejected
+from shared.adapters.mailer.protocol import Mailer, MailRejected, MailThrottled
+from shared.adapters.store.account_store import OpenEmail
 from shared.adapters.store.decision_rows import OutboxRow
+from shared.adapters.store.email_budget import EmailBudget
 from shared.domain.effects import SendEmail, UpdateIndex
-from shared.domain.mail import close_email, email_failed, still_relevant
+from shared.domain.mail import (
+    close_email,
+    email_delivered_again,
+    email_failed,
+    email_undelivered,
+    still_relevant,
+    time_critical,
+)
 from shared.domain.model import Account
 from shared.notifications.compose import compose
 from shared.services.unit_of_work import UnitOfWork, commit_decision
 from shared.settings import Settings
+from shared.telemetry import count_email, current_fields
 
 log = logging.getLogger(__name__)
-EmailOutcome = Literal["sent", "already_sent", "gone", "failed", "skipped"]
+EmailOutcome = Literal["sent", "already_sent", "gone", "failed", "skipped", "throttled", "paced"]
+"""`throttled`: the email service asked us to wait, and the email was put back for that long;
+`paced`: the budget's next slot is ahead, and the email was put back until then."""
 
 
-def send_email(uow: UnitOfWork, mailer: Mailer, settings: Settings, account_id: str, key: str) -> EmailOutcome:
-    """Send the email outbox row `key` of `account_id` once, and close it. Raises `MailTransient`
-    when the email service cannot take it now (the hand-off is retried)."""
+def send_email(uow: UnitOfWork, mailer: Mailer, settings: Settings, account_id: str, key: str, *,
+               budget: EmailBudget | None = None, slot: datetime | None = None) -> EmailOutcome:
+    """Send the email outbox row `key` of `account_id` once, and close it; with a `budget`, only in
+    a slot of it (`slot`: the one the hand-off reserved). Throttled or paced, the email is put back
+    on the queue and the call returns. Raises `MailTransient` when the email service cannot take it
+    now for another reason (the hand-off is retried by the host)."""
     opened = uow.accounts.open_email(account_id, key)
     email = opened.email
     if email is None:
@@ -41,6 +68,11 @@ def send_email(uow: UnitOfWork, mailer: Mailer, settings: Settings, account_id: 
     if not still_relevant(account, email):
         _close(uow, account, email, "skipped")
         return "skipped"
+    if budget is not None:
+        wait, keep = _budget_wait(budget, email, slot)
+        if wait > timedelta(0):
+            return _put_back(uow, settings, opened, email, wait, keep, "paced",
+                             "still waiting for a slot of the email quota")
     try:
         outgoing = compose(account, email, settings, uow.policy, uow.clock.now())
     except ValueError as exc:  # ours to fix (data gone, a date missing): never the customer's address
@@ -48,6 +80,8 @@ def send_email(uow: UnitOfWork, mailer: Mailer, settings: Settings, account_id: 
         return "failed"
     try:
         operation = mailer.send(outgoing, operation_id=key)
+    except MailThrottled as exc:
+        return _put_back(uow, settings, opened, email, exc.retry_after, None, "throttled", str(exc))
     except MailRejected as exc:
         if exc.bad_address:
             _address_refused(uow, email, str(exc))
@@ -56,7 +90,42 @@ def send_email(uow: UnitOfWork, mailer: Mailer, settings: Settings, account_id: 
         return "failed"
     _close(uow, account, email, "sent", operation_id=operation)
     log.info("account %s: %s email sent to %s (operation %s)", account_id, email.kind, email.recipient, operation)
+    if account.profile is not None and account.profile.undelivered:
+        now = uow.clock.now()  # the contact's `email_undelivered` alert, if it shows one, clears
+        commit_decision(uow, account_id, lambda snap: email_delivered_again(
+            snap.account, email.recipient, now, uow.policy))
     return "sent"
+
+
+def _budget_wait(budget: EmailBudget, email: SendEmail, slot: datetime | None) -> tuple[timedelta, datetime | None]:
+    """How long the email must wait for the budget (zero: send now), and the slot to keep for it
+    meanwhile (None: ask the budget again when it comes back)."""
+    now = budget.now()
+    if slot is not None:  # reserved before: its own slot, never asked for again
+        return max(slot - now, timedelta(0)), slot
+    taken = budget.reserve(critical=time_critical(email.kind))
+    return taken.wait, taken.at if taken.reserved else None
+
+
+def _put_back(uow: UnitOfWork, settings: Settings, opened: OpenEmail, email: SendEmail, wait: timedelta,
+              slot: datetime | None, outcome: Literal["throttled", "paced"], why: str) -> EmailOutcome:
+    """Hand the email off again, visible after `wait` (whole seconds, at least one: a queue's
+    visibility is counted in seconds), or give it up once `EMAIL_GIVE_UP_AFTER_HOURS` have passed
+    since it was due."""
+    now = uow.clock.now()
+    due = opened.due_at or now
+    if now - due >= settings.email_give_up_after:
+        hours = settings.email_give_up_after.total_seconds() / 3600
+        _undelivered(uow, email, f"throttled by the email service for {hours:g} hours after it was due ({why})")
+        return "failed"
+    seconds = max(1, math.ceil(wait.total_seconds()))
+    body = {"accountId": email.account_id, "key": email.key, **({"slot": slot.isoformat()} if slot else {}),
+            **current_fields()}  # the trace goes on with the email (contract §6)
+    uow.queues.send("email-outbox", json.dumps(body), visible_in=timedelta(seconds=seconds))
+    count_email(email.kind, "throttled") if outcome == "throttled" else None  # contract §6 `billing.emails`
+    log.info("account %s: %s email to %s put back for %d s (%s): %s", email.account_id, email.kind,
+             email.recipient, seconds, outcome, why)
+    return outcome
 
 
 def give_up_email(uow: UnitOfWork, account_id: str, key: str, reason: str, *, bad_address: bool = False) -> bool:
@@ -68,9 +137,8 @@ def give_up_email(uow: UnitOfWork, account_id: str, key: str, reason: str, *, ba
     if bad_address:
         _address_refused(uow, opened.email, reason)
         return True
-    log.warning("account %s: %s email to %s given up: %s", account_id, opened.email.kind, opened.email.recipient,
-                reason)
-    return _close(uow, opened.account, opened.email, "failed", reason=reason)
+    _undelivered(uow, opened.email, reason)
+    return True
 
 
 def _close(uow: UnitOfWork, account: Account, email: SendEmail, outcome: Literal["sent", "skipped", "failed"], *,
@@ -78,11 +146,22 @@ def _close(uow: UnitOfWork, account: Account, email: SendEmail, outcome: Literal
     now = uow.clock.now()
     closed = close_email(account, email, outcome, now, operation_id=operation_id, reason=reason)
     done = uow.accounts.close_email(account.account_id, closed.record, closed.entry, account.revision, now)
+    count_email(email.kind, outcome) if done else None  # contract §6 `billing.emails`: closed here, once
     if done and closed.retention_due is not None:
         # The account's erasure may have waited for this email: back on the retention index now.
         uow.dispatcher.update_index(UpdateIndex(account.account_id, "retention", closed.retention_due, True,
                                                account.revision))
     return done
+
+
+def _undelivered(uow: UnitOfWork, email: SendEmail, reason: str) -> None:
+    """Give the email up without a fault of its address: closed by a decision that shows the
+    contact's `email_undelivered` alert and says why on the timeline."""
+    now = uow.clock.now()
+    log.warning("account %s: %s email to %s given up: %s", email.account_id, email.kind, email.recipient, reason)
+    count_email(email.kind, "failed")  # contract §6 `billing.emails`
+    commit_decision(uow, email.account_id, lambda snap: email_undelivered(
+        snap.account, email.key, email.kind, email.recipient, reason, now, uow.policy))
 
 
 def _address_refused(uow: UnitOfWork, email: SendEmail, reason: str) -> None:
@@ -91,5 +170,6 @@ def _address_refused(uow: UnitOfWork, email: SendEmail, reason: str) -> None:
     now = uow.clock.now()
     log.warning("account %s: %s email to %s refused for its address: %s", email.account_id, email.kind,
                 email.recipient, reason)
+    count_email(email.kind, "failed")  # contract §6 `billing.emails`
     commit_decision(uow, email.account_id, lambda snap: email_failed(
         snap.account, email.key, email.kind, email.recipient, reason, now, uow.policy, bad_address=True))

@@ -42,6 +42,7 @@ from shared.domain.declines import WAITS_FOR_CUSTOMER
 from shared.domain.model import Account, ChargeStatus, PaymentMethod, PendingCharge
 from shared.domain.money import Money, totals
 from shared.services.unit_of_work import UnitOfWork, commit_decision
+from shared.telemetry import count_charge, count_charge_answer
 
 log = logging.getLogger(__name__)
 MAX_ROUNDS = 30
@@ -215,6 +216,7 @@ def _charge(uow: UnitOfWork, gateway: PaymentGateway, account_id: str, pending: 
                         "by its key before anything else is charged", account_id, pending.idempotency_key,
                         pending.amount, answer.code)
             result.unanswered.append(currency)
+            count_charge("unanswered")  # contract §6 `billing.charges`: no usable answer, found here
             return False
         answer = outcome
     decision = _record(uow, account_id, currency, pending.idempotency_key, answer, result)
@@ -267,6 +269,7 @@ def _record(uow: UnitOfWork, account_id: str, currency: str, key: str, outcome: 
                                marker=f"gateway-charge|{key}" if isinstance(outcome, Charged) else None)
     if not decision.changed:
         return decision  # recorded already
+    count_charge_answer(outcome)  # contract §6 `billing.charges`, `billing.recovered`: recorded here, once
     if isinstance(outcome, Charged):
         before = result.charged.get(outcome.amount.currency, Money.zero(outcome.amount.currency))
         result.charged[outcome.amount.currency] = before + outcome.amount
@@ -308,6 +311,7 @@ def record_reported_charge(uow: UnitOfWork, account_id: str, found: ChargeResult
                                        lambda snap: record_authenticated(snap.account, key, outcome, now, uow.policy),
                                        marker=f"gateway-charge|{key}")
             if decision.changed:
+                count_charge_answer(outcome)  # contract §6: the authenticated charge, recorded here, once
                 result.charged[outcome.amount.currency] = outcome.amount
                 result.take(decision)
     return result

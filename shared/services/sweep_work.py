@@ -43,6 +43,7 @@ from shared.inbound.rfc3339 import parse_rfc3339
 from shared.services.data_erasure import erase_when_mailed
 from shared.services.settle_account import NoCardOnFile, settle_account
 from shared.services.unit_of_work import UnitOfWork, commit_decision, finish_outbox, load_finished
+from shared.telemetry import current_fields, record_sweep_lag
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ def _read(text: str, what: str) -> dict[str, Any]:
 @dataclass(frozen=True)
 class SweepWork:
     """One account's step, as a `sweep-work` message: JSON `{"sweep", "accountId", "partition",
-    "row", "at"}`, the partition and row naming the index entry to delete once the step is done."""
+    "row", "at"}`, the partition and row naming the index entry to delete once the step is done,
+    and the `traceparent` of the page that queued it (the step starts a trace of its own, linked)."""
 
     sweep: SweepName
     entry: DueEntry
@@ -112,7 +114,7 @@ class SweepWork:
     def to_message(self) -> str:
         e = self.entry  # the keys are derived, and kept for messages queued before pages existed
         return json.dumps({"sweep": self.sweep, "accountId": e.account_id, "partition": e.partition, "row": e.row,
-                           "at": e.at.isoformat() if e.at else None})
+                           "at": e.at.isoformat() if e.at else None, **current_fields()})
 
     @classmethod
     def from_message(cls, text: str) -> SweepWork:
@@ -125,15 +127,16 @@ class SweepWork:
 class SweepPage:
     """One claimed index page, as a `sweep-pages` message: JSON `{"sweep", "entries": [{"accountId",
     "at"}, ...]}` with 1 to `PAGE` (100) entries (`at` null for reconciliation; each entry's index
-    keys follow from the two). At the longest identifiers (64 characters) a page is at most 12.5 KB,
-    well inside a queue message's 64 KiB."""
+    keys follow from the two), and the `traceparent` of the sweep run that queued it. At the longest
+    identifiers (64 characters) a page is at most 12.5 KB, well inside a queue message's 64 KiB."""
 
     sweep: SweepName
     entries: tuple[DueEntry, ...]
 
     def to_message(self) -> str:
         return json.dumps({"sweep": self.sweep, "entries": [
-            {"accountId": e.account_id, "at": e.at.isoformat() if e.at else None} for e in self.entries]})
+            {"accountId": e.account_id, "at": e.at.isoformat() if e.at else None} for e in self.entries],
+            **current_fields()})
 
     @classmethod
     def from_message(cls, text: str) -> SweepPage:
@@ -213,6 +216,8 @@ def run_work(uow: UnitOfWork, gateway: PaymentGateway | None, mail_index: MailIn
     message first finishes the outbox its failed attempt may have left after committing the step
     (the next due entry among it): the step itself is then found taken ("stale")."""
     now = uow.clock.now()
+    if work.entry.at is not None and not retried:
+        record_sweep_lag((now - work.entry.at).total_seconds())  # contract §6 `billing.sweep.lag`
     if retried:
         finish_outbox(uow, work.entry.account_id)
     if work.sweep == "dunning":

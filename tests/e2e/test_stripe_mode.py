@@ -157,7 +157,13 @@ def test_a_card_needing_authentication_completes_through_the_confirm_step_in_chr
 def test_a_forged_or_stale_webhook_is_a_400_and_changes_nothing(api: str, stack: LocalStack,
                                                                 send_event: Callable[..., None]) -> None:
     acc = owing(api, send_event)
-    before = timeline(api, acc)
+
+    def settled_timeline() -> list[dict[str, Any]] | None:
+        # the two payment_failed emails may leave after the balance shows: wait for them to be recorded
+        entries = timeline(api, acc)
+        return entries if sum(e["kind"] == "email_sent" for e in entries) >= 2 else None
+
+    before = wait_until(settled_timeline, "the payment_failed emails")
     event = json.dumps({"id": "evt_forged", "object": "event", "type": "payment_intent.succeeded",
                         "data": {"object": {"id": "pi_forged", "object": "payment_intent", "amount": 1000,
                                             "currency": "usd", "status": "succeeded", "created": int(time.time()),

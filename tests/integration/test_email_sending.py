@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from azure.communication.email import EmailClient
 from azure.core.credentials import AzureKeyCredential
 
 from devstack.email_endpoint import DEFAULT_ACCESS_KEY, running
-from shared.adapters.mailer.acs import AcsMailer
+from shared.adapters.mailer.acs import NO_STATUS_RETRIES, AcsMailer
 from shared.adapters.mailer.protocol import MailRejected, MailTransient, OutgoingEmail
 from shared.bootstrap import Services
 from shared.domain.effects import SendEmail
@@ -25,6 +26,7 @@ from shared.services.delivery_reports import DeliveryReport, apply_report
 from shared.services.email import send_email
 from shared.services.unit_of_work import apply_event, register_account
 from shared.services.views import account_view
+from tests.integration.queues import queue
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 CONTACTS = ("ap@contoso.example", "cfo@contoso.example")
@@ -37,7 +39,8 @@ def endpoint() -> Iterator[str]:
 
 
 def mailer_for(url: str) -> AcsMailer:
-    return AcsMailer(EmailClient(url, AzureKeyCredential(DEFAULT_ACCESS_KEY)), "billing@contoso.example")
+    client = EmailClient(url, AzureKeyCredential(DEFAULT_ACCESS_KEY), **NO_STATUS_RETRIES)  # as from_settings builds it
+    return AcsMailer(client, "billing@contoso.example")
 
 
 def messages(url: str) -> list[dict[str, object]]:
@@ -95,17 +98,23 @@ def test_a_crash_after_the_send_and_before_the_record_sends_nothing_more(
     assert len(got) == 1 and got[0]["submissions"] == 2  # resent under the same operation id, stored once
 
 
-def test_throttling_backs_off_and_sends_one_email(svc: Services, endpoint: str) -> None:
+def test_throttling_puts_the_email_back_at_once_and_sends_it_once(svc: Services, endpoint: str) -> None:
     [first, _] = fail_charge(svc)
-    requests.post(f"{endpoint}/faults", json={"status": 429, "count": 1}, timeout=10)
-    with pytest.raises(MailTransient):
-        send_all(svc, [first])  # the host will redeliver after its visibility timeout
-    assert send_all(svc, [first]) == ["sent"]
+    queue(svc, "email-outbox").clear_messages()  # the dispatcher's hand-offs
+    requests.post(f"{endpoint}/faults", json={"status": 429, "count": 1, "retryAfter": 30}, timeout=10)
+    started = time.monotonic()
+    assert send_all(svc, [first]) == ["throttled"]  # never sleeps through Retry-After in the invocation
+    assert time.monotonic() - started < 5
+    assert queue(svc, "email-outbox").peek_messages(max_messages=32) == []  # put back, invisible for 30 s
+    assert queue(svc, "email-outbox").get_queue_properties().approximate_message_count == 1
+    assert send_all(svc, [first]) == ["sent"]  # (what the hand-off does when it shows again)
     stats = requests.get(f"{endpoint}/stats", timeout=10).json()
     assert stats["sendRequests"] == 2 and stats["faulted"] == 1 and len(messages(endpoint)) == 1
-    requests.post(f"{endpoint}/faults", json={"status": 429, "count": 1, "retryAfter": 1}, timeout=10)
+    requests.post(f"{endpoint}/faults", json={"status": 500, "count": 1}, timeout=10)
     [second] = [r.key for r in svc.uow.accounts.pending_outbox("acc-1") if r.kind == "email"]
-    assert send_all(svc, [second]) == ["sent"]  # with Retry-After the SDK itself waits and retries
+    with pytest.raises(MailTransient):
+        send_all(svc, [second])  # any other transient answer: the host redelivers
+    assert send_all(svc, [second]) == ["sent"]
     assert len(messages(endpoint)) == 2
 
 

@@ -99,6 +99,6 @@ def test_payment_method_required_carries_balance_and_date(locale: Locale) -> Non
 
 def test_unknown_code_or_locale_is_refused() -> None:
     with pytest.raises(ValueError):
-        alert_message("card_expiring", "en", FULL)  # type: ignore[arg-type]
+        alert_message("card_exploded", "en", FULL)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         alert_message("payment_failed", "de", FULL)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.domain import schedule
 from shared.domain.decision import Decision
 from shared.domain.dunning import advance
 from shared.domain.effects import EmitLifecycleEvent, SendEmail, UpdateIndex
@@ -61,7 +62,7 @@ def test_each_step_happens_on_its_day_once() -> None:
     ]
     sub = acc.subscriptions["s1"]
     assert sub.state is SubscriptionState.CANCELED and sub.disabled_at == day(30) and sub.canceled_at == day(90)
-    assert acc.next_due_at is None
+    assert acc.next_due_at == schedule.card_notice_at(acc, POLICY)  # only the saved card's expiry notice is left
 
 
 def test_a_late_sweep_lands_on_the_right_state_without_stale_mail() -> None:
@@ -84,9 +85,11 @@ def test_payment_stops_the_ladder_and_a_disabled_subscription_comes_back() -> No
     assert acc.subscriptions["s1"].state is SubscriptionState.DISABLED
     d = apply_payment_event(acc, ChargeSucceeded("e2", "acc", "s1", "c1", Money.parse("10.00", "USD")), {}, day(32),
                             POLICY)
-    assert d.account.subscriptions["s1"].state is SubscriptionState.ACTIVE and d.account.next_due_at is None
+    assert d.account.subscriptions["s1"].state is SubscriptionState.ACTIVE
+    assert d.account.next_due_at == schedule.card_notice_at(d.account, POLICY)
     assert events(d) == ["subscription.reactivated"]
-    assert [e.index for e in d.effects if isinstance(e, UpdateIndex)] == ["disabled"]
+    # the due index now holds only the saved card's expiry notice
+    assert [e.index for e in d.effects if isinstance(e, UpdateIndex)] == ["due", "disabled"]
     assert advance(d.account, day(90), POLICY)[0].effects == ()
 
 

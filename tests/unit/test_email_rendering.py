@@ -83,6 +83,7 @@ DATES: dict[EmailKind, tuple[datetime, ...]] = {
     "deletion_warning": (DELETE_AT,),
     "data_deleted": (DELETE_AT,),
     "contact_changed": (),
+    "card_expiring": (DISABLE_AT,),  # the card's last valid day, next_step_at when not given
 }
 NO_BILLING_LINK: frozenset[EmailKind] = frozenset({"data_deleted", "contact_changed"})
 

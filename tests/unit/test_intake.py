@@ -9,6 +9,7 @@ import pytest
 from shared.domain.facts import ChargeFailed, ChargeVoided, PaymentReceived
 from shared.domain.money import Money
 from shared.inbound.cloudevents import Rejected, parse_message
+from shared.inbound.rfc3339 import parse_rfc3339
 from tests.malformed_cases import CASES, PAYMENT, VALID
 
 
@@ -26,7 +27,8 @@ def test_there_are_at_least_twenty_kinds() -> None:
 def test_valid_events_parse_to_facts() -> None:
     event, type_ = parse_message(json.dumps(VALID).encode())
     assert type_ == "billing.charge.failed"
-    assert event == ChargeFailed("evt-valid-1", "acc-bad", "s1", "c1", Money(1234, "USD"), "card_declined")
+    assert event == ChargeFailed("evt-valid-1", "acc-bad", "s1", "c1", Money(1234, "USD"), "card_declined",
+                                 parse_rfc3339(VALID["time"]))
     payment, _ = parse_message(json.dumps({**PAYMENT, "data": {**PAYMENT["data"], "chargeIds": ["c1"]}}).encode())
     assert isinstance(payment, PaymentReceived) and payment.charge_ids == ("c1",)
     voided, _ = parse_message(json.dumps({**VALID, "type": "billing.charge.voided",

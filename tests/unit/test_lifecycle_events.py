@@ -99,11 +99,12 @@ def test_void_before_failure_means_the_failure_owes_nothing() -> None:
 def test_payment_goes_to_the_named_charges_and_the_rest_to_credit() -> None:
     acc, _ = run(account(), failed("c1", "10.00"), failed("c2", "20.00", sub="s2"),
                  PaymentReceived("p-1", "acc-1", "pay-1", usd("25.00"), "wire", ("c2",)))
-    assert acc.outstanding["c1"].remaining == usd("10.00")  # not named: untouched
+    # c2 first, as named; the 5.00 left is credit, which pays what else is owed (contract §1)
+    assert acc.outstanding["c1"].remaining == usd("5.00")
     assert "c2" not in acc.outstanding
     assert acc.subscriptions["s2"].state is SubscriptionState.ACTIVE
     assert acc.subscriptions["s1"].state is SubscriptionState.PAST_DUE
-    assert acc.credit == {USD: 500}
+    assert acc.credit == {}
 
 
 def test_unnamed_payment_pays_the_oldest_first() -> None:
@@ -128,10 +129,13 @@ def test_payment_in_another_currency_becomes_credit_in_that_currency() -> None:
     assert acc.credit == {"JPY": 1000}
 
 
-def test_credit_is_kept_for_settlement_not_spent_on_a_later_failure() -> None:
-    acc, _ = run(account(), PaymentReceived("p-1", "acc-1", "pay-1", usd("50.00"), "wire"), failed("c1", "10.00"))
-    assert acc.balance() == {USD: usd("10.00")} and acc.credit == {USD: 5000}
-    assert acc.subscriptions["s1"].state is SubscriptionState.PAST_DUE
+def test_credit_pays_a_failure_that_arrives_later() -> None:
+    acc, d = run(account(), PaymentReceived("p-1", "acc-1", "pay-1", usd("50.00"), "wire"), failed("c1", "10.00"))
+    assert acc.balance() == {} and acc.credit == {USD: 4000}
+    assert acc.subscriptions["s1"].state is SubscriptionState.ACTIVE
+    # never past due, so no failure email and no lifecycle event; the timeline says who paid
+    assert not d[-1].effects
+    assert "charge c1 of 10.00 USD paid by account credit" in [t.detail for t in d[-1].timeline]
 
 
 def test_payment_naming_a_charge_not_yet_reported_is_held_for_it() -> None:

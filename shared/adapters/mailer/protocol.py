@@ -4,6 +4,7 @@ after a crash is recognised by ACS rather than delivered twice."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
 from shared.inbound.card_data import mask_card_numbers
@@ -27,8 +28,18 @@ class MailError(Exception):
 
 
 class MailTransient(MailError):
-    """Throttled (429), unavailable, or timed out: try again later with the same operation id.
-    (azure-core already honours Retry-After; what is left is retried by the queue's redelivery.)"""
+    """Unavailable or timed out: try again later with the same operation id (the queue's
+    redelivery retries it). Throttling is its own kind, `MailThrottled`."""
+
+
+class MailThrottled(MailTransient):
+    """The email service is over its quota (429, or 503 with `Retry-After`): nothing was sent, and
+    a send under the same operation id will be taken again after `retry_after`. Never slept
+    through in the invocation: the caller puts the email back for that long."""
+
+    def __init__(self, reason: str, retry_after: timedelta) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class MailRejected(MailError):

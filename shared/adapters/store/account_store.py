@@ -38,6 +38,7 @@ from shared.adapters.store.decision_rows import (
     Entity,
     OutboxRow,
     account_entity,
+    email_due_at,
     email_of,
     email_timeline_entity,
     mail_entity,
@@ -55,6 +56,7 @@ from shared.domain.effects import SendEmail, TimelineEntry
 from shared.domain.erasure import Erasure
 from shared.domain.model import Account, ChargeNote
 from shared.faults import Faults
+from shared.telemetry import count_transitions
 
 __all__ = ["AccountRepository", "AccountStore", "AlreadyApplied", "ConcurrencyConflict", "OutboxRow", "Snapshot",
            "marker_key", "outbox_row"]
@@ -82,6 +84,8 @@ class OpenEmail:
     email: SendEmail | None
     """None when its outbox row is gone (closed and tidied, or never written)."""
     closed: bool
+    due_at: datetime | None = None
+    """When the email was due (`decision_rows.email_due_at`); None if not known."""
 
 
 @dataclass(frozen=True)
@@ -240,10 +244,12 @@ class AccountStore:
         account = codec.account_of(account_id, codec.get_json(row, "state") if row else None,
                                    codec.get_json(row, "profile") if row else None)
         outbox = found.get(f"outbox|{key}")
-        email = None
+        email, due_at = None, None
         if outbox is not None and outbox.get("kind") == "email":
-            email = email_of(OutboxRow(account_id, key, "email", codec.get_json(outbox, "payload")))
-        return OpenEmail(account, email, f"mail|{key}" in found)
+            payload = codec.get_json(outbox, "payload")
+            email = email_of(OutboxRow(account_id, key, "email", payload))
+            due_at = email_due_at(payload, outbox.metadata.get("timestamp"))
+        return OpenEmail(account, email, f"mail|{key}" in found, due_at)
 
     def close_email(self, account_id: str, record: MailRecord, entry: TimelineEntry, revision: int,
                     now: datetime) -> bool:
@@ -353,6 +359,7 @@ class AccountStore:
         except Exception:
             self.forget_cached(pk)
             raise
+        count_transitions(snapshot.account, decision.account)  # committed: contract §6 `billing.transitions`
         carry = rows.outbox
         if follow:
             self.forget_cached(pk)

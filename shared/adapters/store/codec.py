@@ -13,7 +13,7 @@ anything past 2^31 - 1, which a VND amount or a sum passes easily. They come bac
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
@@ -32,6 +32,7 @@ from shared.domain.model import (
     SubscriptionState,
 )
 from shared.domain.money import Money
+from shared.domain.policy import DunningPolicy
 
 CHUNK = 30_000  # UTF-16 units per string property: under the 32K limit
 
@@ -110,15 +111,29 @@ def subscription_doc(s: Subscription) -> dict[str, Any]:
         "pastDueSince": dt(s.past_due_since), "disabledAt": dt(s.disabled_at),
         "canceledAt": dt(s.canceled_at), "deletedAt": dt(s.deleted_at),
         "steps": sorted(s.steps_done), "legalHold": s.legal_hold, "episode": s.episode,
+        **({"policy": s.policy.version} if s.policy is not None else {}),
     }
 
 
-def subscription_of(d: Mapping[str, Any]) -> Subscription:
+def subscription_of(d: Mapping[str, Any], policies: Mapping[str, DunningPolicy] | None = None) -> Subscription:
+    """`policies`: the account's kept episode policies by version (a subscription stored before
+    they were kept has none, and follows the settings of the day, as it did)."""
+    version = d.get("policy")
     return Subscription(
         d["id"], d["name"], SubscriptionState(d["state"]), parse_dt(d["pastDueSince"]),
         parse_dt(d["disabledAt"]), parse_dt(d["canceledAt"]), parse_dt(d["deletedAt"]),
         frozenset(d.get("steps", ())), bool(d.get("legalHold", False)), int(d.get("episode", 0)),
+        (policies or {}).get(version) if version else None,
     )
+
+
+def policies_doc(subs: Iterable[Subscription]) -> dict[str, Any]:
+    """Each episode policy in use, once per version."""
+    return {s.policy.version: s.policy.schedule_values() for s in subs if s.policy is not None}
+
+
+def policies_of(d: Mapping[str, Any] | None) -> dict[str, DunningPolicy]:
+    return {version: DunningPolicy.from_values(values) for version, values in (d or {}).items()}
 
 
 def charge_doc(c: Charge) -> dict[str, Any]:
@@ -149,6 +164,12 @@ def state_doc(a: Account) -> dict[str, Any]:
         "nextRetentionAt": dt(a.next_retention_at),
         "retryBlocked": a.retry_blocked,
         "linkVersion": a.link_version,
+        # dunning controls (issue 23); absent in rows written before them, which read as unpaused
+        **({"pauses": [[dt(f), dt(t)] for f, t in a.pauses]} if a.pauses else {}),
+        **({"pausedUntil": dt(a.paused_until)} if a.paused_until else {}),
+        **({"cardSavedAt": dt(a.card_saved_at)} if a.card_saved_at else {}),
+        **({"cardNoticed": a.card_noticed} if a.card_noticed else {}),
+        **({"policies": policies} if (policies := policies_doc(a.subscriptions.values())) else {}),
     }
 
 
@@ -162,6 +183,7 @@ def profile_doc(p: Profile) -> dict[str, Any]:
         },
         "unreachable": {k: dt(v) for k, v in p.unreachable.items()},
         "reported": {k: dt(v) for k, v in p.reported.items()},
+        **({"undelivered": {k: dt(v) for k, v in p.undelivered.items()}} if p.undelivered else {}),
     }
 
 
@@ -172,14 +194,16 @@ def profile_of(d: Mapping[str, Any]) -> Profile:
     )
     unreachable = {k: cast(datetime, parse_dt(v)) for k, v in d.get("unreachable", {}).items()}
     reported = {k: cast(datetime, parse_dt(v)) for k, v in d.get("reported", {}).items()}
+    undelivered = {k: cast(datetime, parse_dt(v)) for k, v in d.get("undelivered", {}).items()}
     return Profile(d["displayName"], cast(Locale, d["locale"]), tuple(d["billingContacts"]), method, unreachable,
-                   reported)
+                   reported, undelivered)
 
 
 def account_of(account_id: str, state: Mapping[str, Any] | None, profile: Mapping[str, Any] | None) -> Account:
     if state is None:
         return Account(account_id, profile_of(profile) if profile else None)
-    subs = [subscription_of(s) for s in state["subscriptions"]]
+    policies = policies_of(state.get("policies"))
+    subs = [subscription_of(s, policies) for s in state["subscriptions"]]
     charges = [charge_of(c) for c in state["outstanding"]]
     return Account(
         account_id,
@@ -194,7 +218,11 @@ def account_of(account_id: str, state: Mapping[str, Any] | None, profile: Mappin
         parse_dt(state.get("nextDueAt")),
         parse_dt(state.get("nextRetentionAt")),
         bool(state.get("retryBlocked", False)),
-        int(state.get("linkVersion", 0)),  # accounts stored before versions were counted: the first
+        pauses=tuple((cast(datetime, parse_dt(f)), cast(datetime, parse_dt(t))) for f, t in state.get("pauses", ())),
+        paused_until=parse_dt(state.get("pausedUntil")),
+        card_saved_at=parse_dt(state.get("cardSavedAt")),
+        card_noticed=state.get("cardNoticed"),
+        link_version=int(state.get("linkVersion", 0)),  # accounts stored before versions were counted: the first
     )
 
 

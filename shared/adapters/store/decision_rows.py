@@ -35,6 +35,7 @@ from shared.adapters.store.storable import storable_entity
 from shared.domain.decision import Decision, MailRecord
 from shared.domain.effects import Effect, EmitLifecycleEvent, IndexContact, SendEmail, TimelineEntry, UpdateIndex
 from shared.domain.model import Account, ChargeNote
+from shared.telemetry import with_trace
 
 Entity = dict[str, Any]
 
@@ -87,7 +88,7 @@ def marker_entity(pk: str, event_id: str, event_type: str | None, now: datetime)
 
 
 def rows_of(pk: str, decision: Decision, now: datetime) -> DecisionRows:
-    outbox = [outbox_row(pk, e) for e in decision.effects]
+    outbox = [with_trace(outbox_row(pk, e, due_at=now)) for e in decision.effects]  # with the decision's trace
     writes = [note_entity(pk, n) for n in decision.notes]
     writes += [outbox_entity(r) for r in outbox]
     writes += timeline_entities(pk, decision.timeline, decision.account.revision)
@@ -193,7 +194,9 @@ def _unpacked(props: list[list[Any]]) -> Entity:
 # -- the rows themselves ---------------------------------------------------------------------------
 
 
-def outbox_row(pk: str, effect: Effect) -> OutboxRow:
+def outbox_row(pk: str, effect: Effect, *, due_at: datetime | None = None) -> OutboxRow:
+    """The outbox row of one effect; an email's names when it was due (`due_at`, the deciding
+    decision's time), from which `EMAIL_GIVE_UP_AFTER_HOURS` counts."""
     if isinstance(effect, EmitLifecycleEvent):
         return OutboxRow(pk, effect.key, "lifecycle", {
             "id": effect.key, "type": effect.type, "accountId": effect.account_id,
@@ -211,7 +214,20 @@ def outbox_row(pk: str, effect: Effect) -> OutboxRow:
     return OutboxRow(pk, effect.key, "email", {
         "operationId": effect.key, "kind": effect.kind, "occasion": effect.occasion,
         "recipient": effect.recipient, "subscriptionIds": list(effect.subscription_ids), "facts": effect.facts,
+        **({"dueAt": due_at.isoformat()} if due_at is not None else {}),
     })
+
+
+def email_due_at(payload: dict[str, Any], written: datetime | None) -> datetime | None:
+    """When an email outbox row's email was due: its `dueAt`, or for a row written before it was
+    recorded, when the row was written (its Timestamp), if known."""
+    raw = payload.get("dueAt")
+    if isinstance(raw, str):
+        try:
+            return datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+    return written
 
 
 def email_of(row: OutboxRow) -> SendEmail:

@@ -17,6 +17,7 @@ from shared.adapters.store import codec
 from shared.adapters.store.tokens import BadCursor, decode_token, encode_token
 from shared.clock import Clock, ensure_utc
 from shared.services.dead_letters import dead_letter_content
+from shared.telemetry import count_deadletter
 
 DEADLETTER_PK = "deadletter"
 DEADLETTER_PAGE, DEADLETTER_PAGE_MAX = 20, 50  # each may hold 64 KiB of text (GET /api/deadletters)
@@ -57,6 +58,7 @@ class DeadLetters:
                              "reason": content.reason[:4000], "receivedAt": received_at.isoformat(),
                              "redacted": content.redacted, "textRows": codec.int64(len(rows))}, rows[0])
         self.table.upsert_entity(head, mode=UpdateMode.REPLACE)
+        count_deadletter(source)  # every dead letter passes here: contract §6 `billing.deadletters`
 
     def list(self) -> list[dict[str, Any]]:
         rows = {r["RowKey"]: r for r in self.table.query_entities("PartitionKey eq @pk",
