@@ -793,12 +793,11 @@ def test_bad_quota_spec_is_refused(spec: str) -> None:
 
 def test_stack_starts_the_endpoint_with_its_quota(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """`--email-quota` reaches the endpoint: the command the stack spawns serves that quota."""
-    import devstack.azurite
     import devstack.stack
 
     spawned: dict[str, list[str]] = {}
     monkeypatch.setattr(devstack.stack, "ensure_local_settings", lambda: None)
-    monkeypatch.setattr(devstack.azurite, "start", lambda *args, **kwargs: None)
+    monkeypatch.setattr(LocalStack, "_start_azurite", lambda self: None)  # no Azurite left running
     monkeypatch.setattr(LocalStack, "_spawn", lambda self, name, args: spawned.__setitem__(name, args))
     monkeypatch.setattr(LocalStack, "_wait_ready", lambda self: None)
     stack = LocalStack(ports=StackPorts.free(), email_quota=parse_quota_spec(",40"), log_dir=tmp_path)
