@@ -46,10 +46,7 @@ def _masked(record: logging.LogRecord) -> logging.LogRecord:
         return record
     if ("%" in message or "+" in message) and contains_card_number(unquote_plus(message)):
         message = unquote_plus(message)  # a URL (an access log line) with `4111%201111...` or `4111+1111...`
-    if contains_card_number(message):
-        message = mask_card_numbers(message)
-        record.msg, record.args = message, None
-    if (clean := scrub(message)) is not message:
+    if (clean := scrub(message)) is not message:  # cards, billing links and secrets, in one pass
         record.msg, record.args = clean, None
     if record.exc_info and not record.exc_text:
         text = logging.Formatter().formatException(record.exc_info)

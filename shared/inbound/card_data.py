@@ -128,11 +128,14 @@ def _too_few_digits(text: str) -> bool:
     return len(text) < MIN_DIGITS or sum(map(str.isdigit, text)) < MIN_DIGITS
 
 
-def _outside_identifiers(text: str) -> Callable[[CardNumber], bool]:
+def _outside_identifiers(text: str) -> tuple[Callable[[CardNumber], bool], Iterator[re.Match[str]]]:
     """Whether a candidate lies outside every `traceparent` and UUID in `text` (one overlapping
-    one is made of its digits)."""
+    one is made of its digits), and the digit runs not wholly inside one (a log line's invocation
+    id is never checked digit by digit)."""
     spans = [m.span() for pattern in _IDENTIFIERS for m in pattern.finditer(text)] if "-" in text else []
-    return lambda card: not any(card.start < end and start < card.end for start, end in spans)
+    runs = (run for run in _RUN.finditer(text)
+            if not any(start <= run.start() and run.end() <= end for start, end in spans))
+    return (lambda card: not any(card.start < end and start < card.end for start, end in spans)), runs
 
 
 def find_card_numbers(text: str) -> list[CardNumber]:
@@ -140,8 +143,8 @@ def find_card_numbers(text: str) -> list[CardNumber]:
     found: list[CardNumber] = []
     if _too_few_digits(text):
         return found
-    outside = _outside_identifiers(text)
-    for run in _RUN.finditer(text):
+    outside, runs = _outside_identifiers(text)
+    for run in runs:
         for card in sorted(filter(outside, _candidates(run)), key=lambda c: (c.start, -c.end)):
             if not found or card.start >= found[-1].end:
                 found.append(card)
@@ -151,8 +154,8 @@ def find_card_numbers(text: str) -> list[CardNumber]:
 def contains_card_number(text: str) -> bool:
     if _too_few_digits(text):
         return False
-    outside = _outside_identifiers(text)
-    return any(outside(card) for run in _RUN.finditer(text) for card in _candidates(run))
+    outside, runs = _outside_identifiers(text)
+    return any(outside(card) for run in runs for card in _candidates(run))
 
 
 def mask_card_numbers(text: str) -> str:

@@ -35,6 +35,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.core.paging import ItemPaged
 from azure.data.tables import EdmType, EntityProperty, TableClient, TableEntity, UpdateMode
 
+from shared.adapters.store.transactions import SerialBatchTableClient
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _KEY_REFUSED = re.compile("[/\\\\#?\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 KEYS = ("PartitionKey", "RowKey")
@@ -103,7 +105,7 @@ def _nothing() -> ItemPaged[TableEntity]:
     return ItemPaged(lambda _token: None, lambda _response: (None, iter(())))
 
 
-class StorableTableClient(TableClient):
+class StorableTableClient(SerialBatchTableClient):
     """A `TableClient` whose every write, point read, delete and query follows the module's rules."""
 
     @classmethod
