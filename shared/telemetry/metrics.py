@@ -30,9 +30,16 @@ EmailOutcome = Literal["sent", "skipped", "failed", "throttled"]
 ChargeOutcome = Literal["succeeded", "declined", "refused", "unanswered"]
 
 
+_CARD_SPAN = 256
+"""More than a card number can span (19 digits and the separators between them), so masking a
+value cut this far past its limit sees every card number that reaches into what is kept."""
+
+
 def _bounded(value: object, limit: int = 64) -> str:
-    """An attribute value from outside (a decline code, a currency): short, and never card data."""
-    return scrub(str(value)[:limit]) if value is not None else ""
+    """An attribute value from outside (a decline code, a currency): short, and never card data.
+    Masked before it is cut: cut first, a card number across the limit would keep its leading
+    digits, too few for the detector to know them as one."""
+    return scrub(str(value)[:limit + _CARD_SPAN])[:limit] if value is not None else ""
 
 
 def count_event(event_type: object, outcome: EventOutcome) -> None:

@@ -1,7 +1,12 @@
 """What no telemetry may carry (contract §6): card numbers (the product's own detector,
 `shared.inbound.card_data`), secrets (storage account keys, SAS signatures, function keys, API and
 webhook keys, bearer tokens) and billing links (`/api/billing/...?...sig=`: the query is the
-credential, so it goes). Run over every span name, attribute, event, status text and log record."""
+credential, so it goes). Run over every span name, attribute, event, status text and log record.
+
+The product's own identifiers are not card data (contract §1): an attribute that names one
+(`billing.account_id`, `cloudevents.event_id`, a log record's `account_id`, ...; `IDENTIFIER_ATTRIBUTES`)
+and holds a value matching the identifier pattern is kept whole, whatever digits it holds, as the
+stored id and the API's answers keep it. Free text that quotes an id may still be masked."""
 
 from __future__ import annotations
 
@@ -10,10 +15,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote_plus
 
+from shared.domain.identifiers import is_identifier
 from shared.inbound.card_data import contains_card_number, mask_card_numbers
 
 REDACTED = "<redacted>"
-_BILLING_LINK = re.compile(r"(/api/billing/[^\s?#\"'<>]*)\?[^\s\"'<>]*")
+# A link's query, never an empty one: a text masked twice (a log record is masked where it is made,
+# then by the log processor) reads as masked once.
+_BILLING_LINK = re.compile(r"(/api/billing/[^\s?#\"'<>]*)\?[^\s\"'<>]+")
 _SECRETS = (
     # key=value secrets in connection strings and query strings (SAS `sig`, function keys `code`)
     re.compile(r"(?i)\b(AccountKey|SharedAccessKey|SharedAccessSignature|AccessKey|sig|code|api[_-]?key|"
@@ -23,6 +31,12 @@ _SECRETS = (
 )
 _HINTS = ("=", "_test_", "_live_", "whsec_", "earer", "asic", "SharedKey", "/api/billing/")
 _DIGITS = re.compile(r"\d")
+IDENTIFIER_ATTRIBUTES = frozenset({
+    # span attributes (`shared.log_context.SPAN_ATTRIBUTES`) ...
+    "billing.account_id", "billing.subscription_id", "cloudevents.event_id",
+    # ... and the same ids as a log record carries them (`shared.log_context`)
+    "account_id", "subscription_id", "event_id",
+})
 
 
 def scrub(text: str) -> str:
@@ -62,7 +76,7 @@ def scrub_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any] | N
     changed = False
     out: dict[str, Any] = {}
     for key, value in attributes.items():
-        clean = scrub_value(value)
+        clean = value if key in IDENTIFIER_ATTRIBUTES and is_identifier(value) else scrub_value(value)
         changed = changed or clean is not value
         out[key] = clean
     return out if changed else None

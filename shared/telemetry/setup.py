@@ -20,12 +20,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from opentelemetry import trace
-from opentelemetry.sdk._logs import LogRecordProcessor
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event as SpanEvent
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
 from opentelemetry.trace import Status
 from opentelemetry.util.types import Attributes
@@ -66,8 +68,7 @@ def _scrub_span(span: Any) -> None:
     if span._events:
         events = [_scrub_event(e) for e in span._events]
         if any(a is not b for a, b in zip(events, span._events, strict=True)):
-            span._events.clear()
-            span._events.extend(events)
+            span._events = _replaced(span._events, events)
     description = span._status.description
     if description and scrub(description) is not description:
         span._status = Status(span._status.status_code, scrub(description))
@@ -79,6 +80,16 @@ def _scrub_event(event: SpanEvent) -> SpanEvent:
     if clean is None and name is event.name:
         return event
     return SpanEvent(name, clean if clean is not None else event.attributes, event.timestamp)
+
+
+def _replaced(original: Any, events: list[SpanEvent]) -> Any:
+    """A span's events as the SDK keeps them (an append-only `BoundedList`, which has no `clear`),
+    now `events`, with its bound and its count of dropped events."""
+    from opentelemetry.sdk.util import BoundedList
+
+    replaced = BoundedList.from_seq(getattr(getattr(original, "_dq", None), "maxlen", None), events)
+    replaced.dropped = getattr(original, "dropped", 0)
+    return replaced
 
 
 def _frozen(original: Attributes, clean: dict[str, Any]) -> Any:
@@ -186,11 +197,27 @@ def _sdk_provider_in_place() -> bool:
     return not isinstance(trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
 
 
-def _resource(env: Any) -> Any:
-    from opentelemetry.sdk.resources import Resource
-
+def _resource(env: Any) -> Resource:
     attributes = {"service.name": env.get("OTEL_SERVICE_NAME") or SERVICE_NAME}
     return Resource.create(attributes)  # OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME are merged in
+
+
+def tracer_provider(env: Mapping[str, str], resource: Resource | None = None) -> TracerProvider:
+    """The product's tracer provider, masking first and no exporter yet. Its sampler is the one
+    `OTEL_TRACES_SAMPLER` (and `OTEL_TRACES_SAMPLER_ARG`) names, read by the SDK, when set; else the
+    product's: every trace its functions start or continue, never a root span of an SDK call made
+    outside one (a local host's queue polling, say), and a remote parent's decision kept."""
+    sampler = None if env.get("OTEL_TRACES_SAMPLER") else ParentBased(FunctionRoots())
+    provider = TracerProvider(resource=resource, sampler=sampler)
+    provider.add_span_processor(ScrubbingSpanProcessor())
+    return provider
+
+
+def logger_provider(resource: Resource | None = None) -> LoggerProvider:
+    """The product's logger provider, masking first and no exporter yet."""
+    provider = LoggerProvider(resource=resource) if resource is not None else LoggerProvider()
+    provider.add_log_record_processor(ScrubbingLogProcessor())
+    return provider
 
 
 def _configure_otlp(env: Any) -> None:
@@ -200,44 +227,53 @@ def _configure_otlp(env: Any) -> None:
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.logging.handler import LoggingHandler
-    from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     resource = _resource(env)
-    # OTEL_TRACES_SAMPLER when set; else the product's: every trace its functions start or continue,
-    # never a root span of an SDK call made outside one (a local host's queue polling, say).
-    sampler = None if env.get("OTEL_TRACES_SAMPLER") else ParentBased(FunctionRoots())
-    tracer_provider = TracerProvider(resource=resource, sampler=sampler)
-    tracer_provider.add_span_processor(ScrubbingSpanProcessor())
-    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # OTEL_BSP_* from the env
-    trace.set_tracer_provider(tracer_provider)
+    traces = tracer_provider(env, resource)
+    traces.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # OTEL_BSP_* from the env
+    trace.set_tracer_provider(traces)
     reader = PeriodicExportingMetricReader(OTLPMetricExporter())  # OTEL_METRIC_EXPORT_INTERVAL from the env
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader], resource=resource))
-    logger_provider = LoggerProvider(resource=resource)
-    logger_provider.add_log_record_processor(ScrubbingLogProcessor())
-    logger_provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
-    set_logger_provider(logger_provider)
-    handler = LoggingHandler(level=logging.NOTSET, logger_provider=logger_provider)
+    logs = logger_provider(resource)
+    logs.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
+    set_logger_provider(logs)
+    handler = LoggingHandler(level=logging.NOTSET, logger_provider=logs)
     handler.addFilter(_QuietFilter())
     logging.getLogger().addHandler(handler)
 
 
 def _scrub_existing_providers() -> None:
-    provider: Any = trace.get_tracer_provider()
-    if hasattr(provider, "add_span_processor"):
-        provider.add_span_processor(ScrubbingSpanProcessor())
     from opentelemetry._logs import get_logger_provider
 
-    logger_provider: Any = get_logger_provider()
-    if hasattr(logger_provider, "add_log_record_processor"):
-        # Added after the worker's exporter: the records' text is masked where they are made
-        # (`shared.log_context`), this masks what a record's attributes add before it is sent.
-        logger_provider.add_log_record_processor(ScrubbingLogProcessor())
+    scrub_providers(trace.get_tracer_provider(), get_logger_provider())
     _quiet_root_handlers()
+
+
+def scrub_providers(traces: Any, logs: Any) -> None:
+    """Add the masking to providers someone else configured (the Python worker's Azure Monitor).
+    Spans are masked while they end, before any processor's `on_end`, wherever ours stands. A log
+    record goes to the processors in their order, so ours is put first: after the worker's
+    exporter, a simple one would send a record unmasked and a batch one could."""
+    if hasattr(traces, "add_span_processor"):
+        traces.add_span_processor(ScrubbingSpanProcessor())
+    if hasattr(logs, "add_log_record_processor"):
+        ours = ScrubbingLogProcessor()
+        logs.add_log_record_processor(ours)
+        _put_first(getattr(logs, "_multi_log_record_processor", None), ours)
+
+
+def _put_first(multi: Any, ours: LogRecordProcessor) -> None:
+    """`ours` made the first processor of a multi-processor (opentelemetry-sdk 1.45's private
+    tuple, pinned); left where the SDK put it when that tuple is not there."""
+    if not isinstance(getattr(multi, "_log_record_processors", None), tuple):
+        return
+    with multi._lock:
+        others = tuple(p for p in multi._log_record_processors if p is not ours)
+        multi._log_record_processors = (ours, *others)
 
 
 def _quiet_root_handlers() -> None:

@@ -244,6 +244,53 @@ def test_the_metrics_of_the_contract(stack: LocalStack, api: str, receiver: str,
     assert all(p["attributes"].get("decline_code") for p in declined["dataPoints"]), declined
 
 
+def _outbox_idle(stack: LocalStack) -> bool:
+    """No email waiting or in flight (the outbox queue's count includes invisible messages)."""
+    queue = QueueClient.from_connection_string(stack.connection_string, "email-outbox")
+    return queue.get_queue_properties().approximate_message_count == 0
+
+
+def test_a_throttled_email_is_counted_as_throttled_then_sent_in_its_trace(
+        stack: LocalStack, api: str, receiver: str, send_event: Callable[..., str]) -> None:
+    """The email endpoint answers the next two sends 429 (`POST /faults`, as ACS beyond its quota):
+    `billing.emails` says `throttled` twice for that kind, then `sent` once per email, never
+    `failed`; the retries stay in the event's trace."""
+    def emails(outcome: str, kind: str | None = "payment_failed") -> float:
+        return metric(receiver, "billing.emails", outcome=outcome, **({"kind": kind} if kind else {}))
+
+    wait_until(lambda: _outbox_idle(stack), "no other email on its way (a fault would go to it)", timeout=30)
+    before = {o: emails(o) for o in ("throttled", "sent", "failed")} | {"any_throttled": emails("throttled", None)}
+    faults = f"{stack.email_url}/faults"
+    r = requests.post(faults, json={"status": 429, "count": 2, "retryAfter": 1}, timeout=10)
+    assert r.status_code in (200, 201), r.text
+    try:
+        acc = new_account(api, token=None, contacts=("ap@throttle.example", "cfo@throttle.example"))
+        traceparent, trace_id, _ = new_traceparent()
+        send_event("billing.charge.failed", {"accountId": acc, "subscriptionId": "s1", "chargeId": "c1",
+                                             "amount": "7.00", "currency": "USD", "reason": "card_declined"},
+                   traceparent=traceparent)
+        wait_until(lambda: len(emails_to(stack, acc)) >= 2, "both emails, after the 429s", timeout=40)
+        assert requests.get(faults, timeout=10).json()["faults"] == []  # both 429s were answered
+    finally:
+        requests.delete(faults, timeout=10)
+    wait_until(lambda: emails("sent") - before["sent"] >= 2 and emails("throttled") - before["throttled"] >= 2,
+               "the throttled and sent counts", timeout=20)
+    assert emails("throttled") - before["throttled"] == 2
+    assert emails("throttled", None) - before["any_throttled"] == 2  # under no other kind
+    assert emails("sent") - before["sent"] == 2 and emails("failed") == before["failed"]
+    points = requests.get(f"{receiver}/metrics/billing.emails", params={"outcome": "throttled"}, timeout=10).json()
+    assert points["type"] == "sum" and points["monotonic"]
+    assert all(set(p["attributes"]) == {"kind", "outcome"} for p in points["dataPoints"]), points
+    assert all(m["submissions"] == 1 for m in emails_to(stack, acc))  # each accepted once, never resent
+
+    def four_sends() -> dict[str, Any] | None:  # two refused, two accepted, all in the event's trace
+        tree = fetch_trace(receiver, trace_id, min_spans=4, settle=0.5, timeout=5)
+        return tree if tree and [s["name"] for s in all_spans(tree)].count("email_outbox") >= 4 else None
+
+    tree = wait_until(four_sends, "the four email_outbox runs in the event's trace", timeout=20)
+    assert [s["name"] for s in all_spans(tree)].count("email_outbox") == 4
+
+
 def test_sweep_lag_and_a_sweep_step_trace(stack: LocalStack, api: str, receiver: str,
                                           send_event: Callable[..., str]) -> None:
     acc = new_account(api, token=None)
