@@ -160,6 +160,7 @@ class LocalStack:
         """Settings for the app processes. They override local.settings.json, as environment
         variables do under `func start`, so the stack's own ports always win."""
         return {
+            "PYTHON_THREADPOOL_THREAD_COUNT": "16",  # as deployed (infra/app/api.bicep), unless the environment says
             **os.environ,
             "AzureWebJobsStorage": self.connection_string,
             "BILLING_TEST_CLOCK": "enabled",

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from azure.core.exceptions import ResourceExistsError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.functions.queue import QueueMessage
 from azure.storage.queue import LinearRetry, QueueClient
 from azure.storage.queue import QueueMessage as StorageMessage
@@ -73,10 +74,13 @@ def check_queue_name(name: str) -> None:
 
 
 def storage_client(connection_string: str, queue: str) -> QueueClient:
-    """A client that fails fast: the polling loop retries, so the SDK's 15 s backoffs only hurt."""
+    """A client that fails fast: the polling loop retries, so the SDK's 15 s backoffs only hurt.
+    Its HTTP reads no environment per request (no netrc or proxy walk: the host talks to its own
+    storage, as `shared.adapters.store.clients` does for the app)."""
     return QueueClient.from_connection_string(
         connection_string,
         queue,
+        transport=RequestsTransport(use_env_settings=False),
         retry_policy=LinearRetry(backoff=1, retry_total=1, random_jitter_range=0),
         connection_timeout=5,
         read_timeout=30,

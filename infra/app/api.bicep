@@ -178,6 +178,13 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
           value: 'true'
         }
+        // The Python worker's pool for sync functions (default min(32, cores + 4), 6 on 2 cores).
+        // Every function here waits on storage, email or the gateway far longer than it computes:
+        // 16 keeps a queue trigger's batch (host.json batchSize) running at once (bench/README.md).
+        {
+          name: 'PYTHON_THREADPOOL_THREAD_COUNT'
+          value: '16'
+        }
         {
           name: 'ACS_EMAIL_ENDPOINT'
           value: acsEmailEndpoint

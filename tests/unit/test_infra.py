@@ -102,6 +102,7 @@ PLATFORM_SETTINGS = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "host, worker and azure-monitor-opentelemetry",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "host and the azure-monitor-opentelemetry exporter",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "Python worker: configures azure-monitor-opentelemetry",
+    "PYTHON_THREADPOOL_THREAD_COUNT": "Python worker: threads for sync functions",
 }
 # Settings the contract names that infra/ deploys ahead of the product code reading them (issues 21,
 # 22 and 25 are built concurrently). Each says where it is specified; an entry may stay once the code
