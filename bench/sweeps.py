@@ -15,7 +15,12 @@ Seeding. Two template accounts are made through the product's own code (`registe
 (past due since T0, its day-1 retry due). Azurite is stopped, and its table database (a LokiJS
 JSON file, `__azurite_db_table__.json`) is rewritten with one copy of the templates' rows per
 account, renamed; every tenth idle account also gets a due-index row a month ahead (an index that
-holds future work, which the sweep must not read). The stack then starts on that folder. Inserting
+holds future work, which the sweep must not read). As in production, a share of the idle accounts
+(`--card-share`, default 60%) pay by a saved card expiring in one of the 48 months from January
+2027 (one template per month, registered by the product's code like the others), each with the
+due-index row for its card-expiry notice that registration writes, 1 to 49 months ahead of the
+sweep; none of those notices is due in the sweep, so the work due stays `--due` accounts whatever
+the base. The stack then starts on that folder. Inserting
 100,000 rows through the API would take hours: Azurite finds an entity by scanning every row with
 the same RowKey, and every account has an `account` row, so each insert costs more than the last.
 The same scan makes each point read or write of an `account` row slower on the larger table;
@@ -72,6 +77,8 @@ from shared.settings import Settings
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 SWEEP_AT = T0 + timedelta(days=1, hours=1)
+CARD_MONTHS = [(2027 + n // 12, n % 12 + 1) for n in range(48)]
+"""Expiry (year, month) of the idle accounts' saved cards: each notice falls after SWEEP_AT."""
 TIMERS = ("dunning_sweep", "retention_sweep", "reconciliation_sweep")
 TABLE_DB = "__azurite_db_table__.json"
 HOST_ID = "bench-sweeps"
@@ -80,8 +87,13 @@ HOST_ID = "bench-sweeps"
 # -- seeding ---------------------------------------------------------------------------------------
 
 
+def _card_template(n: int) -> str:
+    return f"tmpl-card-{n:02d}"
+
+
 def make_templates(folder: Path, card: bool) -> None:
-    """An Azurite on `folder` holding the two template accounts, made by the product's code."""
+    """An Azurite on `folder` holding the template accounts, made by the product's code: idle,
+    due, and one idle account per expiry month of CARD_MONTHS paying by that card."""
     endpoints = azurite.AzuriteEndpoints(azurite.free_port(), azurite.free_port(), azurite.free_port())
     proc = azurite.start(endpoints, location=folder)
     try:
@@ -93,6 +105,11 @@ def make_templates(folder: Path, card: bool) -> None:
         for account_id in ("tmpl-idle", "tmpl-due"):
             register_account(svc.uow, account_id, Registration(
                 Profile("Contoso Ltd", "en", ("billing@contoso.example",), method), (("s1", "Web front end"),)))
+        for n, (year, month) in enumerate(CARD_MONTHS):
+            register_account(svc.uow, _card_template(n), Registration(
+                Profile("Contoso Ltd", "en", ("billing@contoso.example",),
+                        PaymentMethod("card", "tok_visa", "visa", "4242", month, year)),
+                (("s1", "Web front end"),)))
         apply_event(svc.uow, ChargeFailed("tmpl-due-e1", "tmpl-due", "s1", "c1", Money.parse("10.00", "USD"),
                                                 "insufficient_funds"), "billing.charge.failed")
         # The host's timer locks, held by the benchmark: no scheduled sweep fires during a run,
@@ -125,23 +142,36 @@ def _index_doc(template: dict[str, Any], partition: str, row: str, account_id: s
     return {**template, "PartitionKey": partition, "RowKey": row, "properties": props}
 
 
-def clone_accounts(folder: Path, idle: int, due: int, seed: int = 7) -> None:
-    """Rewrite the table database: `idle` copies of tmpl-idle, `due` of tmpl-due, templates gone."""
+def clone_accounts(folder: Path, idle: int, due: int, card_share: float = 0.0, seed: int = 7) -> None:
+    """Rewrite the table database: `idle` accounts, `card_share` of them copies of a card template
+    (an expiry month drawn at random) with its card-notice index row and the rest copies of
+    tmpl-idle, and `due` copies of tmpl-due; templates gone."""
     path = folder / TABLE_DB
     db = json.loads(path.read_text())
     colls = {c["name"]: c for c in db["collections"]}
     billing, index = colls["devstoreaccount1$billing"], colls["devstoreaccount1$billingindex"]
+    cards = [_card_template(n) for n in range(len(CARD_MONTHS))]
     rows = {name: [d for d in billing["data"] if d["PartitionKey"] == name and not d["RowKey"].startswith("outbox|")]
-            for name in ("tmpl-idle", "tmpl-due")}
+            for name in ("tmpl-idle", "tmpl-due", *cards)}
     due_row = next(d for d in index["data"] if d["properties"].get("accountId") == "tmpl-due")
-    rng = random.Random(seed)
+    notices = {name: [d for d in index["data"] if d["properties"].get("accountId") == name] for name in cards}
+    for name, found in notices.items():
+        if len(found) != 1 or datetime.fromisoformat(found[0]["properties"]["at"]) <= SWEEP_AT:
+            raise BenchError(f"{name}: expected one card-notice index row after the sweep, found "
+                             f"{[d['properties'].get('at') for d in found]}")
+    rng, card_rng = random.Random(seed), random.Random(seed + 1)
     out_billing: list[dict[str, Any]] = [d for d in billing["data"] if not d["PartitionKey"].startswith("tmpl-")]
     out_index: list[dict[str, Any]] = [d for d in index["data"]
                                        if not str(d["properties"].get("accountId", "")).startswith("tmpl-")]
     later = T0 + timedelta(days=30)
     for n in range(idle):
         account_id = f"idle-{n:06d}"
-        out_billing += [_rename(d, "tmpl-idle", account_id) for d in rows["tmpl-idle"]]
+        template = card_rng.choice(cards) if card_rng.random() < card_share else "tmpl-idle"
+        out_billing += [_rename(d, template, account_id) for d in rows[template]]
+        if template != "tmpl-idle":
+            notice = notices[template][0]
+            at = datetime.fromisoformat(notice["properties"]["at"])
+            out_index.append(_index_doc(notice, *due_keys("due", account_id, at), account_id, at))
         if rng.random() < 0.1:
             out_index.append(_index_doc(due_row, *due_keys("due", account_id, later), account_id, later))
     due_at = T0 + timedelta(days=1)
@@ -172,11 +202,12 @@ class Seeded:
 
 
 @contextmanager
-def seeded_stack(idle: int, due: int, *, card: bool, workers: int, latency_ms: int) -> Iterator[Seeded]:
+def seeded_stack(idle: int, due: int, *, card: bool, workers: int, latency_ms: int,
+                 card_share: float = 0.0) -> Iterator[Seeded]:
     started = time.perf_counter()
     folder = Path(tempfile.mkdtemp(prefix="bench-sweeps-"))
     make_templates(folder / "azurite", card)
-    clone_accounts(folder / "azurite", idle, due)
+    clone_accounts(folder / "azurite", idle, due, card_share)
     env = {"AzureFunctionsWebHost__hostid": HOST_ID, "SANDBOX_CHARGE_LATENCY_MS": str(latency_ms)}
     access_log = folder / "azurite-access.log"
     stack = LocalStack(StackPorts.free(), log_dir=folder / "logs", storage_access_log=access_log, workers=workers,
@@ -294,16 +325,17 @@ def dead_letters(api: str) -> int:
 # -- the two parts ---------------------------------------------------------------------------------
 
 
-def cost(bases: list[int], due: int, timeout: float) -> dict[str, Any]:
+def cost(bases: list[int], due: int, timeout: float, card_share: float) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for base in bases:
         print(f"\n-- cost: {due} due among {base} accounts: seeding ...", flush=True)
-        with seeded_stack(base - due, due, card=False, workers=0, latency_ms=0) as seeded:
+        with seeded_stack(base - due, due, card=False, workers=0, latency_ms=0, card_share=card_share) as seeded:
             print(f"   seeded and started in {seeded.seconds:.1f} s; sweeping ...", flush=True)
             run = run_sweep(seeded, due, timeout)
             reads = point_reads(seeded.stack.connection_string, base - due)
             results[str(base)] = {
-                "accounts": base, "due": due, "seed_and_start_s": round(seeded.seconds, 1),
+                "accounts": base, "due": due, "card_share": card_share,
+                "seed_and_start_s": round(seeded.seconds, 1),
                 "sweep_s": round(run.seconds, 2), "timer_ms": run.timer_ms,
                 "storage_requests": run.product_requests, "idle_queue_polls": run.idle_polls,
                 "requests_per_due_account": round(run.product_requests / due, 2),
@@ -358,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--throughput-due", default="1000,5000", help="due accounts per throughput run")
     p.add_argument("--workers", default="0,1,3", help="extra worker processes per throughput run")
     p.add_argument("--latency-ms", type=int, default=300, help="sandbox gateway latency per charge")
+    p.add_argument("--card-share", type=float, default=0.6,
+                   help="share of the idle accounts in the cost runs paying by a saved card (default %(default)s)")
     p.add_argument("--skip-cost", action="store_true")
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--timeout", type=float, default=1800, help="bound on each wait, seconds")
@@ -365,9 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     bases, dues, workers = _ints(args.bases), _ints(args.throughput_due), _ints(args.workers)
     if any(b <= args.due for b in bases) or max(bases + dues) > 200_000 or max(workers, default=0) > 8:
         p.error("each base must exceed --due; at most 200,000 accounts and 8 extra workers")
+    if not 0 <= args.card_share <= 1:
+        p.error("--card-share is a share, from 0 to 1")
     out: dict[str, Any] = {"machine": machine(), "args": vars(args)}
     if not args.skip_cost:
-        out["cost"] = cost(bases, args.due, args.timeout)
+        out["cost"] = cost(bases, args.due, args.timeout, args.card_share)
         c = out["cost"]
         rows = [(f"{b} accounts, {args.due} due", f"{c[str(b)]['storage_requests']} req",
                  f"{c[str(b)]['sweep_s']} s sweep; timer runs {_ms(c[str(b)]['timer_ms'])}; "

@@ -19,22 +19,24 @@ from shared.adapters.gateway.protocol import Authentication, ChargeResult, Gatew
 from shared.adapters.gateway.stripe import TOKEN_PATTERN as STRIPE_TOKEN_PATTERN
 from shared.adapters.store.leases import LeaseBusy
 from shared.bootstrap import Services, services
-from shared.domain.declines import contract_reason
 from shared.domain.identifiers import is_identifier
 from shared.domain.model import Account, Locale
 from shared.inbound.account_body import TOKEN_PATTERN, InvalidRequest, refuse_card_data
 from shared.notifications.catalog import catalog
 from shared.notifications.formatting import format_money
-from shared.services.settle_account import CardUpdate, Settlement, complete_authentication, update_card_and_settle
+from shared.services.settle_account import Settlement, complete_authentication, update_card_and_settle
 from shared.web.billing_form import Notice, render_billing_page, render_refusal
 from shared.web.billing_links import LinkStatus, SignedLink, check, confirm_link, form_token
+from shared.web.billing_notices import card_update_notices
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 HEADERS = {
     # No script at all; the form posts only to this page; nobody may frame it (clickjacking).
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
-    "Referrer-Policy": "no-referrer",  # the URL carries the signature
+    # The URL carries the signature: other sites get at most the origin. Not `no-referrer`: under it
+    # a browser sends `Origin: null` with the page's own form post, which is refused as cross-site.
+    "Referrer-Policy": "strict-origin",
     **SECURITY_HEADERS,  # never cached, never sniffed, HTTPS only
 }
 
@@ -126,7 +128,7 @@ def _submit(svc: Services, req: func.HttpRequest, account_id: str, locale: Local
     if update.status == "card_rejected":
         return _again(svc, account_id, locale, t("page.card_rejected"), 400, expected_form_token)
     account = svc.uow.accounts.load(account_id).account
-    notices = _notices(update, locale, account)
+    notices = card_update_notices(update, locale, account)  # what was paid, and what is still owed and why
     if update.status == "declined" and update.settlement.awaiting:
         confirm = confirm_link(svc.settings.billing_page_url, svc.settings.link_signing_key, account_id,
                                account.link_version, svc.uow.clock.now(), update.settlement.awaiting[0][1])
@@ -139,29 +141,6 @@ def _again(svc: Services, account_id: str, locale: Locale, error: str, status: i
     account = svc.uow.accounts.load(account_id).account
     return _page(render_billing_page(account, locale, svc.settings.support_url, [Notice("error", error)],
                                      form_token, token_field_error=error), status)
-
-
-def _notices(update: CardUpdate, locale: Locale, account: Account) -> list[Notice]:
-    t = catalog(locale).text
-    result = update.settlement
-    if update.status in ("declined", "card_declined"):
-        reason = (result.declines[0][1] if result.declines else update.detail) or "declined"
-        return [Notice("error", t("page.declined", reason=t(f"reason.{contract_reason(reason)}")))]
-    if update.status == "busy":
-        return [Notice("error", t("page.busy"))]
-    if update.status == "refused":
-        return [Notice("error", t("page.refused"))]
-    if update.status in ("gateway_unavailable", "outcome_unknown"):
-        return [Notice("error", t("page.unavailable"))]
-    notices: list[Notice] = []
-    if result.charged:
-        amount = ", ".join(format_money(m, locale) for _, m in sorted(result.charged.items()))
-        notices.append(Notice("ok", t("page.paid", amount=amount)))
-    if result.reactivated:
-        subs = account.subscriptions
-        names = ", ".join(subs[s].name if s in subs else s for s in result.reactivated)
-        notices.append(Notice("ok", t("page.reactivated", names=names)))
-    return notices
 
 
 @bp.function_name("billing_confirm")

@@ -27,11 +27,23 @@ def _env() -> Environment:
 
 
 @dataclass(frozen=True)
+class Owed:
+    """One line of what is still owed after a card update: the currency, its amount as the
+    account's language writes it, and why it was not paid (`shared.web.billing_notices`)."""
+
+    currency: str
+    amount: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Notice:
-    tone: str  # "ok", "error"
+    tone: str  # "ok", "warning", "error"
     text: str
     link: str | None = None
     link_text: str = ""
+    owed: tuple[Owed, ...] = ()
+    """Shown as a list under `text`: what is still owed, per currency, and why."""
 
 
 def _money(monies: list[Money], locale: Locale) -> str:

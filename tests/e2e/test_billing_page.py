@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import requests
 
 from devstack.stack import LocalStack
 from shared.web.billing_links import billing_link
+from tests.e2e.cdp import Browser
 from tests.e2e.conftest import new_account, wait_until
 
 
@@ -131,6 +132,95 @@ def test_the_page_renders_in_a_browser(api: str, stack: LocalStack, send_event: 
     assert 'id="total"' in dom and "$10.00" in dom and "Save card and pay now" in dom
 
 
+
+
+def gateway_fault(stack: LocalStack, **body: Any) -> None:
+    requests.post(f"{stack.gateway_url}/faults", json=body, timeout=10).raise_for_status()
+
+
+@pytest.fixture
+def no_faults_left(stack: LocalStack) -> Iterator[None]:
+    yield
+    requests.delete(f"{stack.gateway_url}/faults", timeout=10).raise_for_status()
+
+
+def remaining_lines(page: str) -> dict[str, tuple[str, str]]:
+    """The page's "still owed" notice: currency -> (the amount as shown, why), unescaped."""
+    block = re.search(r'<div class="notice warning" role="status" id="remaining">(.*?)</div>', page, re.S)
+    assert block, "the page says what is still owed"
+    found = re.findall(r'<li data-currency="([A-Z]{3})"><strong class="amount">([^<]*)</strong>([^<]*)</li>',
+                       block.group(1))
+    return {cur: (html.unescape(amount), html.unescape(why)) for cur, amount, why in found}
+
+
+# (locale, USD paid as written, JPY still owed as written, the decline reason, the paid notice)
+PARTIAL = [("en", "$10.00", "¥500", "The card does not have enough funds.", "Payment received: $10.00."),
+           ("zh-CN", "US$10.00", "JP¥500", "信用卡余额不足。", "已收到付款：US$10.00。")]
+
+
+@pytest.mark.parametrize(("locale", "paid", "owed", "reason", "paid_notice"), PARTIAL, ids=["en", "zh-CN"])
+def test_a_card_that_pays_one_currency_shows_what_is_still_owed_and_why(
+        api: str, stack: LocalStack, send_event: Callable[..., str], no_faults_left: None,
+        locale: str, paid: str, owed: str, reason: str, paid_notice: str) -> None:
+    """USD 10.00 and JPY 500 owed; the new card pays USD and is declined for JPY (charged first):
+    the page says what was paid, that JPY 500 is still owed, written as the account's language
+    writes it, and that the card was declined for it, with the reason; never "nothing was charged"."""
+    acc = owing_account(api, send_event, locale=locale)
+    link = link_from_email(stack, acc)
+    gateway_fault(stack, mode="decline_next", count=1, declineCode="insufficient_funds")
+    r = submit(link, "tok_visa")
+    assert r.status_code == 200, r.text
+    assert paid_notice in html.unescape(r.text)
+    lines = remaining_lines(r.text)
+    assert list(lines) == ["JPY"], lines
+    amount, why = lines["JPY"]
+    assert amount == owed and reason in why
+    assert ("declined for this amount" if locale == "en" else "被拒绝") in why
+    assert "Nothing was charged" not in r.text and "未扣除任何款项" not in r.text
+    assert f'id="total">{html.escape(owed)}<' in r.text  # the table's total agrees
+    view = requests.get(f"{api}/accounts/{acc}", timeout=10).json()
+    assert view["balance"] == {"JPY": "500"}
+    charges = requests.get(f"{stack.gateway_url}/charges", params={"accountId": acc}, timeout=10).json()
+    assert sorted((c["currency"], c["status"]) for c in charges) == [("JPY", "declined"), ("USD", "succeeded")]
+    later = requests.get(link, timeout=10).text  # the page opened again: the table alone shows what is owed
+    assert 'id="remaining"' not in later and f'id="total">{html.escape(owed)}<' in later
+    assert paid not in html.unescape(later)
+
+
+def test_a_charge_still_in_flight_is_told_apart_from_a_decline(
+        api: str, stack: LocalStack, send_event: Callable[..., str], no_faults_left: None) -> None:
+    """The JPY charge gets no answer (four 503s, nothing found when read back): it stays pending,
+    USD is paid, and the page says the JPY charge is still in progress and will not be doubled."""
+    acc = owing_account(api, send_event)
+    link = link_from_email(stack, acc)
+    gateway_fault(stack, mode="fail_next", count=4, status=503, route="POST /v1/charges")
+    r = submit(link, "tok_visa")
+    assert r.status_code == 200, r.text
+    assert "Payment received: $10.00." in r.text
+    lines = remaining_lines(r.text)
+    assert list(lines) == ["JPY"] and lines["JPY"][0] == "¥500", lines
+    assert "still in progress" in lines["JPY"][1] and "never be charged twice" in lines["JPY"][1]
+    assert "could not reach" not in r.text and "Nothing was charged" not in r.text
+
+
+def test_what_is_still_owed_shows_in_a_browser(
+        api: str, stack: LocalStack, send_event: Callable[..., str], no_faults_left: None) -> None:
+    """The customer types the token and submits the form in headless Chromium; the page they get
+    back lists JPY 500 as still owed, in Chinese and as zh-CN writes yen."""
+    acc = owing_account(api, send_event, locale="zh-CN")
+    link = link_from_email(stack, acc)
+    gateway_fault(stack, mode="decline_next", count=1, declineCode="insufficient_funds")
+    with Browser() as browser:
+        browser.goto(link)
+        browser.evaluate("document.querySelector('#token').value = 'tok_visa'")
+        browser.evaluate("document.querySelector('button[type=submit]').click()")
+        text = browser.wait_for("document.querySelector('#remaining')?.innerText")
+        amount = browser.evaluate("document.querySelector('#remaining li[data-currency=JPY] .amount').innerText")
+        style = browser.evaluate("getComputedStyle(document.querySelector('#remaining')).borderTopColor")
+    assert amount == "JP¥500", text
+    assert "仍未付清" in text and "被拒绝" in text and "信用卡余额不足" in text
+    assert style == "rgb(245, 158, 11)"  # the page's own stylesheet applies: not blocked by its CSP
+    assert requests.get(f"{api}/accounts/{acc}", timeout=10).json()["balance"] == {"JPY": "500"}
 
 
 def _unchanged(api: str, stack: LocalStack, acc: str) -> None:
