@@ -9,17 +9,21 @@ account on `payment-events`: n failure emails, due at once. It waits until the e
 accepted all n and `email-outbox` is empty, then prints the achieved send rate against the quota
 (goal >= 0.9) while a backlog waited (from when every event was applied, so every email due, to
 the last send) and over the whole run (first to last accepted send), the 429s the endpoint answered, resubmissions (a
-repeated operation id), the hand-offs put back (paced or throttled), and the storage requests per
+repeated operation id), the hand-offs put back (paced to a slot or to the shared hold, throttled,
+retrying after a passing failure: counted from the app's log lines), and the storage requests per
 email (everything the product did in the window, and the budget row's share).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -44,6 +48,19 @@ from bench.common import (
 from devstack.email_endpoint.server import Quota
 
 QUEUE, EMAIL_QUEUE = "payment-events", "email-outbox"
+PUT_BACK = re.compile(rb"put back for \d+ s \((\w+)\)")
+"""The line `shared/services/email.py` logs for every put-back, with its reason."""
+
+
+def put_backs(offsets: dict[Path, int]) -> Counter[str]:
+    """The put-backs the host logs show after the offsets, by reason (paced, throttled, retrying)."""
+    found: Counter[str] = Counter()
+    for path, offset in offsets.items():
+        if path.exists():
+            with path.open("rb") as f:
+                f.seek(offset)
+                found.update(m.decode() for m in PUT_BACK.findall(f.read()))
+    return found
 
 
 def register(api: Api, accounts: int) -> None:
@@ -126,6 +143,7 @@ def measure(bs: BenchStack, n: int, per_minute: int, timeout: float) -> dict[str
     budget = sum(v for k, v in product.items() if "[budget]" in k[2] or "emailbudget" in k[2])
     handoffs = product[("queue", "send", EMAIL_QUEUE)]
     found = invocations(offsets)
+    why = put_backs(offsets)
     durations, failed = found.get("email_outbox", ([], 0))
     throttled = int(stats["throttled"]) - int(before["throttled"])
     resubmitted = int(stats["duplicates"]) - int(before["duplicates"])
@@ -142,8 +160,9 @@ def measure(bs: BenchStack, n: int, per_minute: int, timeout: float) -> dict[str
         ("busiest 60 s", f"{best}", f"accepted sends in any 60 s (the quota: {per_minute})"),
         ("429s received", f"{throttled}", "the endpoint's `throttled` count"),
         ("resubmissions", f"{resubmitted}", "sends repeating an operation id (stored once)"),
-        ("hand-offs put back", f"{handoffs - n}", f"{handoffs} sends on {EMAIL_QUEUE} for {n} emails "
-                                                  "(paced to a slot, or throttled)"),
+        ("hand-offs put back", f"{handoffs - n}", f"{handoffs} sends on {EMAIL_QUEUE} for {n} emails"),
+        ("  by reason", f"{why['paced']} / {why['throttled']} / {why['retrying']}",
+         "paced (a slot ahead, or the shared hold) / throttled (a 429) / retrying (a 5xx)"),
         ("storage requests / email", f"{total / n:.2f}", "everything the product did in the window "
                                                          "(the failed charge's decision too)"),
         ("  budget row", f"{budget / n:.2f}", "reads and conditional writes of emailbudget/budget"),
@@ -161,7 +180,8 @@ def measure(bs: BenchStack, n: int, per_minute: int, timeout: float) -> dict[str
         "events_applied_s": round(applied - started, 1), "backlog_emails": len(backlog),
         "backlog_drain_per_minute": round(drain_rate, 1), "backlog_over_quota": round(drain_rate / per_minute, 4),
         "busiest_60_s": best, "throttled_429": throttled, "resubmissions": resubmitted,
-        "handoffs_put_back": handoffs - n, "storage_requests_per_email": round(total / n, 3),
+        "handoffs_put_back": handoffs - n, "put_backs_by_reason": dict(why),
+        "storage_requests_per_email": round(total / n, 3),
         "budget_requests_per_email": round(budget / n, 3), "storage_requests_by_operation": kinds_json(product),
         "email_outbox_duration_ms": fn, "email_outbox_failed": failed, "elapsed_s": round(elapsed, 1),
     }

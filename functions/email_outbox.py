@@ -1,9 +1,11 @@
 """Sending billing emails from the outbox (queue `email-outbox`), and hearing back from ACS.
 
 Emails leave through their own queue so a slow or throttled send never holds up payment events.
-A throttled send (or one the shared quota budget says must wait) is put back on the queue as a new
-message, visible when it may go, and the invocation ends at once (`shared/services/email.py`);
-any other transient failure raises, and the host retries the message.
+A throttled send (or one the shared quota budget says must wait), and one the email service failed
+for any other passing reason, is put back on the queue as a new message, visible when it may go
+(after a back-off for the latter), and the invocation ends at once (`shared/services/email.py`):
+the email stays due until `EMAIL_GIVE_UP_AFTER_HOURS`. Only storage trouble fails the invocation,
+and the host retries the message.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def email_outbox_poison(msg: func.QueueMessage) -> None:
     if handoff is None:
         return
     give_up_email(svc.uow, handoff.account_id, handoff.key,
-                  "the send kept failing (the email service unavailable) until the retries ran out")
+                  "the hand-off failed on every one of the host's tries (storage unavailable, or the process died)")
 
 
 def _handoff_or_dead_letter(msg: func.QueueMessage, source: str) -> EmailHandoff | None:

@@ -45,7 +45,8 @@ class Services:
     mail_index: MailIndex
     """Rows earlier versions kept per email; erasure still deletes an account's."""
     email_budget: EmailBudget | None = None
-    """The send budget every instance shares (`EMAIL_QUOTA_PER_MINUTE` / `_PER_HOUR`); None: no pacing."""
+    """The send budget every instance shares: the quota's slots (`EMAIL_QUOTA_PER_MINUTE` /
+    `_PER_HOUR`, unset: no pacing) and the email service's hold after a 429 (always)."""
 
 
 def build(settings: Settings, *, faults: Faults | None = None, hook: clients.RequestHook | None = None,

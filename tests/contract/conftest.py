@@ -19,12 +19,14 @@ from shared.adapters.queues.storage import StorageQueues
 from shared.adapters.store import clients
 from shared.adapters.store.account_store import AccountStore
 from shared.adapters.store.contact_index import ContactIndex
+from shared.adapters.store.email_budget import Pace, TableEmailBudget
 from shared.adapters.store.indexes import Indexes
 from shared.adapters.store.leases import AccountLeases
 from shared.adapters.store.system import DeadLetters
 from shared.clock import FixedClock
 from tests.fakes.contacts import InMemoryContactDirectory
 from tests.fakes.dead_letters import InMemoryDeadLetters
+from tests.fakes.email_budget import InMemoryBudgetRow, InMemoryEmailBudget
 from tests.fakes.indexes import InMemoryIndexes
 from tests.fakes.leases import InMemoryLeases
 from tests.fakes.memory_store import InMemoryAccountStore
@@ -101,3 +103,22 @@ def queues(kind: str, request: pytest.FixtureRequest) -> QueueSide:
         return out
 
     return QueueSide(real, take, lambda d: time.sleep(d.total_seconds()))
+
+
+@dataclass
+class BudgetSide:
+    """Processes (instances) of the email budget, each made by `instance(pace)` (None: no quota),
+    all on one shared row, and the clock they all read (`clock.advance_to` moves it)."""
+
+    instance: Callable[[Pace | None], TableEmailBudget | InMemoryEmailBudget]
+    clock: FixedClock
+
+
+@pytest.fixture
+def email_budgets(kind: str, request: pytest.FixtureRequest) -> BudgetSide:
+    clock = FixedClock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+    if kind == "twin":
+        row = InMemoryBudgetRow()
+        return BudgetSide(lambda pace: InMemoryEmailBudget(pace, clock.now, row), clock)
+    table = fresh_table(request, "budget")
+    return BudgetSide(lambda pace: TableEmailBudget(table, pace, clock=lambda: clock.now().timestamp()), clock)

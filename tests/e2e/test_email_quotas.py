@@ -1,11 +1,14 @@
 """Issue 21's "Done when", on the shared running stack: throttling never loses an email.
 
 The app of the shared stack is not told a quota (its pacing settings are fixed when the stack
-starts), so both tests exercise the safety net every deployment has whatever it was told: the
-endpoint's 429 with `Retry-After`, answered by putting the email back for that long. That is also
-the case that matters most (ACS lowering a quota, or a quota set wrong); pacing to a quota the app
-is told is measured by `python -m bench.emails` (the endpoint and the app at 600 a minute) and
-tested against the real budget row in tests/integration/test_email_quotas.py.
+starts), so the quota tests exercise the safety net every deployment has whatever it was told: the
+endpoint's 429 with `Retry-After`, answered by putting the email back for that long and holding
+every send of the app until then (the budget row's hold, which needs no quota). That is also the
+case that matters most (ACS lowering a quota, or a quota set wrong); pacing to a quota the app is
+told is measured by `python -m bench.emails` (the endpoint and the app at 600 a minute) and tested
+against the real budget row in tests/integration/test_email_quotas.py. The last test is the
+endpoint failing sends with 500 (no `Retry-After`): each email is put back for a back-off of its
+own, and none is given up for it, however many tries the wall takes.
 """
 
 from __future__ import annotations
@@ -111,4 +114,27 @@ def test_a_wall_of_three_hundred_429s_loses_nothing_and_holds_no_worker(
         runs = [(m["outcome"], int(m["ms"])) for m in EXECUTED.finditer(f.read().decode("utf-8", "replace"))]
     assert len(runs) >= 300  # one invocation per 429, each put the email back and ended
     assert all(outcome == "Succeeded" for outcome, _ in runs)  # no dequeue count used up
+    assert max(ms for _, ms in runs) < 3000, f"an email_outbox invocation took {max(ms for _, ms in runs)} ms"
+
+
+def test_a_wall_of_five_hundreds_keeps_every_email_due_and_uses_no_dequeue_count(
+        stack: LocalStack, api: str, send_event: Callable[..., str], quiet_endpoint: str) -> None:
+    """Fifty 500s for ten emails: five each on average, as many as the host's `maxDequeueCount`
+    used to allow before the email was given up. Now each is put back with a back-off of its own."""
+    host_log = stack.log_dir / "functions.log"
+    offset = host_log.stat().st_size
+    r = requests.post(f"{quiet_endpoint}/faults", json={"status": 500, "count": 50}, timeout=10)
+    assert r.status_code in (200, 201), r.text
+    accounts = _failures(api, send_event, 5)
+    addresses = set().union(*accounts.values())
+    got = wait_until(lambda: (m := _arrived(stack, addresses)) and len(m) >= 10 and m, "10 emails", timeout=360)
+    faults = requests.get(f"{quiet_endpoint}/faults", timeout=10).json()["faults"]
+    assert sum(f["count"] for f in faults) == 0  # every 500 was answered to a send
+    assert Counter(m["to"][0]["address"] for m in got) == Counter(addresses)  # each exactly once
+    _none_given_up(api, accounts)
+    with host_log.open("rb") as f:
+        f.seek(offset)
+        runs = [(m["outcome"], int(m["ms"])) for m in EXECUTED.finditer(f.read().decode("utf-8", "replace"))]
+    assert len(runs) >= 60  # one invocation per 500 and per email sent
+    assert all(outcome == "Succeeded" for outcome, _ in runs)  # no invocation failed: no dequeue count used
     assert max(ms for _, ms in runs) < 3000, f"an email_outbox invocation took {max(ms for _, ms in runs)} ms"

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import requests
@@ -57,7 +58,7 @@ def _stats(url: str) -> dict[str, int]:
     ({"status": 429, "count": 1}, 60.0),  # no wait named: about one minute window
     ({"status": 503, "count": 1, "retryAfter": 7}, 7.0),
 ])
-def test_a_throttled_send_comes_back_at_once_with_the_wait_named(endpoint: str, fault: dict[str, object],
+def test_a_throttled_send_comes_back_at_once_with_the_wait_named(endpoint: str, fault: dict[str, Any],
                                                                  wait: float) -> None:
     requests.post(f"{endpoint}/faults", json=fault, timeout=10)
     started = time.monotonic()
@@ -114,7 +115,22 @@ def test_the_budget_row_paces_every_instance_together(storage_connection_string:
     assert all(b - a == pytest.approx(pace.interval, abs=1e-5) for a, b in itertools.pairwise(slots))  # none twice
     row = table.get_entity(BUDGET_PK, BUDGET_RK)
     assert row["tat"] == pytest.approx(slots[-1] + pace.interval, abs=1e-5)
-    assert budget_for(table, None, None) is None
+    unpaced = budget_for(table, None, None)  # no quota: the row would carry only the shared back-off
+    assert unpaced.pace is None and unpaced.reserve(critical=True).wait.total_seconds() == 0
+    assert unpaced.requests == 0  # and nothing is read while nothing is throttled
+    tables.delete_table(table.table_name)
+
+
+def test_a_budget_row_written_before_the_hold_reads_as_no_hold(storage_connection_string: str) -> None:
+    tables = TableServiceClient.from_connection_string(storage_connection_string)
+    table = tables.create_table_if_not_exists(f"budget{int(time.time() * 1000)}")
+    table.create_entity({"PartitionKey": BUDGET_PK, "RowKey": BUDGET_RK, "tat": 1_000_000.0, "routine": 0.0})
+    pace = pace_for(600, None)
+    budget = TableEmailBudget(table, pace, clock=lambda: 999_000.0)
+    assert budget.reserve(critical=True).at.timestamp() == 1_000_000.0 and budget.held_until() is None
+    assert budget.back_off(datetime.fromtimestamp(1_000_050.0, UTC))
+    row = table.get_entity(BUDGET_PK, BUDGET_RK)
+    assert row["hold"] == 1_000_050.0 and row["tat"] == pytest.approx(1_000_000.0 + pace.interval)  # type: ignore[union-attr]
     tables.delete_table(table.table_name)
 
 
@@ -148,3 +164,47 @@ def test_a_paced_email_is_handed_off_with_its_slot_and_goes_then(paced: Services
     assert send_email(paced.uow, paced.mailer, paced.settings, "acc-1", handoff.key,  # type: ignore[arg-type]
                       budget=paced.email_budget, slot=handoff.slot) == "sent"
     assert _stats(endpoint)["accepted"] == 2 and _stats(endpoint)["throttled"] == 0
+
+
+def test_a_429_at_the_endpoint_holds_every_instance_through_the_budget_row(paced: Services, endpoint: str) -> None:
+    apply_event(paced.uow, ChargeFailed("e-1", "acc-1", "s1", "c1", Money.parse("10.00", "USD"), "card_expired"),
+                "billing.charge.failed")
+    first, second = [r.key for r in paced.uow.accounts.pending_outbox("acc-1") if r.kind == "email"]
+    other = budget_for(paced.mail_index.table, 20, None)  # another instance on the same row
+    q = queue(paced, "email-outbox")
+    q.clear_messages()
+    requests.post(f"{endpoint}/faults", json={"status": 429, "count": 1, "retryAfter": 30}, timeout=10)
+    asked = time.time()
+    assert send_email(paced.uow, paced.mailer, paced.settings, "acc-1", first,  # type: ignore[arg-type]
+                      budget=paced.email_budget) == "throttled"
+    row = paced.mail_index.table.get_entity(BUDGET_PK, BUDGET_RK)
+    assert asked + 29 <= row["hold"] <= time.time() + 30
+    assert send_email(paced.uow, paced.mailer, paced.settings, "acc-1", second,  # type: ignore[arg-type]
+                      budget=other) == "paced"  # its reservation read the hold: no send before it
+    assert _stats(endpoint)["sendRequests"] == 1
+    assert q.peek_messages(max_messages=32) == []  # both put back, invisible until after the hold
+    assert q.get_queue_properties().approximate_message_count == 2
+
+
+def test_a_500_is_tried_again_after_a_back_off_without_failing_the_invocation(
+        make_services: Callable[..., Services], endpoint: str) -> None:
+    s = make_services(mailer=_mailer(endpoint))  # no quota: the budget only carries the back-off
+    s.test_clock.set(NOW)  # type: ignore[union-attr]
+    register_account(s.uow, "acc-1", Registration(Profile("Contoso", "en", ("ap@contoso.example",)),
+                                                  (("s1", "Website"),)))
+    apply_event(s.uow, ChargeFailed("e-1", "acc-1", "s1", "c1", Money.parse("10.00", "USD"), "card_expired"),
+                "billing.charge.failed")
+    [key] = [r.key for r in s.uow.accounts.pending_outbox("acc-1") if r.kind == "email"]
+    q = queue(s, "email-outbox")
+    q.clear_messages()
+    requests.post(f"{endpoint}/faults", json={"status": 500, "count": 1}, timeout=10)
+    assert send_email(s.uow, s.mailer, s.settings, "acc-1", key, budget=s.email_budget) == "retrying"  # type: ignore[arg-type]
+    assert q.peek_messages(max_messages=32) == []  # put back for its back-off (5 s at most, this early)
+    deadline = time.monotonic() + 8
+    while not (got := list(q.receive_messages(max_messages=32))) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    [message] = got
+    assert read_email_handoff(message.content).key == key
+    assert send_email(s.uow, s.mailer, s.settings, "acc-1", key, budget=s.email_budget) == "sent"  # type: ignore[arg-type]
+    assert _stats(endpoint)["accepted"] == 1 and _stats(endpoint)["faulted"] == 1
+    assert s.email_budget.requests == 0  # type: ignore[union-attr]  # one email's failure holds nobody

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from devstack.sandbox_gateway.cards import FakeGateway
-from shared.adapters.mailer.protocol import MailRejected, MailTransient
+from shared.adapters.mailer.protocol import MailRejected
 from shared.domain.facts import ChargeFailed, ChargeSucceeded
 from shared.domain.limits import MAX_SUBSCRIPTIONS
 from shared.domain.model import SubscriptionState
@@ -209,15 +209,23 @@ def test_an_email_is_sent_once_and_closed(uow: UnitOfWork, settings: Settings) -
     assert uow.accounts.mail_record(ACC, keys[0])["outcome"] == "sent"  # type: ignore[index]
 
 
-def test_a_passing_failure_raises_for_the_redelivery(uow: UnitOfWork, settings: Settings) -> None:
+def test_a_passing_failure_puts_the_email_back_for_a_back_off(uow: UnitOfWork, settings: Settings) -> None:
+    """A 5xx naming no wait fails no invocation (the host's dequeue count would give the email up
+    after five quick tries): the email is handed off again, visible after its back-off."""
     register(uow)
     fail(uow)
     mailer = FakeMailer()
     mailer.fail_next = 1
     [first, _] = pending_emails(uow)
-    with pytest.raises(MailTransient):
-        send_email(uow, mailer, settings, ACC, first)
-    assert send_email(uow, mailer, settings, ACC, first) == "sent"
+    queues = uow.queues
+    assert isinstance(queues, InMemoryQueues)
+    queues.take("email-outbox")  # the dispatcher's hand-offs
+    assert send_email(uow, mailer, settings, ACC, first) == "retrying"
+    assert queues.take("email-outbox") == []  # not visible at once ...
+    [again] = [m for m in queues.sent if m.role == "email-outbox"]
+    assert json.loads(again.text)["key"] == first and again.visible_at > uow.clock.now()
+    assert send_email(uow, mailer, settings, ACC, first) == "sent"  # ... and sent when it shows
+    assert len(mailer.sent) == 1
 
 
 def test_a_notice_overtaken_by_the_payment_is_skipped(uow: UnitOfWork, settings: Settings) -> None:

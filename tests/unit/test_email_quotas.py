@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.adapters.mailer.acs import DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER, retry_after
-from shared.adapters.store.email_budget import SEND_DELAY, BudgetState, pace_for, reserve
+from shared.adapters.store.email_budget import HOLD_SLACK, SEND_DELAY, BudgetState, hold_until, pace_for, reserve
 from shared.domain.facts import ChargeFailed, PaymentReceived
 from shared.domain.mail import ROUTINE_KINDS, time_critical
+from shared.domain.mail_retry import RETRY_CAP, RETRY_FLOOR, transient_retry_in
 from shared.domain.model import Profile
 from shared.domain.money import Money
 from shared.domain.payments import Registration
@@ -260,3 +261,54 @@ def test_with_headroom_a_routine_email_takes_a_slot_at_once() -> None:
         assert not reserved
         turns.append(at)
     assert turns[1] - turns[0] == pytest.approx(pace.interval)  # spread out: no herd coming back at once
+
+
+# -- the shared back-off (issue 21, a 429 holds every instance) ---------------------------------------
+
+
+def test_no_slot_is_given_before_the_hold_and_the_pace_goes_on_after_it() -> None:
+    pace = pace_for(600, None)
+    assert pace is not None
+    state, at, reserved = reserve(BudgetState(tat=1000.0, hold=1005.0), pace, 1000.0, critical=True)
+    assert reserved and at == 1005.0 and state.tat == 1005.0 + pace.interval and state.hold == 1005.0
+    _, at, _ = reserve(state, pace, 1000.0, critical=True)
+    assert at == 1005.0 + pace.interval  # spaced one interval after the hold: no burst when it ends
+    # A hold further ahead than the routine horizon is a backlog for a routine email: a turn, no slot.
+    _, turn, reserved = reserve(BudgetState(hold=1100.0), pace, 1000.0, critical=False)
+    assert not reserved and turn == 1100.0 - pace.routine_horizon
+    # A hold that has passed changes nothing.
+    assert reserve(BudgetState(hold=900.0), pace, 1000.0, critical=True)[1:] == (1000.0, True)
+
+
+def test_without_a_quota_a_reservation_is_only_the_end_of_the_hold_and_writes_nothing() -> None:
+    state = BudgetState(hold=1003.0)
+    assert reserve(state, None, 1000.0, critical=True) == (state, 1003.0, False)
+    assert reserve(state, None, 1010.0, critical=False) == (state, 1010.0, False)
+    assert reserve(BudgetState(), None, 1000.0, critical=True) == (BudgetState(), 1000.0, False)
+
+
+def test_the_hold_only_moves_forward_and_one_about_as_long_is_not_written_again() -> None:
+    state = BudgetState(tat=5.0, routine=6.0, hold=1000.0)
+    assert hold_until(state, 1010.0) == BudgetState(5.0, 6.0, 1010.0)  # the pace is kept
+    assert hold_until(state, 990.0) is None  # never backwards
+    assert hold_until(state, 1000.0 + HOLD_SLACK) is None  # sends throttled together: the first one wrote
+    assert hold_until(state, 1000.0 + HOLD_SLACK + 0.01) is not None
+    assert hold_until(BudgetState(), 1.5) == BudgetState(hold=1.5)
+
+
+# -- a passing failure (a 5xx naming no wait): the email's own back-off -----------------------------
+
+
+def test_a_passing_failure_backs_off_exponentially_up_to_a_cap() -> None:
+    waits, due_for = [], timedelta(0)
+    while due_for < timedelta(hours=72):  # the email service down for the whole give-up time
+        wait = transient_retry_in(due_for, 0.0)
+        waits.append(wait)
+        due_for += wait
+    assert [w.total_seconds() for w in waits[:8]] == [5, 5, 10, 20, 40, 80, 160, 320]  # doubling
+    assert waits[0] == RETRY_FLOOR and max(waits) == RETRY_CAP == waits[-1]
+    assert 400 < len(waits) < 450  # about six tries an hour once at the cap, never a tight loop
+    for spread in (0.0, 0.3, 0.999, 1.0, -1.0, 7.0):  # at most half taken off, whatever the random draw
+        assert RETRY_FLOOR / 2 <= transient_retry_in(timedelta(0), spread) <= RETRY_FLOOR
+        assert RETRY_CAP / 2 <= transient_retry_in(timedelta(days=2), spread) <= RETRY_CAP
+    assert transient_retry_in(timedelta(seconds=40), 0.5) == timedelta(seconds=30)
