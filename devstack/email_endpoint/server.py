@@ -16,7 +16,6 @@ import hmac
 import http
 import json
 import math
-import socket
 import sys
 import threading
 import time
@@ -27,12 +26,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import jinja2
+
+from devstack.http_server import LocalHandler, LocalServer
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7075
@@ -576,7 +576,7 @@ def verify_hmac(
 # --------------------------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalHandler):
     """Routes one request; all state lives on ``self.server`` (an :class:`EmailEndpoint`)."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's requests session expects
@@ -594,25 +594,6 @@ class _Handler(BaseHTTPRequestHandler):
         "/stats": ("GET",),
         "/": ("GET",),
     }
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -692,30 +673,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._inbox(query)
 
-    def _send_json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self._send_bytes(status, data, "application/json; charset=utf-8", headers)
-
-    def _send_empty(self, status: int) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def _send_bytes(
-        self, status: int, data: bytes, content_type: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
+    def _echo_headers(self) -> Mapping[str, str]:
         # azure-core logs the request id it asked to get back; echo it like ACS does.
         request_id = self.headers.get("x-ms-client-request-id")
-        if request_id:
-            self.send_header("x-ms-client-request-id", request_id)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        return {"x-ms-client-request-id": request_id} if request_id else {}
 
     def _base_url(self) -> str:
         host = self.headers.get("Host") or self.server.authority
@@ -933,10 +894,10 @@ def _view(message: StoredMessage) -> dict[str, Any]:
     }
 
 
-class EmailEndpoint(ThreadingHTTPServer):
+class EmailEndpoint(LocalServer):
     """The local ACS Email endpoint: a threading HTTP server holding one in-memory mailbox."""
 
-    daemon_threads = True  # a hung client never keeps the test process alive
+    thread_name = "email-endpoint"
 
     def __init__(
         self,
@@ -957,47 +918,8 @@ class EmailEndpoint(ThreadingHTTPServer):
         self.verbose = verbose
         self.max_clock_skew = max_clock_skew
         self.mailbox = Mailbox(quota=quota or Quota(), clock=clock)
-        self._thread: threading.Thread | None = None
-        if ":" in host:
-            self.address_family = socket.AF_INET6
-        super().__init__((host, port), _Handler)
+        super().__init__(host, port, _Handler)
 
-    @property
-    def authority(self) -> str:
-        host, port = str(self.server_address[0]), int(self.server_address[1])
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-    @property
-    def url(self) -> str:
-        """The endpoint to give ``EmailClient(url, AzureKeyCredential(key))`` (plain http)."""
-        return f"http://{self.authority}"
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def start(self) -> EmailEndpoint:
-        """Serve from a daemon thread; returns self so ``EmailEndpoint(...).start()`` reads well."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"email-endpoint-{self.port}",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; safe to call twice or without :meth:`start`."""
-        if self._thread is not None:
-            self.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.server_close()
-
-    def __exit__(self, *args: object) -> None:
-        self.stop()
 
 
 def start_in_thread(

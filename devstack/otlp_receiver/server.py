@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import sys
-import threading
 import traceback
 import zlib
 from collections.abc import Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -22,6 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import jinja2
 from google.rpc import status_pb2
 
+from devstack.http_server import LocalHandler, LocalServer
 from devstack.otlp_receiver.store import (
     DEFAULT_MAX_LOG_RECORDS,
     DEFAULT_MAX_METRIC_STREAMS,
@@ -107,7 +105,7 @@ def decompress(body: bytes, encoding: str | None, limit: int = MAX_DECODED_BODY)
     raise HttpError(400, f"The body is not valid {coding}: {error}")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalHandler):
     """Routes one request; all state lives on ``self.server`` (an :class:`OtlpReceiver`)."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as the exporters' requests sessions expect
@@ -126,28 +124,6 @@ class _Handler(BaseHTTPRequestHandler):
         "/data": ("DELETE",),
         "/": ("GET",),
     }
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -281,27 +257,6 @@ class _Handler(BaseHTTPRequestHandler):
         data = json.dumps(problem, ensure_ascii=False).encode("utf-8")
         self._send_bytes(error.status, data, "application/problem+json; charset=utf-8", error.headers)
 
-    def _send_json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self._send_bytes(status, data, "application/json; charset=utf-8", headers)
-
-    def _send_empty(self, status: int) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def _send_bytes(
-        self, status: int, data: bytes, content_type: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
     # -- the page --------------------------------------------------------------------------
 
     def _page(self, query: dict[str, list[str]]) -> None:
@@ -403,10 +358,10 @@ def _walk(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield from _walk(n.get("children") or [])
 
 
-class OtlpReceiver(ThreadingHTTPServer):
+class OtlpReceiver(LocalServer):
     """The local OTLP/HTTP receiver: a threading HTTP server holding one :class:`TelemetryStore`."""
 
-    daemon_threads = True  # a hung client never keeps the test process alive
+    thread_name = "otlp-receiver"
 
     def __init__(
         self,
@@ -420,47 +375,8 @@ class OtlpReceiver(ThreadingHTTPServer):
     ) -> None:
         self.verbose = verbose
         self.store = TelemetryStore(max_spans, max_log_records, max_metric_streams)
-        self._thread: threading.Thread | None = None
-        if ":" in host:
-            self.address_family = socket.AF_INET6
-        super().__init__((host, port), _Handler)
+        super().__init__(host, port, _Handler)
 
-    @property
-    def authority(self) -> str:
-        host, port = str(self.server_address[0]), int(self.server_address[1])
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-    @property
-    def url(self) -> str:
-        """The base URL: what ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set to (the SDK adds ``/v1/...``)."""
-        return f"http://{self.authority}"
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def start(self) -> OtlpReceiver:
-        """Serve from a daemon thread; returns self so ``OtlpReceiver(...).start()`` reads well."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"otlp-receiver-{self.port}",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; safe to call twice or without :meth:`start`."""
-        if self._thread is not None:
-            self.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.server_close()
-
-    def __exit__(self, *args: object) -> None:
-        self.stop()
 
 
 def start_in_thread(
