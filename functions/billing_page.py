@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from typing import NamedTuple
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import azure.functions as func
@@ -45,11 +46,20 @@ def _page(html: str, status: int = 200) -> func.HttpResponse:
     return func.HttpResponse(html, status_code=status, mimetype="text/html", charset="utf-8", headers=HEADERS)
 
 
-@bp.function_name("billing_page")
-@bp.route(route="billing/{accountId}", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
-@telemetry.http_function("billing/{accountId}")
-def billing_page(req: func.HttpRequest) -> func.HttpResponse:
-    svc = services()
+class _Opened(NamedTuple):
+    """A billing link that checked out: whose account, in which language, and the link itself."""
+
+    account_id: str
+    account: Account
+    locale: Locale
+    link: SignedLink
+    key: str
+
+
+def _open(svc: Services, req: func.HttpRequest) -> _Opened | func.HttpResponse:
+    """The account a page request's signed link opens, or the refusal page: 410 for one of ours
+    that expired (or was made before the contacts last changed, or the account was erased), 403
+    for any other (`shared.web.billing_links`)."""
     account_id = str(req.route_params.get("accountId", ""))
     key = svc.settings.link_signing_key
     account = svc.uow.accounts.load(account_id).account if is_identifier(account_id) else None
@@ -64,6 +74,18 @@ def billing_page(req: func.HttpRequest) -> func.HttpResponse:
         return _page(render_refusal(locale, svc.settings.support_url, "page.link_expired"), 410)
     if status is not LinkStatus.VALID or account is None or not key:
         return _page(render_refusal(locale, svc.settings.support_url, "page.link_invalid"), 403)
+    return _Opened(account_id, account, locale, link, key)
+
+
+@bp.function_name("billing_page")
+@bp.route(route="billing/{accountId}", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@telemetry.http_function("billing/{accountId}")
+def billing_page(req: func.HttpRequest) -> func.HttpResponse:
+    svc = services()
+    opened = _open(svc, req)
+    if isinstance(opened, func.HttpResponse):
+        return opened
+    account_id, account, locale, link, key = opened
     token = form_token(key, account_id, link)
     if req.method != "POST":
         return _page(render_billing_page(account, locale, svc.settings.support_url, [], token))
@@ -154,20 +176,12 @@ def billing_confirm(req: func.HttpRequest) -> func.HttpResponse:
     and the rest of the account settled at once. A plain link (GET), not a form: a page's
     `form-action` would stop the form's redirect to the bank."""
     svc = services()
-    account_id = str(req.route_params.get("accountId", ""))
-    key = svc.settings.link_signing_key
-    account = svc.uow.accounts.load(account_id).account if is_identifier(account_id) else None
-    profile = account.profile if account else None
-    locale: Locale = profile.locale if profile else "en"
-    link = SignedLink.from_query(req.params)
-    status = LinkStatus.INVALID
-    if key and account is not None:
-        status = check(key, account_id, link, account.link_version if profile else None, svc.uow.clock.now())
-    if status is LinkStatus.EXPIRED:
-        return _page(render_refusal(locale, svc.settings.support_url, "page.link_expired"), 410)
+    opened = _open(svc, req)
+    if isinstance(opened, func.HttpResponse):
+        return opened
+    account_id, _account, locale, link, key = opened
     intent = req.params.get("intent", "")
-    ours = re.fullmatch(r"pi_[A-Za-z0-9_]{1,96}", intent) is not None
-    if status is not LinkStatus.VALID or account is None or not key or not ours:
+    if re.fullmatch(r"pi_[A-Za-z0-9_]{1,96}", intent) is None:
         return _page(render_refusal(locale, svc.settings.support_url, "page.link_invalid"), 403)
     t = catalog(locale).text
     token = form_token(key, account_id, link)
