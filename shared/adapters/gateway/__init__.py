@@ -1,3 +1,3 @@
 """The payment gateway: its port (`protocol.py`) and adapters (`http.py` for the product's own
-protocol, `capped.py` bounding charges in flight). The in-memory twin is the sandbox's card model
-(`devstack/sandbox_gateway/cards.py`), a development tool."""
+protocol, `stripe.py` for Stripe, `capped.py` bounding charges in flight). The in-memory twin is
+the sandbox's card model (`devstack/sandbox_gateway/cards.py`), a development tool."""
