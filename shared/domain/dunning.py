@@ -98,18 +98,28 @@ def _take_steps(work: Work, sub: Subscription, due: list[Step], policy: DunningP
                        {"cancelAt": cancel.isoformat() if cancel else "",
                         "deleteAt": d.isoformat() if (d := schedule.delete_at(new, policy, pauses)) else ""})
     else:
-        notices = [s for s in due if s.kind in ("payment_reminder", "disable_warning")]
-        if notices:
-            latest = notices[-1]
-            disable = schedule.disable_at(new, policy, work.account.pauses)
-            email_contacts(work, latest.kind, f"{episode}|{latest.name}", (sub.subscription_id,),  # type: ignore[arg-type]
-                           {"disableAt": disable.isoformat() if disable else ""})
-            skipped = [s.name for s in notices[:-1]]
-            if skipped:
-                work.log("notices_skipped", f"late sweep: {', '.join(skipped)} superseded by {latest.name}",
-                         sub.subscription_id)
+        _send_latest_notice(work, new, [s for s in due if s.kind in ("payment_reminder", "disable_warning")],
+                            policy, episode)
     work.log("dunning_steps", f"steps taken: {', '.join(s.name for s in due)}", sub.subscription_id)
     return new
+
+
+def _send_latest_notice(work: Work, sub: Subscription, notices: list[Step], policy: DunningPolicy,
+                        episode: str) -> None:
+    """One notice of those due: the latest, and of notices due at the same time the disable
+    warning (it says the services stop; a reminder falling on its day says less). The others are
+    logged as superseded, never sent all at once."""
+    if not notices:
+        return
+    latest = max(notices, key=lambda s: (s.at, s.kind == "disable_warning"))
+    disable = schedule.disable_at(sub, policy, work.account.pauses)
+    email_contacts(work, latest.kind, f"{episode}|{latest.name}", (sub.subscription_id,),  # type: ignore[arg-type]
+                   {"disableAt": disable.isoformat() if disable else ""})
+    skipped = [s for s in notices if s is not latest]
+    if skipped:
+        why = "late sweep" if any(s.at < latest.at for s in skipped) else "due at the same time"
+        work.log("notices_skipped", f"{why}: {', '.join(s.name for s in skipped)} superseded by {latest.name}",
+                 sub.subscription_id)
 
 
 def _transition(work: Work, sub: Subscription, to: SubscriptionState, event: str, at: datetime,

@@ -108,3 +108,22 @@ def test_any_sweep_schedule_ends_in_the_same_place_with_each_transition_once(tim
     assert acc.subscriptions["s1"].disabled_at == day(30) and acc.subscriptions["s1"].canceled_at == day(90)
     assert len(sent) == len(set(sent))
     assert transitions == ["subscription.disabled", "subscription.canceled"]
+
+
+def test_a_disable_warning_on_a_reminder_day_is_the_notice_sent() -> None:
+    """DUNNING_DISABLE_WARNING_DAY=7 with the default reminders (7, 14, 21): day 7 is both. The
+    customer gets the warning that says the services stop on day 10, not a plain reminder."""
+    policy = DunningPolicy(disable_warning_day=7, disable_day=10)
+    reg = Registration(Profile("Contoso", "en", ("ap@contoso.example",), CARD), (("s1", "Web"),))
+    acc = register(Account("acc"), reg, T0, policy).account
+    acc = apply_payment_event(acc, ChargeFailed("e1", "acc", "s1", "c1", Money.parse("10.00", "USD"),
+                                                "insufficient_funds"), {}, T0, policy).account
+    sent: list[tuple[float, list[str]]] = []
+    for n in (1, 3, 5, 7 + 1 / 1440, 8, 10):
+        d, _retry = advance(acc, day(n), policy)
+        acc = d.account
+        sent.append((n, mails(d)))
+        if n == 7 + 1 / 1440:
+            assert any("superseded by disable-warning" in e.detail for e in d.timeline), d.timeline
+    assert sent == [(1, []), (3, []), (5, []), (7 + 1 / 1440, ["disable_warning"]), (8, []),
+                    (10, ["service_disabled"])]
