@@ -379,7 +379,8 @@ def ensure_local_settings() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack.stack", description=__doc__.splitlines()[0])
+    summary = " ".join(__doc__.split("\n\n")[0].split())  # the docstring's first paragraph, whole
+    parser = argparse.ArgumentParser(prog="python -m devstack.stack", description=summary)
     parser.add_argument("--story", action="store_true", help="play the scripted story, then stop")
     parser.add_argument("--persist", action="store_true", help="keep Azurite's data in .devstack/azurite")
     parser.add_argument("--workers", type=int, default=0, help="extra queue/timer worker processes")

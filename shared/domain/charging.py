@@ -72,6 +72,21 @@ def plan_settlement(account: Account, now: datetime, policy: DunningPolicy, *,
     return work.finish(policy), pending
 
 
+def stopped_at_limit(account: Account, currencies: Collection[str], rounds: int, now: datetime,
+                     policy: DunningPolicy) -> Decision:
+    """A settlement ended: with `currencies` still owed after `rounds` charges at the processor's
+    largest charge, the sweep goes on charging the saved card from `now`
+    (`Account.settle_again_at`); with none, it has nothing more to go on with."""
+    again = now if currencies else None
+    work = Work(replace(account, settle_again_at=again), {}, now,
+                occasion=f"settlement-{account.settlement_attempts}-limit")
+    work.touched = again != account.settle_again_at
+    if currencies:
+        work.log("settlement_unfinished", f"still owed in {', '.join(sorted(currencies))} after {rounds} card "
+                                          "charges at the processor's largest charge: the next sweep charges the rest")
+    return work.finish(policy)
+
+
 def within_limit(charges: list[Charge], limit: int | None) -> tuple[tuple[str, int], ...]:
     """What one card charge pays, oldest first: whole charges while they fit under `limit`; a
     single charge larger than the limit alone is paid `limit` at a time."""

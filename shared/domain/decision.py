@@ -125,7 +125,8 @@ class Work:
         pauses = kept_pauses(self.account.pauses, self.subs.values(), self.now)
         due = min((t for t in (schedule.next_due(self.subs.values(), policy, pauses, self.now),
                                self.account.paused_until,
-                               schedule.card_notice_at(self.account, policy))
+                               schedule.card_notice_at(self.account, policy),
+                               schedule.settlement_due(replace(self.account, outstanding=self.open), self.now))
                    if t is not None), default=None)
         if due is not None and due != self.account.next_due_at:
             self.effects.append(UpdateIndex(self.account.account_id, "due", due, True, revision))

@@ -162,7 +162,13 @@ class Account:
     """When the saved card was saved (None: before this was kept). A hard decline dated before it
     is about an earlier card."""
     card_noticed: str | None = None
-    """`card_key` of the saved card its `card_expiring` notice went out for."""
+    """`card_key` of the card its `card_expiring` notice went out for (or that had expired when it
+    was due): saving that card again sends no second notice."""
+    settle_again_at: datetime | None = None
+    """A settlement stopped at its most charges per request (the processor's largest charge each)
+    with money still owed: from this time the dunning sweep goes on charging the saved card,
+    whatever the retry days (contract §2: "the rest is charged by the next request or the next
+    sweep"). None once a settlement ends with nothing left for that reason."""
     link_version: int = 0
     """The version billing links must carry to open the billing page (`shared.web.billing_links`). Only ever
     grows: one step with every change of the billing contacts' mailboxes (registration included)
@@ -195,12 +201,15 @@ class Account:
 
     @property
     def card_key(self) -> str | None:
-        """Names the saved card, once per save (the same card saved again is a new saved card)."""
+        """Names the saved card by what the customer holds: brand, last4 and expiry. The same card
+        saved again (even under a new processor reference, as Stripe gives each save) keeps its
+        name, so its `card_expiring` notice goes once; another card, or a renewed expiry, is new.
+        Without brand and last4 (a gateway that did not say), the token stands in for them."""
         card = self.card
         if card is None:
             return None
-        saved = self.card_saved_at.isoformat() if self.card_saved_at else "-"
-        return short_hash(f"{card.token}|{card.exp_year}-{card.exp_month}|{saved}")[:16]
+        held = f"{card.brand}|{card.last4}" if card.last4 else f"token|{card.token}"
+        return short_hash(f"{held}|{card.exp_year}-{card.exp_month}")[:16]
 
     def erasure_due_at(self) -> datetime | None:
         """Once every subscription's data is deleted, the account's own customer data goes too."""

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from shared.domain import schedule
 from shared.domain.decision import Decision, Work, apply_money, oldest_first, to_credit
 from shared.domain.declines import SOFT_REASONS, most_telling
 from shared.domain.effects import SendEmail
@@ -72,8 +73,10 @@ def _charge_failed(work: Work, event: ChargeFailed) -> None:
         if about_saved_card(work.account, event.time):
             work.account = replace(work.account, retry_blocked=True)
         else:
+            assert event.time is not None  # an undated decline is about the saved card
+            when = schedule.rfc3339_text(event.time)
             work.log("hard_decline_of_earlier_card",
-                     f"charge {event.charge_id} was declined for good ({event.reason}) at {event.time}, before "
+                     f"charge {event.charge_id} was declined for good ({event.reason}) at {when}, before "
                      "the saved card was saved: that card is still retried", event.subscription_id)
     work.open[event.charge_id] = charge
     work.new_failures.append(event.charge_id)

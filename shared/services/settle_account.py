@@ -36,6 +36,7 @@ from shared.domain.charging import (
     record_outcome,
     save_payment_method,
     still_owed,
+    stopped_at_limit,
 )
 from shared.domain.decision import Decision
 from shared.domain.declines import WAITS_FOR_CUSTOMER
@@ -160,6 +161,10 @@ def settle_account(uow: UnitOfWork, gateway: PaymentGateway, account_id: str,
                 break
         else:
             result.unfinished = sorted(currencies or ())
+        if result.unfinished or account.settle_again_at is not None:
+            now = uow.clock.now()
+            commit_decision(uow, account_id, lambda snap: stopped_at_limit(snap.account, result.unfinished, MAX_ROUNDS,
+                                                                           now, uow.policy))
     return result
 
 

@@ -17,7 +17,7 @@ from shared.services.settle_account import update_card_and_settle
 from shared.services.sweep_work import fan_out
 from shared.services.unit_of_work import UnitOfWork, apply_event
 from shared.services.views import account_view
-from tests.services.conftest import ACC, NOW, lifecycle_types, register
+from tests.services.conftest import ACC, NOW, handed_off, lifecycle_types, pending_emails, register
 from tests.services.test_use_cases import drain
 
 
@@ -74,6 +74,26 @@ def test_pause_refusals_and_an_unknown_account(uow: UnitOfWork) -> None:
     assert pause_dunning(uow, ACC, None).account.pauses == ()  # resuming what is not paused changes nothing
 
 
+def test_a_pause_extended_beyond_the_maximum_from_its_start_is_refused_and_changes_nothing(
+        uow: UnitOfWork) -> None:
+    register(uow)
+    apply_event(uow, ChargeFailed("f1", ACC, "s1", "c1", Money.parse("10.00", "USD"), "card_declined"),
+                "billing.charge.failed")
+    pause_dunning(uow, ACC, day(90))
+    uow.clock.advance_to(day(33))  # type: ignore[attr-defined]
+    before = uow.accounts.load(ACC).account
+    with pytest.raises(PauseRefused) as refused:
+        pause_dunning(uow, ACC, day(33 + 90))
+    assert day(90).isoformat().replace("+00:00", "Z") in str(refused.value)
+    assert uow.accounts.load(ACC).account == before and before.pauses == ((NOW, day(90)),)
+    assert pause_dunning(uow, ACC, day(90)).account.pauses == ((NOW, day(90)),)
+    # a resume, then a new pause: two intervals, each on the timeline
+    pause_dunning(uow, ACC, None)
+    assert pause_dunning(uow, ACC, day(33 + 90)).account.pauses == ((NOW, day(33)), (day(33), day(123)))
+    assert kinds(uow, "dunning_paused", "dunning_resumed") == [
+        "dunning_paused", "dunning_paused", "dunning_resumed", "dunning_paused"]
+
+
 def test_a_card_expiring_this_month_is_noticed_once_through_the_due_index(uow: UnitOfWork) -> None:
     at = datetime(2030, 12, 5, tzinfo=UTC)  # tok_visa is good through December 2030
     uow.clock.advance_to(at)  # type: ignore[attr-defined]
@@ -100,3 +120,23 @@ def test_a_payment_before_its_failure_leaves_the_subscription_active(uow: UnitOf
     assert account.balance() == {} and account.credit == {}
     assert account.subscriptions["s1"].state is SubscriptionState.ACTIVE
     assert lifecycle_types(uow) == []
+
+
+def test_the_same_card_saved_again_gets_no_second_notice(uow: UnitOfWork) -> None:
+    at = datetime(2030, 12, 5, tzinfo=UTC)  # tok_visa is good through December 2030
+    uow.clock.advance_to(at)  # type: ignore[attr-defined]
+    gateway = FakeGateway(clock=lambda: at)
+    register(uow)
+    update_card_and_settle(uow, gateway, ACC, "tok_visa")
+    fan_out(uow, "dunning")
+    assert drain(uow, gateway) == ["stepped"]
+    mailed = {*handed_off(uow), *pending_emails(uow)}
+    assert len(mailed) == 2  # the notice, to each billing contact
+    for hours in (1, 2):
+        uow.clock.advance_to(at + timedelta(hours=hours))  # type: ignore[attr-defined]
+        update_card_and_settle(uow, gateway, ACC, "tok_visa")
+        assert uow.accounts.load(ACC).account.next_due_at is None
+        fan_out(uow, "dunning")
+        drain(uow, gateway)
+    assert kinds(uow, "card_expiring") == ["card_expiring"]
+    assert {*handed_off(uow), *pending_emails(uow)} == mailed

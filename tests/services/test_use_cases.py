@@ -151,6 +151,34 @@ def test_the_dunning_sweep_retries_the_saved_card(uow: UnitOfWork) -> None:
     assert "retried" in outcomes and uow.accounts.load(ACC).account.outstanding == {}
 
 
+def test_a_settlement_stopped_at_its_charge_limit_is_finished_by_the_next_sweep(uow: UnitOfWork) -> None:
+    """More owed than one request charges (MAX_ROUNDS charges at the processor's largest), after
+    the retry days: the card update answers `settled: false` with the rest unfinished, and the
+    next dunning sweep charges the rest to the saved card (contract §2), once."""
+    gateway = FakeGateway(clock=lambda: NOW, max_charge_minor=100)  # 1.00 per charge: 30.00 per request
+    register(uow)
+    fail(uow, amount="45.00")
+    for day in (1, 3, 5, 7):  # the retry days pass without a card (each sweep takes its steps)
+        uow.clock.advance_to(NOW + timedelta(days=day))  # type: ignore[attr-defined]
+        fan_out(uow, "dunning")
+        drain(uow, gateway)
+    uow.clock.advance_to(NOW + timedelta(days=8))  # type: ignore[attr-defined]
+    first = update_card_and_settle(uow, gateway, ACC, "tok_visa")
+    assert first.settlement.unfinished == ["USD"] and first.settlement.charged["USD"] == Money.parse("30.00", "USD")
+    account = uow.accounts.load(ACC).account
+    assert account.outstanding["c1"].remaining == Money.parse("15.00", "USD")
+    assert account.next_due_at == uow.clock.now()  # the next sweep has work for it
+    uow.clock.advance_to(NOW + timedelta(days=8, hours=1))  # type: ignore[attr-defined]
+    fan_out(uow, "dunning")
+    assert drain(uow, gateway) == ["retried"]
+    account = uow.accounts.load(ACC).account
+    assert account.outstanding == {} and account.settle_again_at is None
+    assert sum(c.amount.minor for c in gateway.charges_for(ACC)) == 4500
+    uow.clock.advance_to(NOW + timedelta(days=9))  # type: ignore[attr-defined]
+    fan_out(uow, "dunning")
+    assert set(drain(uow, gateway)) <= {"stale", "stepped"} and len(gateway.charges_for(ACC)) == 45
+
+
 def test_reconciliation_re_enables_a_disabled_subscription_owing_nothing_and_drops_stale_hints(
         uow: UnitOfWork) -> None:
     register(uow)

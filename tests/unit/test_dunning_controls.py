@@ -3,6 +3,7 @@ under, credit meeting debt in any order, and late hard declines."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -133,6 +134,36 @@ def test_a_pause_is_refused_in_the_past_and_beyond_the_maximum() -> None:
         set_pause(acc, day(8), day(2), short)
 
 
+def test_a_pause_extended_while_it_runs_stays_within_the_maximum_from_its_start() -> None:
+    acc = set_pause(past_due(), day(90), day(0), POLICY).account  # the longest pause: until 2027-03-01T09:00
+    with pytest.raises(PauseRefused) as refused:
+        set_pause(acc, day(33 + 90), day(33), POLICY)  # would make one paused interval of 123 days
+    assert "2027-03-01T09:00:00Z" in str(refused.value)  # the latest time it may be extended to
+    with pytest.raises(PauseRefused):
+        set_pause(acc, day(90) + timedelta(seconds=1), day(33), POLICY)
+    shorter = set_pause(acc, day(60), day(33), POLICY).account
+    assert shorter.pauses == ((day(0), day(60)),)
+    longer = set_pause(shorter, day(90), day(50), POLICY)  # back to the full 90 days from its start
+    assert longer.account.pauses == ((day(0), day(90)),)
+    assert [t.detail for t in longer.timeline] == ["pause extended to 2027-03-01T09:00:00Z"]
+    # a fresh pause is refused with its own latest time
+    with pytest.raises(PauseRefused) as fresh:
+        set_pause(past_due(), day(2 + 91), day(2), POLICY)
+    assert "2027-03-03T09:00:00Z" in str(fresh.value)
+
+
+def test_pausing_again_after_a_resume_is_a_new_pause_and_the_timeline_records_each() -> None:
+    acc = set_pause(past_due(), day(90), day(0), POLICY).account
+    resumed = set_pause(acc, None, day(33), POLICY)
+    again = set_pause(resumed.account, day(33 + 90), day(33), POLICY)
+    assert again.account.pauses == ((day(0), day(33)), (day(33), day(123)))
+    assert [(t.kind, t.detail) for t in (*resumed.timeline, *again.timeline)] == [
+        ("dunning_resumed", "dunning resumed by an operator before 2027-03-01T09:00:00Z: paused 33.00 days"),
+        ("dunning_paused", "dunning paused until 2027-04-03T09:00:00Z")]
+    with pytest.raises(PauseRefused):  # the new pause has the same limit from its own start
+        set_pause(again.account, day(33 + 91), day(40), POLICY)
+
+
 def test_the_number_of_pauses_kept_is_bounded() -> None:
     acc = past_due()
     for i in range(MAX_PAUSES):
@@ -207,7 +238,13 @@ def test_pausing_and_resuming_at_any_points_never_repeats_a_step_nor_brings_one_
     for n, kind, until in [*ops, (ops[-1][0] + 400, "sweep", 0.0)]:
         now = day(n)
         if kind == "pause":
-            d = set_pause(acc, day(until), now, policy)
+            try:
+                d = set_pause(acc, day(until), now, policy)
+            except PauseRefused:  # only beyond the maximum from the start of the pause it extends
+                current = schedule.paused_at(acc.pauses, now)
+                assert len(acc.pauses) >= MAX_PAUSES or (
+                    current is not None and day(until) > current[0] + timedelta(days=policy.max_pause_days))
+                continue
         elif kind == "resume":
             d = set_pause(acc, None, now, policy)
         else:
@@ -220,6 +257,7 @@ def test_pausing_and_resuming_at_any_points_never_repeats_a_step_nor_brings_one_
                 taken[name] = now
         mail_keys += [(e.kind, e.occasion) for e in d.effects if isinstance(e, SendEmail)]
         acc = roundtrip(d.account)
+        assert all(b - a <= timedelta(days=policy.max_pause_days) for a, b in acc.pauses), acc.pauses
         # what the index says is never a time the sweep could not act at
         if acc.next_due_at is not None and kind == "sweep":
             assert schedule.paused_at(acc.pauses, acc.next_due_at) is None
@@ -302,6 +340,28 @@ def test_the_notice_is_found_through_the_due_index_at_its_time() -> None:
     assert mails(advance(acc, acc.next_due_at, POLICY)[0]) == ["card_expiring"]
 
 
+def test_the_same_card_saved_again_is_not_noticed_again_and_a_new_card_is() -> None:
+    acc = registered(EXPIRING)
+    d, _ = advance(acc, day(1), POLICY)
+    assert mails(d) == ["card_expiring"]
+    acc = d.account
+    # the same card (brand, last4, expiry) saved again, also under another processor reference
+    # (Stripe makes a new PaymentMethod id per save)
+    for n, card in ((2, EXPIRING), (3, replace(EXPIRING, token="pm_1Qagain"))):
+        acc = save_payment_method(acc, card, day(n), POLICY).account
+        assert acc.next_due_at is None
+        assert mails(advance(acc, day(n + 0.5), POLICY)[0]) == []
+        acc = roundtrip(acc)
+    # a new card (another expiry, or another card) is noticed in its time
+    for n, card in ((5, replace(EXPIRING, exp_year=2027, exp_month=1)),
+                    (40, PaymentMethod("card", "tok_mastercard", "mastercard", "4444", 1, 2027))):
+        acc = save_payment_method(acc, card, day(n), POLICY).account
+        assert acc.next_due_at is not None
+        d, _ = advance(acc, max(acc.next_due_at, day(n)), POLICY)
+        assert mails(d) == ["card_expiring"], card
+        acc = d.account
+
+
 # -- credit meets debt in any order --------------------------------------------------------------
 
 PAYMENT = PaymentReceived("p1", "acc", "pay1", usd("25.00"), "wire")
@@ -353,9 +413,48 @@ def test_a_hard_decline_dated_before_the_card_was_saved_does_not_stop_its_retrie
                               POLICY).account
     late = apply_payment_event(acc, failed(reason="card_expired", time=T0 - timedelta(hours=1)), {}, T0, POLICY)
     assert not late.account.retry_blocked
-    assert "hard_decline_of_earlier_card" in [t.kind for t in late.timeline]
+    assert [t.detail for t in late.timeline if t.kind == "hard_decline_of_earlier_card"] == [
+        "charge c1 was declined for good (card_expired) at 2026-12-01T08:00:00Z, before the saved card was "
+        "saved: that card is still retried"]
     assert advance(late.account, day(1), POLICY)[1]
     current = apply_payment_event(acc, failed(reason="lost_or_stolen", time=T0 + timedelta(hours=1)), {}, T0, POLICY)
     assert current.account.retry_blocked and not advance(current.account, day(1), POLICY)[1]
     undated = apply_payment_event(acc, failed(reason="lost_or_stolen"), {}, T0, POLICY)
     assert undated.account.retry_blocked
+
+
+# -- times in timeline details -------------------------------------------------------------------
+
+OFFSET_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9:.]+(?:[+-][0-9]{2}:[0-9]{2})?(?![0-9:.Z])")
+
+
+def test_every_time_in_a_timeline_detail_is_rfc3339_in_utc() -> None:
+    acc = registered(CARD, at=T0 - timedelta(days=30))
+    acc = save_payment_method(acc, replace(CARD, token="tok_mastercard"), T0, POLICY).account
+    decisions = [apply_payment_event(acc, failed(reason="card_expired", time=T0 - timedelta(hours=1)), {}, T0,
+                                     POLICY)]
+    decisions.append(set_pause(decisions[-1].account, day(20), day(1), POLICY))  # paused
+    decisions.append(set_pause(decisions[-1].account, day(30), day(2), POLICY))  # extended
+    decisions.append(set_pause(decisions[-1].account, day(25), day(3), POLICY))  # shortened
+    decisions.append(set_pause(decisions[-1].account, None, day(4), POLICY))  # resumed by an operator
+    decisions.append(set_pause(decisions[-1].account, day(6), day(5), POLICY))
+    decisions.append(advance(decisions[-1].account, day(7), POLICY)[0])  # the pause ran out
+    details = [t.detail for d in decisions for t in d.timeline]
+    assert sum("Z" in d for d in details) >= 7
+    assert [d for d in details if OFFSET_TIME.search(d)] == []
+    with pytest.raises(PauseRefused) as refused:
+        set_pause(acc, day(0.5), day(1), POLICY)
+    assert not OFFSET_TIME.search(str(refused.value)) and "2026-12-02T09:00:00Z" in str(refused.value)
+
+
+# -- the local stack's command line --------------------------------------------------------------
+
+
+def test_the_stack_help_describes_it_in_a_whole_sentence(capsys: pytest.CaptureFixture[str]) -> None:
+    from devstack.stack import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("The local stack of contract §5: Azurite, the local ACS email endpoint, the sandbox gateway and "
+            "the Functions app on the project's own host, each in a process of its own.") in text

@@ -169,6 +169,7 @@ def state_doc(a: Account) -> dict[str, Any]:
         **({"pausedUntil": dt(a.paused_until)} if a.paused_until else {}),
         **({"cardSavedAt": dt(a.card_saved_at)} if a.card_saved_at else {}),
         **({"cardNoticed": a.card_noticed} if a.card_noticed else {}),
+        **({"settleAgainAt": dt(a.settle_again_at)} if a.settle_again_at else {}),
         **({"policies": policies} if (policies := policies_doc(a.subscriptions.values())) else {}),
     }
 
@@ -222,6 +223,7 @@ def account_of(account_id: str, state: Mapping[str, Any] | None, profile: Mappin
         paused_until=parse_dt(state.get("pausedUntil")),
         card_saved_at=parse_dt(state.get("cardSavedAt")),
         card_noticed=state.get("cardNoticed"),
+        settle_again_at=parse_dt(state.get("settleAgainAt")),
         link_version=int(state.get("linkVersion", 0)),  # accounts stored before versions were counted: the first
     )
 
