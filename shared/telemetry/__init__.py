@@ -5,7 +5,8 @@
 * Entry points: `queue_function`, `http_function`, `timer_function` decorate the Functions; every
   queue message the product sends carries `traceparent` (`current_fields`, `producer`, `with_trace`).
 * Metrics: the `count_*` helpers of `shared.telemetry.metrics`, each called where its outcome is decided.
-* Masking: `shared.telemetry.scrub`, over every span and log record.
+* Masking: `shared.telemetry.scrub`, over every span and log record; a `tracestate` member holding
+  a card number or a secret is dropped where trace context enters (`clean_tracestate`).
 """
 
 from shared.telemetry.metrics import (
@@ -20,7 +21,7 @@ from shared.telemetry.metrics import (
 )
 from shared.telemetry.scrub import scrub
 from shared.telemetry.setup import configure, mode
-from shared.telemetry.traceparent import TraceParent, parse_traceparent, parse_tracestate
+from shared.telemetry.traceparent import TraceParent, clean_tracestate, parse_traceparent, parse_tracestate
 from shared.telemetry.tracing import (
     TracingSession,
     annotate,
@@ -45,6 +46,7 @@ __all__ = [
     "TraceParent",
     "TracingSession",
     "annotate",
+    "clean_tracestate",
     "configure",
     "count_charge",
     "count_charge_answer",

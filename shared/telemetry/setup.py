@@ -29,10 +29,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event as SpanEvent
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
-from opentelemetry.trace import Status
+from opentelemetry.trace import Link, SpanContext, Status
 from opentelemetry.util.types import Attributes
 
 from shared.telemetry.scrub import scrub, scrub_attributes, scrub_value
+from shared.telemetry.tracing import clean_context
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "past-due-billing"
@@ -44,7 +45,9 @@ _QUIET_LOGGERS = ("opentelemetry", "azure.monitor", "urllib3", "azure.core.pipel
 
 class ScrubbingSpanProcessor(SpanProcessor):
     """Masks every span's name, attributes, events (exceptions included) and status text while it
-    ends, before any processor exports it (`_on_ending` runs for all processors before `on_end`)."""
+    ends, before any processor exports it (`_on_ending` runs for all processors before `on_end`);
+    drops the `tracestate` members holding a card number or a secret from its context, its
+    parent's and its links' (whatever context it was started from: issue 22)."""
 
     def _on_ending(self, span: Span) -> None:
         try:
@@ -72,6 +75,23 @@ def _scrub_span(span: Any) -> None:
     description = span._status.description
     if description and scrub(description) is not description:
         span._status = Status(span._status.status_code, scrub(description))
+    _clean_trace_states(span)
+
+
+def _clean_trace_states(span: Any) -> None:
+    """The span's own, its parent's and its links' trace states without unacceptable members."""
+    for field in ("_context", "_parent"):
+        context = getattr(span, field, None)
+        if isinstance(context, SpanContext) and context.trace_state:
+            clean = clean_context(context)
+            if clean is not context:
+                setattr(span, field, clean)
+    links = getattr(span, "_links", None)
+    if links and any(link.context.trace_state for link in links):
+        cleaned = [link if clean_context(link.context) is link.context
+                   else Link(clean_context(link.context), link.attributes) for link in links]
+        if any(a is not b for a, b in zip(cleaned, links, strict=True)):
+            span._links = _replaced(links, cleaned)
 
 
 def _scrub_event(event: SpanEvent) -> SpanEvent:
@@ -82,12 +102,12 @@ def _scrub_event(event: SpanEvent) -> SpanEvent:
     return SpanEvent(name, clean if clean is not None else event.attributes, event.timestamp)
 
 
-def _replaced(original: Any, events: list[SpanEvent]) -> Any:
-    """A span's events as the SDK keeps them (an append-only `BoundedList`, which has no `clear`),
-    now `events`, with its bound and its count of dropped events."""
+def _replaced(original: Any, items: list[SpanEvent] | list[Link]) -> Any:
+    """A span's events or links as the SDK keeps them (an append-only `BoundedList`, which has no
+    `clear`), now `items`, with its bound and its count of dropped ones."""
     from opentelemetry.sdk.util import BoundedList
 
-    replaced = BoundedList.from_seq(getattr(getattr(original, "_dq", None), "maxlen", None), events)
+    replaced = BoundedList.from_seq(getattr(getattr(original, "_dq", None), "maxlen", None), items)
     replaced.dropped = getattr(original, "dropped", 0)
     return replaced
 

@@ -1,10 +1,20 @@
 """W3C Trace Context (`traceparent`, `tracestate`) as the CloudEvents distributed-tracing extension
-carries it: strict parsing, so a malformed value is ignored (never a reason to dead-letter)."""
+carries it: strict parsing, so a malformed value is ignored (never a reason to dead-letter).
+
+A `tracestate` is checked where trace context enters (a queue message's extension, a hand-off, an
+HTTP header, a stored outbox row; issue 22, contract §6): a list-member whose key or value holds
+what no telemetry may carry (a card number, a secret, a billing link: `shared.telemetry.scrub`) is
+dropped, not masked, since a masked value would be a corrupt one to its vendor (W3C Trace Context
+lets a receiver drop members it cannot accept); a header that is malformed as a whole (a bad
+member, a repeated key, over 32 members or 512 characters) is dropped whole. The `traceparent`
+continues either way."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from shared.telemetry.scrub import scrub
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.ASCII)
 _TRACESTATE_MEMBER = re.compile(
@@ -47,8 +57,9 @@ def parse_traceparent(value: object) -> TraceParent | None:
 
 
 def parse_tracestate(value: object) -> list[tuple[str, str]]:
-    """The `tracestate` list members in order, or [] when the header is malformed as a whole (a
-    bad member, a repeated key, more than 32 members): the spec has the whole value discarded."""
+    """The `tracestate` list members in order, but those holding a card number or a secret
+    (`unacceptable_member`); [] when the header is malformed as a whole (a bad member, a repeated
+    key, more than 32 members, more than 512 characters): the spec has the whole value discarded."""
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_LENGTH:
         return []
     members: list[tuple[str, str]] = []
@@ -62,4 +73,19 @@ def parse_tracestate(value: object) -> list[tuple[str, str]]:
         if any(k == key for k, _ in members):
             return []
         members.append((key, val))
-    return members if len(members) <= MAX_TRACESTATE_MEMBERS else []
+    if len(members) > MAX_TRACESTATE_MEMBERS:
+        return []
+    return [(key, val) for key, val in members if not unacceptable_member(key, val)]
+
+
+def unacceptable_member(key: str, value: str) -> bool:
+    """Whether a list-member (key or value) holds what no telemetry may carry: a card number, a
+    secret (`sk_live_...`, `sig=...`, `code=...`, a bearer token) or a billing link. The member is
+    judged as written (`key=value`), as it would stand in an exported span's trace state."""
+    member = f"{key}={value}"
+    return scrub(member) != member
+
+
+def clean_tracestate(value: object) -> str:
+    """A `tracestate` as it may be carried on (`parse_tracestate`, written back); "" for none."""
+    return ",".join(f"{key}={val}" for key, val in parse_tracestate(value))

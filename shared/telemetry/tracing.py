@@ -7,6 +7,10 @@ top-level member of its JSON), and every queue trigger continues the trace its m
 When no exporter is configured the API's no-op tracer is in place: no span is made, but an
 incoming `traceparent` is still passed on unchanged (the context is attached as is), so the
 lifecycle events still carry the trace that caused them.
+
+A `tracestate` is cleaned wherever context enters or leaves (`clean_context`): members holding a
+card number or a secret are dropped (`shared.telemetry.traceparent`), so no span, message, outbox
+row or outgoing header carries the raw value (issue 22); the trace itself always continues.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from opentelemetry.trace.span import TraceState
 
 from shared.inbound.json_reader import read_json
 from shared.telemetry import state
-from shared.telemetry.traceparent import parse_traceparent, parse_tracestate
+from shared.telemetry.traceparent import clean_tracestate, parse_traceparent, parse_tracestate
 
 F = TypeVar("F", bound=Callable[..., Any])
 TRACER_NAME = "past-due-billing"
@@ -46,14 +50,29 @@ def span_context_of(traceparent: object, tracestate: object = None) -> SpanConte
                        trace_state=TraceState(parse_tracestate(tracestate)))
 
 
+def clean_context(span_context: SpanContext) -> SpanContext:
+    """`span_context` itself, or a copy whose trace state has its unacceptable members dropped
+    (one the product did not parse: the Functions host's, or another library's)."""
+    if not span_context.trace_state:
+        return span_context
+    header = span_context.trace_state.to_header()
+    clean = clean_tracestate(header)
+    if clean == header:
+        return span_context
+    return SpanContext(span_context.trace_id, span_context.span_id, is_remote=span_context.is_remote,
+                       trace_flags=span_context.trace_flags,
+                       trace_state=TraceState(parse_tracestate(clean)))
+
+
 def fields_of(span_context: SpanContext | None) -> dict[str, str]:
-    """`{"traceparent": ..., "tracestate": ...}` for a message (tracestate only when not empty)."""
+    """`{"traceparent": ..., "tracestate": ...}` for a message (tracestate only when not empty,
+    and cleaned: never a member holding a card number or a secret)."""
     if span_context is None or not span_context.is_valid:
         return {}
     fields = {"traceparent": f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
                              f"{int(span_context.trace_flags):02x}"}
-    if span_context.trace_state:
-        fields["tracestate"] = span_context.trace_state.to_header()
+    if span_context.trace_state and (header := clean_tracestate(span_context.trace_state.to_header())):
+        fields["tracestate"] = header
     return fields
 
 
@@ -232,7 +251,7 @@ def _served(fn: Callable[..., Any], route: str, req: Any, *args: Any, **kwargs: 
 def _host_context() -> SpanContext | None:
     """The Functions host's invocation span the Python worker made current (Azure), if any."""
     found = trace.get_current_span().get_span_context()
-    return found if found.is_valid else None
+    return clean_context(found) if found.is_valid else None
 
 
 # -- sending ----------------------------------------------------------------------------------------
@@ -250,11 +269,12 @@ def producer(queue: str, stored: Mapping[str, Any] | None = None,
 
 
 def stored_or_current(stored: Mapping[str, Any], fallback: Mapping[str, str]) -> dict[str, str]:
-    """The trace fields an outbox row carries (its decision's), else `fallback`."""
+    """The trace fields an outbox row carries (its decision's, its `tracestate` cleaned: a row
+    written before it was cleaned forwards no raw value), else `fallback`."""
     if span_context_of(stored.get("traceparent")) is not None:
         fields = {"traceparent": str(stored["traceparent"])}
-        if isinstance(stored.get("tracestate"), str) and stored["tracestate"]:
-            fields["tracestate"] = stored["tracestate"]
+        if header := clean_tracestate(stored.get("tracestate")):
+            fields["tracestate"] = header
         return fields
     return dict(fallback)
 

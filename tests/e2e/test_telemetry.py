@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
 from devstack.otlp_receiver import fetch_trace, start_in_thread
@@ -24,6 +25,9 @@ from tests.e2e.card_scan import _where
 from tests.e2e.conftest import new_account, wait_until
 
 CARD = "4111 1111 1111 1111"
+SECRET = "sk_live_abcdefghij"
+KEPT = "congo=t61rcWkgMzE"
+DIRTY_TRACESTATE = f"vendor=5555555555554444,x={SECRET},{KEPT}"  # issue 22's repro, and a member to keep
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +58,14 @@ def send_event(stack: LocalStack) -> Callable[..., str]:
     queue = QueueClient.from_connection_string(stack.connection_string, "payment-events")
 
     def send(type_: str, data: dict[str, Any], *, event_id: str | None = None, traceparent: str | None = None,
-             raw: str | None = None) -> str:
+             tracestate: str | None = None, raw: str | None = None) -> str:
         event_id = event_id or f"evt-{uuid.uuid4().hex}"
         event: dict[str, Any] = {"specversion": "1.0", "id": event_id, "type": type_, "source": "/tests",
                                  "time": "2026-12-01T09:00:00Z", "data": data}
         if traceparent is not None:
             event["traceparent"] = traceparent
+        if tracestate is not None:
+            event["tracestate"] = tracestate
         queue.send_message(raw if raw is not None else json.dumps(event))
         return event_id
 
@@ -318,6 +324,79 @@ def test_sweep_lag_and_a_sweep_step_trace(stack: LocalStack, api: str, receiver:
         requests.delete(f"{api}/testing/clock", timeout=10)
 
 
+def _leaks(text: str) -> bool:
+    """What the card scan finds, or issue 22's secret."""
+    return _where(text) or SECRET in text
+
+
+def _outbox_texts(stack: LocalStack, account_id: str) -> list[str]:
+    table = TableClient.from_connection_string(stack.connection_string, "billing")
+    rows = table.query_entities("PartitionKey eq @pk and RowKey ge 'outbox|' and RowKey lt 'outbox}'",
+                                parameters={"pk": account_id})
+    return [json.dumps(dict(r), default=str, ensure_ascii=False) for r in rows]
+
+
+def test_a_card_number_or_secret_in_tracestate_is_dropped_and_the_trace_continues(
+        stack: LocalStack, api: str, receiver: str, send_event: Callable[..., str]) -> None:
+    """Issue 22: a `tracestate` member holding a card number or a secret is dropped where trace
+    context enters (a queue event's extension, an HTTP header); the rest of it and the trace go on,
+    and no span, lifecycle event, outbox row, hand-off or gateway request holds the raw value."""
+    wait_until(lambda: _outbox_idle(stack), "no other email on its way (a fault would go to it)", timeout=30)
+    faults = f"{stack.email_url}/faults"  # hold emails back (any other still on its way too) until the row is read
+    requests.post(faults, json={"status": 429, "count": 1000, "retryAfter": 1}, timeout=10).raise_for_status()
+    outbox: list[str] = []
+    try:
+        acc = new_account(api, token=None, contacts=("ap@tracestate.example",))
+        traceparent, trace_id, parent_span = new_traceparent()
+        send_event("billing.charge.failed", {"accountId": acc, "subscriptionId": "s1", "chargeId": "c1",
+                                             "amount": "9.00", "currency": "USD", "reason": "card_declined"},
+                   traceparent=traceparent, tracestate=DIRTY_TRACESTATE)
+
+        def held_back() -> bool:
+            outbox.extend(_outbox_texts(stack, acc))
+            return any('"email"' in row for row in outbox)
+
+        wait_until(held_back, "the email's outbox row", timeout=20)
+    finally:
+        requests.delete(faults, timeout=10)
+    wait_until(lambda: emails_to(stack, acc), "the email, once let through", timeout=20)
+    assert outbox and not any(_leaks(row) for row in outbox), [mask_card_numbers(row) for row in outbox]
+    assert any(traceparent.split("-")[1] in row for row in outbox)  # the row carries the event's trace
+
+    def traced() -> dict[str, Any] | None:
+        tree = fetch_trace(receiver, trace_id, min_spans=3, settle=0.5, timeout=5)
+        names = [s["name"] for s in all_spans(tree)] if tree else []
+        return tree if "email_outbox" in names and "send subscription-lifecycle" in names else None
+
+    spans = all_spans(wait_until(traced, "the event's trace", timeout=20))
+    consumer = next(s for s in spans if s["name"] == "payment_events")
+    assert consumer["parentSpanId"] == parent_span and consumer["traceState"] == KEPT  # the trace continues
+    assert all(s["traceState"] in (None, KEPT) for s in spans), {s["name"]: s["traceState"] for s in spans}
+    assert not _leaks(json.dumps(list(_texts(spans))))  # not the receiver's clocks
+    lifecycle = QueueClient.from_connection_string(stack.connection_string, "subscription-lifecycle")
+    mine = [m.content for m in lifecycle.peek_messages(max_messages=32) if acc in m.content]
+    assert mine and not any(_leaks(m) for m in mine), [mask_card_numbers(m) for m in mine]
+    assert all(json.loads(m)["traceparent"].split("-")[1] == trace_id and json.loads(m).get("tracestate") == KEPT
+               for m in mine)
+
+    # An HTTP request's header: read, and a card update whose charge reaches the gateway.
+    requests.delete(f"{stack.gateway_url}/requests", timeout=10)
+    for method, path, body in (("GET", "", None), ("PUT", "/payment-method", {"token": "tok_visa"})):
+        header, http_trace, http_parent = new_traceparent()
+        r = requests.request(method, f"{api}/accounts/{acc}{path}", json=body, timeout=60,
+                             headers={"traceparent": header, "tracestate": f"vendor=4111111111111111,{KEPT}"})
+        assert r.status_code == 200, r.text
+        tree = wait_until(lambda t=http_trace: fetch_trace(receiver, t, min_spans=1, settle=0.5, timeout=5),
+                          f"the trace of {method} {path}", timeout=20)
+        root = next(s for s in all_spans(tree) if s["kind"] == "SERVER")
+        assert root["parentSpanId"] == http_parent and root["traceState"] == KEPT
+        assert not _leaks(json.dumps(list(_texts(all_spans(tree)))))
+    seen = [s for s in requests.get(f"{stack.gateway_url}/requests", timeout=10).json()
+            if s["traceparent"] and s["traceparent"].split("-")[1] == http_trace]
+    assert seen and all(s["tracestate"] == KEPT for s in seen), seen
+    _assert_no_export_leaks(receiver)
+
+
 def test_no_card_number_secret_or_billing_link_in_any_export(receiver: str, stack: LocalStack) -> None:
     requests.get(f"{stack.functions_url}/api/billing/acc-none?expires=1&v=1&sig=c2VjcmV0&note=4111111111111111",
                  timeout=10)
@@ -325,6 +404,11 @@ def test_no_card_number_secret_or_billing_link_in_any_export(receiver: str, stac
                            for t in requests.get(f"{receiver}/traces", params={"limit": 1000},
                                                  timeout=10).json()["traces"]),
                "the billing page visit's trace")
+    _assert_no_export_leaks(receiver)
+
+
+def _assert_no_export_leaks(receiver: str) -> None:
+    """The card scan (and issue 22's secret) over every exported span, log record and metric."""
     exported = {
         "traces": requests.get(f"{receiver}/traces", params={"limit": 100000}, timeout=30).json()["traces"],
         "logs": requests.get(f"{receiver}/logs", timeout=30).json()["logs"],
@@ -337,5 +421,6 @@ def test_no_card_number_secret_or_billing_link_in_any_export(receiver: str, stac
             text = json.dumps(list(_texts(item)), ensure_ascii=False)  # what the app sent, not the receiver's clocks
             found = [mask_card_numbers(text[max(0, c.start - 80):c.end + 40]) for c in find_card_numbers(text)]
             assert not _where(text), f"a card number in an exported {kind}: {found or text[:300]}"
+            assert SECRET not in text, f"a secret in an exported {kind}: {text[:300]}"
             assert not re.search(r"sig=(?!<redacted>)", text), f"a billing link in an exported {kind}: {text[:300]}"
             assert "c2VjcmV0" not in text
