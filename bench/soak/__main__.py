@@ -3,6 +3,7 @@
     python -m bench.soak                 # full: 2,000 accounts, 20,000 messages
     python -m bench.soak --quick         # CI: 200 accounts, 2,000 messages, every fault once
     python -m bench.soak --seed 7 --accounts 50 --events 400
+    python -m bench.soak --quick --gateway stripe   # the app charges through the Stripe sandbox
 
 Prints each difference between the product and the model, then `N differences`, then the
 summary; exits 1 on any difference (2 when the run itself could not finish). See bench/README.md.
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, help="messages put on the queue, duplicates included; default 10 per account")
     p.add_argument("--workers", type=int, default=2, help="queue/timer worker processes besides the HTTP host")
     p.add_argument("--keep-logs", action="store_true")
+    p.add_argument("--gateway", choices=["http", "stripe"], default="http",
+                   help="http: the sandbox gateway (default); stripe: the Stripe-compatible sandbox, through the "
+                        "Stripe adapter (PAYMENT_GATEWAY=stripe)")
     args = p.parse_args(argv)
     n_accounts = args.accounts or (200 if args.quick else 2000)
     n_events = args.events or 10 * n_accounts
@@ -45,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     dups = sum(m.duplicate for ms in plan.messages.values() for m in ms)
     malformed = sum(m.event_id is None for ms in plan.messages.values() for m in ms)
     print(f"soak: seed {args.seed}, {n_accounts} accounts, {messages} messages ({dups} duplicates), "
-          f"{args.workers} workers", flush=True)
+          f"{args.workers} workers, {args.gateway} gateway", flush=True)
     started = time.perf_counter()
     keep = {"logs": args.keep_logs}
-    with soak_stack(args.workers, keep) as (stack, workdir):
-        soak = Soak(plan, stack, Injector(stack), full=not args.quick)
+    with soak_stack(args.workers, keep, args.gateway) as (stack, workdir):
+        soak = Soak(plan, stack, Injector(stack, gateway_kind=args.gateway), full=not args.quick)
         access_log = workdir / "azurite-access.log"
         soak.play()
         requests_in_run = _storage_requests(access_log)
@@ -76,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         ("load average", load_average(), ""),
     ]
     print_table("soak summary", rows)
-    write_results("soak", {"seed": args.seed, "accounts": n_accounts, "messages": messages, "duplicates": dups,
+    write_results("soak", {"seed": args.seed, "gateway": args.gateway, "accounts": n_accounts, "messages": messages,
+                           "duplicates": dups,
                            "faults": dict(soak.faults.counts), "fault_log": soak.faults.log,
                            "figures": dict(report.figures), "differences": report.differences,
                            "seconds": elapsed, "busy_seconds": soak.busy_seconds,

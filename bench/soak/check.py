@@ -1,9 +1,10 @@
 """The soak's checker: the product's observable outcome against the model, difference by difference.
 
 Inputs are what anyone outside the product can see: the account views (`GET /api/accounts/{id}`),
-the sandbox gateway's charges (`GET /charges`), the email endpoint's messages (`GET /messages`),
-every message of `subscription-lifecycle`, the dead-letter list. Expectations come from
-`bench.soak.model`. Nothing here imports `shared/`.
+the sandbox gateway's charges (`GET /charges`) or, with the Stripe gateway, the Stripe sandbox's
+PaymentIntents (`GET /payment_intents`, Stripe's objects), the email endpoint's messages
+(`GET /messages`), every message of `subscription-lifecycle`, the dead-letter list. Expectations
+come from `bench.soak.model`. Nothing here imports `shared/`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from bench.soak.model import Expected, expect
+from bench.soak.model import Expected, card_charge, expect
 from bench.soak.plan import DECIMALS, Plan, money_text
 from bench.soak.run import Observed
 
@@ -52,11 +53,12 @@ def when(text: str | None) -> datetime | None:
 
 def check(plan: Plan, seen: Observed) -> Report:
     report = Report()
-    charged = _gateway(seen.charges, report)
+    charges = stripe_charges(seen.charges, report) if seen.gateway == "stripe" else seen.charges
+    charged = _gateway(charges, report)
     emails = _emails(seen.emails, report)
     lifecycle = _lifecycle(seen.lifecycle, report)
     for account in plan.accounts:
-        exp = expect(account)
+        exp = expect(account, seen.gateway)
         view = seen.views.get(account.account_id, {"status": None})
         if view.get("status") != 200:
             report.diff(f"{account.account_id}: GET answered {view.get('status')}")
@@ -69,6 +71,34 @@ def check(plan: Plan, seen: Observed) -> Report:
         report.diff(f"emails for an account the soak never made: {account_id}")
     _deadletters(plan, seen, report)
     return report
+
+
+STRIPE_EXPONENT = {"USD": 2, "JPY": 0, "KWD": 3}
+"""Decimals of Stripe's integer amounts (https://docs.stripe.com/currencies): JPY is zero-decimal,
+KWD three-decimal; for the soak's currencies the same as ISO 4217's, read independently here."""
+
+
+def stripe_charges(intents: list[dict[str, Any]], report: Report) -> list[dict[str, Any]]:
+    """Stripe's PaymentIntents as the charges the checker reads (the sandbox gateway's shape): the
+    idempotency key the product puts in `metadata[idempotencyKey]`, the account of
+    `metadata[accountId]`, `succeeded` or not, the amount as the contract's decimal string."""
+    rows = []
+    for pi in intents:
+        meta = pi.get("metadata") or {}
+        cur = str(pi["currency"]).upper()
+        if not meta.get("accountId") or not meta.get("idempotencyKey"):
+            report.diff(f"stripe: PaymentIntent {pi['id']} lacks metadata[accountId] or metadata[idempotencyKey]")
+            continue
+        if cur not in STRIPE_EXPONENT:
+            report.diff(f"stripe: PaymentIntent {pi['id']} in {cur}, which the soak never bills")
+            continue
+        units = int(pi["amount"]) * 10 ** (DECIMALS[cur] - STRIPE_EXPONENT[cur])
+        status = str(pi["status"])
+        if status != "succeeded" and pi.get("last_payment_error"):
+            status = "declined"
+        rows.append({"idempotencyKey": meta["idempotencyKey"], "accountId": meta["accountId"], "currency": cur,
+                     "amount": money_text(units, cur), "status": status})
+    return rows
 
 
 def _gateway(charges: list[dict[str, Any]], report: Report) -> dict[str, dict[str, int]]:
@@ -92,8 +122,11 @@ def _money(exp: Expected, view: dict[str, Any], charged: dict[str, int], report:
     balance, credit = amounts(view.get("balance")), amounts(view.get("credit"))
     for c in sorted(set(exp.net) | set(balance) | set(credit) | set(charged)):
         net, b, cr, g = exp.net.get(c, 0), balance.get(c, 0), credit.get(c, 0), charged.get(c, 0)
-        if exp.card_settles:
-            want = (0, max(0, -net), max(0, net)) if exp.exact_credit else (0, cr, cr + net)
+        if exp.card_settles and exp.exact_credit:  # one card charge per currency: what it took beyond is credit
+            took = card_charge(max(0, net), c, exp.gateway)
+            want = (0, max(0, -net) + took - max(0, net), took)
+        elif exp.card_settles:
+            want = (0, cr, cr + net)
         else:  # credit meets debt in any order: never credit beside debt
             want = (0 if net <= 0 else net, max(0, -net), 0)
         if (b, cr, g) != want:

@@ -16,6 +16,9 @@ the day-1 retry at the latest: nothing is owed, and what the card charged less t
 arrive (contract §1, changed 2026-12-05). A fifth of the accounts pay everything they will owe
 without `chargeIds`, sent before their failures: none of their subscriptions ends past due.
 
+With the Stripe gateway a card charge takes what Stripe can charge: KWD in multiples of ten
+thousandths, rounded up (`card_charge`); what it took beyond the debt is the account's credit.
+
 A subscription that still owes after its cohort's day D walks contract §3 with the clock:
 past due at D, disabled at D + 30, canceled at D + 90, data deleted at D + 180, with the emails
 of each step (reminders on days 7, 14, 21, disable warning on 27, deletion warnings on cancel +
@@ -44,6 +47,17 @@ LADDER_DAYS = (0, *RETRY_DAYS, *REMINDER_DAYS, DISABLE_WARNING_DAY, DISABLE_DAY,
                *DELETION_WARNING_DAYS, DELETE_DAY)
 PAUSE = (10, 24)
 """Days after D between which a pausing account's dunning is paused (`PUT .../dunning`)."""
+STRIPE_STEP = {"KWD": 10}
+"""Stripe's granularity in minor units where it is coarser than the currency's: three-decimal
+currencies are charged in whole hundredths, the last digit of the thousandths 0
+(https://docs.stripe.com/currencies#three-decimal)."""
+
+
+def card_charge(minor: int, currency: str, gateway: str) -> int:
+    """What one card charge for `minor` owed takes: Stripe's amount rounded up to its granularity
+    (rounded down, a debt too small to charge would be left)."""
+    step = STRIPE_STEP.get(currency, 1) if gateway == "stripe" else 1
+    return -(-minor // step) * step
 
 
 def paused_day(day: int, pause: tuple[int, int] | None) -> int:
@@ -132,6 +146,7 @@ class Expected:
     ladder_from: datetime
     final: datetime = field(default_factory=lambda: at_day(FINAL_DAY))
     pause: tuple[int, int] | None = None
+    gateway: str = "http"
 
     def ladder(self) -> Ladder:
         return Ladder(self.ladder_from, self.final, self.pause)
@@ -147,7 +162,7 @@ class Expected:
         return events
 
 
-def expect(account: AccountPlan) -> Expected:
+def expect(account: AccountPlan, gateway: str = "http") -> Expected:
     owed: dict[str, int] = {}
     unnamed: dict[str, int] = {}
     for c in account.charges:
@@ -180,5 +195,6 @@ def expect(account: AccountPlan) -> Expected:
         [c for c in failures if c.fate in OWED_FATES and unnamed.get(c.currency, 0) == 0]
     had_owed = {c.subscription_id for c in account.charges if c.fate in OWED_FATES}
     return Expected(account.account_id, net, settles, not account.races_card, owing, exact, had_owed,
-                    (len(surely), len(failures)), at_day(account.day), pause=PAUSE if account.pauses else None)
+                    (len(surely), len(failures)), at_day(account.day), pause=PAUSE if account.pauses else None,
+                    gateway=gateway)
 

@@ -11,6 +11,10 @@ sweeps run for the earlier cohorts; then everything is drained (every queue but 
 one empty) and, on a day with faults or events, the sweeps run a second time (as the next timer
 tick would, on the same frozen clock) and everything is drained again. The timers stay on, so a
 timer tick may add a sweep anywhere.
+
+With `gateway="stripe"` the app charges through the Stripe-compatible sandbox
+(`LocalStack(gateway="stripe")`), and the card charges observed are its PaymentIntents
+(`GET /payment_intents`, Stripe's objects), which the checker reads.
 """
 
 from __future__ import annotations
@@ -55,10 +59,12 @@ def checkpoints() -> list[int]:
 class Observed:
     views: dict[str, dict[str, Any]]
     charges: list[dict[str, Any]]
+    """`http`: the sandbox gateway's `GET /charges`; `stripe`: the Stripe sandbox's PaymentIntents."""
     emails: list[dict[str, Any]]
     lifecycle: list[dict[str, Any]]  # every message received, repeats included
     deadletters: list[dict[str, Any]]
     replayed: int
+    gateway: str = "http"
 
 
 QUOTA_COHORT = 2
@@ -269,11 +275,21 @@ class Soak:
             views[account.account_id] = {"status": r.status_code, **(r.json() if r.content else {})}
 
         _parallel(one, self.plan.accounts, 4)
-        charges = requests.get(f"{self.stack.gateway_url}/charges", timeout=120).json()
+        charges = self.card_charges()
         emails = requests.get(f"{self.stack.email_url}/messages", params={"bodies": "false"}, timeout=300).json()
         replayed = self.replay_valid_deadletters()
         dead = self._deadletters()
-        return Observed(views, charges, emails, self.lifecycle, dead, replayed)
+        return Observed(views, charges, emails, self.lifecycle, dead, replayed, self.stack.gateway)
+
+    def card_charges(self) -> list[dict[str, Any]]:
+        """What the payment processor holds: the sandbox gateway's charges, or with Stripe every
+        PaymentIntent of the Stripe sandbox (Stripe's objects; the checker reads them)."""
+        stripe = self.stack.gateway == "stripe"
+        url = f"{self.stack.stripe_url}/payment_intents" if stripe else f"{self.stack.gateway_url}/charges"
+        r = requests.get(url, timeout=120)
+        r.raise_for_status()
+        rows: list[dict[str, Any]] = r.json()
+        return rows
 
     def _deadletters(self) -> list[dict[str, Any]]:
         """Every dead letter, page by page."""
@@ -339,15 +355,15 @@ def _parallel(fn: Callable[[Any], None], items: list[Any], threads: int) -> None
 
 
 @contextlib.contextmanager
-def soak_stack(workers: int, keep: dict[str, bool]) -> Iterator[tuple[LocalStack, Path]]:
+def soak_stack(workers: int, keep: dict[str, bool], gateway: str = "http") -> Iterator[tuple[LocalStack, Path]]:
     """A private stack on free ports: Azurite on disk in a scratch folder (so a restart keeps the
-    data), its access log on, `workers` extra queue/timer worker processes. The folder (logs,
-    Azurite's data) is kept after a failure, or when the caller sets `keep["logs"]` (a run with
-    differences)."""
+    data), its access log on, `workers` extra queue/timer worker processes, the app charging
+    through `gateway` (`http` or `stripe`). The folder (logs, Azurite's data) is kept after a
+    failure, or when the caller sets `keep["logs"]` (a run with differences)."""
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
     stack = LocalStack(StackPorts.free(), workers=workers, log_dir=workdir / "logs",
                        storage_access_log=workdir / "azurite-access.log", storage_location=workdir / "azurite",
-                       extra_env={"DEVSTACK_QUEUE_LEASE_SECONDS": str(LEASE_SECONDS)})
+                       extra_env={"DEVSTACK_QUEUE_LEASE_SECONDS": str(LEASE_SECONDS)}, gateway=gateway)
     ok = False
     try:
         stack.start()

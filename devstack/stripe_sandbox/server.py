@@ -18,7 +18,11 @@ Development routes (no key):
   GET  /charges[?accountId=]     every charge attempt in the sandbox gateway's shape (idempotencyKey,
                                  amount as a decimal string, currency, status, accountId, createdAt)
   GET/POST/DELETE /faults        the sandbox gateway's fault modes (fail_next, timeout_after_charge,
-                                 decline_next, malformed_next), same JSON
+                                 decline_next, malformed_next), same JSON; and drop_after_charge
+                                 (the charge is made, the connection closed without an answer).
+                                 The after-charge modes act on a replayed answer to a charge too;
+                                 timeout_after_charge's "retries": N also holds the next N replays
+                                 under each held charge's Idempotency-Key (an SDK's retries).
   GET/PUT /settings              searchLagSeconds, chargeLatencySeconds, rateLimitPerSecond,
                                  validateOnAttach, webhook {url, secret, delaySeconds, repeat, retries,
                                  retryBackoffSeconds, types}
@@ -122,10 +126,13 @@ class Faults:
     fail_route: str | None = None
     timeout_after_charge: int = 0
     timeout_seconds: float = 3.0
+    timeout_retries: int = 0
+    held_keys: dict[str, int] = field(default_factory=dict)  # Idempotency-Key -> replays still to hold
     decline_next: int = 0
     decline_code: str = "card_declined"
     malformed_next: int = 0
     malformed_after_charge: bool = True
+    drop_after_charge: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take_failure(self, route: str) -> tuple[int, str] | None:
@@ -135,11 +142,19 @@ class Faults:
             self.fail_next -= 1
             return self.fail_status, self.fail_code
 
-    def take_timeout(self) -> float | None:
+    def take_timeout(self, key: str | None = None, replay: bool = False) -> float | None:
+        """Seconds to hold this answer to a charge request, or None. With `retries`, the replayed
+        answers to the next requests under a held charge's Idempotency-Key are held too (a client
+        retrying the same request over the same broken network), without counting against `count`."""
         with self.lock:
+            if replay and key is not None and self.held_keys.get(key, 0) > 0:
+                self.held_keys[key] -= 1
+                return self.timeout_seconds
             if self.timeout_after_charge <= 0:
                 return None
             self.timeout_after_charge -= 1
+            if key is not None and not replay and self.timeout_retries:
+                self.held_keys[key] = self.timeout_retries
             return self.timeout_seconds
 
     def take_decline(self) -> str | None:
@@ -148,6 +163,13 @@ class Faults:
                 return None
             self.decline_next -= 1
             return self.decline_code
+
+    def take_drop(self) -> bool:
+        with self.lock:
+            if self.drop_after_charge <= 0:
+                return False
+            self.drop_after_charge -= 1
+            return True
 
     def take_malformed(self) -> bool | None:
         with self.lock:
@@ -161,9 +183,11 @@ class Faults:
             return {
                 "failNext": {"count": self.fail_next, "status": self.fail_status, "code": self.fail_code,
                              "route": self.fail_route},
-                "timeoutAfterCharge": {"count": self.timeout_after_charge, "seconds": self.timeout_seconds},
+                "timeoutAfterCharge": {"count": self.timeout_after_charge, "seconds": self.timeout_seconds,
+                                       "retries": self.timeout_retries},
                 "declineNext": {"count": self.decline_next, "declineCode": self.decline_code},
                 "malformedNext": {"count": self.malformed_next, "afterCharge": self.malformed_after_charge},
+                "dropAfterCharge": {"count": self.drop_after_charge},
             }
 
     def set(self, body: Json) -> None:
@@ -184,11 +208,14 @@ class Faults:
             with self.lock:
                 self.fail_next, self.fail_status, self.fail_code, self.fail_route = count, status, code, route
         elif mode == "timeout_after_charge":
-            seconds = body.get("seconds", 3)
+            seconds, retries = body.get("seconds", 3), body.get("retries", 0)
             if not _is_seconds(seconds, 120) or seconds == 0:
                 raise DevError(400, "invalid_fault", "seconds must be a number in (0, 120]")
+            if not _is_int(retries) or not 0 <= retries <= 10:
+                raise DevError(400, "invalid_fault", "retries must be an integer in [0, 10]")
             with self.lock:
                 self.timeout_after_charge, self.timeout_seconds = count, float(seconds)
+                self.timeout_retries = retries
         elif mode == "decline_next":
             code = body.get("declineCode", "card_declined")
             if not isinstance(code, str) or not _CODE.fullmatch(code):
@@ -201,13 +228,18 @@ class Faults:
                 raise DevError(400, "invalid_fault", "afterCharge must be true or false")
             with self.lock:
                 self.malformed_next, self.malformed_after_charge = count, after
+        elif mode == "drop_after_charge":
+            with self.lock:
+                self.drop_after_charge = count
         else:
             raise DevError(400, "invalid_fault", 'mode must be "fail_next", "timeout_after_charge", '
-                                                 '"decline_next" or "malformed_next"')
+                                                 '"decline_next", "malformed_next" or "drop_after_charge"')
 
     def clear(self) -> None:
         with self.lock:
             self.fail_next = self.timeout_after_charge = self.decline_next = self.malformed_next = 0
+            self.drop_after_charge = self.timeout_retries = 0
+            self.held_keys.clear()
 
     def error_for(self, status: int, code: str) -> StripeError:
         """An injected failure in Stripe's shape."""
@@ -390,10 +422,17 @@ class _Garbled:
     text = "<html><body>502 Bad Gateway</body></html>"
 
 
+class _Dropped:
+    """No answer at all: the connection is closed once the request was handled, as when the network
+    fails on the way back."""
+
+
 class StripeSandboxHandler(BaseHTTPRequestHandler):
     server: StripeSandboxServer
     protocol_version = "HTTP/1.1"
     server_version = "StripeSandbox/1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes: without it a kept-alive
+    # connection waits for the client's delayed ACK (about 40 ms) on every answer
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -428,7 +467,10 @@ class StripeSandboxHandler(BaseHTTPRequestHandler):
         except Exception:
             log.exception("stripe sandbox: %s %s failed", method, path)
             status, body = 500, StripeError(500, "api_error", "The Stripe sandbox failed.").to_json()
-        if not isinstance(body, _Sent):
+        if isinstance(body, _Dropped):
+            self.server.stats.answered(0)
+            self.close_connection = True  # the handler returns, the socket closes: the client reads nothing
+        elif not isinstance(body, _Sent):
             self._send(status, body, extra)
 
     def _read_body(self) -> bytes:
@@ -508,26 +550,28 @@ class StripeSandboxHandler(BaseHTTPRequestHandler):
             try:
                 status, body = self._execute(name, ident, params, ctx, charging)
             except StripeError as err:
-                if err.status == 402:
-                    self._after_charge(charging, None)
+                instead = self._after_charge(charging, malformed) if err.status == 402 else None
+                if instead is not None:
+                    return 200, instead, headers
                 raise
-            if self._after_charge(charging, malformed):
-                return 200, _Garbled(), headers
-            return status, body, headers
+            return self._answer(status, body, headers, self._after_charge(charging, malformed))
         if len(key) > 255:
             raise invalid_request("Idempotency-Key must be at most 255 characters.", param="Idempotency-Key")
         headers["Idempotency-Key"] = key
         replay = srv.keys.begin(key, name, params)
         if replay is not None:
             srv.stats.event("idempotent_replay")
-            return replay.status, json.loads(replay.body), {**replay.headers, "Idempotent-Replayed": "true"}
+            replayed = {**replay.headers, "Idempotent-Replayed": "true"}
+            instead = self._after_charge(charging, malformed, key, replay=True)
+            return self._answer(replay.status, json.loads(replay.body), replayed, instead)
         try:
             status, body = self._execute(name, ident, params, ctx, charging)
         except StripeError as err:
             if err.status == 402 or err.status >= 500:  # the endpoint ran: Stripe keeps its answer
                 srv.keys.finish(key, err.status, json.dumps(err.to_json()).encode(), {**headers, **err.headers})
-                if err.status == 402:
-                    self._after_charge(charging, None)
+                instead = self._after_charge(charging, malformed, key) if err.status == 402 else None
+                if instead is not None:
+                    return 200, instead, headers
             else:
                 srv.keys.forget(key)
             raise
@@ -535,23 +579,34 @@ class StripeSandboxHandler(BaseHTTPRequestHandler):
             srv.keys.forget(key)
             raise
         srv.keys.finish(key, status, json.dumps(body).encode(), headers)
-        if self._after_charge(charging, malformed):
-            return 200, _Garbled(), headers
-        return status, body, headers
+        return self._answer(status, body, headers, self._after_charge(charging, malformed, key))
 
-    def _after_charge(self, charging: bool, malformed: bool | None) -> bool:
-        """The fault modes that act once a charge is made: a held answer, a garbled one."""
+    @staticmethod
+    def _answer(status: int, body: Any, headers: dict[str, str],
+                instead: _Garbled | _Dropped | None) -> tuple[int, Any, dict[str, str]]:
+        return (200, instead, headers) if instead is not None else (status, body, headers)
+
+    def _after_charge(self, charging: bool, malformed: bool | None, key: str | None = None,
+                      replay: bool = False) -> _Garbled | _Dropped | None:
+        """The fault modes that act once a charge was made or declined, on the first answer and on
+        a replayed one alike (an SDK's retry under the same Idempotency-Key can lose its answer the
+        same way): a held answer (`timeout_after_charge`), then a connection closed without an
+        answer (`drop_after_charge`) or a garbled body (`malformed_next` with afterCharge).
+        Returns what to send instead of the answer, if anything."""
         srv = self.server
         if not charging:
-            return False
-        delay = srv.faults.take_timeout()
+            return None
+        delay = srv.faults.take_timeout(key, replay)
         if delay is not None:
             srv.stats.event("fault_injected")
             srv.stopping.wait(delay)
+        if srv.faults.take_drop():
+            srv.stats.event("fault_injected")
+            return _Dropped()
         if malformed:
             srv.stats.event("fault_injected")
-            return True
-        return False
+            return _Garbled()
+        return None
 
     def _execute(self, name: str, ident: str | None, params: Json, ctx: RequestContext,
                  charging: bool) -> tuple[int, Json]:

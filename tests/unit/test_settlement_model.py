@@ -6,6 +6,10 @@ automatic retries, while the gateway answers every way it can (declines of each 
 429/5xx, charged-then-timed-out, malformed answers, failed read-backs), processes crash before or
 after each gateway call and each commit, and payments arrive while a charge is in flight.
 
+The gateway is a `ModelGateway`: the sandbox gateway's in-memory twin here (`FakeHarness`), the
+Stripe adapter on the Stripe-compatible sandbox in tests/integration/test_settlement_model_stripe.py,
+each misbehaving through its own fault hooks.
+
 After every step:
 - money is conserved per currency: offline payments + the engine's card payments + card charges
   we recorded == what is applied to charges + credit + money held for unreported charges;
@@ -21,10 +25,10 @@ from __future__ import annotations
 import contextlib
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -38,18 +42,18 @@ from hypothesis.stateful import (
 )
 
 from devstack.sandbox_gateway.cards import FakeGateway, GatewayFault
-from shared.adapters.gateway.protocol import CardDetails, ChargeResult
+from shared.adapters.gateway.protocol import CardDetails, ChargeResult, PaymentGateway
 from shared.adapters.store.leases import LeaseBusy
 from shared.domain.charge_answers import ChargeAnswer, Charged
 from shared.domain.charging import record_outcome
 from shared.domain.declines import HARD_DECLINE_CODES, SOFT_DECLINE_CODES
 from shared.domain.facts import ChargeFailed, ChargeSucceeded, ChargeVoided, PaymentEvent, PaymentReceived
-from shared.domain.model import ChargeStatus, PaymentMethod, Profile, SubscriptionState
+from shared.domain.model import ChargeStatus, Profile, SubscriptionState
 from shared.domain.money import Money
 from shared.domain.payments import Registration
 from shared.domain.policy import DunningPolicy
 from shared.faults import CrashInjected, Faults
-from shared.services.settle_account import NoCardOnFile, settle_account, update_card_and_settle
+from shared.services.settle_account import NoCardOnFile, check_card, settle_account, update_card_and_settle
 from shared.services.unit_of_work import apply_event, commit_decision, register_account
 from tests.fakes.dispatcher import RecordingDispatcher
 from tests.fakes.leases import InMemoryLeases
@@ -78,7 +82,7 @@ GATEWAY_FAULTS = st.one_of(
               st.sampled_from([400, 404, 409, 422])),
 )
 CRASHES = st.tuples(st.sampled_from(["before_commit", "before_dispatch", "after_gateway_charge"]), st.integers(1, 2))
-_CH_ID = re.compile(r"succeeded \((ch_[0-9a-f]+)\)")
+_CH_ID = re.compile(r"succeeded \(((?:ch|pi)_[0-9A-Za-z]+)\)")  # the sandbox gateway's ch_…, Stripe's pi_…
 
 REACHED: Counter[str] = Counter()
 """What the runs reached, summed over examples: the CI run asserts every fault path was."""
@@ -115,38 +119,115 @@ class Crashes(Faults):
         self._tick("after_gateway_charge")
 
 
-class WatchedGateway:
-    """The fake gateway, checking at every new charge that settlement charges only what is owed."""
+class ModelGateway(Protocol):
+    """The gateway adapter the model drives (`gateway`), how it is made to misbehave, and what it
+    made, read from the gateway's own records."""
 
-    def __init__(self, fake: FakeGateway, store: InMemoryAccountStore) -> None:
-        self.fake = fake
+    gateway: PaymentGateway
+    limit: int
+    """The per-charge limit the settlement splits under: the processor's, or lower (a test knob)."""
+
+    def inject(self, *faults: GatewayFault) -> None:
+        """The next charge requests go wrong as `faults` say, one each, in order."""
+
+    def fail_lookups(self, count: int) -> None:
+        """The next `count` read-backs fail (the gateway cannot say)."""
+
+    def clear_faults(self) -> None: ...
+
+    def charging(self) -> contextlib.AbstractContextManager[None]:
+        """Around each charge call: where a gateway that is told its faults per request is told."""
+
+    def looking_up(self) -> contextlib.AbstractContextManager[None]:
+        """Around each read-back."""
+
+    def recorded(self, idempotency_key: str) -> bool:
+        """Whether the gateway keeps an answer under the key (a repeat is a replay, not a new charge)."""
+
+    def charges_for(self, account_id: str) -> list[ChargeResult]:
+        """Every charge attempt the gateway made for the account, declines included."""
+
+    def below_minimum(self, money: Money) -> bool:
+        """Whether the processor refuses to charge so little (Stripe's minimum charge amounts)."""
+
+
+class FakeHarness:
+    """The sandbox gateway's in-memory twin, misbehaving through `FakeGateway.inject`."""
+
+    def __init__(self) -> None:
+        self.fake = FakeGateway(clock=lambda: NOW)
+        self.gateway: PaymentGateway = self.fake
+
+    @property
+    def limit(self) -> int:
+        return self.fake.max_charge_minor
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        self.fake.max_charge_minor = value
+
+    def inject(self, *faults: GatewayFault) -> None:
+        self.fake.inject(*faults)
+
+    def fail_lookups(self, count: int) -> None:
+        self.fake.fail_lookups(count)
+
+    def clear_faults(self) -> None:
+        self.fake.clear_faults()
+
+    @contextlib.contextmanager
+    def charging(self) -> Iterator[None]:
+        yield
+
+    @contextlib.contextmanager
+    def looking_up(self) -> Iterator[None]:
+        yield
+
+    def recorded(self, idempotency_key: str) -> bool:
+        return self.fake.recorded(idempotency_key) is not None
+
+    def charges_for(self, account_id: str) -> list[ChargeResult]:
+        return self.fake.charges_for(account_id)
+
+    def below_minimum(self, money: Money) -> bool:
+        return False
+
+
+class WatchedGateway:
+    """The gateway under test, checking at every new charge that settlement charges only what is owed."""
+
+    def __init__(self, harness: ModelGateway, store: InMemoryAccountStore, account_id: str) -> None:
+        self.harness = harness
         self.store = store
+        self.account_id = account_id
 
     def save_card(self, token: str) -> CardDetails:
-        return self.fake.save_card(token)
+        return self.harness.gateway.save_card(token)
 
     def max_charge(self, currency: str) -> int:
-        return self.fake.max_charge(currency)
+        return min(self.harness.limit, self.harness.gateway.max_charge(currency))
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
         REACHED["read back"] += 1
-        return self.fake.find_charge(idempotency_key)
+        with self.harness.looking_up():
+            return self.harness.gateway.find_charge(idempotency_key)
 
     def charge(self, *, idempotency_key: str, amount: Money, token: str, account_id: str,
                description: str) -> ChargeAnswer:
-        if self.fake.recorded(idempotency_key) is None:
+        if not self.harness.recorded(idempotency_key):
             self._check_owed(idempotency_key, amount)
-        answer = self.fake.charge(idempotency_key=idempotency_key, amount=amount, token=token,
-                                  account_id=account_id, description=description)
+        with self.harness.charging():
+            answer = self.harness.gateway.charge(idempotency_key=idempotency_key, amount=amount, token=token,
+                                                 account_id=account_id, description=description)
         REACHED[f"answer {type(answer).__name__}"] += 1
         return answer
 
     def _check_owed(self, key: str, amount: Money) -> None:
-        account = self.store.load(ACC).account
+        account = self.store.load(self.account_id).account
         pending = account.settling.get(amount.currency)
         assert pending is not None and pending.idempotency_key == key and pending.amount == amount, \
             "charged something that is not the recorded pending charge"
-        assert amount.minor <= self.fake.max_charge(amount.currency), "charged above the processor's limit"
+        assert amount.minor <= self.max_charge(amount.currency), "charged above the processor's limit"
         assert not account.credit.get(amount.currency), "charged the card with credit left unspent"
         assert len({cid for cid, _ in pending.parts}) == len(pending.parts)
         for charge_id, minor in pending.parts:
@@ -157,28 +238,45 @@ class WatchedGateway:
 
 
 class SettlementModel(RuleBasedStateMachine):
+    """The model on the sandbox gateway's twin; a subclass overrides `harness` and `account_id` to
+    run it on another gateway."""
+
     def __init__(self) -> None:
         super().__init__()
         self.store = InMemoryAccountStore()
         self.faults = Crashes()
         self.uow = in_memory_unit_of_work(NOW, faults=self.faults, accounts=self.store,
                                           dispatcher=RecordingDispatcher(self.store))
-        self.fake = FakeGateway(clock=lambda: NOW)
-        self.gateway = WatchedGateway(self.fake, self.store)
+        self.acc = self.account_id()
+        self.harness = self.make_harness()
+        self.gateway = self.watch(self.harness)
         self.events: list[tuple[PaymentEvent, str]] = []
         self.engine_paid: set[str] = set()
         self.serial = 0
+
+    def account_id(self) -> str:
+        return ACC
+
+    def make_harness(self) -> ModelGateway:
+        return FakeHarness()
+
+    def watch(self, harness: ModelGateway) -> WatchedGateway:
+        return WatchedGateway(harness, self.store, self.acc)
+
+    @property
+    def fake(self) -> FakeGateway:
+        """The in-memory gateway, for the regression tests below."""
+        assert isinstance(self.harness, FakeHarness)
+        return self.harness.fake
 
     # -- setup ---------------------------------------------------------------------------------
 
     @initialize(limit=st.sampled_from([99_999_999, 2_000]))
     def registered_with_a_card(self, limit: int) -> None:
-        self.fake.max_charge_minor = limit
-        card = self.fake.save_card("tok_visa")
-        register_account(self.uow, ACC, Registration(
-            Profile("Contoso", "en", ("ap@contoso.example",), PaymentMethod("card", "tok_visa", card.brand, card.last4,
-                                                                         card.exp_month, card.exp_year)),
-            (("s1", "Web"), ("s2", "Db"), ("s3", "Cache"))))
+        self.harness.limit = limit
+        method = check_card(self.gateway, "tok_visa", self.acc)
+        register_account(self.uow, self.acc, Registration(
+            Profile("Contoso", "en", ("ap@contoso.example",), method), (("s1", "Web"), ("s2", "Db"), ("s3", "Cache"))))
 
     # -- billing events ------------------------------------------------------------------------
 
@@ -199,7 +297,7 @@ class SettlementModel(RuleBasedStateMachine):
     def charges_failed(self, cids: list[str], reason: str) -> None:
         for cid in cids:
             sub, amount = CHARGES[cid]
-            self._deliver(ChargeFailed(self._id("failed"), ACC, sub, cid, amount, reason))  # type: ignore[arg-type]
+            self._deliver(ChargeFailed(self._id("failed"), self.acc, sub, cid, amount, reason))  # type: ignore[arg-type]
 
     @rule(currency=st.sampled_from(CURRENCIES), minor=st.integers(1, 6_000),
           named=st.one_of(st.none(), st.sampled_from(sorted(CHARGES))))
@@ -208,22 +306,22 @@ class SettlementModel(RuleBasedStateMachine):
 
     def _payment(self, money: Money, named: str | None) -> PaymentReceived:
         payment_id = self._id("pay")
-        return PaymentReceived(payment_id, ACC, payment_id, money, "wire", (named,) if named else ())
+        return PaymentReceived(payment_id, self.acc, payment_id, money, "wire", (named,) if named else ())
 
     @rule(cid=st.sampled_from(sorted(CHARGES)))
     def charge_voided(self, cid: str) -> None:
-        self._deliver(ChargeVoided(self._id("void"), ACC, cid))
+        self._deliver(ChargeVoided(self._id("void"), self.acc, cid))
 
     @rule(cid=st.sampled_from(sorted(CHARGES)))
     def engine_charged_the_card(self, cid: str) -> None:
         """The billing engine's own card payment of a charge (once per charge; never one our card
         already paid: the product takes such a report for the same payment)."""
-        note = next((n for n in self.store.charge_notes(ACC) if n.charge_id == cid), None)
+        note = next((n for n in self.store.charge_notes(self.acc) if n.charge_id == cid), None)
         if cid in self.engine_paid or (note is not None and note.paid_by_card):
             return
         self.engine_paid.add(cid)
         sub, amount = CHARGES[cid]
-        self._deliver(ChargeSucceeded(self._id("ok"), ACC, sub, cid, amount))
+        self._deliver(ChargeSucceeded(self._id("ok"), self.acc, sub, cid, amount))
 
     @precondition(lambda self: bool(self.events))
     @rule(data=st.data())
@@ -235,11 +333,11 @@ class SettlementModel(RuleBasedStateMachine):
 
     @rule(faults=st.lists(GATEWAY_FAULTS, min_size=1, max_size=3))
     def gateway_misbehaves(self, faults: list[GatewayFault]) -> None:
-        self.fake.inject(*faults)
+        self.harness.inject(*faults)
 
     @rule(count=st.integers(1, 2))
     def gateway_cannot_read_back(self, count: int) -> None:
-        self.fake.fail_lookups(count)
+        self.harness.fail_lookups(count)
 
     @rule(crash=CRASHES)
     def a_crash_is_coming(self, crash: tuple[str, int]) -> None:
@@ -255,11 +353,11 @@ class SettlementModel(RuleBasedStateMachine):
 
     def _meanwhile(self, fault: GatewayFault | None, crash: tuple[str, int] | None, lookups_fail: bool) -> None:
         if fault is not None:
-            self.fake.inject(fault)
+            self.harness.inject(fault)
         if crash is not None:
             self.faults.plan = crash
         if lookups_fail:
-            self.fake.fail_lookups(1)
+            self.harness.fail_lookups(1)
 
     @rule(token=st.sampled_from(TOKENS), fault=st.none() | GATEWAY_FAULTS, crash=st.none() | CRASHES,
           lookups_fail=st.booleans())
@@ -267,7 +365,7 @@ class SettlementModel(RuleBasedStateMachine):
                     lookups_fail: bool) -> None:
         self._meanwhile(fault, crash, lookups_fail)
         try:
-            update = update_card_and_settle(self.uow, self.gateway, ACC, token)  # type: ignore[arg-type]
+            update = update_card_and_settle(self.uow, self.gateway, self.acc, token)
         except CrashInjected:
             return
         REACHED["card update settled" if update.status == "settled" else "card update not settled"] += 1
@@ -276,24 +374,33 @@ class SettlementModel(RuleBasedStateMachine):
     def automatic_retry(self, fault: GatewayFault | None, crash: tuple[str, int] | None, lookups_fail: bool) -> None:
         self._meanwhile(fault, crash, lookups_fail)
         try:
-            settle_account(self.uow, self.gateway, ACC)  # type: ignore[arg-type]
+            settle_account(self.uow, self.gateway, self.acc)
         except (CrashInjected, NoCardOnFile, LeaseBusy):
             return
 
     @rule()
     def settle_with_a_good_card_and_no_faults(self) -> None:
-        """Whatever happened before, a working card and gateway settle everything: never stuck."""
-        self.fake.clear_faults()
+        """Whatever happened before, a working card and gateway settle everything: never stuck. Only
+        a balance below the processor's minimum charge (Stripe's $0.50, ¥50) is refused and stays."""
+        self.harness.clear_faults()
         self.faults.plan, self.faults.during_charge = None, None
-        update = update_card_and_settle(self.uow, self.gateway, ACC, "tok_visa")  # type: ignore[arg-type]
-        account = self.store.load(ACC).account
+        update = update_card_and_settle(self.uow, self.gateway, self.acc, "tok_visa")
+        account = self.store.load(self.acc).account
+        assert account.settling == {}
+        left = {cur: Money(sum(c.remaining.minor for c in account.outstanding.values() if c.amount.currency == cur),
+                           cur) for cur in {c.amount.currency for c in account.outstanding.values()}}
+        if left and all(self.harness.below_minimum(m) for m in left.values()):
+            REACHED["left owing below the processor's minimum"] += 1
+            assert update.status == "refused", update
+            assert {r.code for _, r in update.settlement.refusals} == {"amount_too_small"}, update
+            return
         assert update.status == "settled", update
-        assert account.outstanding == {} and account.settling == {}
+        assert account.outstanding == {}
 
     # -- invariants ----------------------------------------------------------------------------
 
     def _recorded_card_charges(self) -> list[str]:
-        return [m.group(1) for e in self.store.timeline(ACC) if e["kind"] == "charge_succeeded"
+        return [m.group(1) for e in self.store.timeline(self.acc) if e["kind"] == "charge_succeeded"
                 for m in [_CH_ID.search(e["detail"])] if m]
 
     @invariant()
@@ -302,9 +409,9 @@ class SettlementModel(RuleBasedStateMachine):
 
     @invariant()
     def every_charge_the_gateway_made_is_recorded_once_or_still_pending(self) -> None:
-        account = self.store.load(ACC).account
+        account = self.store.load(self.acc).account
         recorded = Counter(self._recorded_card_charges())
-        made = [c for c in self.fake.charges_for(ACC) if c.succeeded]
+        made = [c for c in self.harness.charges_for(self.acc) if c.succeeded]
         assert all(n == 1 for n in recorded.values()), f"a card charge recorded twice: {recorded}"
         assert set(recorded) <= {c.gateway_charge_id for c in made}, "recorded a card charge the gateway never made"
         pending = {p.idempotency_key for p in account.settling.values()}
@@ -316,14 +423,14 @@ class SettlementModel(RuleBasedStateMachine):
 
     @invariant()
     def money_is_conserved_per_currency(self) -> None:
-        account = self.store.load(ACC).account
-        notes = self.store.charge_notes(ACC)
+        account = self.store.load(self.acc).account
+        notes = self.store.charge_notes(self.acc)
         recorded = set(self._recorded_card_charges())
         money_in: Counter[str] = Counter()
-        for charge in self.fake.charges_for(ACC):
+        for charge in self.harness.charges_for(self.acc):
             if charge.gateway_charge_id in recorded:
                 money_in[charge.amount.currency] += charge.amount.minor
-        applied = {e.event_id for e, _ in self.events if (ACC, e.event_id) in self.store.markers}
+        applied = {e.event_id for e, _ in self.events if (self.acc, e.event_id) in self.store.markers}
         seen: set[str] = set()
         for event, _ in self.events:
             if event.event_id in applied and event.event_id not in seen:
@@ -334,8 +441,8 @@ class SettlementModel(RuleBasedStateMachine):
         for note in notes:
             if note.status is ChargeStatus.PAID and note.amount is not None:
                 placed[note.amount.currency] += note.amount.minor
-        for charge in account.outstanding.values():
-            placed[charge.amount.currency] += charge.applied
+        for owed in account.outstanding.values():
+            placed[owed.amount.currency] += owed.applied
         for currency, minor in account.credit.items():
             placed[currency] += minor
         for money in account.earmarks.values():
@@ -346,8 +453,8 @@ class SettlementModel(RuleBasedStateMachine):
 
     @invariant()
     def nothing_paid_is_owed_and_states_follow_what_is_owed(self) -> None:
-        account = self.store.load(ACC).account
-        for note in self.store.charge_notes(ACC):
+        account = self.store.load(self.acc).account
+        for note in self.store.charge_notes(self.acc):
             if note.status is not ChargeStatus.OUTSTANDING:
                 assert note.charge_id not in account.outstanding, f"{note.charge_id} is {note.status} yet owed"
         for charge in account.outstanding.values():
@@ -419,13 +526,13 @@ def test_regression_a_request_still_on_its_way_when_a_twin_took_over_is_recorded
     model.registered_with_a_card(limit=99_999_999)
     model.charges_failed(["c1"], "insufficient_funds")
     slow = model.fake.charge
-    twin_ran = []
+    twin_ran: list[bool] = []
 
     def slow_charge(**request: Any) -> ChargeAnswer:
         if not twin_ran:
             twin_ran.append(True)
             # A twin on another instance: its own lease, taken while ours had expired.
-            settle_account(replace(model.uow, leases=InMemoryLeases()), model.gateway, ACC)  # type: ignore[arg-type]
+            settle_account(replace(model.uow, leases=InMemoryLeases()), model.gateway, ACC)
         return slow(**request)
 
     model.fake.charge = slow_charge  # type: ignore[method-assign]
