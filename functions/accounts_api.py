@@ -8,7 +8,7 @@ import azure.functions as func
 
 from functions.problems import invalid, json_response, not_found, page_limit, problem, read_body
 from shared import telemetry
-from shared.adapters.gateway.protocol import CardRejected, GatewayUnavailable
+from shared.adapters.gateway.protocol import CardDeclined, CardRejected, GatewayUnavailable
 from shared.adapters.store.timeline import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, Cursor, Order
 from shared.bootstrap import services
 from shared.domain.identifiers import ID_PATTERN, is_identifier
@@ -49,10 +49,14 @@ def put_account(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(body.paymentMethod, CardMethodBody):
         if svc.gateway is None:
             return problem(503, "Payment gateway not configured", "set PAYMENT_GATEWAY_URL")
-        try:
-            method = check_card(svc.gateway, body.paymentMethod.token)
+        try:  # with the account's id: a gateway that keeps cards per customer (Stripe) attaches it there
+            method = check_card(svc.gateway, body.paymentMethod.token, account_id)
         except CardRejected as exc:
             return invalid(InvalidRequest([FieldProblem("paymentMethod.token", exc.message)]))
+        except CardDeclined as exc:  # a processor that checks the card as it saves it (Stripe) declined it
+            return problem(402, "Card declined", f"the card was declined ({exc.code}) when it was saved; the "
+                           "account was not registered", type_="https://billing.example/problems/card-declined",
+                           declineCode=exc.code)
         except GatewayUnavailable:
             return problem(503, "Payment gateway unavailable", "the card could not be checked; try again")
     elif body.paymentMethod is not None:

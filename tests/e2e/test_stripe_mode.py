@@ -205,3 +205,29 @@ def test_a_genuine_webhook_racing_the_settlement_records_the_charge_once(
     v = view(api, acc)
     assert v["balance"] == {} and v["credit"] == {}
     assert sum(1 for e in timeline(api, acc) if e["kind"] == "charge_succeeded") == 2
+
+
+def test_a_card_given_at_registration_is_checked_and_saved_on_the_accounts_customer(
+        api: str, stack: LocalStack, send_event: Callable[..., None]) -> None:
+    """Stripe checks a card as it saves it on a Customer: a card declined there is a 402 and no
+    account is registered; a good one is saved on the account's Customer, so the saved card pays
+    a later card update's settlement (before, a registered card was never attached, and a declined
+    one was accepted and failed at every charge)."""
+    declined = f"acc-{uuid.uuid4().hex[:12]}"
+    r = requests.put(f"{api}/accounts/{declined}", json={
+        "displayName": "Contoso Ltd", "billingContacts": ["billing@contoso.example"],
+        "subscriptions": [{"id": "s1", "name": "Service 1"}],
+        "paymentMethod": {"type": "card", "token": "tok_chargeDeclined"}}, timeout=30)
+    assert r.status_code == 402 and r.headers["Content-Type"].startswith("application/problem+json"), r.text
+    assert r.json()["declineCode"]
+    assert requests.get(f"{api}/accounts/{declined}", timeout=10).status_code == 404
+    acc = new_account(api, token="tok_visa")
+    assert view(api, acc)["paymentMethod"]["last4"] == "4242"
+    client = sdk(stack)
+    [customer] = wait_until(  # Search lags behind writes, as Stripe's does
+        lambda: client.v1.customers.search(params={"query": f"metadata['accountId']:'{acc}'"}).data,
+        "the account's customer in Search")
+    default = customer.invoice_settings.default_payment_method if customer.invoice_settings else None
+    assert isinstance(default, str), customer
+    card = client.v1.payment_methods.retrieve(default).card
+    assert card is not None and card.last4 == "4242"
