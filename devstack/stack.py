@@ -378,14 +378,24 @@ def ensure_local_settings() -> None:
         shutil.copy(ROOT / "local.settings.json.example", target)
 
 
+def app_quota_argument(value: str) -> Quota:
+    """`--email-quota`: the endpoint's quota, which the app paces to as well, so each limit given
+    must be one the app accepts (at least 1; the endpoint alone also takes 0: `PUT /quota`)."""
+    quota = quota_argument(value)
+    if 0 in (quota.per_minute, quota.per_hour):
+        raise argparse.ArgumentTypeError("the app paces its sends to this quota: each limit must be at least 1")
+    return quota
+
+
 def main(argv: list[str] | None = None) -> int:
     summary = " ".join(__doc__.split("\n\n")[0].split())  # the docstring's first paragraph, whole
     parser = argparse.ArgumentParser(prog="python -m devstack.stack", description=summary)
     parser.add_argument("--story", action="store_true", help="play the scripted story, then stop")
     parser.add_argument("--persist", action="store_true", help="keep Azurite's data in .devstack/azurite")
     parser.add_argument("--workers", type=int, default=0, help="extra queue/timer worker processes")
-    parser.add_argument("--email-quota", type=quota_argument, metavar="PER_MINUTE[,PER_HOUR]",
-                        help="the email endpoint answers 429 beyond this quota, as ACS does (e.g. 30,100)")
+    parser.add_argument("--email-quota", type=app_quota_argument, metavar="PER_MINUTE[,PER_HOUR]",
+                        help="the email endpoint answers 429 beyond this quota, as ACS does, and the app paces "
+                             "its sends to it (EMAIL_QUOTA_PER_MINUTE/_PER_HOUR; e.g. 30,100; each at least 1)")
     parser.add_argument("--ports", choices=["standard", "free"], default="standard",
                         help="standard: 7071, 7075, 7076, 10000-10002; free: any free ports (printed at start)")
     parser.add_argument("--log-dir", type=Path, default=STATE_DIR / "logs", help="where each process logs")

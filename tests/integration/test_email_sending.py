@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -14,7 +15,7 @@ from azure.core.credentials import AzureKeyCredential
 
 from devstack.email_endpoint import DEFAULT_ACCESS_KEY, running
 from shared.adapters.mailer.acs import NO_STATUS_RETRIES, AcsMailer
-from shared.adapters.mailer.protocol import MailRejected, OutgoingEmail
+from shared.adapters.mailer.protocol import MailRejected, MailTransient, OutgoingEmail
 from shared.bootstrap import Services
 from shared.domain.effects import SendEmail
 from shared.domain.facts import ChargeFailed, ChargeSucceeded
@@ -174,6 +175,20 @@ def test_only_a_refusal_naming_the_recipient_is_an_address_problem(endpoint: str
     with pytest.raises(MailRejected) as faulted:
         mailer.send(replace(email, recipient="ap@contoso.example"), operation_id="7d8f3c1e-0000-4000-8000-000000000002")
     assert not faulted.value.bad_address
+
+
+def test_a_send_the_endpoint_never_answers_ends_within_seconds_as_a_passing_failure() -> None:
+    """An endpoint that takes the connection and never answers (hung, or stopped with SIGSTOP):
+    the send ends at the client's read timeout, with no read retry, as `MailTransient`, so the
+    email is put back with its back-off instead of holding the invocation for minutes (azure-core's
+    defaults, 300 s and three read retries, held four invocations 76 to 98 s in a new user's try)."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; nobody reads or answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(MailTransient):
+            mailer_for(url).send(OutgoingEmail("ap@contoso.example", "s", "<p>h</p>", "t"),
+                                 operation_id="7d8f3c1e-0000-4000-8000-000000000003")
+        assert time.monotonic() - started < 45
 
 
 def report(svc: Services, message_id: str, recipient: str, status: str, at: datetime) -> list[str]:

@@ -5,7 +5,7 @@ Configured by app settings in one of three forms: a connection string; an endpoi
 or an endpoint alone with `DefaultAzureCredential` (managed identity in Azure).
 
 Throttling is never slept through: the SDK's retry policy is built without status retries
-(`retry_status=0`; connection and read retries stay), so a 429, or a 503 naming `Retry-After`,
+(`retry_status=0`; see `NO_STATUS_RETRIES` for the timeouts), so a 429, or a 503 naming `Retry-After`,
 comes back at once as `MailThrottled` with the wait the service named, and the caller puts the
 email back for that long (`shared/services/email.py`) instead of holding a worker.
 """
@@ -26,9 +26,14 @@ from shared.adapters.mailer.protocol import MailRejected, MailThrottled, MailTra
 from shared.settings import Settings
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-NO_STATUS_RETRIES: dict[str, Any] = {"retry_status": 0}
-"""azure-core's retry policy without status retries (it would sleep through `Retry-After` up to
-three times in the invocation); connection and read retries keep their defaults."""
+NO_STATUS_RETRIES: dict[str, Any] = {"retry_status": 0, "retry_read": 0, "retry_connect": 1,
+                                     "connection_timeout": 10, "read_timeout": 20}
+"""azure-core's client options: no status retries (the retry policy would sleep through
+`Retry-After` up to three times in the invocation), and a send that hangs ends within seconds:
+10 s to connect (tried twice), 20 s for the answer and no read retry (azure-core's defaults are
+300 s and three retries, which held invocations for minutes against an endpoint that stopped
+answering). A timed-out send is `MailTransient`: the email is put back with its back-off, and
+sent again under the same operation id, which ACS recognises if the first got through."""
 DEFAULT_RETRY_AFTER = timedelta(seconds=60)
 """A 429 that names no wait (ACS always names one): about one quota window of a minute."""
 MAX_RETRY_AFTER = timedelta(hours=1)
