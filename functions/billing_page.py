@@ -179,7 +179,7 @@ def billing_confirm(req: func.HttpRequest) -> func.HttpResponse:
     opened = _open(svc, req)
     if isinstance(opened, func.HttpResponse):
         return opened
-    account_id, _account, locale, link, key = opened
+    account_id, account, locale, link, key = opened
     intent = req.params.get("intent", "")
     if re.fullmatch(r"pi_[A-Za-z0-9_]{1,96}", intent) is None:
         return _page(render_refusal(locale, svc.settings.support_url, "page.link_invalid"), 403)
@@ -201,6 +201,10 @@ def billing_confirm(req: func.HttpRequest) -> func.HttpResponse:
     try:
         if req.params.get("returned") == "1":
             found = authenticator.authenticated_charge(intent, account_id)
+        elif not _still_awaited(account, intent):
+            # Paid otherwise since (another card, a transfer) or never ours to confirm: the
+            # customer is not sent to their bank to pay it again.
+            return shown([Notice("ok", t("page.nothing_to_confirm"))])
         else:
             auth = authenticator.begin_authentication(intent, account_id, here + "&returned=1")
             if auth.redirect_url is not None:
@@ -232,6 +236,13 @@ def billing_confirm(req: func.HttpRequest) -> func.HttpResponse:
             return func.HttpResponse(status_code=303, headers={**HEADERS, "Location": step.redirect_url})
         notices.append(Notice("error", t("page.authenticate"), there, t("page.authenticate_link")))
     return shown(notices)
+
+
+def _still_awaited(account: Account, intent: str) -> bool:
+    """Whether `intent` is a charge the account still waits for the bank to confirm, for charges
+    still owed (`Account.awaiting`)."""
+    return any(w.gateway_charge_id == intent and any(cid in account.outstanding for cid, _ in w.pending.parts)
+               for w in account.awaiting.values())
 
 
 def _settled_notices(result: Settlement, locale: Locale, account: Account, found: ChargeResult) -> list[Notice]:

@@ -21,7 +21,7 @@ from shared.domain.charge_answers import Charged, Declined, Refused
 from shared.domain.decision import Decision, Work, apply_money, oldest_first, to_credit
 from shared.domain.declines import WAITS_FOR_CUSTOMER
 from shared.domain.effects import short_hash
-from shared.domain.model import Account, Charge, PaymentMethod, PendingCharge
+from shared.domain.model import MAX_AWAITING, Account, AwaitingCharge, Charge, PaymentMethod, PendingCharge
 from shared.domain.money import Money
 from shared.domain.policy import DunningPolicy
 
@@ -120,7 +120,9 @@ def record_outcome(account: Account, currency: str, key: str, outcome: ChargeOut
         if outcome.kind == "hard":
             work.account = replace(work.account, retry_blocked=True)
         elif outcome.decline_code in WAITS_FOR_CUSTOMER:
-            work.account = replace(work.account, retry_blocked=True)
+            waiting = {**work.account.awaiting, key: AwaitingCharge(pending, outcome.gateway_charge_id)}
+            newest = dict(sorted(waiting.items(), key=lambda kv: kv[1].pending.started_at)[-MAX_AWAITING:])
+            work.account = replace(work.account, retry_blocked=True, awaiting=newest)
             work.log("charge_awaits_customer", f"the bank asks the customer to authenticate the charge of "
                                                f"{pending.amount} ({outcome.gateway_charge_id}); no automatic "
                                                "retry until they do or save another card")
@@ -137,11 +139,15 @@ def record_outcome(account: Account, currency: str, key: str, outcome: ChargeOut
 
 def record_authenticated(account: Account, key: str, outcome: Charged, now: datetime,
                          policy: DunningPolicy) -> Decision:
-    """A charge the settlement recorded as waiting for the customer's bank (its plan is gone) was
+    """A charge the settlement recorded as waiting for the customer's bank (`Account.awaiting`) was
     authenticated and succeeded: the money pays the oldest charges of its currency (the ones it was
     planned for, unless they were paid otherwise meanwhile), the rest is credit, and the card,
-    proven to work, is retried automatically again."""
-    work = Work(replace(account, retry_blocked=False), {}, now, occasion=f"{key}-authenticated")
+    proven to work, is retried automatically again. A key the product never made wait changes
+    nothing (a charge someone else made under the same account's name is not ours to record)."""
+    if key not in account.awaiting:
+        return Decision(account)
+    waiting = {k: w for k, w in account.awaiting.items() if k != key}
+    work = Work(replace(account, retry_blocked=False, awaiting=waiting), {}, now, occasion=f"{key}-authenticated")
     work.log("charge_succeeded", f"card charge of {outcome.amount} succeeded once the customer authenticated it "
                                  f"({outcome.gateway_charge_id}, idempotency key {key})")
     left = apply_money(work, outcome.amount, oldest_first(work, outcome.amount.currency), "saved card")

@@ -134,6 +134,20 @@ class PendingCharge:
 
 
 @dataclass(frozen=True)
+class AwaitingCharge:
+    """A card charge the customer's bank asked the customer to authenticate (3-D Secure): what it
+    was planned to pay, and the gateway's charge (a PaymentIntent) the confirm step completes."""
+
+    pending: PendingCharge
+    gateway_charge_id: str | None
+
+
+MAX_AWAITING = 20
+"""Charges waiting for the customer's bank kept per account (the newest): each comes from a card
+update the customer made, never from an automatic retry."""
+
+
+@dataclass(frozen=True)
 class Account:
     account_id: str
     profile: Profile | None = None
@@ -164,6 +178,10 @@ class Account:
     card_noticed: str | None = None
     """`card_key` of the card its `card_expiring` notice went out for (or that had expired when it
     was due): saving that card again sends no second notice."""
+    awaiting: Mapping[str, AwaitingCharge] = field(default_factory=dict)
+    """Charges the product made that wait for the customer's bank, by idempotency key: only these
+    (and the ones in `settling`) are recorded when the gateway reports them succeeded, so a
+    charge the product did not make changes nothing (contract §2, Stripe webhooks)."""
     settle_again_at: datetime | None = None
     """A settlement stopped at its most charges per request (the processor's largest charge each)
     with money still owed: from this time the dunning sweep goes on charging the saved card,

@@ -231,3 +231,41 @@ def test_a_card_given_at_registration_is_checked_and_saved_on_the_accounts_custo
     assert isinstance(default, str), customer
     card = client.v1.payment_methods.retrieve(default).card
     assert card is not None and card.last4 == "4242"
+
+
+def test_a_genuine_webhook_for_an_intent_the_product_did_not_make_changes_nothing(
+        api: str, stack: LocalStack, send_event: Callable[..., None]) -> None:
+    """Contract §2: intents the product did not make change nothing, even signed with the
+    endpoint's secret and naming the account (another system charging the same Customer). Before,
+    one with `metadata[accountId]` and any key paid the debt."""
+    acc = owing(api, send_event)
+    event = json.dumps({"id": "evt_order77", "object": "event", "type": "payment_intent.succeeded",
+                        "data": {"object": {"id": "pi_order77", "object": "payment_intent", "amount": 1000,
+                                            "amount_received": 1000, "currency": "usd", "status": "succeeded",
+                                            "created": int(time.time()),
+                                            "metadata": {"accountId": acc, "idempotencyKey": "order-77"}}}})
+    signed = {"Content-Type": "application/json", "Stripe-Signature": sign(event, STRIPE_WEBHOOK_SECRET)}
+    r = requests.post(f"{api}/webhooks/stripe", data=event, timeout=10, headers=signed)
+    assert r.status_code == 200 and r.json()["recorded"] is False, r.text
+    v = view(api, acc)
+    assert v["balance"] == {"JPY": "500", "USD": "10.00"} and v["credit"] == {}
+    assert not [e for e in timeline(api, acc) if e["kind"] == "charge_succeeded"]
+
+
+def test_an_old_confirm_link_does_not_send_the_customer_to_pay_again_once_paid(
+        api: str, stack: LocalStack, send_event: Callable[..., None]) -> None:
+    """A card needing authentication leaves a `confirmUrl`; another card then pays everything.
+    Opening the old link must not send the customer to the bank to pay the same charges again
+    (before, completing it took the money a second time, as credit)."""
+    acc = owing(api, send_event)
+    r = put_card(api, acc, "pm_card_authenticationRequired")
+    assert r.status_code == 402, r.text
+    confirm = r.json()["confirmUrl"]
+    paid = put_card(api, acc, "pm_card_visa")
+    assert paid.status_code == 200 and paid.json()["settled"] is True, paid.text
+    page = requests.get(confirm, allow_redirects=False, timeout=30)
+    assert page.status_code == 200 and "Location" not in page.headers, page.status_code
+    assert "Nothing is waiting for your bank" in page.text
+    succeeded = [pi for pi in intents_of(stack, acc) if pi.status == "succeeded"]
+    assert sorted((pi.currency, pi.amount) for pi in succeeded) == [("jpy", 500), ("usd", 1000)]
+    assert view(api, acc)["credit"] == {}

@@ -40,7 +40,7 @@ def _with_check_digit(body: str) -> str:
     return next(body + d for d in string.digits if luhn(body + d))
 
 
-# Clean members: keys `v<i>` plus letters and digits (no boundary inside, so no `sig=`-like key,
+# Clean members: keys `v<i>x` plus letters and digits (no boundary inside, so no `sig=`-like key,
 # and fewer than 13 digits), values without digits, `_` or spaces (so no card number or secret).
 _CLEAN_VALUE = st.text(alphabet=string.ascii_letters + "!#$%&'()*+-./:;<>?@[]^`{|}~", min_size=1, max_size=12)
 _KEY_TAIL = st.text(alphabet=string.ascii_lowercase + string.digits, max_size=8)
@@ -59,7 +59,7 @@ def _headers(draw: st.DrawFn, *, poisoned: bool = True) -> tuple[str, list[tuple
     count = draw(st.integers(1, 32))
     members: list[tuple[str, str, bool]] = []
     for i in range(count):
-        key = f"v{i}{draw(_KEY_TAIL)}"
+        key = f"v{i}x{draw(_KEY_TAIL)}"  # the first x ends the index: keys never repeat
         bad = poisoned and draw(st.booleans())
         members.append((key, draw(_POISON if bad else _CLEAN_VALUE), bad))
     joiner = draw(st.sampled_from([",", ", ", " ,\t"]))

@@ -21,6 +21,7 @@ from azure.data.tables import EdmType, EntityProperty
 
 from shared.domain.model import (
     Account,
+    AwaitingCharge,
     Charge,
     ChargeNote,
     ChargeStatus,
@@ -157,8 +158,7 @@ def state_doc(a: Account) -> dict[str, Any]:
         "credit": dict(a.credit),
         "earmarks": {cid: money_doc(m) for cid, m in a.earmarks.items()},
         "revision": a.revision,
-        "settling": {cur: {"key": p.idempotency_key, "amount": money_doc(p.amount), "parts": [list(x) for x in p.parts],
-                           "startedAt": dt(p.started_at)} for cur, p in a.settling.items()},
+        "settling": {cur: _pending_doc(p) for cur, p in a.settling.items()},
         "settlementAttempts": a.settlement_attempts,
         "nextDueAt": dt(a.next_due_at),
         "nextRetentionAt": dt(a.next_retention_at),
@@ -170,6 +170,8 @@ def state_doc(a: Account) -> dict[str, Any]:
         **({"cardSavedAt": dt(a.card_saved_at)} if a.card_saved_at else {}),
         **({"cardNoticed": a.card_noticed} if a.card_noticed else {}),
         **({"settleAgainAt": dt(a.settle_again_at)} if a.settle_again_at else {}),
+        **({"awaiting": {k: {**_pending_doc(w.pending), "gatewayChargeId": w.gateway_charge_id}
+                         for k, w in a.awaiting.items()}} if a.awaiting else {}),
         **({"policies": policies} if (policies := policies_doc(a.subscriptions.values())) else {}),
     }
 
@@ -224,8 +226,15 @@ def account_of(account_id: str, state: Mapping[str, Any] | None, profile: Mappin
         card_saved_at=parse_dt(state.get("cardSavedAt")),
         card_noticed=state.get("cardNoticed"),
         settle_again_at=parse_dt(state.get("settleAgainAt")),
+        awaiting={k: AwaitingCharge(_pending_of(w), w.get("gatewayChargeId"))
+                  for k, w in state.get("awaiting", {}).items()},
         link_version=int(state.get("linkVersion", 0)),  # accounts stored before versions were counted: the first
     )
+
+
+def _pending_doc(p: PendingCharge) -> dict[str, Any]:
+    return {"key": p.idempotency_key, "amount": money_doc(p.amount), "parts": [list(x) for x in p.parts],
+            "startedAt": dt(p.started_at)}
 
 
 def _pending_of(d: Mapping[str, Any]) -> PendingCharge:
