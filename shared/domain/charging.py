@@ -89,14 +89,18 @@ def stopped_at_limit(account: Account, currencies: Collection[str], rounds: int,
 
 def within_limit(charges: list[Charge], limit: int | None) -> tuple[tuple[str, int], ...]:
     """What one card charge pays, oldest first: whole charges while they fit under `limit`; a
-    single charge larger than the limit alone is paid `limit` at a time."""
+    single charge larger than the limit alone is paid in even parts, as few as the limit allows
+    (2,000,000.00 under 999,999.99: three of 666,666.67, 666,666.67, 666,666.66), never the limit
+    and a remainder: a remainder of cents is below what a processor charges at all (Stripe's
+    minimum is 0.50) and could never be paid by card."""
     parts: list[tuple[str, int]] = []
     total = 0
     for charge in charges:
         minor = charge.remaining.minor
         if limit is not None and total + minor > limit:
             if not parts:
-                parts.append((charge.charge_id, limit))
+                pieces = -(-minor // limit)  # ceiling: the fewest charges under the limit
+                parts.append((charge.charge_id, -(-minor // pieces)))
             break
         parts.append((charge.charge_id, minor))
         total += minor
