@@ -43,7 +43,9 @@ def advance(account: Account, now: datetime, policy: DunningPolicy) -> tuple[Dec
     expired = schedule.card_expired(account, now)
     if retry and (account.retry_blocked or account.card_token is None or expired):
         work.log("retry_skipped", "automatic retry skipped: " + (
-            "the saved card was declined for good; waiting for a new card" if account.retry_blocked
+            "the bank asks the customer to authenticate a charge; waiting for them or a new card"
+            if account.retry_blocked and account.awaiting
+            else "the saved card was declined for good; waiting for a new card" if account.retry_blocked
             else "no card on file" if account.card_token is None
             else "the saved card has expired; waiting for a new card"))
         retry = False
