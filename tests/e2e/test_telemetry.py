@@ -7,6 +7,7 @@ import contextlib
 import json
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -216,7 +217,8 @@ def test_the_metrics_of_the_contract(stack: LocalStack, api: str, receiver: str,
         }
 
     wait_until(lambda: requests.get(f"{receiver}/metrics", timeout=10).json(), "any metric", timeout=30)
-    before = snapshot()
+    wait_until(lambda: _outbox_idle(stack), "the emails of earlier tests sent", timeout=30)
+    before = _settled(snapshot)  # their counts exported too
     acc = new_account(api, token=None)
     declining = new_account(api, token=None)
     for who, amount in ((acc, "12.34"), (declining, "5.00")):
@@ -256,6 +258,20 @@ def _outbox_idle(stack: LocalStack) -> bool:
     return queue.get_queue_properties().approximate_message_count == 0
 
 
+def _settled(read: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """Counters as they stand once the last export is in: an email sent just before is counted up
+    to one export interval (1 s on the stack) after it left the queue, so read until two reads
+    1.5 s apart agree."""
+    last = read()
+    for _ in range(10):
+        time.sleep(1.5)
+        now = read()
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"the counters kept moving: {last}")
+
+
 def test_a_throttled_email_is_counted_as_throttled_then_sent_in_its_trace(
         stack: LocalStack, api: str, receiver: str, send_event: Callable[..., str]) -> None:
     """The email endpoint answers the next two sends 429 (`POST /faults`, as ACS beyond its quota):
@@ -265,7 +281,8 @@ def test_a_throttled_email_is_counted_as_throttled_then_sent_in_its_trace(
         return metric(receiver, "billing.emails", outcome=outcome, **({"kind": kind} if kind else {}))
 
     wait_until(lambda: _outbox_idle(stack), "no other email on its way (a fault would go to it)", timeout=30)
-    before = {o: emails(o) for o in ("throttled", "sent", "failed")} | {"any_throttled": emails("throttled", None)}
+    before = _settled(lambda: {o: emails(o) for o in ("throttled", "sent", "failed")}
+                      | {"any_throttled": emails("throttled", None)})
     faults = f"{stack.email_url}/faults"
     r = requests.post(faults, json={"status": 429, "count": 2, "retryAfter": 1}, timeout=10)
     assert r.status_code in (200, 201), r.text
