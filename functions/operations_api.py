@@ -14,7 +14,7 @@ from shared.adapters.store.system import DEADLETTER_PAGE, DEADLETTER_PAGE_MAX, D
 from shared.adapters.store.tokens import BadCursor
 from shared.bootstrap import services
 from shared.inbound.account_body import FieldProblem, InvalidRequest
-from shared.inbound.rfc3339 import parse_rfc3339
+from shared.inbound.rfc3339 import format_rfc3339, parse_rfc3339
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the SDK leaves __init__ unannotated
 
@@ -93,7 +93,7 @@ def testing_clock(req: func.HttpRequest) -> func.HttpResponse:
         except InvalidRequest as exc:
             return invalid(exc)
         clock.set(now)
-    return json_response({"now": clock.now().isoformat().replace("+00:00", "Z")})
+    return json_response({"now": format_rfc3339(clock.now())})
 
 
 def _parse_now(body: object) -> datetime:

@@ -126,7 +126,7 @@ class Work:
         due = min((t for t in (schedule.next_due(self.subs.values(), policy, pauses, self.now),
                                self.account.paused_until,
                                schedule.card_notice_at(self.account, policy),
-                               schedule.settlement_due(replace(self.account, outstanding=self.open), self.now))
+                               schedule.settlement_due(self.account, self.now, owing=bool(self.open)))
                    if t is not None), default=None)
         if due is not None and due != self.account.next_due_at:
             self.effects.append(UpdateIndex(self.account.account_id, "due", due, True, revision))

@@ -16,6 +16,7 @@ from shared.domain.effects import EmitLifecycleEvent
 from shared.domain.model import Account, Subscription, SubscriptionState
 from shared.domain.policy import DunningPolicy
 from shared.domain.schedule import Step
+from shared.inbound.rfc3339 import format_rfc3339
 
 
 def advance(account: Account, now: datetime, policy: DunningPolicy) -> tuple[Decision, bool]:
@@ -38,7 +39,7 @@ def advance(account: Account, now: datetime, policy: DunningPolicy) -> tuple[Dec
             work.subs[sub_id] = _take_steps(work, sub, due, policy)
             retry = retry or (any(s.kind == "retry" for s in due)
                               and work.subs[sub_id].state is SubscriptionState.PAST_DUE)
-        again = schedule.settlement_due(account, now)
+        again = schedule.settlement_due(account, now, owing=bool(account.outstanding))
         retry = retry or (again is not None and again <= now)  # a settlement stopped at its charge limit goes on
     expired = schedule.card_expired(account, now)
     if retry and (account.retry_blocked or account.card_token is None or expired):
@@ -57,7 +58,7 @@ def record_pause_end(work: Work) -> None:
     until = work.account.paused_until
     if until is not None and until <= work.now:
         work.account = replace(work.account, paused_until=None)
-        work.log("dunning_resumed", f"dunning resumed: the pause ended at {schedule.rfc3339_text(until)}")
+        work.log("dunning_resumed", f"dunning resumed: the pause ended at {format_rfc3339(until)}")
 
 
 def notice_expiring_card(work: Work, policy: DunningPolicy) -> None:

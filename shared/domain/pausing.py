@@ -19,12 +19,13 @@ from shared.domain.decision import Decision, Work
 from shared.domain.dunning import record_pause_end
 from shared.domain.model import Account
 from shared.domain.policy import DunningPolicy
+from shared.inbound.rfc3339 import format_rfc3339
 
 MAX_PAUSES = 20
 """Paused intervals kept per account (those that can still move a date): a 21st pause within one
 episode of past due is refused."""
 
-_text = schedule.rfc3339_text  # every time in a timeline or problem detail
+_text = format_rfc3339  # every time in a timeline or problem detail
 
 
 class PauseRefused(ValueError):

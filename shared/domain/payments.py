@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from shared.domain import schedule
 from shared.domain.decision import Decision, Work, apply_money, oldest_first, to_credit
 from shared.domain.declines import SOFT_REASONS, most_telling
 from shared.domain.effects import SendEmail
@@ -26,6 +25,7 @@ from shared.domain.limits import refusal
 from shared.domain.model import Account, Charge, ChargeNote, ChargeStatus, Profile
 from shared.domain.money import Money
 from shared.domain.policy import DunningPolicy
+from shared.inbound.rfc3339 import format_rfc3339
 
 
 def apply_payment_event(
@@ -74,7 +74,7 @@ def _charge_failed(work: Work, event: ChargeFailed) -> None:
             work.account = replace(work.account, retry_blocked=True)
         else:
             assert event.time is not None  # an undated decline is about the saved card
-            when = schedule.rfc3339_text(event.time)
+            when = format_rfc3339(event.time)
             work.log("hard_decline_of_earlier_card",
                      f"charge {event.charge_id} was declined for good ({event.reason}) at {when}, before "
                      "the saved card was saved: that card is still retried", event.subscription_id)

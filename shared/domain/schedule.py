@@ -23,12 +23,6 @@ from shared.domain.policy import DunningPolicy
 Pauses = Sequence[Span]
 
 
-def rfc3339_text(at: datetime) -> str:
-    """A time as the product shows it wherever people read one (timeline details, problem
-    details): RFC 3339 in UTC with `Z`, as the views write theirs (`2027-02-15T23:01:00Z`)."""
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def effective_policy(sub: Subscription, policy: DunningPolicy) -> DunningPolicy:
     """The policy the subscription's dates follow: its episode's, else the settings of the day."""
     return sub.policy or policy
@@ -193,12 +187,12 @@ def card_expired(account: Account, now: datetime) -> bool:
     return expires is not None and expires <= now
 
 
-def settlement_due(account: Account, now: datetime) -> datetime | None:
+def settlement_due(account: Account, now: datetime, *, owing: bool) -> datetime | None:
     """When the sweep goes on with a settlement that stopped at its charge limit
-    (`Account.settle_again_at`): None when nothing is owed, or no card can be charged (none saved,
-    hard-declined, expired), so an account that cannot pay is not swept for it again and again;
-    while the account is paused, when the pause ends."""
+    (`Account.settle_again_at`): None when nothing is `owing`, or no card can be charged (none
+    saved, hard-declined, expired), so an account that cannot pay is not swept for it again and
+    again; while the account is paused, when the pause ends."""
     at = account.settle_again_at
-    if at is None or not account.outstanding or account.card_token is None or account.retry_blocked:
+    if at is None or not owing or account.card_token is None or account.retry_blocked:
         return None
     return None if card_expired(account, now) else due_from(at, account.pauses, now)

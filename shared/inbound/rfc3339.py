@@ -1,4 +1,5 @@
-"""RFC 3339 timestamps from outside (CloudEvents `time`, Event Grid reports, the test clock).
+"""RFC 3339 timestamps from outside (CloudEvents `time`, Event Grid reports, the test clock), and
+the one way the product writes a time people or programs read (`format_rfc3339`).
 
 One parser for the product, strict where the RFC is and no further:
 - ASCII digits only (`datetime.fromisoformat` and `\\d` take every script's digits);
@@ -21,6 +22,12 @@ _RFC3339 = re.compile(
     r"(?:\.(?P<frac>[0-9]{1,9}))?(?:(?P<z>[Zz])|(?P<sign>[+-])(?P<oh>[0-9]{2}):(?P<om>[0-9]{2}))"
 )
 EXAMPLE = "2026-12-01T09:00:00Z"
+
+
+def format_rfc3339(at: datetime) -> str:
+    """`at` in UTC with `Z` (`2027-02-15T23:01:00Z`): the account view, the timeline, problem
+    details, the test clock's answer."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_rfc3339(text: str) -> datetime:

@@ -13,11 +13,12 @@ from shared.domain import schedule
 from shared.domain.model import Account, Subscription, SubscriptionState
 from shared.domain.money import Money, totals
 from shared.domain.policy import DunningPolicy
+from shared.inbound.rfc3339 import format_rfc3339
 from shared.notifications.alerts import AlertCode, AlertParams, alert_message
 
 
 def _iso(at: datetime | None) -> str | None:
-    return at.isoformat().replace("+00:00", "Z") if at else None
+    return format_rfc3339(at) if at else None
 
 
 def _amounts(monies: list[Money]) -> dict[str, str]:

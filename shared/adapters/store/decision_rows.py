@@ -35,6 +35,7 @@ from shared.adapters.store.storable import storable_entity
 from shared.domain.decision import Decision, MailRecord
 from shared.domain.effects import Effect, EmitLifecycleEvent, IndexContact, SendEmail, TimelineEntry, UpdateIndex
 from shared.domain.model import Account, ChargeNote
+from shared.inbound.rfc3339 import format_rfc3339
 from shared.telemetry import with_trace
 
 Entity = dict[str, Any]
@@ -281,5 +282,5 @@ def email_timeline_entity(pk: str, key: str, entry: TimelineEntry, revision: int
 
 
 def _timeline_item(e: TimelineEntry) -> dict[str, Any]:
-    return {"at": e.at.isoformat().replace("+00:00", "Z"), "kind": e.kind, "subscriptionId": e.subscription_id,
+    return {"at": format_rfc3339(e.at), "kind": e.kind, "subscriptionId": e.subscription_id,
             "detail": e.detail}  # outside text in it was masked where it came in; ids stay whole
