@@ -337,7 +337,13 @@ def test_search_is_eventually_consistent(client: stripe.StripeClient, sandbox: R
     wait_for(lambda: len(client.v1.payment_intents.search(params={"query": query}).data) == 1, timeout=5)
     found = client.v1.payment_intents.search(params={"query": f"{query} AND status:'succeeded'"})
     assert [p.id for p in found.data] == [made.id] and found.data[0].status == "succeeded"
-    pages = client.v1.payment_intents.search(params={"query": "metadata['accountId']:'acc-x'", "limit": 1})
+    # Paging, on intents of its own: a worker may run this test before any other of the module.
+    account = f"acc-{uuid.uuid4().hex[:10]}"
+    for _ in range(2):
+        charge(client, "pm_card_visa", metadata={"accountId": account})
+    by_account = f"metadata['accountId']:'{account}'"
+    wait_for(lambda: len(client.v1.payment_intents.search(params={"query": by_account}).data) == 2, timeout=5)
+    pages = client.v1.payment_intents.search(params={"query": by_account, "limit": 1})
     assert pages.has_more is True and pages.next_page
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.payment_intents.search(params={"query": "colour:'red'"})
