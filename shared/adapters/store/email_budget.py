@@ -300,14 +300,14 @@ class TableEmailBudget:
             row = self.table.get_entity(BUDGET_PK, BUDGET_RK)
         except ResourceNotFoundError:
             return None
-        state = BudgetState(float(row.get("tat", 0.0)), float(row.get("routine", 0.0)), float(row.get("hold", 0.0)))
+        state = BudgetState(*(_seconds(row.get(name)) for name in ("tat", "routine", "hold")))
         etag = str(row.metadata["etag"])
         self._note(state, etag)
         return state, etag
 
     def _write(self, state: BudgetState, etag: str | None) -> bool:
-        entity: dict[str, Any] = {"PartitionKey": BUDGET_PK, "RowKey": BUDGET_RK, "tat": float(state.tat),
-                                  "routine": float(state.routine), "hold": float(state.hold)}
+        entity: dict[str, Any] = {"PartitionKey": BUDGET_PK, "RowKey": BUDGET_RK, "tat": _time(state.tat),
+                                  "routine": _time(state.routine), "hold": _time(state.hold)}
         self._count()
         try:
             if etag is None:
@@ -323,6 +323,21 @@ class TableEmailBudget:
             return False
         self._note(state, str(meta["etag"]))
         return True
+
+
+def _time(seconds: float) -> datetime:
+    """A budget time as the row keeps it: an Edm.DateTime in UTC (to the microsecond), as every
+    time the product stores; never a bare number, which reads as digits to anything scanning
+    stored text (a 16-digit epoch can pass the Luhn check a card number does)."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _seconds(value: object) -> float:
+    """A budget time read back, in seconds since the epoch (0: never set); rows written before
+    times were stored as Edm.DateTime hold the seconds as a number."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def budget_for(table: TableClient, per_minute: int | None, per_hour: int | None) -> TableEmailBudget:
